@@ -1,0 +1,34 @@
+// The one place that writes files durably, plus small POSIX helpers.
+//
+// WriteFileDurably: temporary name in the same directory, write, fsync,
+// rename over the target, fsync the directory. On failure the temporary file
+// is removed and the target is untouched. Thread-safe (temporary names are
+// unique per call).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace wavefs {
+
+// mode: permission bits of the new file (e.g. 0600 for key files).
+Status WriteFileDurably(const std::string& path,
+                        std::span<const uint8_t> data, unsigned mode = 0644);
+// Same as WriteFileDurably but without any fsync (crash-safe against a
+// killed process through the atomic rename, not against power loss).
+Status WriteFileAtomically(const std::string& path,
+                           std::span<const uint8_t> data, unsigned mode = 0644);
+Status FsyncPath(const std::string& path);  // a file or a directory
+Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out);
+// Creates the directory (and missing parents) with mode 0700 when absent.
+Status MakeDirs(const std::string& path, unsigned mode = 0700);
+// Bytes available to an unprivileged writer on the filesystem holding path.
+Result<uint64_t> FreeBytes(const std::string& path);
+// st_dev of path: tells whether two paths share a filesystem.
+Result<uint64_t> DeviceOf(const std::string& path);
+
+}  // namespace wavefs

@@ -1,0 +1,39 @@
+// LocalStore: chunks as files in a directory (the embedded default store).
+//
+// Layout under `chunks_dir`: `ab/abcdef...` (64 hex chars, sharded by the
+// first byte). Put writes through WriteFileDurably. PutFile moves a spill
+// file in with rename(2) when both are on one filesystem (after fsyncing the
+// file, then fsyncing the shard directory), and falls back to copy otherwise.
+// Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "store/chunk_store.h"
+
+namespace wavefs {
+
+class LocalStore : public ChunkStore {
+ public:
+  // Creates chunks_dir when absent.
+  static Result<std::unique_ptr<LocalStore>> Open(const std::string& chunks_dir);
+
+  Status Put(const Address& address,
+             std::span<const uint8_t> ciphertext) override;
+  Status PutFile(const Address& address, const std::string& path,
+                 std::vector<uint8_t>* scratch) override;
+  Status Get(const Address& address, std::vector<uint8_t>* out) override;
+  Result<bool> Has(const Address& address) override;
+  Status Remove(const Address& address) override;
+  Status List(const std::function<void(const Address&)>& fn) override;
+  std::string Describe() const override;
+
+  std::string PathOf(const Address& address) const;
+
+ private:
+  explicit LocalStore(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+}  // namespace wavefs

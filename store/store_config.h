@@ -1,0 +1,39 @@
+// The store's config file and the convergence-secret key file.
+//
+// A store directory holds `wavefs-store.conf` (text, versioned, see
+// docs/format.md) and `chunks/`. The key file holds the 32-byte secret as 64
+// hex characters plus a newline, mode 0600, never inside the store.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "chunker/types.h"
+#include "util/status.h"
+
+namespace wavefs {
+
+inline constexpr int kStoreFormatVersion = 1;
+inline constexpr const char* kStoreConfigName = "wavefs-store.conf";
+
+struct StoreConfig {
+  int format_version = kStoreFormatVersion;
+  uint64_t chunk_size = kChunkSize;
+  std::string store_id;  // 32 hex chars, random at init
+};
+
+// Creates the store directory (when absent) with a new config. kExists when
+// the directory already holds a config.
+Result<StoreConfig> InitStoreDir(const std::string& store_dir);
+// kNotFound when there is no config ("not a wavefs store"), kCorrupt on a bad
+// one, kNotSupported on an unknown format version or chunk size.
+Result<StoreConfig> ReadStoreConfig(const std::string& store_dir);
+
+// Creates a key file with a fresh random secret, mode 0600, durably; kExists
+// when the file exists (never overwrites a key).
+Status CreateKeyFile(const std::string& path);
+// kNotFound when absent, kPermission when readable by group/others,
+// kCorrupt when not 64 hex chars.
+Result<Secret> ReadKeyFile(const std::string& path);
+
+}  // namespace wavefs
