@@ -1,1 +1,392 @@
-// placeholder: to be written
+#include "store/index.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+#include <time.h>
+
+#include <cstring>
+
+#include "chunker/data_map.h"
+
+namespace wavefs {
+namespace {
+
+constexpr uint8_t kInodeVersion = 1;
+
+void PutBe64(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(v >> (i * 8)));
+}
+uint64_t GetBe64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+void PutLe(std::string* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>(v >> (i * 8)));
+}
+bool GetLe(std::string_view* in, uint64_t* v, int bytes) {
+  if (in->size() < static_cast<size_t>(bytes)) return false;
+  *v = 0;
+  for (int i = bytes - 1; i >= 0; --i)
+    *v = (*v << 8) | static_cast<uint8_t>((*in)[i]);
+  in->remove_prefix(bytes);
+  return true;
+}
+
+std::string InodeKey(uint64_t ino) {
+  std::string k("I");
+  PutBe64(&k, ino);
+  return k;
+}
+std::string DirPrefix(uint64_t parent) {
+  std::string k("D");
+  PutBe64(&k, parent);
+  return k;
+}
+std::string DirKey(uint64_t parent, const std::string& name) {
+  return DirPrefix(parent) + name;
+}
+std::string ChunkPrefix(uint64_t ino) {
+  std::string k("C");
+  PutBe64(&k, ino);
+  return k;
+}
+std::string ChunkRefKey(uint64_t ino, uint64_t index) {
+  std::string k = ChunkPrefix(ino);
+  PutBe64(&k, index);
+  return k;
+}
+std::string AddrKey(char tag, const Address& a) {
+  std::string k(1, tag);
+  k.append(reinterpret_cast<const char*>(a.data()), a.size());
+  return k;
+}
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsNotFound()) return Status::Error(Code::kNotFound, what);
+  if (s.IsIOError() && s.subcode() == rocksdb::Status::kNoSpace)
+    return Status::Error(Code::kNoSpace, what + ": " + s.ToString(), ENOSPC,
+                         true);
+  if (s.IsCorruption()) return Status::Error(Code::kCorrupt, what + ": " + s.ToString());
+  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos)
+    return Status::Error(Code::kBusy, what + ": " + s.ToString());
+  return Status::Error(Code::kIo, what + ": " + s.ToString());
+}
+
+std::string EncodeDirValue(uint64_t child, uint32_t mode) {
+  std::string v;
+  PutLe(&v, child, 8);
+  PutLe(&v, mode, 4);
+  return v;
+}
+
+}  // namespace
+
+std::string EncodeInode(const InodeAttr& a) {
+  std::string v;
+  v.push_back(static_cast<char>(kInodeVersion));
+  PutLe(&v, a.mode, 4);
+  PutLe(&v, a.uid, 4);
+  PutLe(&v, a.gid, 4);
+  PutLe(&v, a.nlink, 4);
+  PutLe(&v, a.size, 8);
+  PutLe(&v, a.rdev, 8);
+  for (const timespec* t : {&a.atime, &a.mtime, &a.ctime}) {
+    PutLe(&v, static_cast<uint64_t>(t->tv_sec), 8);
+    PutLe(&v, static_cast<uint64_t>(t->tv_nsec), 4);
+  }
+  PutLe(&v, a.symlink.size(), 4);
+  v += a.symlink;
+  return v;
+}
+
+Result<InodeAttr> DecodeInode(uint64_t ino, std::string_view in) {
+  InodeAttr a;
+  a.ino = ino;
+  auto bad = [&](const char* why) {
+    return Status::Error(Code::kCorrupt, "inode " + std::to_string(ino) +
+                                             " record is damaged: " + why);
+  };
+  if (in.empty() || static_cast<uint8_t>(in[0]) != kInodeVersion)
+    return bad("unknown version");
+  in.remove_prefix(1);
+  uint64_t v[6];
+  int widths[6] = {4, 4, 4, 4, 8, 8};
+  for (int i = 0; i < 6; ++i)
+    if (!GetLe(&in, &v[i], widths[i])) return bad("truncated");
+  a.mode = v[0];
+  a.uid = v[1];
+  a.gid = v[2];
+  a.nlink = v[3];
+  a.size = v[4];
+  a.rdev = v[5];
+  for (timespec* t : {&a.atime, &a.mtime, &a.ctime}) {
+    uint64_t s, ns;
+    if (!GetLe(&in, &s, 8) || !GetLe(&in, &ns, 4)) return bad("truncated");
+    t->tv_sec = static_cast<time_t>(s);
+    t->tv_nsec = static_cast<long>(ns);
+  }
+  uint64_t len;
+  if (!GetLe(&in, &len, 4) || in.size() != len) return bad("bad symlink length");
+  a.symlink.assign(in.data(), in.size());
+  return a;
+}
+
+IndexBatch::IndexBatch() : batch_(std::make_unique<rocksdb::WriteBatch>()) {}
+IndexBatch::~IndexBatch() = default;
+
+void IndexBatch::PutInode(const InodeAttr& attr) {
+  batch_->Put(InodeKey(attr.ino), EncodeInode(attr));
+}
+void IndexBatch::DeleteInode(uint64_t ino) { batch_->Delete(InodeKey(ino)); }
+void IndexBatch::PutDirEntry(uint64_t parent, const std::string& name,
+                             uint64_t child, uint32_t mode) {
+  batch_->Put(DirKey(parent, name), EncodeDirValue(child, mode));
+}
+void IndexBatch::DeleteDirEntry(uint64_t parent, const std::string& name) {
+  batch_->Delete(DirKey(parent, name));
+}
+void IndexBatch::PutChunk(uint64_t ino, uint64_t index, const ChunkRef& ref) {
+  batch_->Put(ChunkRefKey(ino, index), EncodeChunkRef(ref));
+}
+void IndexBatch::DeleteChunksFrom(uint64_t ino, uint64_t first) {
+  // Chunk deletes must come before later puts of the same batch, so they are
+  // written into the batch right away as a range delete.
+  batch_->DeleteRange(ChunkRefKey(ino, first), ChunkPrefix(ino + 1));
+}
+
+Result<std::unique_ptr<Index>> Index::Open(const std::string& dir,
+                                           const Options& options) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.write_buffer_size = options.write_buffer_bytes;
+  o.max_write_buffer_number = 2;
+  o.max_open_files = options.max_open_files;
+  o.keep_log_file_num = 3;
+  o.max_log_file_size = 1 << 20;
+  o.max_background_jobs = 1;
+  o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  std::unique_ptr<Index> index(new Index());
+  index->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = index->cache_;
+  t.cache_index_and_filter_blocks = true;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(o, dir, &db);
+  if (!s.ok()) return FromRocks(s, "open index " + dir);
+  index->db_.reset(db);
+  WAVEFS_RETURN_IF_ERROR(index->Init());
+  return index;
+}
+
+Status Index::Init() {
+  // Root directory on first open.
+  auto root = GetInode(kRootIno);
+  if (!root.ok()) {
+    if (root.status().code() != Code::kNotFound) return root.status();
+    InodeAttr a;
+    a.ino = kRootIno;
+    a.mode = S_IFDIR | 0755;
+    a.nlink = 2;
+    a.uid = getuid();
+    a.gid = getgid();
+    clock_gettime(CLOCK_REALTIME, &a.mtime);
+    a.atime = a.ctime = a.mtime;
+    IndexBatch b;
+    b.PutInode(a);
+    WAVEFS_RETURN_IF_ERROR(Commit(&b, true));
+  }
+  // Next inode number: one past the largest inode key.
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  it->SeekForPrev(InodeKey(~0ull));
+  if (it->Valid() && it->key().size() == 9 && it->key()[0] == 'I')
+    next_ino_ = GetBe64(it->key().data() + 1) + 1;
+  // Pending upload counters.
+  uint64_t n = 0, bytes = 0;
+  for (it->Seek("Q"); it->Valid() && it->key()[0] == 'Q'; it->Next()) {
+    std::string_view v(it->value().data(), it->value().size());
+    uint64_t len = 0;
+    GetLe(&v, &len, 8);
+    ++n;
+    bytes += len;
+  }
+  pending_chunks_ = n;
+  pending_bytes_ = bytes;
+  return FromRocks(it->status(), "scan index");
+}
+
+Index::~Index() { Close().IgnoreError(); }
+
+Status Index::Close() {
+  if (!db_) return Status::Ok();
+  rocksdb::Status s = db_->Close();
+  db_.reset();
+  return FromRocks(s, "close index");
+}
+
+Result<InodeAttr> Index::GetInode(uint64_t ino) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), InodeKey(ino), &v);
+  if (s.IsNotFound())
+    return Status::Error(Code::kNotFound, "no inode " + std::to_string(ino));
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read inode"));
+  return DecodeInode(ino, v);
+}
+
+Result<DirEntry> Index::Lookup(uint64_t parent, const std::string& name) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), DirKey(parent, name), &v);
+  if (s.IsNotFound()) return Status::Error(Code::kNotFound, "no entry " + name);
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "lookup"));
+  std::string_view in(v);
+  DirEntry e;
+  uint64_t ino, mode;
+  if (!GetLe(&in, &ino, 8) || !GetLe(&in, &mode, 4))
+    return Status::Error(Code::kCorrupt, "directory entry damaged: " + name);
+  e.name = name;
+  e.ino = ino;
+  e.mode = mode;
+  return e;
+}
+
+Status Index::ListDir(uint64_t parent, const std::string& after,
+                      const std::function<bool(const DirEntry&)>& fn) {
+  const std::string prefix = DirPrefix(parent);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  if (after.empty()) {
+    it->Seek(prefix);
+  } else {
+    it->Seek(prefix + after);
+    if (it->Valid() && it->key().ToString() == prefix + after) it->Next();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view in(it->value().data(), it->value().size());
+    DirEntry e;
+    uint64_t ino, mode;
+    if (!GetLe(&in, &ino, 8) || !GetLe(&in, &mode, 4))
+      return Status::Error(Code::kCorrupt, "directory entry damaged");
+    e.name.assign(it->key().data() + prefix.size(),
+                  it->key().size() - prefix.size());
+    e.ino = ino;
+    e.mode = mode;
+    if (!fn(e)) break;
+  }
+  return FromRocks(it->status(), "list directory");
+}
+
+Result<bool> Index::DirIsEmpty(uint64_t ino) {
+  bool empty = true;
+  WAVEFS_RETURN_IF_ERROR(ListDir(ino, "", [&](const DirEntry&) {
+    empty = false;
+    return false;
+  }));
+  return empty;
+}
+
+Result<std::optional<ChunkRef>> Index::GetChunk(uint64_t ino, uint64_t index) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ChunkRefKey(ino, index), &v);
+  if (s.IsNotFound()) return std::optional<ChunkRef>();
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read chunk ref"));
+  auto ref = DecodeChunkRef(v);
+  if (!ref.ok()) return ref.status();
+  return std::optional<ChunkRef>(*ref);
+}
+
+Status Index::ListChunks(
+    uint64_t ino, const std::function<void(uint64_t, const ChunkRef&)>& fn) {
+  const std::string prefix = ChunkPrefix(ino);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    auto ref = DecodeChunkRef(std::string_view(it->value().data(), it->value().size()));
+    if (!ref.ok()) return ref.status();
+    fn(GetBe64(it->key().data() + prefix.size()), *ref);
+  }
+  return FromRocks(it->status(), "list chunks");
+}
+
+Status Index::Commit(IndexBatch* batch, bool sync) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
+}
+
+Result<bool> Index::IsKnown(const Address& address) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), AddrKey('A', address), &v);
+  if (s.IsNotFound()) return false;
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read address state"));
+  return true;
+}
+
+Result<bool> Index::IsQueued(const Address& address) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), AddrKey('Q', address), &v);
+  if (s.IsNotFound()) return false;
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read queue"));
+  return true;
+}
+
+Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  auto known = IsKnown(address);
+  if (!known.ok()) return known.status();
+  if (*known) return false;
+  rocksdb::WriteBatch b;
+  std::string len;
+  PutLe(&len, length, 8);
+  b.Put(AddrKey('Q', address), len);
+  b.Put(AddrKey('A', address), std::string(1, '\x01'));
+  WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "enqueue upload"));
+  pending_chunks_ += 1;
+  pending_bytes_ += length;
+  return true;
+}
+
+Status Index::PeekQueue(size_t max,
+                        std::vector<std::pair<Address, uint64_t>>* out) {
+  out->clear();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("Q"); it->Valid() && out->size() < max && it->key()[0] == 'Q';
+       it->Next()) {
+    if (it->key().size() != 33) continue;
+    Address a;
+    std::memcpy(a.data(), it->key().data() + 1, a.size());
+    std::string_view v(it->value().data(), it->value().size());
+    uint64_t len = 0;
+    GetLe(&v, &len, 8);
+    out->emplace_back(a, len);
+  }
+  return FromRocks(it->status(), "read upload queue");
+}
+
+Status Index::CompleteUpload(const Address& address, uint64_t length) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  rocksdb::WriteBatch b;
+  b.Delete(AddrKey('Q', address));
+  b.Put(AddrKey('A', address), std::string(1, '\x02'));
+  WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "complete upload"));
+  pending_chunks_ -= 1;
+  pending_bytes_ -= length;
+  return Status::Ok();
+}
+
+Status Index::DropQueued(const Address& address, uint64_t length) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  rocksdb::WriteBatch b;
+  b.Delete(AddrKey('Q', address));
+  b.Delete(AddrKey('A', address));
+  WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "drop queue entry"));
+  pending_chunks_ -= 1;
+  pending_bytes_ -= length;
+  return Status::Ok();
+}
+
+}  // namespace wavefs

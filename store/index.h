@@ -1,0 +1,148 @@
+// Index: the RocksDB database that holds everything wavefs knows locally.
+//
+// Keys (one column family; big-endian integers so keys sort numerically):
+//   'I' ino                      -> inode attributes (EncodeInode)
+//   'D' parent_ino name          -> child ino + mode (a directory entry)
+//   'C' ino chunk_index          -> ChunkRef (EncodeChunkRef)
+//   'Q' address                  -> ciphertext length (upload queue)
+//   'A' address                  -> 1 staged, 2 stored (addresses known here)
+// Every change that must be atomic goes through one IndexBatch and Commit().
+// Non-sync commits are durable against a killed process (RocksDB's WAL is in
+// the page cache); sync commits survive power loss.
+//
+// Memory: RocksDB is capped by Options (memtables, block cache, table cache).
+// Thread safety: all methods are safe for concurrent use. Callers serialise
+// read-modify-write sequences themselves (fs/ holds its namespace lock).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chunker/types.h"
+#include "util/status.h"
+
+namespace rocksdb {
+class DB;
+class WriteBatch;
+class Cache;
+}  // namespace rocksdb
+
+namespace wavefs {
+
+inline constexpr uint64_t kRootIno = 1;
+
+struct InodeAttr {
+  uint64_t ino = 0;
+  uint32_t mode = 0;  // type and permission bits
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 1;
+  uint64_t size = 0;
+  uint64_t rdev = 0;
+  timespec atime{};
+  timespec mtime{};
+  timespec ctime{};
+  std::string symlink;  // target, for S_IFLNK only
+};
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino = 0;
+  uint32_t mode = 0;
+};
+
+std::string EncodeInode(const InodeAttr& attr);
+Result<InodeAttr> DecodeInode(uint64_t ino, std::string_view bytes);
+
+class IndexBatch {
+ public:
+  IndexBatch();
+  ~IndexBatch();
+  IndexBatch(const IndexBatch&) = delete;
+  IndexBatch& operator=(const IndexBatch&) = delete;
+
+  void PutInode(const InodeAttr& attr);
+  void DeleteInode(uint64_t ino);
+  void PutDirEntry(uint64_t parent, const std::string& name, uint64_t child,
+                   uint32_t mode);
+  void DeleteDirEntry(uint64_t parent, const std::string& name);
+  void PutChunk(uint64_t ino, uint64_t index, const ChunkRef& ref);
+  // Deletes every chunk ref of ino with index >= first (all when first = 0),
+  // as a range delete ordered before any later PutChunk of the same batch.
+  void DeleteChunksFrom(uint64_t ino, uint64_t first);
+
+ private:
+  friend class Index;
+  std::unique_ptr<rocksdb::WriteBatch> batch_;
+};
+
+class Index {
+ public:
+  struct Options {
+    size_t write_buffer_bytes = 4 << 20;
+    size_t block_cache_bytes = 4 << 20;
+    int max_open_files = 128;
+  };
+
+  // Opens (creating when absent) the database in dir; creates the root
+  // directory inode on first open. kBusy when another process holds it.
+  static Result<std::unique_ptr<Index>> Open(const std::string& dir,
+                                             const Options& options);
+  ~Index();
+  Status Close();
+
+  uint64_t AllocateIno() { return next_ino_.fetch_add(1); }
+
+  Result<InodeAttr> GetInode(uint64_t ino);
+  // kNotFound when absent.
+  Result<DirEntry> Lookup(uint64_t parent, const std::string& name);
+  // Entries of a directory in name order, starting after `after` (all when
+  // empty); fn returns false to stop.
+  Status ListDir(uint64_t parent, const std::string& after,
+                 const std::function<bool(const DirEntry&)>& fn);
+  Result<bool> DirIsEmpty(uint64_t ino);
+  // nullopt when the chunk has no ref (reads as zeros).
+  Result<std::optional<ChunkRef>> GetChunk(uint64_t ino, uint64_t index);
+  Status ListChunks(uint64_t ino,
+                    const std::function<void(uint64_t, const ChunkRef&)>& fn);
+
+  Status Commit(IndexBatch* batch, bool sync);
+
+  // --- upload queue -------------------------------------------------------
+  // True when the address is staged or stored (dedup: never stage it again).
+  Result<bool> IsKnown(const Address& address);
+  // Records a freshly staged chunk: queue entry + known address, unless the
+  // address is already known. Returns true when it was new.
+  Result<bool> EnqueueStaged(const Address& address, uint64_t length);
+  // Up to max queued (address, length) pairs, oldest key order.
+  Status PeekQueue(size_t max,
+                   std::vector<std::pair<Address, uint64_t>>* out);
+  // Removes the queue entry and marks the address stored.
+  Status CompleteUpload(const Address& address, uint64_t length);
+  // Drops a queue entry whose chunk is lost (kept as a sticky error).
+  Status DropQueued(const Address& address, uint64_t length);
+  Result<bool> IsQueued(const Address& address);
+  uint64_t pending_chunks() const { return pending_chunks_.load(); }
+  uint64_t pending_bytes() const { return pending_bytes_.load(); }
+
+ private:
+  Index() = default;
+  Status Init();
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::shared_ptr<rocksdb::Cache> cache_;
+  std::atomic<uint64_t> next_ino_{2};
+  std::mutex queue_mu_;  // serialises EnqueueStaged / CompleteUpload
+  std::atomic<uint64_t> pending_chunks_{0};
+  std::atomic<uint64_t> pending_bytes_{0};
+};
+
+}  // namespace wavefs
