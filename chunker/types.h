@@ -39,7 +39,8 @@ struct ChunkRef {
 
 inline uint64_t ChunkIndexOf(uint64_t offset) { return offset / kChunkSize; }
 inline uint64_t ChunkCountFor(uint64_t size) {
-  return (size + kChunkSize - 1) / kChunkSize;
+  // Not (size + kChunkSize - 1) / kChunkSize: that overflows near 2^64.
+  return size / kChunkSize + (size % kChunkSize != 0 ? 1 : 0);
 }
 
 // Lower-case hex of any bytes.
