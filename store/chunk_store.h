@@ -4,7 +4,7 @@
 // with fault injection), CountingStore (a decorator that counts calls), and
 // later S3. A store only ever sees ciphertext.
 //
-// Contract (tests/unit/chunk_store_contract_test.cc runs it against each):
+// Contract (tests/store/chunk_store_contract_test.cc runs it against each):
 // - Put is idempotent and durable when it returns ok: a later Get returns the
 //   same bytes even after a crash.
 // - Get of an absent address returns Code::kNotFound; `out` is resized to the

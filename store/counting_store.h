@@ -1,7 +1,8 @@
 // CountingStore: a decorator that counts calls and bytes of another store.
 // The daemon wraps its store in one so `user.wavefs.stats` can show how many
-// chunks reads fetched (the lazy-read tests rely on it). Thread-safe
-// (atomic counters); does not own... it owns the inner store.
+// chunks reads fetched (the lazy-read tests rely on it). Owns the inner
+// store. Thread-safe (atomic counters). Counts only successful gets and puts;
+// a PutFile counts as one put of the file's size.
 #pragma once
 
 #include <atomic>

@@ -1,1 +1,165 @@
-// placeholder: to be written
+#include "store/local_store.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <string_view>
+#include <vector>
+
+#include "store/file_util.h"
+
+namespace wavefs {
+namespace {
+
+constexpr size_t kHexAddressLength = 64;
+
+// Object names are exactly what ToHex produces: 64 lower-case hex chars.
+bool IsObjectName(std::string_view name) {
+  if (name.size() != kHexAddressLength) return false;
+  for (char c : name) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool IsHexPair(std::string_view name) {
+  auto is_hex = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  };
+  return name.size() == 2 && is_hex(name[0]) && is_hex(name[1]);
+}
+
+// Names of the entries of dir (without "." and ".."). Collected before the
+// caller acts on them so that callbacks may remove objects while listing.
+Status ReadDirNames(const std::string& dir, std::vector<std::string>* names) {
+  names->clear();
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return Status::FromErrno(errno, "opendir " + dir);
+  while (true) {
+    errno = 0;
+    struct dirent* entry = ::readdir(d);
+    if (entry == nullptr) {
+      int err = errno;
+      ::closedir(d);
+      if (err != 0) return Status::FromErrno(err, "readdir " + dir);
+      return Status::Ok();
+    }
+    std::string_view name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    names->emplace_back(name);
+  }
+}
+
+// Creates a shard directory when absent. A newly made shard is
+// fsynced into chunks_dir so the objects put into it stay reachable.
+Status EnsureShard(const std::string& chunks_dir, const std::string& shard) {
+  if (::mkdir(shard.c_str(), 0755) == 0) return FsyncPath(chunks_dir);
+  if (errno == EEXIST) return Status::Ok();
+  return Status::FromErrno(errno, "mkdir " + shard);
+}
+
+std::string ShardOf(const std::string& object_path) {
+  return object_path.substr(0, object_path.find_last_of('/'));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LocalStore>> LocalStore::Open(
+    const std::string& chunks_dir) {
+  std::string dir = chunks_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  WAVEFS_RETURN_IF_ERROR(MakeDirs(dir, 0755));
+  return std::unique_ptr<LocalStore>(new LocalStore(std::move(dir)));
+}
+
+std::string LocalStore::PathOf(const Address& address) const {
+  std::string hex = ToHex(address);
+  return dir_ + "/" + hex.substr(0, 2) + "/" + hex;
+}
+
+Status LocalStore::Put(const Address& address,
+                       std::span<const uint8_t> ciphertext) {
+  const std::string path = PathOf(address);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 &&
+      static_cast<uint64_t>(st.st_size) == ciphertext.size()) {
+    return Status::Ok();  // already stored: same address, same bytes
+  }
+  WAVEFS_RETURN_IF_ERROR(EnsureShard(dir_, ShardOf(path)));
+  return WriteFileDurably(path, ciphertext, 0644);
+}
+
+Status LocalStore::PutFile(const Address& address, const std::string& path,
+                           std::vector<uint8_t>* scratch) {
+  Result<uint64_t> source_dev = DeviceOf(path);
+  if (!source_dev.ok()) return source_dev.status();
+  Result<uint64_t> store_dev = DeviceOf(dir_);
+  if (!store_dev.ok()) return store_dev.status();
+  if (*source_dev != *store_dev) {
+    return ChunkStore::PutFile(address, path, scratch);
+  }
+
+  const std::string target = PathOf(address);
+  const std::string shard = ShardOf(target);
+  // The data must be on disk before the rename makes it visible as a chunk.
+  WAVEFS_RETURN_IF_ERROR(FsyncPath(path));
+  WAVEFS_RETURN_IF_ERROR(EnsureShard(dir_, shard));
+  if (::rename(path.c_str(), target.c_str()) != 0) {
+    // One st_dev can still span two mounts (bind mounts): copy instead.
+    if (errno == EXDEV) return ChunkStore::PutFile(address, path, scratch);
+    return Status::FromErrno(errno, "rename " + path + " to " + target);
+  }
+  return FsyncPath(shard);
+}
+
+Status LocalStore::Get(const Address& address, std::vector<uint8_t>* out) {
+  return ReadWholeFile(PathOf(address), out);
+}
+
+Result<bool> LocalStore::Has(const Address& address) {
+  const std::string path = PathOf(address);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  return Status::FromErrno(errno, "stat " + path);
+}
+
+Status LocalStore::Remove(const Address& address) {
+  const std::string path = PathOf(address);
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return Status::FromErrno(errno, "unlink " + path);
+  }
+  return FsyncPath(ShardOf(path));
+}
+
+Status LocalStore::List(const std::function<void(const Address&)>& fn) {
+  std::vector<std::string> shards;
+  WAVEFS_RETURN_IF_ERROR(ReadDirNames(dir_, &shards));
+  std::vector<std::string> names;
+  for (const std::string& shard : shards) {
+    if (!IsHexPair(shard)) continue;
+    Status st = ReadDirNames(dir_ + "/" + shard, &names);
+    if (st.code() == Code::kNotDir) continue;    // a stray file named like one
+    if (st.code() == Code::kNotFound) continue;  // removed meanwhile
+    WAVEFS_RETURN_IF_ERROR(st);
+    for (const std::string& name : names) {
+      // Temporary files (".tmp.*") and anything else that is not an object
+      // of this shard are skipped.
+      if (!IsObjectName(name) || name.compare(0, 2, shard) != 0) {
+        continue;
+      }
+      Result<Address> address = AddressFromHex(name);
+      if (!address.ok()) continue;
+      fn(*address);
+    }
+  }
+  return Status::Ok();
+}
+
+std::string LocalStore::Describe() const { return "local:" + dir_; }
+
+}  // namespace wavefs

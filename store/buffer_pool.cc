@@ -1,0 +1,56 @@
+#include "store/buffer_pool.h"
+
+#include <chrono>
+#include <cstdlib>
+
+namespace wavefs {
+
+BufferPool::BufferPool(size_t capacity, size_t buffer_bytes)
+    : capacity_(capacity < 1 ? 1 : capacity), buffer_bytes_(buffer_bytes) {}
+
+BufferPool::~BufferPool() {
+  for (uint8_t* b : free_) std::free(b);
+}
+
+void BufferPool::SetEvictCallback(std::function<bool()> evict) {
+  std::lock_guard<std::mutex> lock(mu_);
+  evict_ = std::move(evict);
+}
+
+uint8_t* BufferPool::Acquire() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    if (!free_.empty()) {
+      uint8_t* b = free_.back();
+      free_.pop_back();
+      return b;
+    }
+    if (allocated_ < capacity_) {
+      ++allocated_;
+      lock.unlock();
+      auto* b = static_cast<uint8_t*>(std::malloc(buffer_bytes_));
+      if (b == nullptr) std::abort();  // out of memory: nothing sane to do
+      return b;
+    }
+    auto evict = evict_;
+    lock.unlock();
+    const bool started = evict && evict();
+    lock.lock();
+    if (!free_.empty()) continue;
+    // Either a seal is under way (its buffer comes back soon) or buffers are
+    // briefly held between Acquire and use; wait and look again.
+    cv_.wait_for(lock, std::chrono::milliseconds(started ? 1000 : 20),
+                 [&] { return !free_.empty(); });
+  }
+}
+
+void BufferPool::Release(uint8_t* buf) {
+  if (buf == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(buf);
+  }
+  cv_.notify_one();
+}
+
+}  // namespace wavefs

@@ -1,0 +1,41 @@
+// BufferPool: the fixed set of chunk-sized buffers that dirty file data
+// lives in. Each buffer holds one chunk's plaintext plus room for the tag,
+// so sealing happens in place. The pool never holds more than `capacity`
+// buffers: this is what bounds write memory, whatever the file sizes.
+//
+// Acquire blocks while every buffer is in use; before waiting it calls the
+// evict callback (without the pool lock held), which should start sealing
+// some dirty buffer so it comes back. Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace wavefs {
+
+class BufferPool {
+ public:
+  BufferPool(size_t capacity, size_t buffer_bytes);
+  ~BufferPool();
+  // evict returns true when it started freeing a buffer.
+  void SetEvictCallback(std::function<bool()> evict);
+  uint8_t* Acquire();
+  void Release(uint8_t* buf);
+  size_t capacity() const { return capacity_; }
+  size_t buffer_bytes() const { return buffer_bytes_; }
+
+ private:
+  const size_t capacity_;
+  const size_t buffer_bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<uint8_t*> free_;
+  size_t allocated_ = 0;
+  std::function<bool()> evict_;
+};
+
+}  // namespace wavefs

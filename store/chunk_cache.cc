@@ -1,0 +1,58 @@
+#include "store/chunk_cache.h"
+
+namespace wavefs {
+
+bool ChunkCache::Contains(const Address& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return map_.count(address) > 0 || loading_.count(address) > 0;
+}
+
+size_t ChunkCache::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return map_.size();
+}
+
+void ChunkCache::InsertLocked(const Address& address, ChunkData data) {
+  if (capacity_ == 0 || map_.count(address)) return;
+  lru_.push_front(address);
+  map_[address] = {std::move(data), lru_.begin()};
+  while (map_.size() > capacity_) {
+    map_.erase(lru_.back());
+    lru_.pop_back();
+  }
+}
+
+Result<ChunkData> ChunkCache::GetOrLoad(const Address& address,
+                                        const Loader& load) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    auto it = map_.find(address);
+    if (it != map_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.second);
+      return it->second.first;
+    }
+    auto l = loading_.find(address);
+    if (l == loading_.end()) break;
+    std::shared_ptr<Loading> other = l->second;
+    cv_.wait(lock, [&] { return other->done; });
+    if (!other->status.ok()) return other->status;
+    if (other->data) return other->data;
+  }
+  auto mine = std::make_shared<Loading>();
+  loading_[address] = mine;
+  lock.unlock();
+  Result<ChunkData> r = load();
+  lock.lock();
+  mine->done = true;
+  if (r.ok()) {
+    mine->data = *r;
+    InsertLocked(address, *r);
+  } else {
+    mine->status = r.status();
+  }
+  loading_.erase(address);
+  cv_.notify_all();
+  return r;
+}
+
+}  // namespace wavefs

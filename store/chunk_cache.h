@@ -1,0 +1,49 @@
+// ChunkCache: decrypted chunks, least recently used out, with single-flight
+// loading (two readers of one missing chunk fetch it once).
+//
+// Entries are shared_ptr so a reader can copy out of a chunk after the
+// cache has dropped it. Capacity is in chunks; 0 disables caching (loads
+// still work). Thread-safe; the loader runs without the cache lock held.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "chunker/types.h"
+#include "util/status.h"
+
+namespace wavefs {
+
+using ChunkData = std::shared_ptr<const std::vector<uint8_t>>;
+
+class ChunkCache {
+ public:
+  explicit ChunkCache(size_t capacity) : capacity_(capacity) {}
+  using Loader = std::function<Result<ChunkData>()>;
+  Result<ChunkData> GetOrLoad(const Address& address, const Loader& load);
+  bool Contains(const Address& address);
+  size_t size();
+
+ private:
+  struct Loading {
+    bool done = false;
+    Status status;
+    ChunkData data;
+  };
+  void InsertLocked(const Address& address, ChunkData data);
+
+  const size_t capacity_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::list<Address> lru_;  // front = most recent
+  std::map<Address, std::pair<ChunkData, std::list<Address>::iterator>> map_;
+  std::map<Address, std::shared_ptr<Loading>> loading_;
+};
+
+}  // namespace wavefs
