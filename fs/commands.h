@@ -1,0 +1,16 @@
+// The wavefs commands. Each returns the process exit code and prints at
+// most one line on failure ("wavefs: ..."), never a stack dump.
+#pragma once
+
+#include <string>
+
+#include "fs/options.h"
+
+namespace wavefs {
+
+int RunInit(const std::string& store, const std::string& key_file);
+int RunMount(MountOptions options);
+int RunUnmount(const std::string& mountpoint);
+int RunStatus(const std::string& mountpoint, bool watch);
+
+}  // namespace wavefs

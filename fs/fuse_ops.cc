@@ -1,0 +1,403 @@
+#include "fs/fuse_ops.h"
+
+#include <linux/fs.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <cstring>
+#include <vector>
+
+#include "chunker/data_map.h"
+#include "fs/errno_map.h"
+
+namespace wavefs {
+namespace {
+
+constexpr double kTimeout = 1.0;
+constexpr const char* kXattrStats = "user.wavefs.stats";
+constexpr const char* kXattrState = "user.wavefs.state";
+constexpr const char* kXattrDataMap = "user.wavefs.datamap";
+
+FuseContext* Ctx(fuse_req_t req) {
+  return static_cast<FuseContext*>(fuse_req_userdata(req));
+}
+Filesystem* Fs(fuse_req_t req) { return Ctx(req)->fs; }
+
+void ReplyErr(fuse_req_t req, const char* op, const Status& st) {
+  const int err = ErrnoOf(st);
+  if (err == EIO || err == ENOSPC)
+    spdlog::error("{} failed: {}", op, st.ToString());
+  else
+    spdlog::debug("{}: {}", op, st.ToString());
+  fuse_reply_err(req, err);
+}
+
+void FillStat(const InodeAttr& a, struct stat* st) {
+  std::memset(st, 0, sizeof *st);
+  st->st_ino = a.ino;
+  st->st_mode = a.mode;
+  st->st_nlink = a.nlink;
+  st->st_uid = a.uid;
+  st->st_gid = a.gid;
+  st->st_rdev = a.rdev;
+  st->st_size = static_cast<off_t>(a.size);
+  // Large blocks make cp and friends use 1 MiB writes: fewer round trips.
+  st->st_blksize = 1 << 20;
+  st->st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+  st->st_atim = a.atime;
+  st->st_mtim = a.mtime;
+  st->st_ctim = a.ctime;
+}
+
+void ReplyEntry(fuse_req_t req, const InodeAttr& a) {
+  fuse_entry_param e;
+  std::memset(&e, 0, sizeof e);
+  e.ino = a.ino;
+  e.generation = 1;
+  e.attr_timeout = kTimeout;
+  e.entry_timeout = kTimeout;
+  FillStat(a, &e.attr);
+  fuse_reply_entry(req, &e);
+}
+
+void ReplyAttr(fuse_req_t req, const InodeAttr& a) {
+  struct stat st;
+  FillStat(a, &st);
+  fuse_reply_attr(req, &st, kTimeout);
+}
+
+FileHandle* Handle(fuse_file_info* fi) {
+  return reinterpret_cast<FileHandle*>(fi->fh);
+}
+
+void OpInit(void*, fuse_conn_info* conn) {
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->max_background = 16;
+  conn->congestion_threshold = 12;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  spdlog::info("FUSE session up: max_write {} KiB, readahead {} KiB",
+               conn->max_write >> 10, conn->max_readahead >> 10);
+}
+
+void OpDestroy(void* userdata) {
+  auto* ctx = static_cast<FuseContext*>(userdata);
+  Status st = ctx->fs->CommitAll();
+  if (!st.ok()) spdlog::error("final commit failed: {}", st.ToString());
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto a = Fs(req)->Lookup(parent, name);
+  if (!a.ok()) return ReplyErr(req, "lookup", a.status());
+  ReplyEntry(req, *a);
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t, uint64_t) {
+  // Inode state lives in the index; nothing is kept per lookup.
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t, fuse_forget_data*) {
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  auto a = Fs(req)->GetAttr(ino);
+  if (!a.ok()) return ReplyErr(req, "getattr", a.status());
+  ReplyAttr(req, *a);
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+               fuse_file_info*) {
+  AttrChange c;
+  if (to_set & FUSE_SET_ATTR_MODE) c.mode = attr->st_mode;
+  if (to_set & FUSE_SET_ATTR_UID) c.uid = attr->st_uid;
+  if (to_set & FUSE_SET_ATTR_GID) c.gid = attr->st_gid;
+  if (to_set & FUSE_SET_ATTR_SIZE) c.size = static_cast<uint64_t>(attr->st_size);
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) c.atime = timespec{0, UTIME_NOW};
+  else if (to_set & FUSE_SET_ATTR_ATIME) c.atime = attr->st_atim;
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) c.mtime = timespec{0, UTIME_NOW};
+  else if (to_set & FUSE_SET_ATTR_MTIME) c.mtime = attr->st_mtim;
+  auto a = Fs(req)->SetAttr(ino, c);
+  if (!a.ok()) return ReplyErr(req, "setattr", a.status());
+  ReplyAttr(req, *a);
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  auto t = Fs(req)->ReadLink(ino);
+  if (!t.ok()) return ReplyErr(req, "readlink", t.status());
+  fuse_reply_readlink(req, t->c_str());
+}
+
+void MakeAndReply(fuse_req_t req, fuse_ino_t parent, const char* name,
+                  mode_t mode, dev_t rdev, const std::string& link) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  auto a = Fs(req)->MakeNode(parent, name, mode, rdev, c->uid, c->gid, link);
+  if (!a.ok()) return ReplyErr(req, "create", a.status());
+  ReplyEntry(req, *a);
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+             dev_t rdev) {
+  MakeAndReply(req, parent, name, mode, rdev, "");
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name,
+             mode_t mode) {
+  MakeAndReply(req, parent, name, S_IFDIR | (mode & 07777), 0, "");
+}
+
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent,
+               const char* name) {
+  MakeAndReply(req, parent, name, S_IFLNK | 0777, 0, link);
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Status st = Fs(req)->Unlink(parent, name);
+  if (!st.ok()) return ReplyErr(req, "unlink", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Status st = Fs(req)->Rmdir(parent, name);
+  if (!st.ok()) return ReplyErr(req, "rmdir", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name,
+              fuse_ino_t newparent, const char* newname, unsigned flags) {
+  Status st = Fs(req)->Rename(parent, name, newparent, newname, flags);
+  if (!st.ok()) return ReplyErr(req, "rename", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto h = Fs(req)->Open(ino);
+  if (!h.ok()) return ReplyErr(req, "open", h.status());
+  fi->fh = reinterpret_cast<uint64_t>(h->release());
+  fi->keep_cache = 0;
+  if (fuse_reply_open(req, fi) != 0) {
+    // The opener went away (interrupted): undo the open.
+    Fs(req)->Release(std::unique_ptr<FileHandle>(Handle(fi))).IgnoreError();
+  }
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  auto a = Fs(req)->MakeNode(parent, name, S_IFREG | (mode & 07777), 0, c->uid,
+                             c->gid);
+  if (!a.ok()) return ReplyErr(req, "create", a.status());
+  auto h = Fs(req)->Open(a->ino);
+  if (!h.ok()) return ReplyErr(req, "create", h.status());
+  fi->fh = reinterpret_cast<uint64_t>(h->release());
+  fuse_entry_param e;
+  std::memset(&e, 0, sizeof e);
+  e.ino = a->ino;
+  e.generation = 1;
+  e.attr_timeout = kTimeout;
+  e.entry_timeout = kTimeout;
+  FillStat(*a, &e.attr);
+  if (fuse_reply_create(req, &e, fi) != 0)
+    Fs(req)->Release(std::unique_ptr<FileHandle>(Handle(fi))).IgnoreError();
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
+            fuse_file_info* fi) {
+  thread_local std::vector<char> buf;
+  if (buf.size() < size) buf.resize(size);
+  auto n = Fs(req)->Read(Handle(fi), static_cast<uint64_t>(off), size,
+                         buf.data());
+  if (!n.ok()) return ReplyErr(req, "read", n.status());
+  fuse_reply_buf(req, buf.data(), *n);
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size,
+             off_t off, fuse_file_info* fi) {
+  auto n = Fs(req)->Write(Handle(fi), static_cast<uint64_t>(off), data, size);
+  if (!n.ok()) return ReplyErr(req, "write", n.status());
+  fuse_reply_write(req, *n);
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Status st = Fs(req)->Flush(Handle(fi));
+  if (!st.ok()) return ReplyErr(req, "flush", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Status st = Fs(req)->Release(std::unique_ptr<FileHandle>(Handle(fi)));
+  if (!st.ok()) spdlog::error("release: {}", st.ToString());
+  fuse_reply_err(req, 0);
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  Status st = Fs(req)->Fsync(Handle(fi));
+  if (!st.ok()) return ReplyErr(req, "fsync", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto a = Fs(req)->GetAttr(ino);
+  if (!a.ok()) return ReplyErr(req, "opendir", a.status());
+  if (!S_ISDIR(a->mode))
+    return ReplyErr(req, "opendir", Status::Error(Code::kNotDir, "not a directory"));
+  fi->fh = reinterpret_cast<uint64_t>(new FileHandle());
+  fuse_reply_open(req, fi);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+               fuse_file_info* fi) {
+  FileHandle* h = Handle(fi);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  auto add = [&](const std::string& name, uint64_t child, uint32_t mode,
+                 off_t next) {
+    struct stat st;
+    std::memset(&st, 0, sizeof st);
+    st.st_ino = child;
+    st.st_mode = mode;
+    size_t need = fuse_add_direntry(req, buf.data() + used, size - used,
+                                    name.c_str(), &st, next);
+    if (need > size - used) return false;
+    used += need;
+    return true;
+  };
+  // Offsets: 1 after ".", 2 after "..", 2 + k after the k-th entry. A
+  // handle remembers the last name it returned, so continuing costs no
+  // rescan; a seek elsewhere rescans from the start.
+  if ((off < 1 && !add(".", ino, S_IFDIR, 1)) ||
+      (off < 2 && !add("..", ino, S_IFDIR, 2))) {
+    fuse_reply_buf(req, buf.data(), used);
+    return;
+  }
+  std::string after;
+  uint64_t pos = 2;
+  uint64_t skip = 0;
+  if (off > 2) {
+    if (static_cast<uint64_t>(off) == h->dir_offset) {
+      after = h->dir_last_name;
+      pos = h->dir_offset;
+    } else {
+      skip = static_cast<uint64_t>(off) - 2;
+    }
+  }
+  Status st = Fs(req)->ReadDir(ino, after, [&](const DirEntry& e) {
+    if (skip > 0) {
+      --skip;
+      ++pos;
+      return true;
+    }
+    if (!add(e.name, e.ino, e.mode, static_cast<off_t>(pos + 1))) return false;
+    ++pos;
+    h->dir_offset = pos;
+    h->dir_last_name = e.name;
+    return true;
+  });
+  if (!st.ok()) return ReplyErr(req, "readdir", st);
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete Handle(fi);
+  fuse_reply_err(req, 0);
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs st;
+  Status s = Fs(req)->StatFs(&st);
+  if (!s.ok()) return ReplyErr(req, "statfs", s);
+  fuse_reply_statfs(req, &st);
+}
+
+// Value of one of wavefs's own attributes, or kNotFound (ENODATA).
+Result<std::string> XattrValue(fuse_req_t req, fuse_ino_t ino,
+                               const std::string& name) {
+  if (ino == kRootIno && name == kXattrStats)
+    return Fs(req)->StatsText(Ctx(req)->stats_extra);
+  auto a = Fs(req)->GetAttr(ino);
+  if (!a.ok()) return a.status();
+  if (S_ISREG(a->mode) && name == kXattrState) return Fs(req)->FileState(ino);
+  if (S_ISREG(a->mode) && name == kXattrDataMap) {
+    auto map = Fs(req)->GetDataMap(ino);
+    if (!map.ok()) return map.status();
+    std::string enc = EncodeDataMap(*map);
+    return ToHex({reinterpret_cast<const uint8_t*>(enc.data()), enc.size()});
+  }
+  return Status::Error(Code::kNotFound, "no attribute " + name);
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
+                size_t size) {
+  auto v = XattrValue(req, ino, name);
+  if (!v.ok()) {
+    if (v.status().code() == Code::kNotFound) return (void)fuse_reply_err(req, ENODATA);
+    return ReplyErr(req, "getxattr", v.status());
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, v->size());
+  if (size < v->size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, v->data(), v->size());
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::string names;
+  if (ino == kRootIno) names.append(kXattrStats).push_back('\0');
+  auto a = Fs(req)->GetAttr(ino);
+  if (!a.ok()) return ReplyErr(req, "listxattr", a.status());
+  if (S_ISREG(a->mode)) {
+    names.append(kXattrState).push_back('\0');
+    names.append(kXattrDataMap).push_back('\0');
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, names.size());
+  if (size < names.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, names.data(), names.size());
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t,
+                int) {
+  fuse_reply_err(req, ENOTSUP);
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t, const char*) {
+  fuse_reply_err(req, ENOTSUP);
+}
+
+}  // namespace
+
+fuse_lowlevel_ops MakeFuseOps() {
+  fuse_lowlevel_ops ops;
+  std::memset(&ops, 0, sizeof ops);
+  ops.init = OpInit;
+  ops.destroy = OpDestroy;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.symlink = OpSymlink;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.rename = OpRename;
+  ops.open = OpOpen;
+  ops.create = OpCreate;
+  ops.read = OpRead;
+  ops.write = OpWrite;
+  ops.flush = OpFlush;
+  ops.release = OpRelease;
+  ops.fsync = OpFsync;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.releasedir = OpReleasedir;
+  ops.statfs = OpStatfs;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.setxattr = OpSetxattr;
+  ops.removexattr = OpRemovexattr;
+  return ops;
+}
+
+}  // namespace wavefs

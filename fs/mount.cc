@@ -1,0 +1,323 @@
+// `wavefs mount`: validate, daemonise, open the layers, serve FUSE, and on
+// unmount drain every pending wave before exiting.
+#include <fcntl.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "chunker/crypto.h"
+#include "fs/commands.h"
+#include "fs/fuse_ops.h"
+#include "store/counting_store.h"
+#include "store/file_util.h"
+#include "store/local_store.h"
+#include "store/store_config.h"
+
+namespace wavefs {
+namespace {
+
+// Where the daemon tells `wavefs unmount` how draining goes.
+std::string StatusPath(const std::string& meta_dir) {
+  return meta_dir + "/daemon-status";
+}
+
+void WriteDaemonStatus(const std::string& meta_dir, const std::string& state,
+                       const Uploader::Stats& s, const std::string& error) {
+  std::string text = "state=" + state + "\npending_chunks=" +
+                     std::to_string(s.pending_chunks) + "\npending_bytes=" +
+                     std::to_string(s.pending_bytes) + "\nuploaded_chunks=" +
+                     std::to_string(s.uploaded_chunks) + "\nerror=" + error +
+                     "\n";
+  Status st = WriteFileAtomically(
+      StatusPath(meta_dir),
+      {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 0644);
+  if (!st.ok()) spdlog::warn("cannot write daemon status: {}", st.ToString());
+}
+
+// Reports start-up failure or success to the waiting parent (or stderr).
+class StartupReporter {
+ public:
+  explicit StartupReporter(int fd) : fd_(fd) {}
+  int Fail(const std::string& message) {
+    if (fd_ >= 0) {
+      std::string m = "ERR " + message + "\n";
+      (void)!write(fd_, m.data(), m.size());
+      close(fd_);
+      fd_ = -1;
+    } else {
+      std::fprintf(stderr, "wavefs: %s\n", message.c_str());
+    }
+    spdlog::error("start-up failed: {}", message);
+    return 1;
+  }
+  void Ready() {
+    if (fd_ >= 0) {
+      (void)!write(fd_, "OK\n", 3);
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "wavefs: %s\n", message.c_str());
+  return 1;
+}
+
+std::string RealPath(const std::string& p) {
+  char buf[PATH_MAX];
+  if (::realpath(p.c_str(), buf) == nullptr) return "";
+  return buf;
+}
+
+void SetUpLogging(const MountOptions& o) {
+  std::vector<spdlog::sink_ptr> sinks;
+  sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(o.log_file));
+  if (o.foreground)
+    sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("wavefs", sinks.begin(), sinks.end());
+  logger->set_level(spdlog::level::from_str(o.log_level));
+  logger->flush_on(spdlog::level::warn);
+  spdlog::set_default_logger(logger);
+  spdlog::flush_every(std::chrono::seconds(1));
+}
+
+// The daemon proper, in the child after fork (or in the foreground).
+int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
+          int lock_fd, StartupReporter report) {
+  {
+    std::string owner = std::to_string(getpid()) + "\n" + o.mountpoint + "\n";
+    (void)!ftruncate(lock_fd, 0);
+    (void)!pwrite(lock_fd, owner.data(), owner.size(), 0);
+  }
+  SetUpLogging(o);
+  spdlog::info(
+      "wavefs {} starting: store {} mountpoint {} meta {} spill {} "
+      "memory-limit {} MiB -> {} write buffers, {} cached chunks, "
+      "index {}+{} MiB; seal threads {}, upload threads {}, fuse threads {}",
+      "0.1", o.store_dir, o.mountpoint, o.meta_dir, o.spill_dir,
+      o.memory_limit >> 20, budget.fs.dirty_buffers, budget.fs.cache_chunks,
+      (2 * budget.index.write_buffer_bytes) >> 20,
+      budget.index.block_cache_bytes >> 20, budget.fs.seal_threads,
+      o.upload_threads, o.fuse_threads);
+
+  auto index = Index::Open(o.meta_dir + "/index", budget.index);
+  if (!index.ok()) return report.Fail("cannot open the index: " + index.status().message());
+  auto spill = Spill::Open(o.spill_dir);
+  if (!spill.ok()) return report.Fail("cannot open the spill directory: " + spill.status().message());
+  auto local = LocalStore::Open(o.store_dir + "/chunks");
+  if (!local.ok()) return report.Fail("cannot open the store: " + local.status().message());
+  CountingStore store(std::move(*local));
+
+  // Staged files that no queue entry names are leftovers of a crash before
+  // their entry was written: remove them. Queued ones resume uploading.
+  uint64_t removed = 0;
+  std::vector<Address> staged;
+  Status listed = (*spill)->List([&](const Address& a) { staged.push_back(a); });
+  if (!listed.ok()) return report.Fail("cannot list the spill: " + listed.message());
+  for (const Address& a : staged) {
+    auto q = (*index)->IsQueued(a);
+    if (q.ok() && !*q && (*spill)->Remove(a).ok()) ++removed;
+  }
+  spdlog::info("{} chunks ({} MiB) pending upload from earlier runs; {} stale "
+               "staged files removed",
+               (*index)->pending_chunks(), (*index)->pending_bytes() >> 20,
+               removed);
+
+  Uploader::Options uo;
+  uo.concurrency = o.upload_threads;
+  Uploader uploader(index->get(), spill->get(), &store, uo);
+  uploader.Start();
+  auto fs = std::make_unique<Filesystem>(index->get(), spill->get(), &store,
+                                         &uploader, secret, budget.fs);
+
+  FuseContext ctx;
+  ctx.fs = fs.get();
+  ctx.stats_extra = "pid=" + std::to_string(getpid()) + "\nstore=" +
+                    o.store_dir + "\nmeta_dir=" + o.meta_dir +
+                    "\nspill_dir=" + o.spill_dir + "\nlog_file=" + o.log_file +
+                    "\n";
+
+  std::vector<std::string> argv_s = {"wavefs", "-o",
+                                     "fsname=wavefs:" + o.store_dir +
+                                         ",subtype=wavefs,default_permissions"};
+  for (const auto& opt : o.fuse_options) {
+    argv_s.push_back("-o");
+    argv_s.push_back(opt);
+  }
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_lowlevel_ops ops = MakeFuseOps();
+  // libfuse reports bad options on stderr: send that to the log.
+  int saved_err = -1;
+  if (!o.foreground) {
+    saved_err = dup(2);
+    int logfd = open(o.log_file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (logfd >= 0) {
+      dup2(logfd, 2);
+      close(logfd);
+    }
+  }
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &ctx);
+  if (se == nullptr) {
+    return report.Fail("invalid FUSE mount options '" +
+                       (o.fuse_options.empty() ? std::string() : o.fuse_options[0]) +
+                       "' (details in " + o.log_file + ")");
+  }
+  if (fuse_set_signal_handlers(se) != 0 ||
+      fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    return report.Fail("cannot mount at " + o.mountpoint + " (details in " +
+                       o.log_file + ")");
+  }
+  spdlog::info("mounted at {}", o.mountpoint);
+  WriteDaemonStatus(o.meta_dir, "mounted", uploader.stats(), "");
+  report.Ready();
+  if (!o.foreground) {
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      close(null);
+    }
+    if (saved_err >= 0) close(saved_err);
+  }
+
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(o.fuse_threads));
+  fuse_loop_cfg_set_idle_threads(cfg, 2);
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  fuse_remove_signal_handlers(se);
+  fuse_session_unmount(se);
+  fuse_session_destroy(se);  // runs destroy: commits every open file
+  spdlog::info("unmounted (loop status {}); flushing {} pending chunks", rc,
+               uploader.stats().pending_chunks);
+
+  Status committed = fs->CommitAll();
+  Status drained = uploader.Drain(
+      std::chrono::seconds(o.drain_timeout_s), [&](const Uploader::Stats& s) {
+        WriteDaemonStatus(o.meta_dir, "draining", s, s.sticky_error);
+      });
+  fs.reset();
+  uploader.Stop();
+  Uploader::Stats final_stats = uploader.stats();
+  Status closed = (*index)->Close();
+  int exit_code = 0;
+  if (drained.ok() && committed.ok() && closed.ok()) {
+    WriteDaemonStatus(o.meta_dir, "clean", final_stats, "");
+    spdlog::info("every chunk is in the store; {} uploaded this session",
+                 final_stats.uploaded_chunks);
+  } else {
+    const Status& bad = !committed.ok() ? committed : !drained.ok() ? drained : closed;
+    WriteDaemonStatus(o.meta_dir, "pending", final_stats, bad.message());
+    spdlog::error("exiting with work left: {}", bad.ToString());
+    exit_code = 1;
+  }
+  spdlog::shutdown();
+  close(lock_fd);
+  return exit_code;
+}
+
+}  // namespace
+
+int RunMount(MountOptions o) {
+  if (Status s = InitCrypto(); !s.ok()) return Fail(s.message());
+  auto dir = StoreDirOf(o.store);
+  if (!dir.ok()) return Fail(dir.status().message());
+  o.store_dir = RealPath(*dir);
+  if (o.store_dir.empty())
+    return Fail("store " + *dir + " does not exist (create it with 'wavefs init " + *dir + "')");
+  auto cfg = ReadStoreConfig(o.store_dir);
+  if (!cfg.ok()) return Fail(cfg.status().message());
+  const std::string base = WavefsHome() + "/" + cfg->store_id;
+  if (o.key_file.empty()) o.key_file = base + "/key";
+  auto secret = ReadKeyFile(o.key_file);
+  if (!secret.ok()) return Fail(secret.status().message());
+  struct stat st;
+  const std::string mp = RealPath(o.mountpoint);
+  if (mp.empty() || stat(mp.c_str(), &st) != 0)
+    return Fail("mount point " + o.mountpoint + " does not exist");
+  if (!S_ISDIR(st.st_mode)) return Fail("mount point " + o.mountpoint + " is not a directory");
+  o.mountpoint = mp;
+  if (o.meta_dir.empty()) o.meta_dir = base + "/meta";
+  if (o.spill_dir.empty()) o.spill_dir = base + "/spill";
+  if (o.log_file.empty()) o.log_file = base + "/wavefs.log";
+  for (const std::string& d : {o.meta_dir, o.spill_dir}) {
+    if (Status s = MakeDirs(d); !s.ok()) return Fail(s.message());
+  }
+  o.meta_dir = RealPath(o.meta_dir);
+  o.spill_dir = RealPath(o.spill_dir);
+  if (spdlog::level::from_str(o.log_level) == spdlog::level::off && o.log_level != "off")
+    return Fail("unknown --log-level '" + o.log_level + "' (trace, debug, info, warn, error)");
+  auto budget = DivideMemory(o);
+  if (!budget.ok()) return Fail(budget.status().message());
+  if (o.upload_threads < 1 || o.upload_threads > 64 || o.seal_threads < 1 ||
+      o.seal_threads > 64 || o.fuse_threads < 1 || o.fuse_threads > 64)
+    return Fail("thread counts must be between 1 and 64");
+
+  // One daemon per metadata directory.
+  const std::string lock_path = o.meta_dir + "/LOCK";
+  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return Fail("cannot open " + lock_path + ": " + std::strerror(errno));
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char owner[512] = {0};
+    (void)!pread(lock_fd, owner, sizeof owner - 1, 0);
+    std::string who(owner);
+    for (char& c : who)
+      if (c == '\n') c = ' ';
+    return Fail("metadata directory " + o.meta_dir +
+                " is in use by another wavefs daemon (pid and mount point: " +
+                who + ")");
+  }
+  {
+    FILE* probe = std::fopen(o.log_file.c_str(), "a");
+    if (probe == nullptr) return Fail("cannot write the log file " + o.log_file);
+    std::fclose(probe);
+  }
+
+  if (o.foreground) return Serve(o, *secret, *budget, lock_fd, StartupReporter(-1));
+
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) return Fail(std::string("pipe: ") + std::strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) return Fail(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    close(pipefd[0]);
+    setsid();
+    if (chdir("/") != 0) {
+    }
+    _exit(Serve(o, *secret, *budget, lock_fd, StartupReporter(pipefd[1])));
+  }
+  close(pipefd[1]);
+  close(lock_fd);
+  std::string msg;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) msg.append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  if (msg.rfind("OK", 0) == 0) {
+    std::printf("wavefs: mounted %s at %s (log: %s)\n", o.store_dir.c_str(),
+                o.mountpoint.c_str(), o.log_file.c_str());
+    return 0;
+  }
+  if (msg.rfind("ERR ", 0) == 0) {
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    return Fail(msg.substr(4));
+  }
+  return Fail("the daemon died during start-up (see " + o.log_file + ")");
+}
+
+}  // namespace wavefs

@@ -1,0 +1,51 @@
+// Command-line options of `wavefs mount` and how --memory-limit is divided.
+// Validated once at start-up, immutable afterwards, logged once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fs/filesystem.h"
+#include "store/index.h"
+#include "store/uploader.h"
+#include "util/status.h"
+
+namespace wavefs {
+
+struct MountOptions {
+  std::string store;       // as given (path or file:// URL)
+  std::string store_dir;   // resolved local directory
+  std::string mountpoint;  // absolute
+  bool foreground = false;
+  std::string spill_dir;
+  std::string meta_dir;
+  std::string key_file;
+  std::string log_file;
+  std::string log_level = "info";
+  std::vector<std::string> fuse_options;  // each -o value
+  uint64_t memory_limit = 48ull << 20;
+  int upload_threads = 2;
+  int seal_threads = 2;
+  int fuse_threads = 4;
+  uint64_t spill_reserve = 64ull << 20;
+  int drain_timeout_s = 120;
+};
+
+// What each memory user gets out of --memory-limit.
+struct MemoryBudget {
+  FsOptions fs;
+  Index::Options index;
+};
+
+// "48M", "1G", "512K", "1048576" (binary units). kInvalid on anything else.
+Result<uint64_t> ParseSize(const std::string& text);
+// kInvalid when the limit is too small to run at all (under 24 MiB).
+Result<MemoryBudget> DivideMemory(const MountOptions& o);
+// $WAVEFS_HOME, else ~/.local/share/wavefs.
+std::string WavefsHome();
+// A path or file:// URL to a local directory; kNotSupported for other
+// schemes (s3:// comes with the S3 store).
+Result<std::string> StoreDirOf(const std::string& store);
+
+}  // namespace wavefs
