@@ -1,5 +1,7 @@
 #include "chunker/crypto.h"
 
+#include <cstring>
+
 #include <sodium.h>
 
 #include <cassert>
@@ -37,7 +39,15 @@ Status InitCrypto() {
 }
 
 bool IsAllZero(std::span<const uint8_t> bytes) {
-  return sodium_is_zero(bytes.data(), bytes.size()) == 1;
+  // Not constant-time on purpose: whether a chunk is a hole is no secret
+  // (holes are visible in the data map), and sodium_is_zero's byte-by-byte
+  // loop cost 40% of the daemon's CPU while copying in.
+  const uint8_t* p = bytes.data();
+  size_t n = bytes.size();
+  if (n == 0) return true;
+  if (p[0] != 0) return false;
+  // Every byte equals its successor and the first is zero.
+  return std::memcmp(p, p + 1, n - 1) == 0;
 }
 
 ChunkKey DeriveChunkKey(const Secret& secret,

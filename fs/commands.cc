@@ -58,8 +58,8 @@ std::string Mib(const std::string& bytes) {
   return b;
 }
 
-int RunFusermount(const std::string& mnt) {
-  std::vector<std::string> a = {"fusermount3", "-u", mnt};
+int RunFusermount(const std::string& mnt, bool lazy = false) {
+  std::vector<std::string> a = {"fusermount3", lazy ? "-uz" : "-u", mnt};
   std::vector<char*> argv;
   for (auto& s : a) argv.push_back(s.data());
   argv.push_back(nullptr);
@@ -77,6 +77,11 @@ bool Alive(pid_t pid) {
 }
 
 }  // namespace
+
+bool DetachStaleMount(const std::string& mnt) {
+  if (geteuid() == 0 && umount2(mnt.c_str(), MNT_DETACH) == 0) return true;
+  return RunFusermount(mnt, true) == 0;
+}
 
 int RunInit(const std::string& store, const std::string& key_file_opt) {
   if (Status s = InitCrypto(); !s.ok()) return Fail(s.message());
@@ -101,6 +106,13 @@ int RunInit(const std::string& store, const std::string& key_file_opt) {
 }
 
 int RunUnmount(const std::string& mnt) {
+  struct stat sb;
+  if (stat(mnt.c_str(), &sb) != 0 && errno == ENOTCONN) {
+    if (!DetachStaleMount(mnt)) return Fail("cannot clear the dead mount at " + mnt);
+    return Fail("the daemon of " + mnt +
+                " had died; the dead mount is cleared and its pending uploads "
+                "resume at the next mount");
+  }
   auto stats = ReadStats(mnt);
   if (!stats.ok()) return Fail(stats.status().message());
   const pid_t pid = static_cast<pid_t>(std::atol((*stats)["pid"].c_str()));

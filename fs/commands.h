@@ -12,5 +12,7 @@ int RunInit(const std::string& store, const std::string& key_file);
 int RunMount(MountOptions options);
 int RunUnmount(const std::string& mountpoint);
 int RunStatus(const std::string& mountpoint, bool watch);
+// Lazily unmounts a FUSE mount whose daemon is gone; true on success.
+bool DetachStaleMount(const std::string& mountpoint);
 
 }  // namespace wavefs

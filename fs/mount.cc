@@ -246,6 +246,16 @@ int RunMount(MountOptions o) {
   auto secret = ReadKeyFile(o.key_file);
   if (!secret.ok()) return Fail(secret.status().message());
   struct stat st;
+  if (stat(o.mountpoint.c_str(), &st) != 0 && errno == ENOTCONN) {
+    // A daemon that died (kill -9, crash) leaves its mount behind; nothing
+    // of it is lost (the next start resumes its uploads), so clear it.
+    if (!DetachStaleMount(o.mountpoint))
+      return Fail("mount point " + o.mountpoint +
+                  " is a dead FUSE mount and cannot be cleared: run "
+                  "'fusermount3 -uz " + o.mountpoint + "'");
+    std::fprintf(stderr, "wavefs: cleared a dead mount at %s\n",
+                 o.mountpoint.c_str());
+  }
   const std::string mp = RealPath(o.mountpoint);
   if (mp.empty() || stat(mp.c_str(), &st) != 0)
     return Fail("mount point " + o.mountpoint + " does not exist");
