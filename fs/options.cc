@@ -3,22 +3,35 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <regex>
 
 namespace wavefs {
 
 Result<uint64_t> ParseSize(const std::string& text) {
-  static const std::regex re("^([0-9]+)([KMGTkmgt]?)(i?[Bb])?$");
-  std::smatch m;
-  if (!std::regex_match(text, m, re))
+  // digits, then an optional K/M/G/T, then an optional "B" or "iB".
+  auto bad = [&] {
     return Status::Error(Code::kInvalid,
                          "bad size '" + text + "' (use e.g. 64M or 1G)");
-  const std::string unit = m[2].str();
-  const int shift = unit.empty() ? 0 : 10 * (1 + static_cast<int>(std::string("KMGT").find(std::toupper(unit[0]))));
-  if (m[1].length() > 19) return Status::Error(Code::kInvalid, "size too large: " + text);
-  const uint64_t v = std::stoull(m[1].str());
-  if (shift && v > (~0ull >> shift))
-    return Status::Error(Code::kInvalid, "size too large: " + text);
+  };
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
+    ++digits;
+  if (digits == 0 || digits > 19) return bad();
+  std::string unit = text.substr(digits);
+  for (const char* suffix : {"iB", "ib", "B", "b"}) {
+    const std::string sfx(suffix);
+    if (unit.size() > sfx.size() && unit.ends_with(sfx)) {
+      unit.resize(unit.size() - sfx.size());
+      break;
+    }
+  }
+  int shift = 0;
+  if (!unit.empty()) {
+    const size_t pos = std::string("KMGT").find(static_cast<char>(std::toupper(static_cast<unsigned char>(unit[0]))));
+    if (unit.size() != 1 || pos == std::string::npos) return bad();
+    shift = 10 * (static_cast<int>(pos) + 1);
+  }
+  const uint64_t v = std::stoull(text.substr(0, digits));
+  if (shift && v > (~0ull >> shift)) return bad();
   return v << shift;
 }
 
