@@ -121,17 +121,27 @@ Result<InodeAttr> Filesystem::Lookup(uint64_t parent, const std::string& name) {
   return GetAttr(e->ino);
 }
 
-Status Filesystem::ChangeAttr(IndexBatch* batch, uint64_t ino,
+Status Filesystem::ChangeAttr(NsEdit* edit, uint64_t ino,
                               const std::function<void(InodeAttr&)>& fn) {
-  auto rec = index_->GetInode(ino);
-  if (!rec.ok()) return rec.status();
-  fn(*rec);
-  batch->PutInode(*rec);
+  auto it = edit->attrs.find(ino);
+  if (it == edit->attrs.end()) {
+    auto rec = index_->GetInode(ino);
+    if (!rec.ok()) return rec.status();
+    it = edit->attrs.emplace(ino, *rec).first;
+  }
+  fn(it->second);
   if (auto f = FindOpen(ino)) {
     std::lock_guard<std::mutex> lock(f->mu);
     fn(f->attr);
   }
   return Status::Ok();
+}
+
+Status Filesystem::CommitNs(NsEdit* edit) {
+  for (auto& [ino, attr] : edit->attrs)
+    if (!edit->deleted.count(ino)) edit->batch.PutInode(attr);
+  for (uint64_t ino : edit->deleted) edit->batch.DeleteInode(ino);
+  return index_->Commit(&edit->batch, false);
 }
 
 Result<InodeAttr> Filesystem::MakeNode(uint64_t parent, const std::string& name,
@@ -160,28 +170,63 @@ Result<InodeAttr> Filesystem::MakeNode(uint64_t parent, const std::string& name,
     a.symlink = symlink;
     a.size = symlink.size();
   }
-  IndexBatch b;
-  b.PutInode(a);
-  b.PutDirEntry(parent, name, a.ino, mode);
+  NsEdit b;
+  b.batch.PutInode(a);
+  b.batch.PutDirEntry(parent, name, a.ino, mode);
   const timespec now = a.mtime;
   WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, parent, [&](InodeAttr& p) {
     p.mtime = p.ctime = now;
     if (S_ISDIR(mode)) p.nlink += 1;
   }));
-  WAVEFS_RETURN_IF_ERROR(index_->Commit(&b, false));
+  WAVEFS_RETURN_IF_ERROR(CommitNs(&b));
   return a;
 }
 
-Status Filesystem::DropInode(IndexBatch* batch, uint64_t ino) {
+Status Filesystem::DropLink(NsEdit* edit, uint64_t ino, const timespec& now) {
+  uint32_t nlink = 0;
+  WAVEFS_RETURN_IF_ERROR(ChangeAttr(edit, ino, [&](InodeAttr& a) {
+    if (a.nlink > 0) a.nlink -= 1;
+    a.ctime = now;
+    nlink = a.nlink;
+  }));
+  if (nlink > 0) return Status::Ok();
   if (auto f = FindOpen(ino)) {
     std::lock_guard<std::mutex> lock(f->mu);
     f->unlinked = true;  // its records go at the last release
-    f->attr.nlink = 0;
     return Status::Ok();
   }
-  batch->DeleteInode(ino);
-  batch->DeleteChunksFrom(ino, 0);
+  edit->deleted.insert(ino);
+  edit->batch.DeleteChunksFrom(ino, 0);
   return Status::Ok();
+}
+
+Result<InodeAttr> Filesystem::Link(uint64_t ino, uint64_t new_parent,
+                                   const std::string& new_name) {
+  WAVEFS_RETURN_IF_ERROR(CheckName(new_name));
+  std::lock_guard<std::mutex> ns(ns_mu_);
+  auto a = GetAttr(ino);
+  if (!a.ok()) return a.status();
+  if (S_ISDIR(a->mode))
+    return Status::Error(Code::kPermission, "hard links to directories", EPERM);
+  auto dir = index_->GetInode(new_parent);
+  if (!dir.ok()) return dir.status();
+  if (!S_ISDIR(dir->mode))
+    return Status::Error(Code::kNotDir, "parent is not a directory");
+  auto existing = index_->Lookup(new_parent, new_name);
+  if (existing.ok()) return Status::Error(Code::kExists, new_name + " exists");
+  if (existing.status().code() != Code::kNotFound) return existing.status();
+  NsEdit b;
+  const timespec now = Now();
+  b.batch.PutDirEntry(new_parent, new_name, ino, a->mode);
+  WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, ino, [&](InodeAttr& x) {
+    x.nlink += 1;
+    x.ctime = now;
+  }));
+  WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, new_parent, [&](InodeAttr& p) {
+    p.mtime = p.ctime = now;
+  }));
+  WAVEFS_RETURN_IF_ERROR(CommitNs(&b));
+  return GetAttr(ino);
 }
 
 Status Filesystem::Unlink(uint64_t parent, const std::string& name) {
@@ -189,14 +234,14 @@ Status Filesystem::Unlink(uint64_t parent, const std::string& name) {
   auto e = index_->Lookup(parent, name);
   if (!e.ok()) return e.status();
   if (S_ISDIR(e->mode)) return Status::Error(Code::kIsDir, name + " is a directory");
-  IndexBatch b;
-  b.DeleteDirEntry(parent, name);
+  NsEdit b;
+  b.batch.DeleteDirEntry(parent, name);
   const timespec now = Now();
   WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, parent, [&](InodeAttr& p) {
     p.mtime = p.ctime = now;
   }));
-  WAVEFS_RETURN_IF_ERROR(DropInode(&b, e->ino));
-  return index_->Commit(&b, false);
+  WAVEFS_RETURN_IF_ERROR(DropLink(&b, e->ino, now));
+  return CommitNs(&b);
 }
 
 Status Filesystem::Rmdir(uint64_t parent, const std::string& name) {
@@ -207,15 +252,15 @@ Status Filesystem::Rmdir(uint64_t parent, const std::string& name) {
   auto empty = index_->DirIsEmpty(e->ino);
   if (!empty.ok()) return empty.status();
   if (!*empty) return Status::Error(Code::kNotEmpty, name + " is not empty");
-  IndexBatch b;
-  b.DeleteDirEntry(parent, name);
-  b.DeleteInode(e->ino);
+  NsEdit b;
+  b.batch.DeleteDirEntry(parent, name);
+  b.deleted.insert(e->ino);
   const timespec now = Now();
   WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, parent, [&](InodeAttr& p) {
     p.mtime = p.ctime = now;
     if (p.nlink > 2) p.nlink -= 1;
   }));
-  return index_->Commit(&b, false);
+  return CommitNs(&b);
 }
 
 Status Filesystem::Rename(uint64_t parent, const std::string& name,
@@ -234,7 +279,7 @@ Status Filesystem::Rename(uint64_t parent, const std::string& name,
   auto dst = index_->Lookup(new_parent, new_name);
   if (!dst.ok() && dst.status().code() != Code::kNotFound) return dst.status();
   const bool src_dir = S_ISDIR(src->mode);
-  IndexBatch b;
+  NsEdit b;
   const timespec now = Now();
   if (dst.ok()) {
     if (flags & kNoReplace) return Status::Error(Code::kExists, new_name + " exists");
@@ -246,18 +291,18 @@ Status Filesystem::Rename(uint64_t parent, const std::string& name,
       auto empty = index_->DirIsEmpty(dst->ino);
       if (!empty.ok()) return empty.status();
       if (!*empty) return Status::Error(Code::kNotEmpty, new_name + " is not empty");
-      b.DeleteInode(dst->ino);
+      b.deleted.insert(dst->ino);
       WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, new_parent, [&](InodeAttr& p) {
         if (p.nlink > 2) p.nlink -= 1;
       }));
     } else {
-      WAVEFS_RETURN_IF_ERROR(DropInode(&b, dst->ino));
+      WAVEFS_RETURN_IF_ERROR(DropLink(&b, dst->ino, now));
     }
   }
   // Moving a directory into its own subtree is refused by the kernel's
   // rename checks before the request reaches us.
-  b.DeleteDirEntry(parent, name);
-  b.PutDirEntry(new_parent, new_name, src->ino, src->mode);
+  b.batch.DeleteDirEntry(parent, name);
+  b.batch.PutDirEntry(new_parent, new_name, src->ino, src->mode);
   WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, src->ino, [&](InodeAttr& a) { a.ctime = now; }));
   WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, parent, [&](InodeAttr& p) {
     p.mtime = p.ctime = now;
@@ -269,7 +314,7 @@ Status Filesystem::Rename(uint64_t parent, const std::string& name,
       if (src_dir) p.nlink += 1;
     }));
   }
-  return index_->Commit(&b, false);
+  return CommitNs(&b);
 }
 
 Result<std::string> Filesystem::ReadLink(uint64_t ino) {

@@ -94,6 +94,9 @@ class Filesystem {
                              uint32_t mode, uint64_t rdev, uint32_t uid,
                              uint32_t gid, const std::string& symlink = "");
   Status Unlink(uint64_t parent, const std::string& name);
+  // A hard link: new_parent/new_name names ino too.
+  Result<InodeAttr> Link(uint64_t ino, uint64_t new_parent,
+                         const std::string& new_name);
   Status Rmdir(uint64_t parent, const std::string& name);
   // flags: RENAME_NOREPLACE honoured; RENAME_EXCHANGE is kInvalid.
   Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
@@ -138,11 +141,20 @@ class Filesystem {
   // Pins (creating when needed) the open state of ino.
   Result<std::shared_ptr<OpenFile>> PinFile(uint64_t ino);
   Status Unpin(const std::shared_ptr<OpenFile>& f);
-  // Applies fn to the inode record (into batch) and to its open state.
-  Status ChangeAttr(IndexBatch* batch, uint64_t ino,
+  // One namespace change: the batch, plus the inode records it edits (so
+  // two edits of one inode in one change compose).
+  struct NsEdit {
+    IndexBatch batch;
+    std::map<uint64_t, InodeAttr> attrs;
+    std::set<uint64_t> deleted;
+  };
+  // Applies fn to the inode's record in edit and to its open state.
+  Status ChangeAttr(NsEdit* edit, uint64_t ino,
                     const std::function<void(InodeAttr&)>& fn);
-  // Drops an inode whose last name went: now, or at its last release.
-  Status DropInode(IndexBatch* batch, uint64_t ino);
+  Status CommitNs(NsEdit* edit);
+  // Removes one link of ino; its records go when the last link went (now,
+  // or at its last release when it is open).
+  Status DropLink(NsEdit* edit, uint64_t ino, const timespec& now);
 
   // Write path helpers; `lock` holds f->mu on entry and on return.
   Status AcquireDirty(OpenFile* f, uint64_t index,

@@ -153,6 +153,13 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent,
   MakeAndReply(req, parent, name, S_IFLNK | 0777, 0, link);
 }
 
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+            const char* newname) {
+  auto a = Fs(req)->Link(ino, newparent, newname);
+  if (!a.ok()) return ReplyErr(req, "link", a.status());
+  ReplyEntry(req, *a);
+}
+
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Status st = Fs(req)->Unlink(parent, name);
   if (!st.ok()) return ReplyErr(req, "unlink", st);
@@ -379,6 +386,7 @@ fuse_lowlevel_ops MakeFuseOps() {
   ops.mknod = OpMknod;
   ops.mkdir = OpMkdir;
   ops.symlink = OpSymlink;
+  ops.link = OpLink;
   ops.unlink = OpUnlink;
   ops.rmdir = OpRmdir;
   ops.rename = OpRename;
