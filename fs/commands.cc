@@ -71,9 +71,16 @@ int RunFusermount(const std::string& mnt, bool lazy = false) {
 }
 
 bool Alive(pid_t pid) {
-  // A zombie (our own child only) would still answer kill(); daemons are
-  // never our children, so kill(pid, 0) is enough.
-  return pid > 0 && kill(pid, 0) == 0;
+  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  // An exited daemon stays a zombie until its new parent (init) reaps it,
+  // which can take seconds in containers: a zombie has finished.
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return true;
+  const char state = stat[close + 2];
+  return state != 'Z' && state != 'X';
 }
 
 }  // namespace

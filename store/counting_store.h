@@ -22,6 +22,7 @@ class CountingStore : public ChunkStore {
              std::span<const uint8_t> ciphertext) override;
   Status PutFile(const Address& address, const std::string& path,
                  std::vector<uint8_t>* scratch) override;
+  Status Sync() override { return inner_->Sync(); }
   Status Get(const Address& address, std::vector<uint8_t>* out) override;
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;

@@ -378,6 +378,23 @@ Status Index::CompleteUpload(const Address& address, uint64_t length) {
   return Status::Ok();
 }
 
+Status Index::CompleteUploads(
+    const std::vector<std::pair<Address, uint64_t>>& done) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  rocksdb::WriteBatch b;
+  uint64_t bytes = 0;
+  for (const auto& [address, length] : done) {
+    b.Delete(AddrKey('Q', address));
+    b.Put(AddrKey('A', address), std::string(1, '\x02'));
+    bytes += length;
+  }
+  WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b),
+                                   "complete uploads"));
+  pending_chunks_ -= done.size();
+  pending_bytes_ -= bytes;
+  return Status::Ok();
+}
+
 Status Index::DropQueued(const Address& address, uint64_t length) {
   std::lock_guard<std::mutex> lock(queue_mu_);
   rocksdb::WriteBatch b;

@@ -127,6 +127,8 @@ class Index {
                    std::vector<std::pair<Address, uint64_t>>* out);
   // Removes the queue entry and marks the address stored.
   Status CompleteUpload(const Address& address, uint64_t length);
+  // The same for many entries in one write batch.
+  Status CompleteUploads(const std::vector<std::pair<Address, uint64_t>>& done);
   // Drops a queue entry whose chunk is lost (kept as a sticky error).
   Status DropQueued(const Address& address, uint64_t length);
   Result<bool> IsQueued(const Address& address);

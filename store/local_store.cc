@@ -1,6 +1,7 @@
 #include "store/local_store.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,11 +54,10 @@ Status ReadDirNames(const std::string& dir, std::vector<std::string>* names) {
   }
 }
 
-// Creates a shard directory when absent. A newly made shard is
-// fsynced into chunks_dir so the objects put into it stay reachable.
-Status EnsureShard(const std::string& chunks_dir, const std::string& shard) {
-  if (::mkdir(shard.c_str(), 0755) == 0) return FsyncPath(chunks_dir);
-  if (errno == EEXIST) return Status::Ok();
+// Creates a shard directory when absent (made durable by the next Sync).
+Status EnsureShard(const std::string& shard) {
+  if (::mkdir(shard.c_str(), 0755) == 0 || errno == EEXIST)
+    return Status::Ok();
   return Status::FromErrno(errno, "mkdir " + shard);
 }
 
@@ -88,8 +88,8 @@ Status LocalStore::Put(const Address& address,
       static_cast<uint64_t>(st.st_size) == ciphertext.size()) {
     return Status::Ok();  // already stored: same address, same bytes
   }
-  WAVEFS_RETURN_IF_ERROR(EnsureShard(dir_, ShardOf(path)));
-  return WriteFileDurably(path, ciphertext, 0644);
+  WAVEFS_RETURN_IF_ERROR(EnsureShard(ShardOf(path)));
+  return WriteFileAtomically(path, ciphertext, 0644);
 }
 
 Status LocalStore::PutFile(const Address& address, const std::string& path,
@@ -104,15 +104,23 @@ Status LocalStore::PutFile(const Address& address, const std::string& path,
 
   const std::string target = PathOf(address);
   const std::string shard = ShardOf(target);
-  // The data must be on disk before the rename makes it visible as a chunk.
-  WAVEFS_RETURN_IF_ERROR(FsyncPath(path));
-  WAVEFS_RETURN_IF_ERROR(EnsureShard(dir_, shard));
+  WAVEFS_RETURN_IF_ERROR(EnsureShard(shard));
   if (::rename(path.c_str(), target.c_str()) != 0) {
     // One st_dev can still span two mounts (bind mounts): copy instead.
     if (errno == EXDEV) return ChunkStore::PutFile(address, path, scratch);
     return Status::FromErrno(errno, "rename " + path + " to " + target);
   }
-  return FsyncPath(shard);
+  return Status::Ok();
+}
+
+Status LocalStore::Sync() {
+  int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + dir_);
+  const int rc = ::syncfs(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::FromErrno(err, "syncfs " + dir_);
+  return Status::Ok();
 }
 
 Status LocalStore::Get(const Address& address, std::vector<uint8_t>* out) {

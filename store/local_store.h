@@ -1,10 +1,10 @@
 // LocalStore: chunks as files in a directory (the embedded default store).
 //
 // Layout under `chunks_dir`: `ab/abcdef...` (64 hex chars, sharded by the
-// first byte). Put writes through WriteFileDurably. PutFile moves a spill
-// file in with rename(2) when both are on one filesystem (after fsyncing the
-// file, then fsyncing the shard directory), and falls back to copy otherwise.
-// Thread-safe.
+// first byte). Put writes a temporary file and renames it in. PutFile moves
+// a spill file in with rename(2) when both are on one filesystem, and falls
+// back to copy otherwise. Neither fsyncs: Sync() makes everything put so far
+// durable with one syncfs(2) of the store's filesystem. Thread-safe.
 #pragma once
 
 #include <memory>
@@ -23,6 +23,7 @@ class LocalStore : public ChunkStore {
              std::span<const uint8_t> ciphertext) override;
   Status PutFile(const Address& address, const std::string& path,
                  std::vector<uint8_t>* scratch) override;
+  Status Sync() override;
   Status Get(const Address& address, std::vector<uint8_t>* out) override;
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;

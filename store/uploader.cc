@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "chunker/crypto.h"
+
 namespace wavefs {
 
 Uploader::Uploader(Index* index, Spill* spill, ChunkStore* store,
@@ -32,7 +34,9 @@ void Uploader::Stop() {
 }
 
 void Uploader::SetSpaceFreedCallback(std::function<void()> fn) {
-  std::lock_guard<std::mutex> lock(mu_);
+  // Taking callback_mu_ waits for a running call to end, so once this
+  // returns the old callback's owner may go away.
+  std::lock_guard<std::mutex> lock(callback_mu_);
   space_freed_ = std::move(fn);
 }
 
@@ -51,9 +55,12 @@ Uploader::Stats Uploader::stats() const {
 
 Status Uploader::Drain(std::chrono::seconds give_up_after,
                        const std::function<void(const Stats&)>& progress) {
-  Notify();
   std::unique_lock<std::mutex> lock(mu_);
+  draining_ += 1;
+  notified_ = true;
+  cv_.notify_all();
   last_progress_ = std::chrono::steady_clock::now();
+  Status result;
   while (index_->pending_chunks() > 0) {
     done_cv_.wait_for(lock, std::chrono::seconds(1));
     if (progress) {
@@ -63,15 +70,24 @@ Status Uploader::Drain(std::chrono::seconds give_up_after,
     }
     if (!sticky_error_.empty() &&
         std::chrono::steady_clock::now() - last_progress_ > give_up_after) {
-      return Status::Error(
+      result = Status::Error(
           Code::kUnavailable,
           std::to_string(index_->pending_chunks()) +
               " chunks still pending after uploads kept failing: " +
               sticky_error_,
           0, true);
+      break;
     }
   }
-  return Status::Ok();
+  draining_ -= 1;
+  return result;
+}
+
+bool Uploader::StoreHoldsIntact(const Address& address,
+                                std::vector<uint8_t>* scratch) {
+  // After a power loss a renamed-in object may exist without its bytes;
+  // only a hash check tells an intact chunk from a damaged one.
+  return store_->Get(address, scratch).ok() && AddressOf(*scratch) == address;
 }
 
 Status Uploader::UploadOne(const Address& address, uint64_t length,
@@ -81,15 +97,11 @@ Status Uploader::UploadOne(const Address& address, uint64_t length,
   Status st;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     st = store_->PutFile(address, path, scratch);
-    if (st.ok()) break;
+    if (st.ok()) return st;
     if (st.code() == Code::kNotFound && !spill_->Contains(address)) {
       // The staged file is gone: fine when the store already has the chunk
-      // (an earlier run uploaded it and died before completing the entry).
-      auto has = store_->Has(address);
-      if (has.ok() && *has) {
-        st = Status::Ok();
-        break;
-      }
+      // (an earlier run moved it in and stopped before completing).
+      if (StoreHoldsIntact(address, scratch)) return Status::Ok();
       spdlog::error("chunk {} is queued but missing from the spill and the "
                     "store; dropping its queue entry",
                     ToHex(address));
@@ -104,22 +116,30 @@ Status Uploader::UploadOne(const Address& address, uint64_t length,
     if (cv_.wait_for(lock, backoff, [&] { return stop_; })) return st;
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
-  if (!st.ok()) return st;
-  WAVEFS_RETURN_IF_ERROR(index_->CompleteUpload(address, length));
-  // Only now may the staged copy go (a rename into the store already moved
-  // it; then this is a no-op).
-  Status rm = spill_->Remove(address);
-  if (!rm.ok()) spdlog::warn("cannot remove staged chunk: {}", rm.ToString());
-  std::function<void()> freed;
+  return st;
+}
+
+Status Uploader::Complete(
+    const std::vector<std::pair<Address, uint64_t>>& done) {
+  if (done.empty()) return Status::Ok();
+  WAVEFS_RETURN_IF_ERROR(store_->Sync());
+  WAVEFS_RETURN_IF_ERROR(index_->CompleteUploads(done));
+  // Only now may the staged copies go (a rename into the store already
+  // moved them; then this is a no-op).
+  for (const auto& [address, length] : done) {
+    Status rm = spill_->Remove(address);
+    if (!rm.ok()) spdlog::warn("cannot remove staged chunk: {}", rm.ToString());
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    uploaded_chunks_ += 1;
-    uploaded_bytes_ += length;
+    uploaded_chunks_ += done.size();
+    for (const auto& d : done) uploaded_bytes_ += d.second;
     last_progress_ = std::chrono::steady_clock::now();
-    freed = space_freed_;
+    sticky_error_.clear();  // a put went through: the store works again
   }
   done_cv_.notify_all();
-  if (freed) freed();
+  std::lock_guard<std::mutex> lock(callback_mu_);
+  if (space_freed_) space_freed_();
   return Status::Ok();
 }
 
@@ -134,6 +154,15 @@ void Uploader::Run() {
       cv_.wait_for(lock, wait, [&] { return stop_ || notified_; });
       if (stop_) return;
       notified_ = false;
+      // While a writer keeps staging, let a wave fill: one store sync per
+      // wave instead of one per chunk.
+      if (draining_ == 0 && !failing) {
+        cv_.wait_for(lock, options_.gather, [&] {
+          return stop_ || draining_ > 0 ||
+                 index_->pending_chunks() >= options_.wave_size;
+        });
+        if (stop_) return;
+      }
     }
     while (true) {
       Status st = index_->PeekQueue(options_.wave_size, &wave);
@@ -145,19 +174,18 @@ void Uploader::Run() {
       if (wave.empty()) break;
       const auto start = std::chrono::steady_clock::now();
       std::atomic<size_t> next{0};
-      std::atomic<uint64_t> done_chunks{0}, done_bytes{0};
-      std::mutex err_mu;
+      std::mutex done_mu;
+      std::vector<std::pair<Address, uint64_t>> done;
       std::string first_error;
       auto worker = [&] {
         std::vector<uint8_t> scratch;
         for (size_t i = next++; i < wave.size(); i = next++) {
           Status s = UploadOne(wave[i].first, wave[i].second, &scratch);
+          std::lock_guard<std::mutex> lock(done_mu);
           if (s.ok()) {
-            done_chunks += 1;
-            done_bytes += wave[i].second;
-          } else {
-            std::lock_guard<std::mutex> lock(err_mu);
-            if (first_error.empty()) first_error = s.ToString();
+            done.push_back(wave[i]);
+          } else if (first_error.empty()) {
+            first_error = s.ToString();
           }
         }
       };
@@ -167,20 +195,27 @@ void Uploader::Run() {
       for (int i = 1; i < n; ++i) workers.emplace_back(worker);
       worker();
       for (auto& t : workers) t.join();
+      Status completed = Complete(done);
+      if (!completed.ok()) {
+        if (first_error.empty()) first_error = completed.ToString();
+        done.clear();
+      }
       const double secs = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - start)
                               .count();
-      const double mib = done_bytes.load() / 1048576.0;
+      uint64_t bytes = 0;
+      for (const auto& d : done) bytes += d.second;
+      const double mib = bytes / 1048576.0;
       const double rate = secs > 0 ? mib / secs : 0;
       {
         std::lock_guard<std::mutex> lock(mu_);
         waves_ += 1;
         last_rate_ = rate;
-        sticky_error_ = first_error;
+        if (!first_error.empty()) sticky_error_ = first_error;
         spdlog::info(
             "wave {}: {}/{} chunks, {:.1f} MiB in {:.2f} s ({:.1f} MiB/s), "
             "{} chunks pending",
-            waves_, done_chunks.load(), wave.size(), mib, secs, rate,
+            waves_, done.size(), wave.size(), mib, secs, rate,
             index_->pending_chunks());
       }
       done_cv_.notify_all();
@@ -194,6 +229,11 @@ void Uploader::Run() {
       backoff = options_.initial_backoff;
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
+      // Less than a wave left: go back and let it fill (unless draining).
+      if (draining_ == 0 && index_->pending_chunks() < options_.wave_size) {
+        notified_ = index_->pending_chunks() > 0;
+        break;
+      }
     }
   }
 }

@@ -1,10 +1,12 @@
 // Uploader: moves queued chunks from the spill to the chunk store in waves.
 //
 // A background thread takes up to `wave_size` queue entries from the index
-// (a wave) and puts them with `concurrency` worker threads. Each chunk is
-// read from the spill only when its worker sends it; after the store
-// confirmed the put, its queue entry is completed and its spill file removed
-// (a spill file never goes before the store has the chunk). Failed puts are
+// (a wave; it waits up to `gather` for a wave to fill while chunks keep
+// coming) and puts them with `concurrency` worker threads. Each chunk is
+// read from the spill only when its worker sends it. After the wave's puts,
+// one store Sync() makes them durable; only then are the queue entries
+// completed (one batch) and the spill files removed (a spill file never
+// goes before the store has the chunk durably). Failed puts are
 // retried with exponential backoff; a failure that persists becomes the
 // sticky error shown by stats() until a later put succeeds. One log line per
 // wave: chunks, bytes, rate.
@@ -38,6 +40,7 @@ class Uploader {
     size_t wave_size = 64;
     int concurrency = 2;
     int max_attempts = 5;  // per chunk inside one wave, then the wave ends
+    std::chrono::milliseconds gather{200};
     std::chrono::milliseconds initial_backoff{100};
     std::chrono::milliseconds max_backoff{5000};
   };
@@ -69,9 +72,13 @@ class Uploader {
 
  private:
   void Run();
-  // Uploads one chunk with retries; ok when the store has it.
+  // Puts one chunk with retries; ok when the store has it (not yet synced).
   Status UploadOne(const Address& address, uint64_t length,
                    std::vector<uint8_t>* scratch);
+  // Checks that the store holds intact bytes for address (recovery path).
+  bool StoreHoldsIntact(const Address& address, std::vector<uint8_t>* scratch);
+  // Syncs the store and completes the given uploads.
+  Status Complete(const std::vector<std::pair<Address, uint64_t>>& done);
 
   Index* index_;
   Spill* spill_;
@@ -83,12 +90,14 @@ class Uploader {
   std::condition_variable done_cv_;  // wakes Drain
   bool stop_ = false;
   bool notified_ = false;
+  int draining_ = 0;  // Drain calls waiting: no gathering delay
   uint64_t uploaded_chunks_ = 0;
   uint64_t uploaded_bytes_ = 0;
   uint64_t waves_ = 0;
   double last_rate_ = 0;
   std::string sticky_error_;
   std::chrono::steady_clock::time_point last_progress_;
+  std::mutex callback_mu_;  // guards space_freed_ and serialises its calls
   std::function<void()> space_freed_;
   std::thread thread_;
 };
