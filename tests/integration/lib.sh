@@ -1,0 +1,437 @@
+# shellcheck shell=bash
+# Shared helpers for wavefs's integration tests. Source it first thing:
+#
+#   source "$(dirname "$0")/lib.sh"
+#
+# It makes a fresh work directory $T (not on tmpfs) holding
+#   $T/home   WAVEFS_HOME (keys, metadata, spill, logs)
+#   $T/store  the chunk store
+#   $T/mnt    the mount point
+#   $T/src    source files made by the test
+#   $T/local  a plain local directory for "same operations" comparisons
+# and installs an EXIT trap that always unmounts everything under $T, stops
+# and reaps every daemon the test started, reports sanitizer logs, and removes
+# $T (kept when WAVEFS_IT_KEEP=1 or when something could not be unmounted).
+#
+# Environment:
+#   WAVEFS_BIN      the wavefs binary (required; CMake passes it)
+#   WAVEFS_IT_TMP   parent directory for $T (default /var/tmp)
+#   WAVEFS_IT_KEEP  1 = keep $T after the test
+#   WAVEFS_IT_TIMEOUT  seconds after which the test aborts itself (CMake sets
+#                   it a little below the CTest TIMEOUT)
+set -euo pipefail
+export LC_ALL=C
+
+IT_NAME=$(basename "$0" .sh)
+IT_NAME=${IT_NAME#test_}
+
+# ---------------------------------------------------------------- reporting
+
+it_log() { printf '[%s] %s\n' "$IT_NAME" "$*"; }
+pass() { printf 'PASS: %s: %s\n' "$IT_NAME" "$*"; }
+fail() {
+  printf 'FAIL: %s: %s\n' "$IT_NAME" "$*" >&2
+  IT_FAILED_MSG=$*
+  exit 1
+}
+# skip REASON: exits with 77, which CTest reports as "Skipped".
+skip() {
+  printf 'SKIP: %s: %s\n' "$IT_NAME" "$*"
+  exit 77
+}
+
+# check DESCRIPTION CMD...: runs CMD; PASS line if it succeeds, FAIL otherwise.
+check() {
+  local desc=$1
+  shift
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    [ -n "$out" ] && printf '%s\n' "$out" | head -n 20 >&2
+    fail "$desc (command: $*; exit $rc)"
+  fi
+  pass "$desc"
+}
+
+# expect_eq DESCRIPTION EXPECTED ACTUAL
+expect_eq() {
+  if [ "$2" != "$3" ]; then
+    fail "$1: expected '$2', got '$3'"
+  fi
+  pass "$1 ($3)"
+}
+
+# expect_le DESCRIPTION A B: integer A <= B
+expect_le() {
+  [[ "$2" =~ ^-?[0-9]+$ && "$3" =~ ^-?[0-9]+$ ]] || fail "$1: not integers: '$2' '$3'"
+  if [ "$2" -gt "$3" ]; then
+    fail "$1: expected $2 <= $3"
+  fi
+  pass "$1 ($2 <= $3)"
+}
+
+# expect_lt DESCRIPTION A B: integer A < B
+expect_lt() {
+  [[ "$2" =~ ^-?[0-9]+$ && "$3" =~ ^-?[0-9]+$ ]] || fail "$1: not integers: '$2' '$3'"
+  if [ "$2" -ge "$3" ]; then
+    fail "$1: expected $2 < $3"
+  fi
+  pass "$1 ($2 < $3)"
+}
+
+# ---------------------------------------------------------------- setup
+
+: "${WAVEFS_BIN:=}"
+if [ -z "$WAVEFS_BIN" ]; then
+  echo "FAIL: $IT_NAME: WAVEFS_BIN is not set (path to the built wavefs binary)" >&2
+  exit 1
+fi
+if [ ! -x "$WAVEFS_BIN" ]; then
+  echo "FAIL: $IT_NAME: WAVEFS_BIN=$WAVEFS_BIN is not an executable" >&2
+  exit 1
+fi
+WAVEFS_BIN=$(cd "$(dirname "$WAVEFS_BIN")" && pwd)/$(basename "$WAVEFS_BIN")
+for tool in fusermount3 getfattr mountpoint openssl cmp python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "FAIL: $IT_NAME: '$tool' not found (run scripts/install-deps.sh)" >&2
+    exit 1
+  fi
+done
+if [ ! -c /dev/fuse ]; then
+  echo "FAIL: $IT_NAME: /dev/fuse is missing (modprobe fuse?)" >&2
+  exit 1
+fi
+
+IT_TMP_PARENT=${WAVEFS_IT_TMP:-/var/tmp}
+mkdir -p "$IT_TMP_PARENT"
+if [ "$(stat -f -c %T "$IT_TMP_PARENT")" = tmpfs ]; then
+  it_log "warning: $IT_TMP_PARENT is tmpfs; large files will live in RAM"
+fi
+T=$(mktemp -d "$IT_TMP_PARENT/wavefs-it.$IT_NAME.XXXXXX")
+T=$(cd "$T" && pwd -P)
+export WAVEFS_HOME=$T/home
+STORE=$T/store
+MNT=$T/mnt
+SRC=$T/src
+LOCAL=$T/local
+mkdir -p "$WAVEFS_HOME" "$MNT" "$SRC" "$LOCAL" "$T/asan"
+
+# Sanitizer reports go to files (not stderr, which some tests count lines of);
+# the cleanup prints them and fails the test if there are any.
+export ASAN_OPTIONS="log_path=$T/asan/asan:detect_leaks=1:abort_on_error=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="log_path=$T/asan/ubsan:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+
+DAEMON_PID=""       # daemon of the current mount of $MNT
+DAEMON_PIDS=()      # every daemon pid seen during the test
+SPILL_DIR=""        # from the stats of the current mount
+META_DIR=""
+IT_FAILED_MSG=""
+IT_START=$(date +%s)
+
+it_log "work dir $T"
+it_log "binary $WAVEFS_BIN"
+
+# ---------------------------------------------------------------- processes
+
+pid_alive() {
+  # True while PID exists and is not a zombie.
+  local pid=$1 state
+  [ -n "$pid" ] || return 1
+  [ -r "/proc/$pid/status" ] || return 1
+  state=$(awk '/^State:/ {print $2; exit}' "/proc/$pid/status" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# wait_pid_exit PID SECONDS: true if PID is gone within SECONDS.
+wait_pid_exit() {
+  local pid=$1 deadline=$(( $(date +%s) + $2 ))
+  while pid_alive "$pid"; do
+    [ "$(date +%s)" -ge "$deadline" ] && return 1
+    sleep 0.1
+  done
+  return 0
+}
+
+# Pids of live processes whose command line mentions $T (the daemons this
+# test started; nothing outside the test can name its private temp dir).
+pids_under_t() {
+  local d pid cmd
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    [ "$pid" = "$$" ] && continue
+    [ "$pid" = "$BASHPID" ] && continue
+    cmd=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
+    if [[ "$cmd" == *"$T/"* ]] && pid_alive "$pid"; then
+      echo "$pid"
+    fi
+  done
+  return 0
+}
+
+# Mount points under $T, deepest first.
+mounts_under_t() {
+  awk -v t="$T" '{ p = $5; gsub(/\\040/, " ", p); if (p == t || index(p, t "/") == 1) print p }' \
+    /proc/self/mountinfo | sort -r
+}
+
+is_mounted() {
+  local p
+  p=$(cd "$1" 2>/dev/null && pwd -P || echo "$1")
+  awk -v m="$p" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
+# ---------------------------------------------------------------- data
+
+# make_random FILE SIZE SEED: SIZE bytes (suffixes K M G = KiB MiB GiB) of a
+# deterministic stream (AES-256-CTR keystream keyed by SEED).
+to_bytes() {
+  local s=$1
+  case "$s" in
+    *K) echo $(( ${s%K} * 1024 )) ;;
+    *M) echo $(( ${s%M} * 1024 * 1024 )) ;;
+    *G) echo $(( ${s%G} * 1024 * 1024 * 1024 )) ;;
+    *) echo $(( s )) ;;
+  esac
+}
+
+seed_stream() {
+  local seed=$1 key iv
+  key=$(printf 'key:%s' "$seed" | sha256sum | cut -c1-64)
+  iv=$(printf 'iv:%s' "$seed" | sha256sum | cut -c1-32)
+  openssl enc -aes-256-ctr -K "$key" -iv "$iv" -in /dev/zero 2>/dev/null || true
+}
+
+make_random() {
+  local file=$1 size seed=$3
+  size=$(to_bytes "$2")
+  seed_stream "$seed" | head -c "$size" >"$file"
+  local got
+  got=$(stat -c %s "$file")
+  [ "$got" = "$size" ] || fail "make_random $file: wanted $size bytes, got $got"
+}
+
+file_size() { stat -c %s "$1"; }
+
+# ---------------------------------------------------------------- wavefs
+# $STORE (a path or file:// URL) is what wfs_init and wfs_mount use.
+
+wfs() { "$WAVEFS_BIN" "$@"; }
+
+wfs_init() {
+  local rc=0
+  timeout 60 "$WAVEFS_BIN" init "$STORE" "$@" >"$T/init.out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$T/init.out" >&2
+    fail "wavefs init $STORE failed (exit $rc)"
+  fi
+  [ -f "$(store_dir)/wavefs-store.conf" ] || fail "wavefs init did not create $(store_dir)/wavefs-store.conf"
+  [ -d "$(store_dir)/chunks" ] || fail "wavefs init did not create $(store_dir)/chunks"
+}
+
+# stats_raw [MNT]: the user.wavefs.stats text.
+stats_raw() {
+  getfattr --only-values -n user.wavefs.stats "${1:-$MNT}" 2>/dev/null
+}
+
+# stat_get KEY [MNT]: one value from user.wavefs.stats; fails the test when
+# the key is missing.
+stat_get() {
+  local key=$1 mnt=${2:-$MNT} raw val
+  raw=$(stats_raw "$mnt") || fail "cannot read xattr user.wavefs.stats on $mnt"
+  val=$(printf '%s\n' "$raw" | sed -n "s/^$key=//p" | head -n 1)
+  [ -n "$val" ] || fail "user.wavefs.stats on $mnt has no '$key=' line; got: $(printf '%s' "$raw" | tr '\n' ' ')"
+  printf '%s\n' "$val"
+}
+
+# wfs_mount [EXTRA ARGS...]: mounts $STORE on $MNT and records the daemon.
+# Output goes to a file, not a pipe: a daemon that kept the pipe open would
+# otherwise hang the test.
+wfs_mount() {
+  local rc=0
+  timeout 60 "$WAVEFS_BIN" mount "$STORE" "$MNT" "$@" >"$T/mount.out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$T/mount.out" >&2
+    fail "wavefs mount $STORE $MNT $* failed (exit $rc)"
+  fi
+  is_mounted "$MNT" || fail "wavefs mount returned 0 but $MNT is not mounted"
+  DAEMON_PID=$(stat_get pid)
+  [[ "$DAEMON_PID" =~ ^[0-9]+$ ]] || fail "stats pid='$DAEMON_PID' is not a pid"
+  pid_alive "$DAEMON_PID" || fail "daemon pid $DAEMON_PID from stats is not running"
+  DAEMON_PIDS+=("$DAEMON_PID")
+  SPILL_DIR=$(stat_get spill_dir)
+  # shellcheck disable=SC2034  # used by tests
+  META_DIR=$(stat_get meta_dir)
+  it_log "mounted (daemon pid $DAEMON_PID)"
+}
+
+# Staged chunk files in the spill directory (64 hex digit names).
+spill_count() {
+  if [ -z "$SPILL_DIR" ] || [ ! -d "$SPILL_DIR" ]; then
+    echo 0
+    return 0
+  fi
+  find "$SPILL_DIR" -type f -regextype posix-extended -regex '.*/[0-9a-f]{64}' | wc -l
+}
+
+# The store's directory ($STORE may be a file:// URL).
+store_dir() { printf '%s\n' "${STORE#file://}"; }
+
+store_chunk_count() {
+  find "$(store_dir)/chunks" -type f -name '[0-9a-f]*' | wc -l
+}
+
+# After a clean unmount: the daemon is gone and nothing is left staged.
+assert_flushed() {
+  local how=$1 left
+  wait_pid_exit "$DAEMON_PID" 15 || fail "daemon $DAEMON_PID still running 15 s after $how"
+  is_mounted "$MNT" && fail "$MNT still mounted after $how"
+  left=$(spill_count)
+  [ "$left" -eq 0 ] || fail "$left staged chunk(s) left in the spill $SPILL_DIR after $how"
+  DAEMON_PID=""
+}
+
+# wfs_unmount: `wavefs unmount`, which must return after the flush and exit.
+wfs_unmount() {
+  local rc=0
+  timeout 600 "$WAVEFS_BIN" unmount "$MNT" >"$T/unmount.out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$T/unmount.out" >&2
+    fail "wavefs unmount $MNT failed (exit $rc)"
+  fi
+  if pid_alive "$DAEMON_PID"; then
+    it_log "warning: daemon $DAEMON_PID still alive right after wavefs unmount returned"
+  fi
+  assert_flushed "wavefs unmount"
+  it_log "unmounted"
+}
+
+# fuse_unmount: plain fusermount3 -u; the daemon must still flush and exit.
+fuse_unmount() {
+  local pid=$DAEMON_PID
+  fusermount3 -u "$MNT" || fail "fusermount3 -u $MNT failed"
+  wait_pid_exit "$pid" 600 || fail "daemon $pid did not exit within 600 s of fusermount3 -u"
+  assert_flushed "fusermount3 -u"
+  it_log "unmounted with fusermount3 -u"
+}
+
+wfs_remount() {
+  wfs_unmount
+  wfs_mount "$@"
+}
+
+drop_caches() {
+  sync
+  if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
+    it_log "note: cannot drop the page cache (not root?)"
+  fi
+}
+
+# vm_hwm_kib PID: VmHWM of PID in KiB (empty if unreadable).
+vm_hwm_kib() {
+  awk '/^VmHWM:/ {print $2; exit}' "/proc/$1/status" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- cleanup
+
+it_cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  local m pid leftover=0
+  if [ -n "$IT_WATCHDOG" ]; then
+    kill "$IT_WATCHDOG" 2>/dev/null
+    wait "$IT_WATCHDOG" 2>/dev/null
+  fi
+  if [ -e "$T/timed-out" ]; then
+    rc=1
+    IT_FAILED_MSG="timed out after ${WAVEFS_IT_TIMEOUT}s (mounts lazily unmounted, daemons killed)"
+  fi
+
+  # 1. unmount everything under $T (deepest first).
+  while read -r m; do
+    [ -n "$m" ] || continue
+    it_log "cleanup: unmounting $m"
+    fusermount3 -u "$m" 2>/dev/null || timeout 20 umount "$m" 2>/dev/null || \
+      fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+  done < <(mounts_under_t)
+
+  # 2. let the daemons flush and exit, then stop the rest; reap our children.
+  local all=("${DAEMON_PIDS[@]}")
+  while read -r pid; do [ -n "$pid" ] && all+=("$pid"); done < <(pids_under_t)
+  for pid in "${all[@]}"; do
+    pid_alive "$pid" || continue
+    if ! wait_pid_exit "$pid" 30; then
+      it_log "cleanup: daemon $pid still running, sending SIGTERM"
+      kill -TERM "$pid" 2>/dev/null
+      if ! wait_pid_exit "$pid" 10; then
+        it_log "cleanup: daemon $pid ignores SIGTERM, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null
+        wait_pid_exit "$pid" 10
+      fi
+      [ "$rc" -eq 0 ] && { rc=1; IT_FAILED_MSG="daemon $pid did not exit after unmount"; }
+    fi
+  done
+  wait 2>/dev/null
+
+  # 3. sanitizer reports fail the test.
+  local f
+  for f in "$T"/asan/*; do
+    [ -s "$f" ] || continue
+    echo "---- sanitizer report $f ----" >&2
+    head -n 80 "$f" >&2
+    if [ "$rc" -eq 0 ] || [ "$rc" -eq 77 ]; then
+      rc=1
+      IT_FAILED_MSG="sanitizer report(s) in $T/asan"
+    fi
+  done
+
+  # 4. on failure show the daemon logs.
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+    while IFS= read -r -d '' f; do
+      echo "---- last lines of $f ----" >&2
+      tail -n 30 "$f" >&2
+    done < <(find "$WAVEFS_HOME" "$T" -name 'wavefs*.log' -type f -print0 2>/dev/null | sort -zu)
+  fi
+
+  # 5. remove $T unless something is still mounted there.
+  if [ -n "$(mounts_under_t)" ]; then
+    leftover=1
+    echo "cleanup: still mounted under $T, not removing it:" >&2
+    mounts_under_t >&2
+    [ "$rc" -eq 0 ] && rc=1
+  fi
+  if [ "$leftover" -eq 0 ] && [ "${WAVEFS_IT_KEEP:-0}" != 1 ]; then
+    rm -rf "$T"
+  else
+    it_log "kept $T"
+  fi
+
+  local secs=$(( $(date +%s) - IT_START ))
+  if [ "$rc" -eq 0 ]; then
+    echo "PASS: $IT_NAME (${secs}s)"
+  elif [ "$rc" -eq 77 ]; then
+    echo "SKIPPED: $IT_NAME"
+  else
+    echo "FAIL: $IT_NAME (exit $rc${IT_FAILED_MSG:+: $IT_FAILED_MSG}; ${secs}s)" >&2
+  fi
+  exit "$rc"
+}
+trap it_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Watchdog: CTest kills a test that overruns its TIMEOUT with SIGKILL, which
+# would leave the daemon and its mount behind. A little earlier than that,
+# unmount lazily and kill the daemons (which unblocks any tool stuck on the
+# mount), then TERM the test so that it_cleanup runs.
+IT_WATCHDOG=""
+if [[ "${WAVEFS_IT_TIMEOUT:-}" =~ ^[0-9]+$ ]]; then
+  (
+    for ((i = 0; i < WAVEFS_IT_TIMEOUT; i++)); do sleep 1; done
+    touch "$T/timed-out"
+    while read -r m; do [ -n "$m" ] && umount -l "$m"; done < <(mounts_under_t)
+    while read -r p; do [ -n "$p" ] && kill -KILL "$p"; done < <(pids_under_t)
+    kill -TERM "$$"
+  ) >/dev/null 2>&1 &
+  IT_WATCHDOG=$!
+fi

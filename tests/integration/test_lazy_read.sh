@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Reads are lazy: after a remount, reading 1 MiB in the middle of a 64 MiB
+# file fetches one chunk from the store (two with a prefetch), not the file.
+source "$(dirname "$0")/lib.sh"
+
+wfs_init
+make_random "$SRC/big" 64M lazy-big
+wfs_mount
+check "cp 64 MiB into the mount" cp "$SRC/big" "$MNT/big"
+wfs_unmount
+expect_le "store holds the 16 chunks" 16 "$(store_chunk_count)"
+
+wfs_mount
+drop_caches
+g0=$(stat_get store_gets)
+expect_eq "store_gets right after mount" 0 "$g0"
+check "stat of the file" stat "$MNT/big"
+g_stat=$(stat_get store_gets)
+expect_eq "stat fetches no chunk" 0 "$g_stat"
+
+# 1 MiB at offset 30 MiB lies inside chunk 7 (28..32 MiB).
+check "dd of 1 MiB at 30 MiB" dd if="$MNT/big" of="$T/piece" bs=1M skip=30 count=1 status=none
+sleep 1   # let a prefetch, if any, be counted
+g1=$(stat_get store_gets)
+got=$((g1 - g0))
+expect_le "store_gets grew by at least 1" 1 "$got"
+expect_le "store_gets grew by at most 2" "$got" 2
+dd if="$SRC/big" of="$T/piece.want" bs=1M skip=30 count=1 status=none
+check "the 1 MiB read equals the source's range" cmp "$T/piece.want" "$T/piece"
+
+# A second read of the same range is served without the store.
+check "dd of the same range again" dd if="$MNT/big" of=/dev/null bs=1M skip=30 count=1 status=none
+sleep 1
+expect_le "re-reading the same range fetched nothing new" "$(stat_get store_gets)" "$g1"
+wfs_unmount

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Issue 3: the daemon's peak RSS (VmHWM) stays bounded whatever the file
+# size: copying a 256 MiB and a 1 GiB file in (separate mounts) both stay
+# under 80 MiB, and their peaks differ by less than 16 MiB. No timing here.
+source "$(dirname "$0")/lib.sh"
+
+LIMIT_KIB=$((80 * 1024))
+FLAT_KIB=$((16 * 1024))
+
+if ldd "$WAVEFS_BIN" 2>/dev/null | grep -q -e libasan -e libtsan; then
+  skip "sanitizer build: RSS figures are meaningless"
+fi
+
+# sample_hwm PID OUTFILE: writes VmHWM of PID to OUTFILE every 0.1 s until
+# PID exits (covers the flush during unmount).
+sample_hwm() {
+  local pid=$1 out=$2 v
+  while pid_alive "$pid"; do
+    v=$(vm_hwm_kib "$pid")
+    [ -n "$v" ] && echo "$v" >"$out.tmp" && mv -f "$out.tmp" "$out"
+    sleep 0.1
+  done
+}
+
+# measure NAME SIZE: copy a SIZE file into a fresh mount; echo peak VmHWM KiB.
+measure() {
+  local name=$1 size=$2 before sampler peak
+  make_random "$SRC/$name" "$size" "memory-$name"
+  wfs_mount
+  before=$(vm_hwm_kib "$DAEMON_PID")
+  [ -n "$before" ] || fail "cannot read VmHWM from /proc/$DAEMON_PID/status"
+  it_log "$name: VmHWM after mount $((before / 1024)) MiB"
+  check "cp of $name ($size) into the mount" cp "$SRC/$name" "$MNT/$name"
+  check "$name equals the source while mounted" cmp "$SRC/$name" "$MNT/$name"
+  peak=$(vm_hwm_kib "$DAEMON_PID")
+  [ -n "$peak" ] || fail "cannot read VmHWM from /proc/$DAEMON_PID/status before unmount"
+  it_log "$name: VmHWM before unmount $((peak / 1024)) MiB (pending_chunks=$(stat_get pending_chunks))"
+  echo "$peak" >"$T/hwm.$name"
+  sample_hwm "$DAEMON_PID" "$T/hwm.$name.flush" &
+  sampler=$!
+  wfs_unmount
+  wait "$sampler" || true
+  if [ -s "$T/hwm.$name.flush" ]; then
+    local f
+    f=$(cat "$T/hwm.$name.flush")
+    [ "$f" -gt "$peak" ] && peak=$f
+  fi
+  it_log "$name: peak VmHWM including the flush $((peak / 1024)) MiB"
+  echo "$peak" >"$T/hwm.$name"
+}
+
+wfs_init
+measure small 256M
+measure large 1G
+small=$(cat "$T/hwm.small")
+large=$(cat "$T/hwm.large")
+expect_lt "peak RSS (KiB) copying 256 MiB below 80 MiB" "$small" "$LIMIT_KIB"
+expect_lt "peak RSS (KiB) copying 1 GiB below 80 MiB" "$large" "$LIMIT_KIB"
+diff_kib=$(( large > small ? large - small : small - large ))
+expect_lt "peak RSS difference (KiB) between 1 GiB and 256 MiB below 16 MiB" "$diff_kib" "$FLAT_KIB"
+
+wfs_mount
+drop_caches
+check "1 GiB file equals the source after remount" cmp "$SRC/large" "$MNT/large"
+check "256 MiB file equals the source after remount" cmp "$SRC/small" "$MNT/small"
+wfs_unmount
+echo "memory: peak VmHWM 256 MiB: $((small / 1024)) MiB, 1 GiB: $((large / 1024)) MiB"

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Directory operations (mkdir -p, mv of files and directories, rm, rmdir,
+# rm -r, rename onto an existing file, RENAME_NOREPLACE) and their errors,
+# compared with the same operations on a plain local directory.
+source "$(dirname "$0")/lib.sh"
+
+# fsop OP PATH [PATH2]: one system call; prints OK or the errno name.
+cat >"$T/fsop.py" <<'PY'
+import ctypes, errno, os, sys
+op, args = sys.argv[1], sys.argv[2:]
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_NOREPLACE = -100, 1
+try:
+    if op == "mkdir":
+        os.mkdir(args[0])
+    elif op == "rmdir":
+        os.rmdir(args[0])
+    elif op == "unlink":
+        os.unlink(args[0])
+    elif op == "rename":
+        os.rename(args[0], args[1])
+    elif op == "rename_noreplace":
+        r = libc.renameat2(AT_FDCWD, args[0].encode(), AT_FDCWD, args[1].encode(),
+                           RENAME_NOREPLACE)
+        if r != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+    elif op == "read":
+        with open(args[0], "rb") as f:
+            f.read()
+    else:
+        sys.exit("fsop: unknown op " + op)
+    print("OK")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))
+PY
+
+# r CMD...: runs a shell command in the current directory and logs its status.
+r() {
+  local rc=0
+  "$@" >/dev/null 2>&1 || rc=$?
+  printf '%s -> %s\n' "$*" "$rc" >>"$OPLOG"
+}
+# e OP ARGS...: runs fsop and logs its result.
+e() {
+  printf 'fsop %s -> %s\n' "$*" "$(python3 "$T/fsop.py" "$@")" >>"$OPLOG"
+}
+
+# ops DIR: the scenario, run inside DIR, log in $OPLOG.
+ops() {
+  (
+    cd "$1"
+    r mkdir -p a/b/c
+    r sh -c 'echo hi > a/b/c/f1'
+    r sh -c 'echo x > a/f2'
+    r mkdir d
+    r mv a/b d/                 # move a directory into another one
+    r mv d/b d/bb               # rename a directory
+    r mv a a2
+    r touch e
+    r rm e
+    r mkdir -p g/h
+    r rmdir g/h
+    r rmdir g
+    r mkdir -p rr/s/t
+    r sh -c 'echo y > rr/s/t/f'
+    r sh -c 'echo z > rr/s/f'
+    r rm -r rr
+    r sh -c 'echo one > x'
+    r sh -c 'echo two > y'
+    r mv y x                    # rename onto an existing file replaces it
+    r mkdir empty
+    r cp x empty/copy
+    r mv x empty/x2             # file into another directory
+    r mkdir many
+    r sh -c 'for i in $(seq 1 300); do echo $i > many/f$i; done'
+    r sh -c 'rm many/f1?? many/f2?'
+    # errors
+    e mkdir d                   # EEXIST
+    e rmdir d                   # ENOTEMPTY
+    e read missing              # ENOENT
+    r cat missing               # fails
+    e unlink nodir/x            # ENOENT
+    e unlink d                  # EISDIR
+    e rmdir empty/x2            # ENOTDIR
+    e rename empty/x2 d/bb      # EISDIR: file onto a directory
+    e rename d empty/x2         # ENOTDIR: directory onto a file
+    e rename d d/bb/sub         # EINVAL: directory into itself
+    e mkdir e1
+    e mkdir m1
+    e rename e1 m1              # directory onto an empty directory: OK
+    # RENAME_NOREPLACE
+    r sh -c 'echo a > n1'
+    r sh -c 'echo b > n2'
+    e rename_noreplace n1 n2    # EEXIST, n2 untouched
+    e rename_noreplace n1 n3    # OK
+    e read n1                   # ENOENT now
+    r mv --no-clobber n3 n2     # exit 0, n2 untouched
+  )
+  # POSIX allows EEXIST or ENOTEMPTY for a directory renamed onto a
+  # non-empty one; log it apart, normalised.
+  local res
+  res=$(cd "$1" && python3 "$T/fsop.py" rename m1 d)
+  case "$res" in EEXIST|ENOTEMPTY) res="EEXIST-or-ENOTEMPTY" ;; esac
+  echo "fsop rename m1 d -> $res" >>"$OPLOG"
+}
+
+# listing DIR: every entry with its type, file size and content hash.
+listing() {
+  (cd "$1" && find . -mindepth 1 -printf '%P %y\n' | sort &&
+     find . -type f -exec md5sum {} + | sort -k2 && ls -1R .)
+}
+
+wfs_init
+wfs_mount
+mkdir -p "$MNT/ns" "$LOCAL/ns"
+
+OPLOG=$T/local.log ops "$LOCAL/ns"
+OPLOG=$T/mount.log ops "$MNT/ns"
+
+if ! diff -u "$T/local.log" "$T/mount.log" >"$T/ops.diff"; then
+  cat "$T/ops.diff" >&2
+  fail "operations gave different results in the mount than in a local directory"
+fi
+pass "every operation gave the same result as in a local directory ($(wc -l <"$T/mount.log") operations)"
+
+# The expectations themselves (the local directory is the reference, but
+# make sure the scenario really exercised the error paths).
+expect_line() {
+  grep -qxF -- "$1" "$T/mount.log" || fail "expected '$1' in the mount's log; got: $(grep -F -- "${1%% -> *}" "$T/mount.log" | head -n 1)"
+  pass "$1"
+}
+expect_line "fsop rmdir d -> ENOTEMPTY"
+expect_line "fsop read missing -> ENOENT"
+expect_line "cat missing -> 1"
+expect_line "fsop mkdir d -> EEXIST"
+expect_line "fsop rename_noreplace n1 n2 -> EEXIST"
+expect_line "fsop rename_noreplace n1 n3 -> OK"
+expect_line "fsop rename e1 m1 -> OK"
+expect_line "fsop rename m1 d -> EEXIST-or-ENOTEMPTY"
+expect_eq "rename onto an existing file replaced it" "two" "$(cat "$MNT/ns/empty/x2")"
+expect_eq "RENAME_NOREPLACE left the target untouched" "b" "$(cat "$MNT/ns/n2")"
+
+compare_trees() {
+  local when=$1
+  if ! diff -u <(listing "$LOCAL/ns") <(listing "$MNT/ns") >"$T/tree.diff"; then
+    head -n 40 "$T/tree.diff" >&2
+    fail "tree differs from the local directory $when"
+  fi
+  pass "tree (names, types, contents, ls -R) equals the local directory $when"
+}
+compare_trees "while mounted"
+wfs_remount
+compare_trees "after remount"
+check "rm -r of the whole tree" rm -r "$MNT/ns"
+expect_eq "mount root empty after rm -r" "" "$(ls -A "$MNT")"
+wfs_remount
+expect_eq "mount root still empty after remount" "" "$(ls -A "$MNT")"
+wfs_unmount
