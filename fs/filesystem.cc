@@ -16,11 +16,13 @@ struct OpenFile {
   struct Dirty {
     uint8_t* buf = nullptr;
     uint32_t len = 0;  // valid plaintext bytes; past it reads as zeros
+    uint64_t touched = 0;  // Filesystem::clock_ at the last write (LRU)
   };
 
   explicit OpenFile(const InodeAttr& a) : ino(a.ino), attr(a) {}
 
   const uint64_t ino;
+  std::weak_ptr<OpenFile> self;  // set once at creation
   std::mutex mu;  // guards everything below
   std::condition_variable cv;  // signalled when a seal of this file ends
   int opens = 0;
@@ -350,6 +352,7 @@ Result<std::shared_ptr<OpenFile>> Filesystem::PinFile(uint64_t ino) {
     auto a = index_->GetInode(ino);
     if (!a.ok()) return a.status();
     f = std::make_shared<OpenFile>(*a);
+    f->self = f;
     open_[ino] = f;
   }
   std::lock_guard<std::mutex> fl(f->mu);
@@ -443,21 +446,22 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
         f->cv.wait(lock, [&] { return f->inflight.empty(); });
         const uint64_t n = *c.size;
         const uint64_t keep = ChunkCountFor(n);
-        for (auto it = f->dirty.lower_bound(keep); it != f->dirty.end();) {
-          pool_.Release(it->second.buf);
-          it = f->dirty.erase(it);
-        }
-        f->pending.erase(f->pending.lower_bound(keep), f->pending.end());
-        if (n < a.size) {
-          f->truncate_from = std::min(f->truncate_from.value_or(keep), keep);
-          // The chunk holding the new end keeps only bytes before it: bring
-          // it into a buffer and cut it, so a later extension reads zeros.
-          const uint64_t tail = n % kChunkSize;
-          if (tail != 0) {
-            const uint64_t idx = n / kChunkSize;
-            st = AcquireDirty(f.get(), idx, lock);
-            if (st.ok()) {
-              auto& d = f->dirty[idx];
+        const uint64_t tail = n % kChunkSize;
+        // The chunk holding the new end keeps only bytes before it: bring it
+        // into a buffer first (the one step that can fail), so a failed
+        // truncate changes nothing, and cut it below so a later extension
+        // reads zeros.
+        if (n < a.size && tail != 0) st = AcquireDirty(f.get(), n / kChunkSize, lock);
+        if (st.ok()) {
+          for (auto it = f->dirty.lower_bound(keep); it != f->dirty.end();) {
+            pool_.Release(it->second.buf);
+            it = f->dirty.erase(it);
+          }
+          f->pending.erase(f->pending.lower_bound(keep), f->pending.end());
+          if (n < a.size) {
+            f->truncate_from = std::min(f->truncate_from.value_or(keep), keep);
+            if (tail != 0) {
+              auto& d = f->dirty[n / kChunkSize];
               if (d.len > tail) d.len = static_cast<uint32_t>(tail);
             }
           }
@@ -545,6 +549,19 @@ Status Filesystem::AcquireDirty(OpenFile* f, uint64_t idx,
       f->cv.wait(lock);
       continue;
     }
+    // One file holds at most max_buffers_per_file buffers (dirty or being
+    // sealed), so the pool is shared fairly between files written at once.
+    if (f->dirty.size() + f->inflight.size() >= options_.max_buffers_per_file) {
+      if (f->inflight.empty()) {
+        auto lru = std::min_element(
+            f->dirty.begin(), f->dirty.end(), [](const auto& a, const auto& b) {
+              return a.second.touched < b.second.touched;
+            });
+        SubmitSeal(f->self.lock(), lru->first, lock);
+      }
+      f->cv.wait(lock);
+      continue;
+    }
     lock.unlock();
     Status space = WaitForSpace(kMaxCiphertextSize);
     uint8_t* buf = space.ok() ? pool_.Acquire() : nullptr;
@@ -588,6 +605,7 @@ void Filesystem::SubmitSeal(const std::shared_ptr<OpenFile>& fp, uint64_t idx,
   SealJob job{fp, idx, it->second.buf, it->second.len};
   fp->dirty.erase(it);
   fp->inflight.insert(idx);
+  seals_in_flight_ += 1;
   {
     std::lock_guard<std::mutex> sl(seal_mu_);
     seal_queue_.push_back(std::move(job));
@@ -625,6 +643,7 @@ void Filesystem::SealAndRecord(const SealJob& job) {
     }
     f->inflight.erase(job.index);
   }
+  seals_in_flight_ -= 1;
   f->cv.notify_all();
 }
 
@@ -643,18 +662,35 @@ void Filesystem::SealerLoop() {
 }
 
 bool Filesystem::EvictOne() {
+  // Buffers being sealed come back by themselves: wait for them rather
+  // than seal a half-written chunk (which the writer would then have to
+  // read back and seal again).
+  if (seals_in_flight_.load() > 0) return true;
   std::vector<std::shared_ptr<OpenFile>> files;
   {
     std::lock_guard<std::mutex> lock(open_mu_);
     for (auto& [ino, f] : open_) files.push_back(f);
   }
+  // The least recently written dirty buffer goes first.
+  std::shared_ptr<OpenFile> victim;
+  uint64_t victim_index = 0;
+  uint64_t oldest = ~0ull;
   for (auto& f : files) {
     std::unique_lock<std::mutex> lock(f->mu, std::try_to_lock);
-    if (!lock.owns_lock() || f->dirty.empty()) continue;
-    SubmitSeal(f, f->dirty.begin()->first, lock);
-    return true;
+    if (!lock.owns_lock()) continue;
+    for (auto& [index, d] : f->dirty) {
+      if (d.touched < oldest) {
+        oldest = d.touched;
+        victim = f;
+        victim_index = index;
+      }
+    }
   }
-  return false;
+  if (!victim) return false;
+  std::unique_lock<std::mutex> lock(victim->mu);
+  if (!victim->dirty.count(victim_index)) return true;  // sealed meanwhile
+  SubmitSeal(victim, victim_index, lock);
+  return true;
 }
 
 Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
@@ -677,6 +713,7 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
       break;  // a short write: what got in stays
     }
     auto& d = f->dirty[idx];
+    d.touched = clock_.fetch_add(1);
     if (in > d.len) std::memset(d.buf + d.len, 0, in - d.len);
     std::memcpy(d.buf + in, data + (pos - offset), n);
     d.len = std::max(d.len, in + n);
@@ -703,17 +740,30 @@ void Filesystem::DropUncommitted(OpenFile* f) {
 
 Status Filesystem::Commit(OpenFile* f, const std::shared_ptr<OpenFile>& fp,
                           std::unique_lock<std::mutex>& lock, bool sync) {
-  // Seal what is left here, in this thread, then wait for the sealers.
-  while (!f->dirty.empty()) {
-    auto it = f->dirty.begin();
+  // Seal the buffers dirty now, here in this thread, then wait for every
+  // seal in flight. Buffers another handle dirties meanwhile are not this
+  // flush's business (its own flush commits them), so this cannot be kept
+  // waiting by a busy writer.
+  std::vector<uint64_t> mine;
+  for (auto& [i, d] : f->dirty) mine.push_back(i);
+  std::set<uint64_t> awaited(f->inflight);
+  awaited.insert(mine.begin(), mine.end());
+  for (uint64_t i : mine) {
+    auto it = f->dirty.find(i);
+    if (it == f->dirty.end()) continue;
     SealJob job{fp, it->first, it->second.buf, it->second.len};
     f->dirty.erase(it);
     f->inflight.insert(job.index);
+    seals_in_flight_ += 1;
     lock.unlock();
     SealAndRecord(job);
     lock.lock();
   }
-  f->cv.wait(lock, [&] { return f->inflight.empty() && f->dirty.empty(); });
+  f->cv.wait(lock, [&] {
+    for (uint64_t i : awaited)
+      if (f->inflight.count(i)) return false;
+    return true;
+  });
   if (!f->error.ok()) {
     Status err = f->error;
     f->error = Status::Ok();
@@ -721,11 +771,6 @@ Status Filesystem::Commit(OpenFile* f, const std::shared_ptr<OpenFile>& fp,
                   f->ino, err.ToString());
     DropUncommitted(f);
     return err;
-  }
-  if (f->unlinked) {
-    f->pending.clear();
-    f->attr_dirty = false;
-    return Status::Ok();
   }
   if (sync) {
     // Everything this file names that is still staged must be on disk

@@ -49,6 +49,9 @@ namespace wavefs {
 
 struct FsOptions {
   size_t dirty_buffers = 4;  // chunk buffers for writes (4 MiB each)
+  // Most buffers one file may hold (dirty or being sealed): a sequential
+  // writer needs one to fill plus one per seal thread.
+  size_t max_buffers_per_file = 3;
   size_t cache_chunks = 4;   // decrypted chunks kept for reads
   int seal_threads = 2;
   bool prefetch = true;
@@ -200,6 +203,9 @@ class Filesystem {
   std::condition_variable prefetch_cv_;
   std::deque<ChunkRef> prefetch_queue_;
   std::thread prefetcher_;
+
+  std::atomic<int> seals_in_flight_{0};
+  std::atomic<uint64_t> clock_{0};  // orders writes for LRU eviction
 
   std::mutex space_mu_;
   std::condition_variable space_cv_;

@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "wavefs 0.1.0");
 
-  std::string store, key_file, mountpoint, memory_limit = "48M", spill_reserve = "64M";
+  std::string store, key_file, mountpoint, memory_limit = "64M", spill_reserve = "64M";
   bool watch = false;
   MountOptions mo;
 

@@ -49,10 +49,14 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   b.index.block_cache_bytes = 2 * kMiB;
   const uint64_t rocks = 2 * b.index.write_buffer_bytes + b.index.block_cache_bytes;
   const uint64_t rest = o.memory_limit > fixed + rocks ? o.memory_limit - fixed - rocks : 0;
-  // What is left is chunk buffers: half for writes, half for reads.
+  // What is left is chunk buffers: a quarter (at least two: the chunk being
+  // read and the one prefetched) for the decrypted-chunk cache, the rest for
+  // writes. One file holds at most seal_threads + 1 write buffers, so a
+  // single writer stays small and several writers share the pool.
   const uint64_t chunks = std::max<uint64_t>(4, rest / kMaxCiphertextSize);
-  b.fs.dirty_buffers = std::max<uint64_t>(2, chunks / 2);
-  b.fs.cache_chunks = std::max<uint64_t>(2, chunks - b.fs.dirty_buffers);
+  b.fs.cache_chunks = std::max<uint64_t>(2, chunks / 4);
+  b.fs.dirty_buffers = std::max<uint64_t>(2, chunks - b.fs.cache_chunks);
+  b.fs.max_buffers_per_file = static_cast<size_t>(o.seal_threads) + 1;
   b.fs.seal_threads = o.seal_threads;
   b.fs.spill_reserve_bytes = o.spill_reserve;
   return b;

@@ -24,7 +24,7 @@ struct MountOptions {
   std::string log_file;
   std::string log_level = "info";
   std::vector<std::string> fuse_options;  // each -o value
-  uint64_t memory_limit = 48ull << 20;
+  uint64_t memory_limit = 64ull << 20;
   int upload_threads = 2;
   int seal_threads = 2;
   int fuse_threads = 4;

@@ -32,14 +32,16 @@ uint8_t* BufferPool::Acquire() {
       if (b == nullptr) std::abort();  // out of memory: nothing sane to do
       return b;
     }
+    // Holders usually finish their chunk within milliseconds; evicting a
+    // half-written buffer costs its writer a read-back and a second seal.
+    if (cv_.wait_for(lock, std::chrono::milliseconds(50),
+                     [&] { return !free_.empty(); }))
+      continue;
     auto evict = evict_;
     lock.unlock();
-    const bool started = evict && evict();
+    const bool coming = evict && evict();
     lock.lock();
-    if (!free_.empty()) continue;
-    // Either a seal is under way (its buffer comes back soon) or buffers are
-    // briefly held between Acquire and use; wait and look again.
-    cv_.wait_for(lock, std::chrono::milliseconds(started ? 1000 : 20),
+    cv_.wait_for(lock, std::chrono::milliseconds(coming ? 200 : 20),
                  [&] { return !free_.empty(); });
   }
 }

@@ -3,9 +3,10 @@
 // so sealing happens in place. The pool never holds more than `capacity`
 // buffers: this is what bounds write memory, whatever the file sizes.
 //
-// Acquire blocks while every buffer is in use; before waiting it calls the
-// evict callback (without the pool lock held), which should start sealing
-// some dirty buffer so it comes back. Thread-safe.
+// Acquire blocks while every buffer is in use. When none came back within
+// 50 ms it calls the evict callback (without the pool lock held),
+// which should start sealing some dirty buffer so it comes back, or return
+// true when buffers are on their way back anyway. Thread-safe.
 #pragma once
 
 #include <condition_variable>

@@ -1,1 +1,551 @@
-// placeholder: to be written
+// Tests of the wave uploader with a real index and spill in a temporary
+// directory and an in-memory store with fault injection.
+#include "store/uploader.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "chunker/crypto.h"
+#include "store/index.h"
+#include "store/memory_store.h"
+#include "store/spill.h"
+#include "store_test_util.h"
+
+namespace wavefs {
+namespace {
+
+using testing_util::MakeBytes;
+using testing_util::TempDir;
+using namespace std::chrono_literals;
+
+// Passes every call to a MemoryStore and checks what the uploader promised
+// at the moment of each put and each sync: the chunk is still staged and
+// still queued (nothing is forgotten before the store has it durably).
+// Also measures how many puts run at once, and can fail syncs.
+class ProbeStore : public ChunkStore {
+ public:
+  ProbeStore(MemoryStore* inner, Spill* spill, Index* index)
+      : inner_(inner), spill_(spill), index_(index) {}
+
+  Status Put(const Address& address,
+             std::span<const uint8_t> ciphertext) override {
+    const int now = ++active_;
+    int seen = max_active_.load();
+    while (now > seen && !max_active_.compare_exchange_weak(seen, now)) {
+    }
+    CheckStillStagedAndQueued(address);
+    if (put_delay_.count() > 0) std::this_thread::sleep_for(put_delay_);
+    Status st = inner_->Put(address, ciphertext);
+    if (st.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      unsynced_.insert(address);
+    }
+    --active_;
+    return st;
+  }
+  Status Sync() override {
+    std::set<Address> unsynced;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      unsynced.swap(unsynced_);
+    }
+    for (const Address& a : unsynced) CheckStillStagedAndQueued(a);
+    syncs_ += 1;
+    if (fail_syncs_.load() > 0) {
+      fail_syncs_ -= 1;
+      std::lock_guard<std::mutex> lock(mu_);
+      unsynced_.insert(unsynced.begin(), unsynced.end());
+      return Status::Error(Code::kIo, "syncfs failed", EIO, true);
+    }
+    return inner_->Sync();
+  }
+  Status Get(const Address& address, std::vector<uint8_t>* out) override {
+    return inner_->Get(address, out);
+  }
+  Result<bool> Has(const Address& address) override {
+    return inner_->Has(address);
+  }
+  Status Remove(const Address& address) override {
+    return inner_->Remove(address);
+  }
+  Status List(const std::function<void(const Address&)>& fn) override {
+    return inner_->List(fn);
+  }
+  std::string Describe() const override { return "probe"; }
+
+  void set_put_delay(std::chrono::milliseconds d) { put_delay_ = d; }
+  void FailNextSyncs(int n) { fail_syncs_ = n; }
+  int max_active() const { return max_active_.load(); }
+  int violations() const { return violations_.load(); }
+  int syncs() const { return syncs_.load(); }
+
+ private:
+  void CheckStillStagedAndQueued(const Address& address) {
+    if (!spill_->Contains(address)) violations_ += 1;
+    auto queued = index_->IsQueued(address);
+    if (!queued.ok() || !*queued) violations_ += 1;
+  }
+
+  MemoryStore* inner_;
+  Spill* spill_;
+  Index* index_;
+  std::chrono::milliseconds put_delay_{0};
+  std::atomic<int> active_{0};
+  std::atomic<int> max_active_{0};
+  std::atomic<int> violations_{0};
+  std::atomic<int> syncs_{0};
+  std::atomic<int> fail_syncs_{0};
+  std::mutex mu_;
+  std::set<Address> unsynced_;
+};
+
+// Polls pred every few milliseconds until it holds or timeout passes.
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+struct Staged {
+  Address address;
+  std::vector<uint8_t> bytes;
+};
+
+class UploaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(InitCrypto().ok());
+    tmp_ = std::make_unique<TempDir>();
+    OpenIndex();
+    auto spill = Spill::Open(*tmp_ / "spill");
+    ASSERT_TRUE(spill.ok()) << spill.status().ToString();
+    spill_ = std::move(*spill);
+    probe_ = std::make_unique<ProbeStore>(&store_, spill_.get(), index_.get());
+  }
+  void TearDown() override {
+    uploader_.reset();
+    probe_.reset();
+    spill_.reset();
+    index_.reset();
+    tmp_.reset();
+  }
+  void OpenIndex() {
+    index_.reset();
+    auto index = Index::Open(*tmp_ / "index", Index::Options{});
+    ASSERT_TRUE(index.ok()) << index.status().ToString();
+    index_ = std::move(*index);
+  }
+
+  static Uploader::Options FastOptions() {
+    Uploader::Options o;
+    o.initial_backoff = 1ms;
+    o.max_backoff = 20ms;
+    o.gather = 5ms;
+    return o;
+  }
+  void MakeUploader(Uploader::Options o = FastOptions()) {
+    uploader_ =
+        std::make_unique<Uploader>(index_.get(), spill_.get(), probe_.get(), o);
+  }
+
+  // What the write path does for each sealed chunk: stage, then queue. The
+  // bytes stand in for ciphertext; the address is their real hash.
+  Staged StageOne(uint32_t seed, size_t size) {
+    Staged s;
+    s.bytes = MakeBytes(size, seed);
+    s.address = AddressOf(s.bytes);
+    Status st = spill_->Stage(s.address, s.bytes);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    auto added = index_->EnqueueStaged(s.address, s.bytes.size());
+    EXPECT_TRUE(added.ok() && *added);
+    return s;
+  }
+  std::vector<Staged> StageMany(uint32_t first_seed, int n, size_t size) {
+    std::vector<Staged> out;
+    for (int i = 0; i < n; ++i)
+      out.push_back(StageOne(first_seed + i, size + static_cast<size_t>(i)));
+    return out;
+  }
+
+  size_t SpillCount() {
+    size_t n = 0;
+    Status st = spill_->List([&](const Address&) { ++n; });
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return n;
+  }
+  size_t QueueCount() {
+    std::vector<std::pair<Address, uint64_t>> q;
+    WAVEFS_EXPECT_OK(index_->PeekQueue(100000, &q));
+    return q.size();
+  }
+  bool Queued(const Address& a) {
+    auto r = index_->IsQueued(a);
+    EXPECT_TRUE(r.ok());
+    return r.ok() && *r;
+  }
+  bool Known(const Address& a) {
+    auto r = index_->IsKnown(a);
+    EXPECT_TRUE(r.ok());
+    return r.ok() && *r;
+  }
+  void ExpectAllStored(const std::vector<Staged>& chunks) {
+    for (const Staged& s : chunks) {
+      std::vector<uint8_t> got;
+      Status st = store_.Get(s.address, &got);
+      ASSERT_TRUE(st.ok()) << ToHex(s.address) << ": " << st.ToString();
+      EXPECT_TRUE(got == s.bytes) << "wrong bytes for " << ToHex(s.address);
+      EXPECT_FALSE(spill_->Contains(s.address));
+      EXPECT_FALSE(Queued(s.address));
+      EXPECT_TRUE(Known(s.address)) << "stored chunk must still dedup";
+    }
+  }
+  void ExpectAllStillStaged(const std::vector<Staged>& chunks) {
+    for (const Staged& s : chunks) {
+      EXPECT_TRUE(spill_->Contains(s.address)) << ToHex(s.address);
+      EXPECT_TRUE(Queued(s.address)) << ToHex(s.address);
+      EXPECT_TRUE(Known(s.address)) << ToHex(s.address);
+    }
+  }
+
+  std::unique_ptr<TempDir> tmp_;
+  std::unique_ptr<Index> index_;
+  std::unique_ptr<Spill> spill_;
+  MemoryStore store_;
+  std::unique_ptr<ProbeStore> probe_;
+  std::unique_ptr<Uploader> uploader_;
+};
+
+TEST_F(UploaderTest, DrainUploadsEveryStagedChunk) {
+  auto chunks = StageMany(1, 10, 1000);
+  chunks.push_back(StageOne(500, kMaxCiphertextSize));  // a full chunk
+  uint64_t total = 0;
+  for (const auto& s : chunks) total += s.bytes.size();
+  EXPECT_EQ(index_->pending_chunks(), chunks.size());
+  EXPECT_EQ(index_->pending_bytes(), total);
+
+  MakeUploader();
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+
+  ExpectAllStored(chunks);
+  EXPECT_EQ(store_.object_count(), chunks.size());
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_EQ(QueueCount(), 0u);
+  EXPECT_EQ(index_->pending_chunks(), 0u);
+  EXPECT_EQ(index_->pending_bytes(), 0u);
+  // The wave's own bookkeeping may end just after Drain saw the empty queue.
+  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 1; }, 2000ms));
+  const Uploader::Stats s = uploader_->stats();
+  EXPECT_EQ(s.uploaded_chunks, chunks.size());
+  EXPECT_EQ(s.uploaded_bytes, total);
+  EXPECT_EQ(s.pending_chunks, 0u);
+  EXPECT_EQ(s.pending_bytes, 0u);
+  EXPECT_TRUE(s.sticky_error.empty()) << s.sticky_error;
+  EXPECT_EQ(probe_->violations(), 0);
+  EXPECT_GE(probe_->syncs(), 1) << "uploads were never made durable";
+}
+
+TEST_F(UploaderTest, DrainWithNothingQueuedReturnsAtOnce) {
+  MakeUploader();
+  uploader_->Start();
+  const auto start = std::chrono::steady_clock::now();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_EQ(store_.object_count(), 0u);
+}
+
+TEST_F(UploaderTest, ChunksQueuedAfterStartAreUploaded) {
+  MakeUploader();
+  uploader_->Start();
+  auto first = StageMany(1, 3, 100);
+  uploader_->Notify();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  auto second = StageMany(100, 3, 200);
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  ExpectAllStored(first);
+  ExpectAllStored(second);
+  EXPECT_EQ(uploader_->stats().uploaded_chunks, 6u);
+}
+
+TEST_F(UploaderTest, NotifiedChunksAreUploadedWithoutDrain) {
+  MakeUploader();
+  uploader_->Start();
+  auto chunks = StageMany(1, 3, 100);
+  uploader_->Notify();
+  EXPECT_TRUE(WaitFor([&] { return index_->pending_chunks() == 0; }, 5000ms))
+      << "a notified, non-full wave never went out";
+  ExpectAllStored(chunks);
+}
+
+TEST_F(UploaderTest, MoreThanOneWaveOfChunksGoesInSeveralWaves) {
+  auto chunks = StageMany(1, 150, 64);
+  MakeUploader();
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  ExpectAllStored(chunks);
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_EQ(QueueCount(), 0u);
+  // A wave holds at most 64 chunks, so 150 need at least 3.
+  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 3; }, 2000ms))
+      << "waves: " << uploader_->stats().waves;
+  EXPECT_EQ(uploader_->stats().uploaded_chunks, 150u);
+  EXPECT_EQ(probe_->violations(), 0);
+}
+
+TEST_F(UploaderTest, WaveSizeOptionBoundsEachWave) {
+  auto chunks = StageMany(1, 10, 64);
+  Uploader::Options o = FastOptions();
+  o.wave_size = 4;
+  MakeUploader(o);
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  ExpectAllStored(chunks);
+  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 3; }, 2000ms))
+      << "waves: " << uploader_->stats().waves;
+}
+
+TEST_F(UploaderTest, ConcurrentPutsAreBoundedByConcurrency) {
+  auto chunks = StageMany(1, 24, 64);
+  probe_->set_put_delay(5ms);
+  Uploader::Options o = FastOptions();
+  o.concurrency = 3;
+  MakeUploader(o);
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  ExpectAllStored(chunks);
+  EXPECT_LE(probe_->max_active(), 3);
+  EXPECT_GE(probe_->max_active(), 1);
+}
+
+TEST_F(UploaderTest, TransientPutFailuresAreRetried) {
+  auto chunks = StageMany(1, 20, 500);
+  store_.FailNextPuts(
+      7, Status::Error(Code::kUnavailable, "store timed out", ETIMEDOUT, true));
+  MakeUploader();
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  ExpectAllStored(chunks);
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_EQ(QueueCount(), 0u);
+  EXPECT_EQ(index_->pending_chunks(), 0u);
+  EXPECT_EQ(uploader_->stats().uploaded_chunks, 20u);
+  EXPECT_TRUE(uploader_->stats().sticky_error.empty())
+      << "a success must clear the sticky error: "
+      << uploader_->stats().sticky_error;
+  EXPECT_EQ(probe_->violations(), 0);
+}
+
+TEST_F(UploaderTest, NonRetryableFailureIsRetriedByALaterWave) {
+  auto chunks = StageMany(1, 3, 500);
+  store_.FailNextPuts(2, Status::Error(Code::kIo, "disk hiccup"));
+  MakeUploader();
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  ExpectAllStored(chunks);
+}
+
+TEST_F(UploaderTest, StoreThatAlwaysFailsGivesUpAndKeepsTheChunk) {
+  auto chunks = StageMany(1, 3, 777);
+  store_.FailNextPuts(INT_MAX,
+                      Status::Error(Code::kUnavailable, "store unreachable",
+                                    ECONNREFUSED, true));
+  MakeUploader();
+  uploader_->Start();
+  const auto start = std::chrono::steady_clock::now();
+  Status st = uploader_->Drain(1s, nullptr);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(st.ok()) << "Drain reported success with nothing uploaded";
+  EXPECT_NE(st.message().find("unreachable"), std::string::npos)
+      << st.ToString();
+  EXPECT_GE(took, 1s);
+  EXPECT_LT(took, 15s);
+
+  // Nothing left the spill or the queue: the store never confirmed a put.
+  ExpectAllStillStaged(chunks);
+  EXPECT_EQ(SpillCount(), 3u);
+  EXPECT_EQ(QueueCount(), 3u);
+  EXPECT_EQ(index_->pending_chunks(), 3u);
+  EXPECT_EQ(store_.object_count(), 0u);
+  const Uploader::Stats s = uploader_->stats();
+  EXPECT_FALSE(s.sticky_error.empty());
+  EXPECT_EQ(s.pending_chunks, 3u);
+  EXPECT_EQ(s.uploaded_chunks, 0u);
+
+  // Once the store answers again, the same queue drains and the error goes.
+  store_.FailNextPuts(0, Status::Ok());
+  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  ExpectAllStored(chunks);
+  EXPECT_TRUE(uploader_->stats().sticky_error.empty())
+      << "uploads work again but stats() still says: "
+      << uploader_->stats().sticky_error;
+}
+
+TEST_F(UploaderTest, FailedSyncKeepsChunksStagedAndQueued) {
+  // Puts that are not durable yet must not release the spill copies.
+  auto chunks = StageMany(1, 4, 300);
+  probe_->FailNextSyncs(INT_MAX);
+  MakeUploader();
+  uploader_->Start();
+  Status st = uploader_->Drain(1s, nullptr);
+  ASSERT_FALSE(st.ok()) << "Drain succeeded though the store never synced";
+  ExpectAllStillStaged(chunks);
+  EXPECT_EQ(index_->pending_chunks(), 4u);
+  EXPECT_FALSE(uploader_->stats().sticky_error.empty());
+  EXPECT_EQ(uploader_->stats().uploaded_chunks, 0u);
+
+  probe_->FailNextSyncs(0);
+  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  ExpectAllStored(chunks);
+  EXPECT_EQ(probe_->violations(), 0);
+}
+
+TEST_F(UploaderTest, StopIsPromptWhileBackingOff) {
+  StageMany(1, 2, 100);
+  store_.FailNextPuts(INT_MAX,
+                      Status::Error(Code::kUnavailable, "down", 0, true));
+  Uploader::Options o;
+  o.initial_backoff = 3s;
+  o.max_backoff = 10s;
+  MakeUploader(o);
+  uploader_->Start();
+  uploader_->Notify();
+  std::this_thread::sleep_for(100ms);
+  const auto start = std::chrono::steady_clock::now();
+  uploader_->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s)
+      << "unmount would hang for the whole backoff";
+  EXPECT_EQ(index_->pending_chunks(), 2u);
+  EXPECT_EQ(SpillCount(), 2u);
+}
+
+TEST_F(UploaderTest, QueuedChunkAlreadyInStoreButMissingFromSpillCompletes) {
+  // A run that moved the chunk into the store and stopped before completing
+  // its queue entry.
+  Staged s = StageOne(1, 1234);
+  WAVEFS_ASSERT_OK(store_.Put(s.address, s.bytes));
+  WAVEFS_ASSERT_OK(spill_->Remove(s.address));
+  auto other = StageMany(10, 2, 50);
+  MakeUploader();
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  EXPECT_FALSE(Queued(s.address));
+  EXPECT_TRUE(Known(s.address));
+  EXPECT_EQ(index_->pending_chunks(), 0u);
+  EXPECT_EQ(index_->pending_bytes(), 0u);
+  ExpectAllStored(other);
+  std::vector<uint8_t> got;
+  WAVEFS_ASSERT_OK(store_.Get(s.address, &got));
+  EXPECT_TRUE(got == s.bytes);
+  EXPECT_TRUE(uploader_->stats().sticky_error.empty())
+      << uploader_->stats().sticky_error;
+}
+
+TEST_F(UploaderTest, QueuedChunkLostEverywhereIsDroppedLoudly) {
+  Staged s = StageOne(1, 100);
+  WAVEFS_ASSERT_OK(spill_->Remove(s.address));
+  MakeUploader();
+  uploader_->Start();
+  Status st = uploader_->Drain(5s, nullptr);
+  (void)st;  // the queue is empty either way
+  EXPECT_FALSE(Queued(s.address));
+  // The address is forgotten so the next write of that content stages it
+  // again instead of deduplicating against nothing.
+  EXPECT_FALSE(Known(s.address));
+  EXPECT_EQ(index_->pending_chunks(), 0u);
+  EXPECT_TRUE(
+      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 2000ms))
+      << "a lost chunk must not be dropped silently";
+}
+
+TEST_F(UploaderTest, DamagedStoreCopyDoesNotCountAsUploaded) {
+  // After a power loss a renamed-in object can exist without its bytes:
+  // only an intact copy may complete a queue entry whose spill file is gone.
+  Staged s = StageOne(1, 1000);
+  std::vector<uint8_t> damaged = s.bytes;
+  damaged[10] ^= 0xff;
+  WAVEFS_ASSERT_OK(store_.Put(s.address, damaged));
+  WAVEFS_ASSERT_OK(spill_->Remove(s.address));
+  MakeUploader();
+  uploader_->Start();
+  Status st = uploader_->Drain(5s, nullptr);
+  (void)st;
+  EXPECT_FALSE(Known(s.address))
+      << "a damaged store copy was taken for the chunk: later writes of the "
+         "same content would deduplicate against it";
+  EXPECT_TRUE(WaitFor([&] { return !uploader_->stats().sticky_error.empty(); },
+                      2000ms));
+}
+
+TEST_F(UploaderTest, PendingUploadsResumeAfterReopen) {
+  auto chunks = StageMany(1, 5, 300);
+  // "Crash": close the index with the queue full and nothing uploaded.
+  OpenIndex();
+  probe_ = std::make_unique<ProbeStore>(&store_, spill_.get(), index_.get());
+  EXPECT_EQ(index_->pending_chunks(), 5u);
+  MakeUploader();
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  ExpectAllStored(chunks);
+  EXPECT_EQ(SpillCount(), 0u);
+}
+
+TEST_F(UploaderTest, SpaceFreedCallbackRunsAsChunksLeaveTheSpill) {
+  StageMany(1, 5, 100);
+  MakeUploader();
+  std::atomic<int> freed{0};
+  uploader_->SetSpaceFreedCallback([&] { freed += 1; });
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  EXPECT_TRUE(WaitFor([&] { return freed.load() >= 1; }, 2000ms));
+  uploader_->SetSpaceFreedCallback(nullptr);
+}
+
+// Regression: the daemon destroys the Filesystem (whose callback this is)
+// right after Drain; a callback still running then used freed memory.
+TEST_F(UploaderTest, SpaceFreedCallbackDoesNotRunAfterItIsCleared) {
+  StageMany(1, 1, 100);
+  MakeUploader();
+  std::atomic<bool> cleared{false};
+  std::atomic<bool> ran_after_clear{false};
+  std::atomic<int> calls{0};
+  uploader_->SetSpaceFreedCallback([&] {
+    calls += 1;
+    // A callback that takes a moment makes the window easy to hit.
+    std::this_thread::sleep_for(300ms);
+    if (cleared.load()) ran_after_clear = true;
+  });
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  // What ~Filesystem does before its members go away.
+  uploader_->SetSpaceFreedCallback(nullptr);
+  cleared = true;
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(ran_after_clear.load())
+      << "the cleared callback was still running: its owner may be gone";
+  uploader_->Stop();
+  EXPECT_LE(calls.load(), 1);
+}
+
+TEST_F(UploaderTest, StopThenDestroyWithoutStartIsSafe) {
+  MakeUploader();
+  uploader_->Stop();
+  uploader_.reset();
+  MakeUploader();  // destroyed in TearDown without Start
+}
+
+}  // namespace
+}  // namespace wavefs
