@@ -170,6 +170,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     }
   }
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &ctx);
+  fuse_opt_free_args(&args);  // libfuse may have added arguments of its own
   if (se == nullptr) {
     return report.Fail("invalid FUSE mount options '" +
                        (o.fuse_options.empty() ? std::string() : o.fuse_options[0]) +

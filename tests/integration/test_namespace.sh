@@ -49,7 +49,7 @@ e() {
 # ops DIR: the scenario, run inside DIR, log in $OPLOG.
 ops() {
   (
-    cd "$1"
+    cd "$1" || exit 1
     r mkdir -p a/b/c
     r sh -c 'echo hi > a/b/c/f1'
     r sh -c 'echo x > a/f2'
