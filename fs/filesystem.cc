@@ -35,6 +35,7 @@ struct OpenFile {
   std::optional<uint64_t> truncate_from;  // committed refs >= this go
   Status error;  // sticky: a seal failed; reported by the next flush
   uint64_t next_read = ~0ull;  // offset a sequential reader asks for next
+  uint64_t run_start = 0;      // where the current sequential run began
 };
 
 namespace {
@@ -808,7 +809,7 @@ Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
   std::unique_lock<std::mutex> lock(f->mu);
   if (offset >= f->attr.size) return static_cast<size_t>(0);
   size = static_cast<size_t>(std::min<uint64_t>(size, f->attr.size - offset));
-  const bool sequential = offset == f->next_read;
+  if (offset != f->next_read) f->run_start = offset;
   uint64_t pos = offset;
   const uint64_t end = offset + size;
   while (pos < end) {
@@ -849,8 +850,10 @@ Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
     pos += n;
   }
   f->next_read = end;
-  // A sequential reader gets the next chunk fetched ahead of it.
-  if (sequential && options_.prefetch) {
+  // A sequential reader gets the next chunk fetched ahead of it. A run of
+  // 2 MiB or more tells one from a random 1 MiB read that the kernel split
+  // into two requests (which must not cost a useless 4 MiB fetch).
+  if (end - f->run_start >= (2u << 20) && options_.prefetch) {
     const uint64_t next = ChunkIndexOf(end - 1) + 1;
     if (next * kChunkSize < f->attr.size && !f->dirty.count(next)) {
       auto ref = RefOf(f, next);
