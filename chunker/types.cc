@@ -24,6 +24,13 @@ std::string ToHex(std::span<const uint8_t> bytes) {
   return out;
 }
 
+bool IsAddressName(std::string_view name) {
+  if (name.size() != 2 * sizeof(Address)) return false;
+  for (char c : name)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
 Result<Address> AddressFromHex(std::string_view hex) {
   Address address{};
   if (hex.size() != address.size() * 2) {

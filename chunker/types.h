@@ -45,6 +45,9 @@ inline uint64_t ChunkCountFor(uint64_t size) {
 
 // Lower-case hex of any bytes.
 std::string ToHex(std::span<const uint8_t> bytes);
+// True for exactly what ToHex makes of an address: 64 lower-case hex
+// characters (how stores and the spill name chunk files).
+bool IsAddressName(std::string_view name);
 // Parses exactly 64 hex characters.
 Result<Address> AddressFromHex(std::string_view hex);
 

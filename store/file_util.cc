@@ -1,5 +1,7 @@
 #include "store/file_util.h"
 
+#include <dirent.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -181,6 +183,24 @@ Result<uint64_t> DeviceOf(const std::string& path) {
     return Status::FromErrno(errno, "stat " + path);
   }
   return static_cast<uint64_t>(st.st_dev);
+}
+
+Status ListDirNames(const std::string& dir, std::vector<std::string>* names) {
+  names->clear();
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return Status::FromErrno(errno, "opendir " + dir);
+  while (true) {
+    errno = 0;
+    struct dirent* entry = ::readdir(d);
+    if (entry == nullptr) {
+      const int err = errno;
+      ::closedir(d);
+      if (err != 0) return Status::FromErrno(err, "readdir " + dir);
+      return Status::Ok();
+    }
+    const std::string_view name = entry->d_name;
+    if (name != "." && name != "..") names->emplace_back(name);
+  }
 }
 
 }  // namespace wavefs

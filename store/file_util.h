@@ -24,6 +24,9 @@ Status WriteFileAtomically(const std::string& path,
                            std::span<const uint8_t> data, unsigned mode = 0644);
 Status FsyncPath(const std::string& path);  // a file or a directory
 Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out);
+// Names of the entries of dir, without "." and "..". Read completely before
+// returning, so the caller may change the directory while going through them.
+Status ListDirNames(const std::string& dir, std::vector<std::string>* names);
 // Creates the directory (and missing parents) with mode 0700 when absent.
 Status MakeDirs(const std::string& path, unsigned mode = 0700);
 // Bytes available to an unprivileged writer on the filesystem holding path.

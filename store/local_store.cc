@@ -15,43 +15,11 @@
 namespace wavefs {
 namespace {
 
-constexpr size_t kHexAddressLength = 64;
-
-// Object names are exactly what ToHex produces: 64 lower-case hex chars.
-bool IsObjectName(std::string_view name) {
-  if (name.size() != kHexAddressLength) return false;
-  for (char c : name) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
 bool IsHexPair(std::string_view name) {
   auto is_hex = [](char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
   };
   return name.size() == 2 && is_hex(name[0]) && is_hex(name[1]);
-}
-
-// Names of the entries of dir (without "." and ".."). Collected before the
-// caller acts on them so that callbacks may remove objects while listing.
-Status ReadDirNames(const std::string& dir, std::vector<std::string>* names) {
-  names->clear();
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return Status::FromErrno(errno, "opendir " + dir);
-  while (true) {
-    errno = 0;
-    struct dirent* entry = ::readdir(d);
-    if (entry == nullptr) {
-      int err = errno;
-      ::closedir(d);
-      if (err != 0) return Status::FromErrno(err, "readdir " + dir);
-      return Status::Ok();
-    }
-    std::string_view name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    names->emplace_back(name);
-  }
 }
 
 // Creates a shard directory when absent (made durable by the next Sync).
@@ -146,18 +114,18 @@ Status LocalStore::Remove(const Address& address) {
 
 Status LocalStore::List(const std::function<void(const Address&)>& fn) {
   std::vector<std::string> shards;
-  WAVEFS_RETURN_IF_ERROR(ReadDirNames(dir_, &shards));
+  WAVEFS_RETURN_IF_ERROR(ListDirNames(dir_, &shards));
   std::vector<std::string> names;
   for (const std::string& shard : shards) {
     if (!IsHexPair(shard)) continue;
-    Status st = ReadDirNames(dir_ + "/" + shard, &names);
+    Status st = ListDirNames(dir_ + "/" + shard, &names);
     if (st.code() == Code::kNotDir) continue;    // a stray file named like one
     if (st.code() == Code::kNotFound) continue;  // removed meanwhile
     WAVEFS_RETURN_IF_ERROR(st);
     for (const std::string& name : names) {
       // Temporary files (".tmp.*") and anything else that is not an object
       // of this shard are skipped.
-      if (!IsObjectName(name) || name.compare(0, 2, shard) != 0) {
+      if (!IsAddressName(name) || name.compare(0, 2, shard) != 0) {
         continue;
       }
       Result<Address> address = AddressFromHex(name);

@@ -12,39 +12,8 @@
 namespace wavefs {
 namespace {
 
-constexpr size_t kHexAddressLength = 64;
-
-// Object names are exactly what ToHex produces: 64 lower-case hex chars.
-bool IsObjectName(std::string_view name) {
-  if (name.size() != kHexAddressLength) return false;
-  for (char c : name) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
 // Prefix of the temporary names WriteFileAtomically uses.
 constexpr std::string_view kTempPrefix = ".tmp";
-
-// Calls fn with the name of every entry of dir except "." and "..".
-template <typename Fn>
-Status ForEachName(const std::string& dir, Fn fn) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return Status::FromErrno(errno, "opendir " + dir);
-  while (true) {
-    errno = 0;
-    struct dirent* entry = ::readdir(d);
-    if (entry == nullptr) {
-      int err = errno;
-      ::closedir(d);
-      if (err != 0) return Status::FromErrno(err, "readdir " + dir);
-      return Status::Ok();
-    }
-    std::string_view name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    fn(name);
-  }
-}
 
 }  // namespace
 
@@ -55,9 +24,10 @@ Result<std::unique_ptr<Spill>> Spill::Open(const std::string& dir) {
   // Temporary files are what a killed Stage left behind: never renamed in,
   // so no one refers to them.
   std::vector<std::string> leftovers;
-  WAVEFS_RETURN_IF_ERROR(ForEachName(clean, [&](std::string_view name) {
-    if (name.starts_with(kTempPrefix)) leftovers.emplace_back(name);
-  }));
+  WAVEFS_RETURN_IF_ERROR(ListDirNames(clean, &leftovers));
+  std::erase_if(leftovers, [](const std::string& name) {
+    return !name.starts_with(kTempPrefix);
+  });
   for (const std::string& name : leftovers) {
     const std::string path = clean + "/" + name;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
@@ -101,14 +71,14 @@ Status Spill::Remove(const Address& address) {
 }
 
 Status Spill::List(const std::function<void(const Address&)>& fn) const {
-  std::vector<Address> addresses;
-  WAVEFS_RETURN_IF_ERROR(ForEachName(dir_, [&](std::string_view name) {
-    if (!IsObjectName(name)) return;
-    Result<Address> address = AddressFromHex(name);
-    if (address.ok()) addresses.push_back(*address);
-  }));
+  std::vector<std::string> names;
+  WAVEFS_RETURN_IF_ERROR(ListDirNames(dir_, &names));
   // Called after the directory is closed so fn may stage or remove.
-  for (const Address& address : addresses) fn(address);
+  for (const std::string& name : names) {
+    if (!IsAddressName(name)) continue;
+    Result<Address> address = AddressFromHex(name);
+    if (address.ok()) fn(*address);
+  }
   return Status::Ok();
 }
 
