@@ -1,10 +1,9 @@
 #include "chunker/crypto.h"
 
-#include <cstring>
-
 #include <sodium.h>
 
 #include <cassert>
+#include <cstring>
 #include <string>
 
 namespace wavefs {

@@ -26,7 +26,8 @@ Status InitCrypto();
 // True when every byte is zero (such chunks are stored as holes).
 bool IsAllZero(std::span<const uint8_t> bytes);
 
-ChunkKey DeriveChunkKey(const Secret& secret, std::span<const uint8_t> plaintext);
+ChunkKey DeriveChunkKey(const Secret& secret,
+                        std::span<const uint8_t> plaintext);
 
 Address AddressOf(std::span<const uint8_t> ciphertext);
 

@@ -43,9 +43,11 @@ std::map<std::string, std::string> ParseKeyValues(const std::string& text) {
 
 Result<std::map<std::string, std::string>> ReadStats(const std::string& mnt) {
   std::string value(8192, '\0');
-  ssize_t n = lgetxattr(mnt.c_str(), "user.wavefs.stats", value.data(), value.size());
+  ssize_t n =
+      lgetxattr(mnt.c_str(), "user.wavefs.stats", value.data(), value.size());
   if (n < 0) {
-    if (errno == ENOENT) return Status::Error(Code::kNotFound, mnt + " does not exist");
+    if (errno == ENOENT)
+      return Status::Error(Code::kNotFound, mnt + " does not exist");
     return Status::Error(Code::kInvalid, mnt + " is not a wavefs mount point");
   }
   value.resize(static_cast<size_t>(n));
@@ -54,7 +56,8 @@ Result<std::map<std::string, std::string>> ReadStats(const std::string& mnt) {
 
 std::string Mib(const std::string& bytes) {
   char b[32];
-  std::snprintf(b, sizeof b, "%.1f MiB", std::strtoull(bytes.c_str(), nullptr, 10) / 1048576.0);
+  std::snprintf(b, sizeof b, "%.1f MiB",
+                std::strtoull(bytes.c_str(), nullptr, 10) / 1048576.0);
   return b;
 }
 
@@ -64,7 +67,9 @@ int RunFusermount(const std::string& mnt, bool lazy = false) {
   for (auto& s : a) argv.push_back(s.data());
   argv.push_back(nullptr);
   pid_t pid;
-  if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv.data(),
+                   environ) != 0)
+    return -1;
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -95,15 +100,17 @@ int RunInit(const std::string& store, const std::string& key_file_opt) {
   auto dir = StoreDirOf(store);
   if (!dir.ok()) return Fail(dir.status().message());
   if (!key_file_opt.empty() && access(key_file_opt.c_str(), F_OK) == 0)
-    return Fail("key file " + key_file_opt + " already exists; wavefs never overwrites a key");
+    return Fail("key file " + key_file_opt +
+                " already exists; wavefs never overwrites a key");
   auto cfg = InitStoreDir(*dir);
   if (!cfg.ok()) {
     if (cfg.status().code() == Code::kExists)
       return Fail(*dir + " is already a wavefs store");
     return Fail(cfg.status().message());
   }
-  const std::string key_file =
-      key_file_opt.empty() ? WavefsHome() + "/" + cfg->store_id + "/key" : key_file_opt;
+  const std::string key_file = key_file_opt.empty()
+                                   ? WavefsHome() + "/" + cfg->store_id + "/key"
+                                   : key_file_opt;
   if (Status s = CreateKeyFile(key_file); !s.ok()) return Fail(s.message());
   std::printf(
       "wavefs: initialised store %s (id %s)\n"
@@ -115,7 +122,8 @@ int RunInit(const std::string& store, const std::string& key_file_opt) {
 int RunUnmount(const std::string& mnt) {
   struct stat sb;
   if (stat(mnt.c_str(), &sb) != 0 && errno == ENOTCONN) {
-    if (!DetachStaleMount(mnt)) return Fail("cannot clear the dead mount at " + mnt);
+    if (!DetachStaleMount(mnt))
+      return Fail("cannot clear the dead mount at " + mnt);
     return Fail("the daemon of " + mnt +
                 " had died; the dead mount is cleared and its pending uploads "
                 "resume at the next mount");
@@ -127,12 +135,14 @@ int RunUnmount(const std::string& mnt) {
   int rc;
   if (geteuid() == 0) {
     rc = umount2(mnt.c_str(), 0) == 0 ? 0 : errno;
-    if (rc == EBUSY) return Fail(mnt + " is busy: close the files and shells using it first");
+    if (rc == EBUSY)
+      return Fail(mnt + " is busy: close the files and shells using it first");
     if (rc != 0) rc = RunFusermount(mnt);
   } else {
     rc = RunFusermount(mnt);
   }
-  if (rc != 0) return Fail("cannot unmount " + mnt + " (busy or not permitted)");
+  if (rc != 0)
+    return Fail("cannot unmount " + mnt + " (busy or not permitted)");
   const bool tty = isatty(2);
   auto last_print = std::chrono::steady_clock::now();
   std::map<std::string, std::string> st;
@@ -157,14 +167,17 @@ int RunUnmount(const std::string& mnt) {
   ss << in.rdbuf();
   st = ParseKeyValues(ss.str());
   if (st["state"] == "clean") {
-    std::printf("wavefs: unmounted %s; every chunk is in the store\n", mnt.c_str());
+    std::printf("wavefs: unmounted %s; every chunk is in the store\n",
+                mnt.c_str());
     return 0;
   }
   if (st["state"] == "pending")
-    return Fail("unmounted " + mnt + " but " + st["pending_chunks"] + " chunks (" +
-                Mib(st["pending_bytes"]) + ") are not uploaded yet: " + st["error"] +
+    return Fail("unmounted " + mnt + " but " + st["pending_chunks"] +
+                " chunks (" + Mib(st["pending_bytes"]) +
+                ") are not uploaded yet: " + st["error"] +
                 "; they resume at the next mount");
-  return Fail("unmounted " + mnt + " but the daemon exited without a clean flush (see its log)");
+  return Fail("unmounted " + mnt +
+              " but the daemon exited without a clean flush (see its log)");
 }
 
 int RunStatus(const std::string& mnt, bool watch) {
@@ -172,27 +185,38 @@ int RunStatus(const std::string& mnt, bool watch) {
     auto stats = ReadStats(mnt);
     if (!stats.ok()) return Fail(stats.status().message());
     auto& s = *stats;
-    const double pending = std::strtoull(s["pending_bytes"].c_str(), nullptr, 10) / 1048576.0;
-    const double done = std::strtoull(s["uploaded_bytes"].c_str(), nullptr, 10) / 1048576.0;
+    const double pending =
+        std::strtoull(s["pending_bytes"].c_str(), nullptr, 10) / 1048576.0;
+    const double done =
+        std::strtoull(s["uploaded_bytes"].c_str(), nullptr, 10) / 1048576.0;
     const double rate = std::strtod(s["upload_rate_mib_s"].c_str(), nullptr);
-    std::string eta = rate > 0 && pending > 0 ? std::to_string(static_cast<long>(pending / rate + 0.5)) + " s" : "-";
+    std::string eta =
+        rate > 0 && pending > 0
+            ? std::to_string(static_cast<long>(pending / rate + 0.5)) + " s"
+            : "-";
     if (watch) {
       const double total = pending + done;
       const int width = 30;
-      const int filled = total > 0 ? static_cast<int>(width * done / total) : width;
-      std::printf("\r[%s%s] %s chunks (%.1f MiB) pending, %.1f MiB/s, ETA %s   ",
-                  std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                  s["pending_chunks"].c_str(), pending, rate, eta.c_str());
+      const int filled =
+          total > 0 ? static_cast<int>(width * done / total) : width;
+      std::printf(
+          "\r[%s%s] %s chunks (%.1f MiB) pending, %.1f MiB/s, ETA %s   ",
+          std::string(filled, '#').c_str(),
+          std::string(width - filled, '.').c_str(), s["pending_chunks"].c_str(),
+          pending, rate, eta.c_str());
       std::fflush(stdout);
       std::this_thread::sleep_for(std::chrono::seconds(1));
     } else {
       std::printf(
-          "store:            %s\npid:              %s\npending:          %s chunks, "
+          "store:            %s\npid:              %s\npending:          %s "
+          "chunks, "
           "%.1f MiB\nuploaded:         %s chunks, %.1f MiB (this mount)\n"
-          "upload rate:      %.1f MiB/s (last wave), ETA %s\nstore reads:      %s chunks\n"
+          "upload rate:      %.1f MiB/s (last wave), ETA %s\nstore reads:      "
+          "%s chunks\n"
           "upload error:     %s\n",
-          s["store"].c_str(), s["pid"].c_str(), s["pending_chunks"].c_str(), pending,
-          s["uploaded_chunks"].c_str(), done, rate, eta.c_str(), s["store_gets"].c_str(),
+          s["store"].c_str(), s["pid"].c_str(), s["pending_chunks"].c_str(),
+          pending, s["uploaded_chunks"].c_str(), done, rate, eta.c_str(),
+          s["store_gets"].c_str(),
           s["upload_error"].empty() ? "none" : s["upload_error"].c_str());
     }
   } while (watch);

@@ -15,7 +15,7 @@ namespace wavefs {
 struct OpenFile {
   struct Dirty {
     uint8_t* buf = nullptr;
-    uint32_t len = 0;  // valid plaintext bytes; past it reads as zeros
+    uint32_t len = 0;      // valid plaintext bytes; past it reads as zeros
     uint64_t touched = 0;  // Filesystem::clock_ at the last write (LRU)
   };
 
@@ -23,15 +23,15 @@ struct OpenFile {
 
   const uint64_t ino;
   std::weak_ptr<OpenFile> self;  // set once at creation
-  std::mutex mu;  // guards everything below
-  std::condition_variable cv;  // signalled when a seal of this file ends
+  std::mutex mu;                 // guards everything below
+  std::condition_variable cv;    // signalled when a seal of this file ends
   int opens = 0;
   InodeAttr attr;  // authoritative while open (committed + uncommitted)
   bool attr_dirty = false;
   bool unlinked = false;
-  std::map<uint64_t, Dirty> dirty;       // chunk index -> plaintext buffer
-  std::map<uint64_t, ChunkRef> pending;  // sealed and staged, not committed
-  std::set<uint64_t> inflight;           // being sealed right now
+  std::map<uint64_t, Dirty> dirty;        // chunk index -> plaintext buffer
+  std::map<uint64_t, ChunkRef> pending;   // sealed and staged, not committed
+  std::set<uint64_t> inflight;            // being sealed right now
   std::optional<uint64_t> truncate_from;  // committed refs >= this go
   Status error;  // sticky: a seal failed; reported by the next flush
   uint64_t next_read = ~0ull;  // offset a sequential reader asks for next
@@ -225,9 +225,8 @@ Result<InodeAttr> Filesystem::Link(uint64_t ino, uint64_t new_parent,
     x.nlink += 1;
     x.ctime = now;
   }));
-  WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, new_parent, [&](InodeAttr& p) {
-    p.mtime = p.ctime = now;
-  }));
+  WAVEFS_RETURN_IF_ERROR(ChangeAttr(
+      &b, new_parent, [&](InodeAttr& p) { p.mtime = p.ctime = now; }));
   WAVEFS_RETURN_IF_ERROR(CommitNs(&b));
   return GetAttr(ino);
 }
@@ -236,13 +235,13 @@ Status Filesystem::Unlink(uint64_t parent, const std::string& name) {
   std::lock_guard<std::mutex> ns(ns_mu_);
   auto e = index_->Lookup(parent, name);
   if (!e.ok()) return e.status();
-  if (S_ISDIR(e->mode)) return Status::Error(Code::kIsDir, name + " is a directory");
+  if (S_ISDIR(e->mode))
+    return Status::Error(Code::kIsDir, name + " is a directory");
   NsEdit b;
   b.batch.DeleteDirEntry(parent, name);
   const timespec now = Now();
-  WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, parent, [&](InodeAttr& p) {
-    p.mtime = p.ctime = now;
-  }));
+  WAVEFS_RETURN_IF_ERROR(
+      ChangeAttr(&b, parent, [&](InodeAttr& p) { p.mtime = p.ctime = now; }));
   WAVEFS_RETURN_IF_ERROR(DropLink(&b, e->ino, now));
   return CommitNs(&b);
 }
@@ -251,7 +250,8 @@ Status Filesystem::Rmdir(uint64_t parent, const std::string& name) {
   std::lock_guard<std::mutex> ns(ns_mu_);
   auto e = index_->Lookup(parent, name);
   if (!e.ok()) return e.status();
-  if (!S_ISDIR(e->mode)) return Status::Error(Code::kNotDir, name + " is not a directory");
+  if (!S_ISDIR(e->mode))
+    return Status::Error(Code::kNotDir, name + " is not a directory");
   auto empty = index_->DirIsEmpty(e->ino);
   if (!empty.ok()) return empty.status();
   if (!*empty) return Status::Error(Code::kNotEmpty, name + " is not empty");
@@ -278,22 +278,27 @@ Status Filesystem::Rename(uint64_t parent, const std::string& name,
   if (!src.ok()) return src.status();
   auto np = index_->GetInode(new_parent);
   if (!np.ok()) return np.status();
-  if (!S_ISDIR(np->mode)) return Status::Error(Code::kNotDir, "target parent is not a directory");
+  if (!S_ISDIR(np->mode))
+    return Status::Error(Code::kNotDir, "target parent is not a directory");
   auto dst = index_->Lookup(new_parent, new_name);
   if (!dst.ok() && dst.status().code() != Code::kNotFound) return dst.status();
   const bool src_dir = S_ISDIR(src->mode);
   NsEdit b;
   const timespec now = Now();
   if (dst.ok()) {
-    if (flags & kNoReplace) return Status::Error(Code::kExists, new_name + " exists");
+    if (flags & kNoReplace)
+      return Status::Error(Code::kExists, new_name + " exists");
     if (dst->ino == src->ino) return Status::Ok();
     const bool dst_dir = S_ISDIR(dst->mode);
-    if (dst_dir && !src_dir) return Status::Error(Code::kIsDir, new_name + " is a directory");
-    if (!dst_dir && src_dir) return Status::Error(Code::kNotDir, new_name + " is not a directory");
+    if (dst_dir && !src_dir)
+      return Status::Error(Code::kIsDir, new_name + " is a directory");
+    if (!dst_dir && src_dir)
+      return Status::Error(Code::kNotDir, new_name + " is not a directory");
     if (dst_dir) {
       auto empty = index_->DirIsEmpty(dst->ino);
       if (!empty.ok()) return empty.status();
-      if (!*empty) return Status::Error(Code::kNotEmpty, new_name + " is not empty");
+      if (!*empty)
+        return Status::Error(Code::kNotEmpty, new_name + " is not empty");
       b.deleted.insert(dst->ino);
       WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, new_parent, [&](InodeAttr& p) {
         if (p.nlink > 2) p.nlink -= 1;
@@ -306,7 +311,8 @@ Status Filesystem::Rename(uint64_t parent, const std::string& name,
   // rename checks before the request reaches us.
   b.batch.DeleteDirEntry(parent, name);
   b.batch.PutDirEntry(new_parent, new_name, src->ino, src->mode);
-  WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, src->ino, [&](InodeAttr& a) { a.ctime = now; }));
+  WAVEFS_RETURN_IF_ERROR(
+      ChangeAttr(&b, src->ino, [&](InodeAttr& a) { a.ctime = now; }));
   WAVEFS_RETURN_IF_ERROR(ChangeAttr(&b, parent, [&](InodeAttr& p) {
     p.mtime = p.ctime = now;
     if (src_dir && parent != new_parent && p.nlink > 2) p.nlink -= 1;
@@ -452,7 +458,8 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
         // into a buffer first (the one step that can fail), so a failed
         // truncate changes nothing, and cut it below so a later extension
         // reads zeros.
-        if (n < a.size && tail != 0) st = AcquireDirty(f.get(), n / kChunkSize, lock);
+        if (n < a.size && tail != 0)
+          st = AcquireDirty(f.get(), n / kChunkSize, lock);
         if (st.ok()) {
           for (auto it = f->dirty.lower_bound(keep); it != f->dirty.end();) {
             pool_.Release(it->second.buf);
@@ -614,8 +621,8 @@ void Filesystem::SubmitSeal(const std::shared_ptr<OpenFile>& fp, uint64_t idx,
   seal_cv_.notify_one();
 }
 
-Status Filesystem::StageCiphertext(const Address& address,
-                                   const uint8_t* data, size_t len) {
+Status Filesystem::StageCiphertext(const Address& address, const uint8_t* data,
+                                   size_t len) {
   auto known = index_->IsKnown(address);
   if (!known.ok()) return known.status();
   if (*known) return Status::Ok();  // staged or stored already: dedup
@@ -779,9 +786,10 @@ Status Filesystem::Commit(OpenFile* f, const std::shared_ptr<OpenFile>& fp,
     std::vector<Address> staged;
     for (auto& [i, r] : f->pending)
       if (!r.hole) staged.push_back(r.address);
-    WAVEFS_RETURN_IF_ERROR(index_->ListChunks(f->ino, [&](uint64_t i, const ChunkRef& r) {
-      if (!r.hole && !f->pending.count(i)) staged.push_back(r.address);
-    }));
+    WAVEFS_RETURN_IF_ERROR(
+        index_->ListChunks(f->ino, [&](uint64_t i, const ChunkRef& r) {
+          if (!r.hole && !f->pending.count(i)) staged.push_back(r.address);
+        }));
     for (const Address& a : staged) {
       if (!spill_->Contains(a)) continue;
       Status st = spill_->Sync(a);
@@ -823,7 +831,8 @@ Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
     }
     auto d = f->dirty.find(idx);
     if (d != f->dirty.end()) {
-      const uint64_t have = in < d->second.len ? std::min<uint64_t>(n, d->second.len - in) : 0;
+      const uint64_t have =
+          in < d->second.len ? std::min<uint64_t>(n, d->second.len - in) : 0;
       std::memcpy(dst, d->second.buf + in, have);
       std::memset(dst + have, 0, n - have);
       pos += n;
@@ -841,10 +850,12 @@ Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
     auto data = FetchChunk(r);
     lock.lock();
     if (!data.ok()) {
-      spdlog::error("inode {} chunk {}: {}", f->ino, idx, data.status().ToString());
+      spdlog::error("inode {} chunk {}: {}", f->ino, idx,
+                    data.status().ToString());
       return data.status();
     }
-    const uint64_t have = in < (*data)->size() ? std::min<uint64_t>(n, (*data)->size() - in) : 0;
+    const uint64_t have =
+        in < (*data)->size() ? std::min<uint64_t>(n, (*data)->size() - in) : 0;
     std::memcpy(dst, (*data)->data() + in, have);
     std::memset(dst + have, 0, n - have);
     pos += n;
@@ -880,8 +891,7 @@ void Filesystem::PrefetchLoop() {
       prefetch_queue_.pop_front();
     }
     auto r = FetchChunk(ref);
-    if (!r.ok())
-      spdlog::warn("prefetch failed: {}", r.status().ToString());
+    if (!r.ok()) spdlog::warn("prefetch failed: {}", r.status().ToString());
   }
 }
 
@@ -940,12 +950,13 @@ Result<std::string> Filesystem::FileState(uint64_t ino) {
   auto a = index_->GetInode(ino);
   if (!a.ok()) return a.status();
   bool staged = false;
-  WAVEFS_RETURN_IF_ERROR(index_->ListChunks(ino, [&](uint64_t, const ChunkRef& r) {
-    if (!r.hole && !staged) {
-      auto q = index_->IsQueued(r.address);
-      staged = q.ok() && *q;
-    }
-  }));
+  WAVEFS_RETURN_IF_ERROR(
+      index_->ListChunks(ino, [&](uint64_t, const ChunkRef& r) {
+        if (!r.hole && !staged) {
+          auto q = index_->IsQueued(r.address);
+          staged = q.ok() && *q;
+        }
+      }));
   return std::string(staged ? "uploading" : "stored");
 }
 

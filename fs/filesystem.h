@@ -52,7 +52,7 @@ struct FsOptions {
   // Most buffers one file may hold (dirty or being sealed): a sequential
   // writer needs one to fill plus one per seal thread.
   size_t max_buffers_per_file = 3;
-  size_t cache_chunks = 4;   // decrypted chunks kept for reads
+  size_t cache_chunks = 4;  // decrypted chunks kept for reads
   int seal_threads = 2;
   bool prefetch = true;
   // Staging keeps this much free on the spill's filesystem.
@@ -122,8 +122,9 @@ class Filesystem {
   Status Fsync(FileHandle* h);
   Status Release(std::unique_ptr<FileHandle> h);
 
-  // --- introspection ----------------------------------------------------------
-  // "key=value" lines: store and upload counters, pids, directories.
+  // --- introspection
+  // ---------------------------------------------------------- "key=value"
+  // lines: store and upload counters, pids, directories.
   std::string StatsText(const std::string& extra);
   // "dirty", "uploading" (some chunks still in the spill), or "stored".
   Result<std::string> FileState(uint64_t ino);

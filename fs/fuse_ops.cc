@@ -114,11 +114,16 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   if (to_set & FUSE_SET_ATTR_MODE) c.mode = attr->st_mode;
   if (to_set & FUSE_SET_ATTR_UID) c.uid = attr->st_uid;
   if (to_set & FUSE_SET_ATTR_GID) c.gid = attr->st_gid;
-  if (to_set & FUSE_SET_ATTR_SIZE) c.size = static_cast<uint64_t>(attr->st_size);
-  if (to_set & FUSE_SET_ATTR_ATIME_NOW) c.atime = timespec{0, UTIME_NOW};
-  else if (to_set & FUSE_SET_ATTR_ATIME) c.atime = attr->st_atim;
-  if (to_set & FUSE_SET_ATTR_MTIME_NOW) c.mtime = timespec{0, UTIME_NOW};
-  else if (to_set & FUSE_SET_ATTR_MTIME) c.mtime = attr->st_mtim;
+  if (to_set & FUSE_SET_ATTR_SIZE)
+    c.size = static_cast<uint64_t>(attr->st_size);
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+    c.atime = timespec{0, UTIME_NOW};
+  else if (to_set & FUSE_SET_ATTR_ATIME)
+    c.atime = attr->st_atim;
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+    c.mtime = timespec{0, UTIME_NOW};
+  else if (to_set & FUSE_SET_ATTR_MTIME)
+    c.mtime = attr->st_mtim;
   auto a = Fs(req)->SetAttr(ino, c);
   if (!a.ok()) return ReplyErr(req, "setattr", a.status());
   ReplyAttr(req, *a);
@@ -143,8 +148,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   MakeAndReply(req, parent, name, mode, rdev, "");
 }
 
-void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name,
-             mode_t mode) {
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   MakeAndReply(req, parent, name, S_IFDIR | (mode & 07777), 0, "");
 }
 
@@ -214,8 +218,8 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
             fuse_file_info* fi) {
   thread_local std::vector<char> buf;
   if (buf.size() < size) buf.resize(size);
-  auto n = Fs(req)->Read(Handle(fi), static_cast<uint64_t>(off), size,
-                         buf.data());
+  auto n =
+      Fs(req)->Read(Handle(fi), static_cast<uint64_t>(off), size, buf.data());
   if (!n.ok()) return ReplyErr(req, "read", n.status());
   fuse_reply_buf(req, buf.data(), *n);
 }
@@ -249,7 +253,8 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto a = Fs(req)->GetAttr(ino);
   if (!a.ok()) return ReplyErr(req, "opendir", a.status());
   if (!S_ISDIR(a->mode))
-    return ReplyErr(req, "opendir", Status::Error(Code::kNotDir, "not a directory"));
+    return ReplyErr(req, "opendir",
+                    Status::Error(Code::kNotDir, "not a directory"));
   fi->fh = reinterpret_cast<uint64_t>(new FileHandle());
   fuse_reply_open(req, fi);
 }
@@ -335,11 +340,11 @@ Result<std::string> XattrValue(fuse_req_t req, fuse_ino_t ino,
   return Status::Error(Code::kNotFound, "no attribute " + name);
 }
 
-void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
-                size_t size) {
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   auto v = XattrValue(req, ino, name);
   if (!v.ok()) {
-    if (v.status().code() == Code::kNotFound) return (void)fuse_reply_err(req, ENODATA);
+    if (v.status().code() == Code::kNotFound)
+      return (void)fuse_reply_err(req, ENODATA);
     return ReplyErr(req, "getxattr", v.status());
   }
   if (size == 0) return (void)fuse_reply_xattr(req, v->size());

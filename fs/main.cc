@@ -6,42 +6,82 @@
 
 int main(int argc, char** argv) {
   using wavefs::MountOptions;
-  CLI::App app{"wavefs: copy files in, get encrypted, chunked, deduplicated uploads"};
+  CLI::App app{
+      "wavefs: copy files in, get encrypted, chunked, deduplicated uploads"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "wavefs 0.1.0");
 
-  std::string store, key_file, mountpoint, memory_limit = "64M", spill_reserve = "64M";
+  std::string store, key_file, mountpoint, memory_limit = "64M",
+                                           spill_reserve = "64M";
   bool watch = false;
   MountOptions mo;
 
-  auto* init = app.add_subcommand("init", "Create a store and its convergence secret");
-  init->add_option("STORE", store, "Store directory or file:// URL")->required();
-  init->add_option("--key-file", key_file, "Where to write the key (default $WAVEFS_HOME/<store id>/key)");
+  auto* init =
+      app.add_subcommand("init", "Create a store and its convergence secret");
+  init->add_option("STORE", store, "Store directory or file:// URL")
+      ->required();
+  init->add_option(
+      "--key-file", key_file,
+      "Where to write the key (default $WAVEFS_HOME/<store id>/key)");
 
-  auto* mount = app.add_subcommand("mount", "Mount a store (returns once the mount is ready)");
-  mount->add_option("STORE", mo.store, "Store directory or file:// URL")->required();
-  mount->add_option("MOUNTPOINT", mo.mountpoint, "Existing empty directory")->required();
-  mount->add_flag("-f,--foreground", mo.foreground, "Stay in the foreground, log to stderr too");
-  mount->add_option("--spill-dir", mo.spill_dir, "Staging directory (default $WAVEFS_HOME/<id>/spill)");
-  mount->add_option("--meta-dir", mo.meta_dir, "Index directory (default $WAVEFS_HOME/<id>/meta)");
-  mount->add_option("--key-file", mo.key_file, "Key file (default $WAVEFS_HOME/<id>/key)");
-  mount->add_option("--log-file", mo.log_file, "Log file (default $WAVEFS_HOME/<id>/wavefs.log)");
-  mount->add_option("--log-level", mo.log_level, "trace, debug, info, warn, error")->capture_default_str();
-  mount->add_option("-o", mo.fuse_options, "FUSE mount options (allow_other, ro, ...); repeatable");
-  mount->add_option("--memory-limit", memory_limit, "Daemon memory budget, divided among buffers and caches")->capture_default_str();
-  mount->add_option("--spill-reserve", spill_reserve, "Free space kept on the spill filesystem")->capture_default_str();
-  mount->add_option("--upload-threads", mo.upload_threads, "Parallel chunk uploads")->capture_default_str();
-  mount->add_option("--seal-threads", mo.seal_threads, "Threads hashing and encrypting chunks")->capture_default_str();
-  mount->add_option("--fuse-threads", mo.fuse_threads, "Most FUSE worker threads")->capture_default_str();
-  mount->add_option("--drain-timeout", mo.drain_timeout_s, "Seconds without upload progress before unmount gives up (chunks stay queued)")->capture_default_str();
+  auto* mount = app.add_subcommand(
+      "mount", "Mount a store (returns once the mount is ready)");
+  mount->add_option("STORE", mo.store, "Store directory or file:// URL")
+      ->required();
+  mount->add_option("MOUNTPOINT", mo.mountpoint, "Existing empty directory")
+      ->required();
+  mount->add_flag("-f,--foreground", mo.foreground,
+                  "Stay in the foreground, log to stderr too");
+  mount->add_option("--spill-dir", mo.spill_dir,
+                    "Staging directory (default $WAVEFS_HOME/<id>/spill)");
+  mount->add_option("--meta-dir", mo.meta_dir,
+                    "Index directory (default $WAVEFS_HOME/<id>/meta)");
+  mount->add_option("--key-file", mo.key_file,
+                    "Key file (default $WAVEFS_HOME/<id>/key)");
+  mount->add_option("--log-file", mo.log_file,
+                    "Log file (default $WAVEFS_HOME/<id>/wavefs.log)");
+  mount
+      ->add_option("--log-level", mo.log_level,
+                   "trace, debug, info, warn, error")
+      ->capture_default_str();
+  mount->add_option("-o", mo.fuse_options,
+                    "FUSE mount options (allow_other, ro, ...); repeatable");
+  mount
+      ->add_option("--memory-limit", memory_limit,
+                   "Daemon memory budget, divided among buffers and caches")
+      ->capture_default_str();
+  mount
+      ->add_option("--spill-reserve", spill_reserve,
+                   "Free space kept on the spill filesystem")
+      ->capture_default_str();
+  mount
+      ->add_option("--upload-threads", mo.upload_threads,
+                   "Parallel chunk uploads")
+      ->capture_default_str();
+  mount
+      ->add_option("--seal-threads", mo.seal_threads,
+                   "Threads hashing and encrypting chunks")
+      ->capture_default_str();
+  mount
+      ->add_option("--fuse-threads", mo.fuse_threads,
+                   "Most FUSE worker threads")
+      ->capture_default_str();
+  mount
+      ->add_option("--drain-timeout", mo.drain_timeout_s,
+                   "Seconds without upload progress before unmount gives up "
+                   "(chunks stay queued)")
+      ->capture_default_str();
 
-  auto* unmount = app.add_subcommand("unmount", "Unmount and wait until every pending wave is in the store");
+  auto* unmount = app.add_subcommand(
+      "unmount", "Unmount and wait until every pending wave is in the store");
   unmount->alias("umount");
   unmount->add_option("MOUNTPOINT", mountpoint, "Mount point")->required();
 
-  auto* status = app.add_subcommand("status", "Pending uploads, rate and ETA of a mount");
+  auto* status =
+      app.add_subcommand("status", "Pending uploads, rate and ETA of a mount");
   status->add_option("MOUNTPOINT", mountpoint, "Mount point")->required();
-  status->add_flag("--watch", watch, "Refresh every second with a progress bar");
+  status->add_flag("--watch", watch,
+                   "Refresh every second with a progress bar");
 
   try {
     app.parse(argc, argv);
@@ -58,9 +98,15 @@ int main(int argc, char** argv) {
   if (*init) return wavefs::RunInit(store, key_file);
   if (*mount) {
     auto limit = wavefs::ParseSize(memory_limit);
-    if (!limit.ok()) return std::fprintf(stderr, "wavefs: --memory-limit: %s\n", limit.status().message().c_str()), 2;
+    if (!limit.ok())
+      return std::fprintf(stderr, "wavefs: --memory-limit: %s\n",
+                          limit.status().message().c_str()),
+             2;
     auto reserve = wavefs::ParseSize(spill_reserve);
-    if (!reserve.ok()) return std::fprintf(stderr, "wavefs: --spill-reserve: %s\n", reserve.status().message().c_str()), 2;
+    if (!reserve.ok())
+      return std::fprintf(stderr, "wavefs: --spill-reserve: %s\n",
+                          reserve.status().message().c_str()),
+             2;
     mo.memory_limit = *limit;
     mo.spill_reserve = *reserve;
     return wavefs::RunMount(mo);

@@ -30,11 +30,11 @@ std::string StatusPath(const std::string& meta_dir) {
 
 void WriteDaemonStatus(const std::string& meta_dir, const std::string& state,
                        const Uploader::Stats& s, const std::string& error) {
-  std::string text = "state=" + state + "\npending_chunks=" +
-                     std::to_string(s.pending_chunks) + "\npending_bytes=" +
-                     std::to_string(s.pending_bytes) + "\nuploaded_chunks=" +
-                     std::to_string(s.uploaded_chunks) + "\nerror=" + error +
-                     "\n";
+  std::string text = "state=" + state +
+                     "\npending_chunks=" + std::to_string(s.pending_chunks) +
+                     "\npending_bytes=" + std::to_string(s.pending_bytes) +
+                     "\nuploaded_chunks=" + std::to_string(s.uploaded_chunks) +
+                     "\nerror=" + error + "\n";
   Status st = WriteFileAtomically(
       StatusPath(meta_dir),
       {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 0644);
@@ -82,10 +82,12 @@ std::string RealPath(const std::string& p) {
 
 void SetUpLogging(const MountOptions& o) {
   std::vector<spdlog::sink_ptr> sinks;
-  sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(o.log_file));
+  sinks.push_back(
+      std::make_shared<spdlog::sinks::basic_file_sink_mt>(o.log_file));
   if (o.foreground)
     sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  auto logger = std::make_shared<spdlog::logger>("wavefs", sinks.begin(), sinks.end());
+  auto logger =
+      std::make_shared<spdlog::logger>("wavefs", sinks.begin(), sinks.end());
   logger->set_level(spdlog::level::from_str(o.log_level));
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(logger);
@@ -112,27 +114,33 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
       o.upload_threads, o.fuse_threads);
 
   auto index = Index::Open(o.meta_dir + "/index", budget.index);
-  if (!index.ok()) return report.Fail("cannot open the index: " + index.status().message());
+  if (!index.ok())
+    return report.Fail("cannot open the index: " + index.status().message());
   auto spill = Spill::Open(o.spill_dir);
-  if (!spill.ok()) return report.Fail("cannot open the spill directory: " + spill.status().message());
+  if (!spill.ok())
+    return report.Fail("cannot open the spill directory: " +
+                       spill.status().message());
   auto local = LocalStore::Open(o.store_dir + "/chunks");
-  if (!local.ok()) return report.Fail("cannot open the store: " + local.status().message());
+  if (!local.ok())
+    return report.Fail("cannot open the store: " + local.status().message());
   CountingStore store(std::move(*local));
 
   // Staged files that no queue entry names are leftovers of a crash before
   // their entry was written: remove them. Queued ones resume uploading.
   uint64_t removed = 0;
   std::vector<Address> staged;
-  Status listed = (*spill)->List([&](const Address& a) { staged.push_back(a); });
-  if (!listed.ok()) return report.Fail("cannot list the spill: " + listed.message());
+  Status listed =
+      (*spill)->List([&](const Address& a) { staged.push_back(a); });
+  if (!listed.ok())
+    return report.Fail("cannot list the spill: " + listed.message());
   for (const Address& a : staged) {
     auto q = (*index)->IsQueued(a);
     if (q.ok() && !*q && (*spill)->Remove(a).ok()) ++removed;
   }
-  spdlog::info("{} chunks ({} MiB) pending upload from earlier runs; {} stale "
-               "staged files removed",
-               (*index)->pending_chunks(), (*index)->pending_bytes() >> 20,
-               removed);
+  spdlog::info(
+      "{} chunks ({} MiB) pending upload from earlier runs; {} stale "
+      "staged files removed",
+      (*index)->pending_chunks(), (*index)->pending_bytes() >> 20, removed);
 
   Uploader::Options uo;
   uo.concurrency = o.upload_threads;
@@ -143,14 +151,14 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
 
   FuseContext ctx;
   ctx.fs = fs.get();
-  ctx.stats_extra = "pid=" + std::to_string(getpid()) + "\nstore=" +
-                    o.store_dir + "\nmeta_dir=" + o.meta_dir +
+  ctx.stats_extra = "pid=" + std::to_string(getpid()) +
+                    "\nstore=" + o.store_dir + "\nmeta_dir=" + o.meta_dir +
                     "\nspill_dir=" + o.spill_dir + "\nlog_file=" + o.log_file +
                     "\n";
 
-  std::vector<std::string> argv_s = {"wavefs", "-o",
-                                     "fsname=wavefs:" + o.store_dir +
-                                         ",subtype=wavefs,default_permissions"};
+  std::vector<std::string> argv_s = {
+      "wavefs", "-o",
+      "fsname=wavefs:" + o.store_dir + ",subtype=wavefs,default_permissions"};
   for (const auto& opt : o.fuse_options) {
     argv_s.push_back("-o");
     argv_s.push_back(opt);
@@ -172,9 +180,10 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &ctx);
   fuse_opt_free_args(&args);  // libfuse may have added arguments of its own
   if (se == nullptr) {
-    return report.Fail("invalid FUSE mount options '" +
-                       (o.fuse_options.empty() ? std::string() : o.fuse_options[0]) +
-                       "' (details in " + o.log_file + ")");
+    return report.Fail(
+        "invalid FUSE mount options '" +
+        (o.fuse_options.empty() ? std::string() : o.fuse_options[0]) +
+        "' (details in " + o.log_file + ")");
   }
   if (fuse_set_signal_handlers(se) != 0 ||
       fuse_session_mount(se, o.mountpoint.c_str()) != 0) {
@@ -221,7 +230,9 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     spdlog::info("every chunk is in the store; {} uploaded this session",
                  final_stats.uploaded_chunks);
   } else {
-    const Status& bad = !committed.ok() ? committed : !drained.ok() ? drained : closed;
+    const Status& bad = !committed.ok() ? committed
+                        : !drained.ok() ? drained
+                                        : closed;
     WriteDaemonStatus(o.meta_dir, "pending", final_stats, bad.message());
     spdlog::error("exiting with work left: {}", bad.ToString());
     exit_code = 1;
@@ -239,7 +250,8 @@ int RunMount(MountOptions o) {
   if (!dir.ok()) return Fail(dir.status().message());
   o.store_dir = RealPath(*dir);
   if (o.store_dir.empty())
-    return Fail("store " + *dir + " does not exist (create it with 'wavefs init " + *dir + "')");
+    return Fail("store " + *dir +
+                " does not exist (create it with 'wavefs init " + *dir + "')");
   auto cfg = ReadStoreConfig(o.store_dir);
   if (!cfg.ok()) return Fail(cfg.status().message());
   const std::string base = WavefsHome() + "/" + cfg->store_id;
@@ -253,14 +265,16 @@ int RunMount(MountOptions o) {
     if (!DetachStaleMount(o.mountpoint))
       return Fail("mount point " + o.mountpoint +
                   " is a dead FUSE mount and cannot be cleared: run "
-                  "'fusermount3 -uz " + o.mountpoint + "'");
+                  "'fusermount3 -uz " +
+                  o.mountpoint + "'");
     std::fprintf(stderr, "wavefs: cleared a dead mount at %s\n",
                  o.mountpoint.c_str());
   }
   const std::string mp = RealPath(o.mountpoint);
   if (mp.empty() || stat(mp.c_str(), &st) != 0)
     return Fail("mount point " + o.mountpoint + " does not exist");
-  if (!S_ISDIR(st.st_mode)) return Fail("mount point " + o.mountpoint + " is not a directory");
+  if (!S_ISDIR(st.st_mode))
+    return Fail("mount point " + o.mountpoint + " is not a directory");
   o.mountpoint = mp;
   if (o.meta_dir.empty()) o.meta_dir = base + "/meta";
   if (o.spill_dir.empty()) o.spill_dir = base + "/spill";
@@ -270,8 +284,10 @@ int RunMount(MountOptions o) {
   }
   o.meta_dir = RealPath(o.meta_dir);
   o.spill_dir = RealPath(o.spill_dir);
-  if (spdlog::level::from_str(o.log_level) == spdlog::level::off && o.log_level != "off")
-    return Fail("unknown --log-level '" + o.log_level + "' (trace, debug, info, warn, error)");
+  if (spdlog::level::from_str(o.log_level) == spdlog::level::off &&
+      o.log_level != "off")
+    return Fail("unknown --log-level '" + o.log_level +
+                "' (trace, debug, info, warn, error)");
   auto budget = DivideMemory(o);
   if (!budget.ok()) return Fail(budget.status().message());
   if (o.upload_threads < 1 || o.upload_threads > 64 || o.seal_threads < 1 ||
@@ -281,7 +297,8 @@ int RunMount(MountOptions o) {
   // One daemon per metadata directory.
   const std::string lock_path = o.meta_dir + "/LOCK";
   int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0) return Fail("cannot open " + lock_path + ": " + std::strerror(errno));
+  if (lock_fd < 0)
+    return Fail("cannot open " + lock_path + ": " + std::strerror(errno));
   if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
     char owner[512] = {0};
     (void)!pread(lock_fd, owner, sizeof owner - 1, 0);
@@ -294,14 +311,17 @@ int RunMount(MountOptions o) {
   }
   {
     FILE* probe = std::fopen(o.log_file.c_str(), "a");
-    if (probe == nullptr) return Fail("cannot write the log file " + o.log_file);
+    if (probe == nullptr)
+      return Fail("cannot write the log file " + o.log_file);
     std::fclose(probe);
   }
 
-  if (o.foreground) return Serve(o, *secret, *budget, lock_fd, StartupReporter(-1));
+  if (o.foreground)
+    return Serve(o, *secret, *budget, lock_fd, StartupReporter(-1));
 
   int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) return Fail(std::string("pipe: ") + std::strerror(errno));
+  if (pipe2(pipefd, O_CLOEXEC) != 0)
+    return Fail(std::string("pipe: ") + std::strerror(errno));
   pid_t pid = fork();
   if (pid < 0) return Fail(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
@@ -316,7 +336,8 @@ int RunMount(MountOptions o) {
   std::string msg;
   char buf[512];
   ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0 ||
+         (n < 0 && errno == EINTR))
     if (n > 0) msg.append(buf, static_cast<size_t>(n));
   close(pipefd[0]);
   if (msg.rfind("OK", 0) == 0) {

@@ -13,7 +13,8 @@ Result<uint64_t> ParseSize(const std::string& text) {
                          "bad size '" + text + "' (use e.g. 64M or 1G)");
   };
   size_t digits = 0;
-  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
+  while (digits < text.size() &&
+         std::isdigit(static_cast<unsigned char>(text[digits])))
     ++digits;
   if (digits == 0 || digits > 19) return bad();
   std::string unit = text.substr(digits);
@@ -26,7 +27,8 @@ Result<uint64_t> ParseSize(const std::string& text) {
   }
   int shift = 0;
   if (!unit.empty()) {
-    const size_t pos = std::string("KMGT").find(static_cast<char>(std::toupper(static_cast<unsigned char>(unit[0]))));
+    const size_t pos = std::string("KMGT").find(
+        static_cast<char>(std::toupper(static_cast<unsigned char>(unit[0]))));
     if (unit.size() != 1 || pos == std::string::npos) return bad();
     shift = 10 * (static_cast<int>(pos) + 1);
   }
@@ -44,11 +46,14 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   MemoryBudget b;
   // Fixed part: code, libraries, thread stacks in use, FUSE request buffers
   // (about 1 MiB per FUSE thread) and RocksDB.
-  const uint64_t fixed = 8 * kMiB + static_cast<uint64_t>(o.fuse_threads) * kMiB;
+  const uint64_t fixed =
+      8 * kMiB + static_cast<uint64_t>(o.fuse_threads) * kMiB;
   b.index.write_buffer_bytes = 2 * kMiB;
   b.index.block_cache_bytes = 2 * kMiB;
-  const uint64_t rocks = 2 * b.index.write_buffer_bytes + b.index.block_cache_bytes;
-  const uint64_t rest = o.memory_limit > fixed + rocks ? o.memory_limit - fixed - rocks : 0;
+  const uint64_t rocks =
+      2 * b.index.write_buffer_bytes + b.index.block_cache_bytes;
+  const uint64_t rest =
+      o.memory_limit > fixed + rocks ? o.memory_limit - fixed - rocks : 0;
   // What is left is chunk buffers: a quarter (at least two: the chunk being
   // read and the one prefetched) for the decrypted-chunk cache, the rest for
   // writes. One file holds at most seal_threads + 1 write buffers, so a
@@ -72,8 +77,9 @@ Result<std::string> StoreDirOf(const std::string& store) {
   if (store.rfind("file://", 0) == 0) return store.substr(7);
   if (store.find("://") != std::string::npos)
     return Status::Error(Code::kNotSupported,
-                         "store URL '" + store + "' is not supported (use a "
-                         "directory path or file:// URL)");
+                         "store URL '" + store +
+                             "' is not supported (use a "
+                             "directory path or file:// URL)");
   return store;
 }
 

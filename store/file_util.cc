@@ -1,7 +1,6 @@
 #include "store/file_util.h"
 
 #include <dirent.h>
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>

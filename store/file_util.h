@@ -16,8 +16,8 @@
 namespace wavefs {
 
 // mode: permission bits of the new file (e.g. 0600 for key files).
-Status WriteFileDurably(const std::string& path,
-                        std::span<const uint8_t> data, unsigned mode = 0644);
+Status WriteFileDurably(const std::string& path, std::span<const uint8_t> data,
+                        unsigned mode = 0644);
 // Same as WriteFileDurably but without any fsync (crash-safe against a
 // killed process through the atomic rename, not against power loss).
 Status WriteFileAtomically(const std::string& path,

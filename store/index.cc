@@ -26,7 +26,8 @@ uint64_t GetBe64(const char* p) {
   return v;
 }
 void PutLe(std::string* out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>(v >> (i * 8)));
+  for (int i = 0; i < bytes; ++i)
+    out->push_back(static_cast<char>(v >> (i * 8)));
 }
 bool GetLe(std::string_view* in, uint64_t* v, int bytes) {
   if (in->size() < static_cast<size_t>(bytes)) return false;
@@ -72,7 +73,8 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.IsIOError() && s.subcode() == rocksdb::Status::kNoSpace)
     return Status::Error(Code::kNoSpace, what + ": " + s.ToString(), ENOSPC,
                          true);
-  if (s.IsCorruption()) return Status::Error(Code::kCorrupt, what + ": " + s.ToString());
+  if (s.IsCorruption())
+    return Status::Error(Code::kCorrupt, what + ": " + s.ToString());
   if (s.IsIOError() && s.ToString().find("lock") != std::string::npos)
     return Status::Error(Code::kBusy, what + ": " + s.ToString());
   return Status::Error(Code::kIo, what + ": " + s.ToString());
@@ -132,7 +134,8 @@ Result<InodeAttr> DecodeInode(uint64_t ino, std::string_view in) {
     t->tv_nsec = static_cast<long>(ns);
   }
   uint64_t len;
-  if (!GetLe(&in, &len, 4) || in.size() != len) return bad("bad symlink length");
+  if (!GetLe(&in, &len, 4) || in.size() != len)
+    return bad("bad symlink length");
   a.symlink.assign(in.data(), in.size());
   return a;
 }
@@ -203,7 +206,8 @@ Status Index::Init() {
     WAVEFS_RETURN_IF_ERROR(Commit(&b, true));
   }
   // Next inode number: one past the largest inode key.
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   it->SeekForPrev(InodeKey(~0ull));
   if (it->Valid() && it->key().size() == 9 && it->key()[0] == 'I')
     next_ino_ = GetBe64(it->key().data() + 1) + 1;
@@ -241,7 +245,8 @@ Result<InodeAttr> Index::GetInode(uint64_t ino) {
 
 Result<DirEntry> Index::Lookup(uint64_t parent, const std::string& name) {
   std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), DirKey(parent, name), &v);
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), DirKey(parent, name), &v);
   if (s.IsNotFound()) return Status::Error(Code::kNotFound, "no entry " + name);
   WAVEFS_RETURN_IF_ERROR(FromRocks(s, "lookup"));
   std::string_view in(v);
@@ -258,7 +263,8 @@ Result<DirEntry> Index::Lookup(uint64_t parent, const std::string& name) {
 Status Index::ListDir(uint64_t parent, const std::string& after,
                       const std::function<bool(const DirEntry&)>& fn) {
   const std::string prefix = DirPrefix(parent);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   if (after.empty()) {
     it->Seek(prefix);
   } else {
@@ -291,7 +297,8 @@ Result<bool> Index::DirIsEmpty(uint64_t ino) {
 
 Result<std::optional<ChunkRef>> Index::GetChunk(uint64_t ino, uint64_t index) {
   std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ChunkRefKey(ino, index), &v);
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), ChunkRefKey(ino, index), &v);
   if (s.IsNotFound()) return std::optional<ChunkRef>();
   WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read chunk ref"));
   auto ref = DecodeChunkRef(v);
@@ -302,10 +309,12 @@ Result<std::optional<ChunkRef>> Index::GetChunk(uint64_t ino, uint64_t index) {
 Status Index::ListChunks(
     uint64_t ino, const std::function<void(uint64_t, const ChunkRef&)>& fn) {
   const std::string prefix = ChunkPrefix(ino);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
        it->Next()) {
-    auto ref = DecodeChunkRef(std::string_view(it->value().data(), it->value().size()));
+    auto ref = DecodeChunkRef(
+        std::string_view(it->value().data(), it->value().size()));
     if (!ref.ok()) return ref.status();
     fn(GetBe64(it->key().data() + prefix.size()), *ref);
   }
@@ -320,7 +329,8 @@ Status Index::Commit(IndexBatch* batch, bool sync) {
 
 Result<bool> Index::IsKnown(const Address& address) {
   std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), AddrKey('A', address), &v);
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), AddrKey('A', address), &v);
   if (s.IsNotFound()) return false;
   WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read address state"));
   return true;
@@ -328,7 +338,8 @@ Result<bool> Index::IsKnown(const Address& address) {
 
 Result<bool> Index::IsQueued(const Address& address) {
   std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), AddrKey('Q', address), &v);
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), AddrKey('Q', address), &v);
   if (s.IsNotFound()) return false;
   WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read queue"));
   return true;
@@ -344,7 +355,8 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length) {
   PutLe(&len, length, 8);
   b.Put(AddrKey('Q', address), len);
   b.Put(AddrKey('A', address), std::string(1, '\x01'));
-  WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "enqueue upload"));
+  WAVEFS_RETURN_IF_ERROR(
+      FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "enqueue upload"));
   pending_chunks_ += 1;
   pending_bytes_ += length;
   return true;
@@ -353,7 +365,8 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length) {
 Status Index::PeekQueue(size_t max,
                         std::vector<std::pair<Address, uint64_t>>* out) {
   out->clear();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek("Q"); it->Valid() && out->size() < max && it->key()[0] == 'Q';
        it->Next()) {
     if (it->key().size() != 33) continue;
@@ -372,7 +385,8 @@ Status Index::CompleteUpload(const Address& address, uint64_t length) {
   rocksdb::WriteBatch b;
   b.Delete(AddrKey('Q', address));
   b.Put(AddrKey('A', address), std::string(1, '\x02'));
-  WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "complete upload"));
+  WAVEFS_RETURN_IF_ERROR(
+      FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "complete upload"));
   pending_chunks_ -= 1;
   pending_bytes_ -= length;
   return Status::Ok();
@@ -388,8 +402,8 @@ Status Index::CompleteUploads(
     b.Put(AddrKey('A', address), std::string(1, '\x02'));
     bytes += length;
   }
-  WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b),
-                                   "complete uploads"));
+  WAVEFS_RETURN_IF_ERROR(
+      FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "complete uploads"));
   pending_chunks_ -= done.size();
   pending_bytes_ -= bytes;
   return Status::Ok();
@@ -400,7 +414,8 @@ Status Index::DropQueued(const Address& address, uint64_t length) {
   rocksdb::WriteBatch b;
   b.Delete(AddrKey('Q', address));
   b.Delete(AddrKey('A', address));
-  WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "drop queue entry"));
+  WAVEFS_RETURN_IF_ERROR(
+      FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "drop queue entry"));
   pending_chunks_ -= 1;
   pending_bytes_ -= length;
   return Status::Ok();

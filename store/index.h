@@ -123,8 +123,7 @@ class Index {
   // address is already known. Returns true when it was new.
   Result<bool> EnqueueStaged(const Address& address, uint64_t length);
   // Up to max queued (address, length) pairs, oldest key order.
-  Status PeekQueue(size_t max,
-                   std::vector<std::pair<Address, uint64_t>>* out);
+  Status PeekQueue(size_t max, std::vector<std::pair<Address, uint64_t>>* out);
   // Removes the queue entry and marks the address stored.
   Status CompleteUpload(const Address& address, uint64_t length);
   // The same for many entries in one write batch.

@@ -24,8 +24,7 @@ bool IsHexPair(std::string_view name) {
 
 // Creates a shard directory when absent (made durable by the next Sync).
 Status EnsureShard(const std::string& shard) {
-  if (::mkdir(shard.c_str(), 0755) == 0 || errno == EEXIST)
-    return Status::Ok();
+  if (::mkdir(shard.c_str(), 0755) == 0 || errno == EEXIST) return Status::Ok();
   return Status::FromErrno(errno, "mkdir " + shard);
 }
 

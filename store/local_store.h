@@ -17,7 +17,8 @@ namespace wavefs {
 class LocalStore : public ChunkStore {
  public:
   // Creates chunks_dir when absent.
-  static Result<std::unique_ptr<LocalStore>> Open(const std::string& chunks_dir);
+  static Result<std::unique_ptr<LocalStore>> Open(
+      const std::string& chunks_dir);
 
   Status Put(const Address& address,
              std::span<const uint8_t> ciphertext) override;

@@ -16,7 +16,9 @@ Uploader::Uploader(Index* index, Spill* spill, ChunkStore* store,
 
 Uploader::~Uploader() { Stop(); }
 
-void Uploader::Start() { thread_ = std::thread([this] { Run(); }); }
+void Uploader::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Uploader::Notify() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -102,9 +104,10 @@ Status Uploader::UploadOne(const Address& address, uint64_t length,
       // The staged file is gone: fine when the store already has the chunk
       // (an earlier run moved it in and stopped before completing).
       if (StoreHoldsIntact(address, scratch)) return Status::Ok();
-      spdlog::error("chunk {} is queued but missing from the spill and the "
-                    "store; dropping its queue entry",
-                    ToHex(address));
+      spdlog::error(
+          "chunk {} is queued but missing from the spill and the "
+          "store; dropping its queue entry",
+          ToHex(address));
       index_->DropQueued(address, length).IgnoreError();
       return Status::Error(Code::kCorrupt,
                            "staged chunk " + ToHex(address) + " was lost");
@@ -190,7 +193,8 @@ void Uploader::Run() {
         }
       };
       const int n = std::max<int>(
-          1, std::min<int>(options_.concurrency, static_cast<int>(wave.size())));
+          1,
+          std::min<int>(options_.concurrency, static_cast<int>(wave.size())));
       std::vector<std::thread> workers;
       for (int i = 1; i < n; ++i) workers.emplace_back(worker);
       worker();

@@ -85,7 +85,7 @@ class Uploader {
   ChunkStore* store_;
   const Options options_;
 
-  mutable std::mutex mu_;  // guards everything below
+  mutable std::mutex mu_;            // guards everything below
   std::condition_variable cv_;       // wakes Run
   std::condition_variable done_cv_;  // wakes Drain
   bool stop_ = false;

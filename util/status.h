@@ -100,22 +100,38 @@ class [[nodiscard]] Result {
 
 inline const char* CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "ok";
-    case Code::kNotFound: return "not found";
-    case Code::kExists: return "exists";
-    case Code::kInvalid: return "invalid";
-    case Code::kCorrupt: return "corrupt";
-    case Code::kIo: return "io error";
-    case Code::kNoSpace: return "no space";
-    case Code::kUnavailable: return "unavailable";
-    case Code::kBusy: return "busy";
-    case Code::kNotSupported: return "not supported";
-    case Code::kNotEmpty: return "not empty";
-    case Code::kNotDir: return "not a directory";
-    case Code::kIsDir: return "is a directory";
-    case Code::kPermission: return "permission denied";
-    case Code::kNameTooLong: return "name too long";
-    case Code::kTooBig: return "too big";
+    case Code::kOk:
+      return "ok";
+    case Code::kNotFound:
+      return "not found";
+    case Code::kExists:
+      return "exists";
+    case Code::kInvalid:
+      return "invalid";
+    case Code::kCorrupt:
+      return "corrupt";
+    case Code::kIo:
+      return "io error";
+    case Code::kNoSpace:
+      return "no space";
+    case Code::kUnavailable:
+      return "unavailable";
+    case Code::kBusy:
+      return "busy";
+    case Code::kNotSupported:
+      return "not supported";
+    case Code::kNotEmpty:
+      return "not empty";
+    case Code::kNotDir:
+      return "not a directory";
+    case Code::kIsDir:
+      return "is a directory";
+    case Code::kPermission:
+      return "permission denied";
+    case Code::kNameTooLong:
+      return "name too long";
+    case Code::kTooBig:
+      return "too big";
   }
   return "unknown";
 }
@@ -124,22 +140,47 @@ inline Status Status::FromErrno(int err, const std::string& context) {
   Code code = Code::kIo;
   bool retryable = false;
   switch (err) {
-    case ENOENT: code = Code::kNotFound; break;
-    case EEXIST: code = Code::kExists; break;
-    case EINVAL: code = Code::kInvalid; break;
+    case ENOENT:
+      code = Code::kNotFound;
+      break;
+    case EEXIST:
+      code = Code::kExists;
+      break;
+    case EINVAL:
+      code = Code::kInvalid;
+      break;
     case ENOSPC:
-    case EDQUOT: code = Code::kNoSpace; retryable = true; break;
+    case EDQUOT:
+      code = Code::kNoSpace;
+      retryable = true;
+      break;
     case EACCES:
-    case EPERM: code = Code::kPermission; break;
-    case ENOTEMPTY: code = Code::kNotEmpty; break;
-    case ENOTDIR: code = Code::kNotDir; break;
-    case EISDIR: code = Code::kIsDir; break;
-    case ENAMETOOLONG: code = Code::kNameTooLong; break;
+    case EPERM:
+      code = Code::kPermission;
+      break;
+    case ENOTEMPTY:
+      code = Code::kNotEmpty;
+      break;
+    case ENOTDIR:
+      code = Code::kNotDir;
+      break;
+    case EISDIR:
+      code = Code::kIsDir;
+      break;
+    case ENAMETOOLONG:
+      code = Code::kNameTooLong;
+      break;
     case EBUSY:
-    case EWOULDBLOCK: code = Code::kBusy; break;
+    case EWOULDBLOCK:
+      code = Code::kBusy;
+      break;
     case EINTR:
-    case ETIMEDOUT: code = Code::kIo; retryable = true; break;
-    default: break;
+    case ETIMEDOUT:
+      code = Code::kIo;
+      retryable = true;
+      break;
+    default:
+      break;
   }
   return Error(code, context + ": " + std::strerror(err), err, retryable);
 }
@@ -150,10 +191,10 @@ inline std::string Status::ToString() const {
 }
 
 // Returns early from the enclosing function when `expr` is not ok.
-#define WAVEFS_RETURN_IF_ERROR(expr)        \
-  do {                                      \
-    ::wavefs::Status _st = (expr);          \
-    if (!_st.ok()) return _st;              \
+#define WAVEFS_RETURN_IF_ERROR(expr) \
+  do {                               \
+    ::wavefs::Status _st = (expr);   \
+    if (!_st.ok()) return _st;       \
   } while (0)
 
 }  // namespace wavefs

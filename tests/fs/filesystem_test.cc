@@ -709,9 +709,9 @@ TEST_F(FsTest, UnlinkOfClosedFileRemovesIt) {
   EXPECT_EQ(fs_->Unlink(kRootIno, "f").code(), Code::kNotFound);
 }
 
-// Regression (fixed): data written through a handle whose file was unlinked is lost at
-// the next flush: Commit() on an unlinked file clears `pending` (the sealed
-// chunks) without keeping them anywhere, so reads through the still-open
+// Regression (fixed): data written through a handle whose file was unlinked is
+// lost at the next flush: Commit() on an unlinked file clears `pending` (the
+// sealed chunks) without keeping them anywhere, so reads through the still-open
 // handle return the old bytes (or zeros) instead of what was just written.
 // POSIX (and every local filesystem) keeps an unlinked open file fully
 // usable; e.g. a program writing a temp file it already unlinked.
@@ -1073,8 +1073,8 @@ TEST_F(FsTest, TransientGetFailureIsNotRemembered) {
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
 }
 
-// Regression (fixed): a shrinking truncate that fails (here: the store cannot deliver
-// the chunk holding the new end) still cuts the file. SetAttr drops the
+// Regression (fixed): a shrinking truncate that fails (here: the store cannot
+// deliver the chunk holding the new end) still cuts the file. SetAttr drops the
 // dirty/pending chunks past the new end and sets truncate_from before
 // AcquireDirty fails; the size stays, so every chunk past the new end reads
 // as zeros and the next commit deletes their refs for good. The user sees
@@ -1307,11 +1307,11 @@ TEST_F(FsTest, ReaderAndFlusherRaceAWriterOnOneFile) {
   EXPECT_TRUE(SameBytes(content, ReadFile(ino)));
 }
 
-// Regression (fixed): Flush (and Release, Fsync: all go through Commit) can block for as
-// long as another handle keeps a partial chunk dirty. Commit seals the dirty
-// buffers, then waits for `inflight.empty() && dirty.empty()`; a write
-// through another handle during that wait adds a dirty buffer nobody seals,
-// so the wait only ends when that other handle flushes. A close() in one
+// Regression (fixed): Flush (and Release, Fsync: all go through Commit) can
+// block for as long as another handle keeps a partial chunk dirty. Commit seals
+// the dirty buffers, then waits for `inflight.empty() && dirty.empty()`; a
+// write through another handle during that wait adds a dirty buffer nobody
+// seals, so the wait only ends when that other handle flushes. A close() in one
 // process hangs while another process (or thread) has the same file open
 // for writing, e.g. a log reader's editor closing while the logger appends;
 // each hung close also holds a FUSE worker thread.
