@@ -11,7 +11,7 @@ PACKAGES=(
   libfuse3-dev libsodium-dev librocksdb-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcurl4-openssl-dev libcli11-dev
   # runtime and test tools
-  fuse3 attr rsync coreutils diffutils findutils grep util-linux procps psmisc
+  fuse3 attr rsync clang-format coreutils diffutils findutils grep util-linux procps psmisc
   openssl python3
 )
 
