@@ -5,6 +5,7 @@
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -90,6 +91,13 @@ bool Alive(pid_t pid) {
 
 }  // namespace
 
+bool IsDeadMount(const std::string& mnt) {
+  // statfs always reaches the daemon (stat may be answered from the
+  // kernel's attribute cache for a second after the daemon died).
+  struct statfs sf;
+  return ::statfs(mnt.c_str(), &sf) != 0 && errno == ENOTCONN;
+}
+
 bool DetachStaleMount(const std::string& mnt) {
   if (geteuid() == 0 && umount2(mnt.c_str(), MNT_DETACH) == 0) return true;
   return RunFusermount(mnt, true) == 0;
@@ -120,8 +128,7 @@ int RunInit(const std::string& store, const std::string& key_file_opt) {
 }
 
 int RunUnmount(const std::string& mnt) {
-  struct stat sb;
-  if (stat(mnt.c_str(), &sb) != 0 && errno == ENOTCONN) {
+  if (IsDeadMount(mnt)) {
     if (!DetachStaleMount(mnt))
       return Fail("cannot clear the dead mount at " + mnt);
     return Fail("the daemon of " + mnt +

@@ -12,6 +12,8 @@ int RunInit(const std::string& store, const std::string& key_file);
 int RunMount(MountOptions options);
 int RunUnmount(const std::string& mountpoint);
 int RunStatus(const std::string& mountpoint, bool watch);
+// True when mountpoint is a FUSE mount whose daemon is gone.
+bool IsDeadMount(const std::string& mountpoint);
 // Lazily unmounts a FUSE mount whose daemon is gone; true on success.
 bool DetachStaleMount(const std::string& mountpoint);
 

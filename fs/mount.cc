@@ -259,7 +259,7 @@ int RunMount(MountOptions o) {
   auto secret = ReadKeyFile(o.key_file);
   if (!secret.ok()) return Fail(secret.status().message());
   struct stat st;
-  if (stat(o.mountpoint.c_str(), &st) != 0 && errno == ENOTCONN) {
+  if (IsDeadMount(o.mountpoint)) {
     // A daemon that died (kill -9, crash) leaves its mount behind; nothing
     // of it is lost (the next start resumes its uploads), so clear it.
     if (!DetachStaleMount(o.mountpoint))
