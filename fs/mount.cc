@@ -1,6 +1,7 @@
 // `wavefs mount`: validate, daemonise, open the layers, serve FUSE, and on
 // unmount drain every pending wave before exiting.
 #include <fcntl.h>
+#include <malloc.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -102,6 +103,12 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     (void)!ftruncate(lock_fd, 0);
     (void)!pwrite(lock_fd, owner.data(), owner.size(), 0);
   }
+  // Chunk-sized allocations (4 MiB) must come from mmap and go back to the
+  // kernel when freed; glibc would otherwise raise its mmap threshold after
+  // the first free and keep them in per-thread arenas, whose count grows
+  // with the thread count. Both make RSS creep with the amount copied.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_ARENA_MAX, 2);
   SetUpLogging(o);
   spdlog::info(
       "wavefs {} starting: store {} mountpoint {} meta {} spill {} "
