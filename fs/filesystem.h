@@ -180,6 +180,8 @@ class Filesystem {
   // Current ref of a chunk (pending first, then committed). Needs f->mu.
   Result<std::optional<ChunkRef>> RefOf(OpenFile* f, uint64_t index);
   Result<ChunkData> FetchChunk(const ChunkRef& ref);
+  // An empty vector for a fetched chunk, reused when one is free.
+  std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
 
   Index* index_;
   Spill* spill_;
@@ -188,6 +190,11 @@ class Filesystem {
   const Secret secret_;
   const FsOptions options_;
   BufferPool pool_;
+  // Fetched-chunk vectors kept for reuse; declared before cache_ so they
+  // outlive the cache entries that return to them.
+  static constexpr size_t kRecycledChunks = 2;
+  std::mutex recycle_mu_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> recycled_;
   ChunkCache cache_;
 
   std::mutex ns_mu_;  // serialises namespace changes
