@@ -628,14 +628,20 @@ Status Filesystem::AcquireDirty(OpenFile* f, uint64_t idx,
   }
 }
 
-void Filesystem::SubmitSeal(const std::shared_ptr<OpenFile>& fp, uint64_t idx,
-                            std::unique_lock<std::mutex>& lock) {
-  (void)lock;
+Filesystem::SealJob Filesystem::TakeForSeal(const std::shared_ptr<OpenFile>& fp,
+                                            uint64_t idx) {
   auto it = fp->dirty.find(idx);
   SealJob job{fp, idx, it->second.buf, it->second.len};
   fp->dirty.erase(it);
   fp->inflight.insert(idx);
   seals_in_flight_ += 1;
+  return job;
+}
+
+void Filesystem::SubmitSeal(const std::shared_ptr<OpenFile>& fp, uint64_t idx,
+                            std::unique_lock<std::mutex>& lock) {
+  (void)lock;
+  SealJob job = TakeForSeal(fp, idx);
   {
     std::lock_guard<std::mutex> sl(seal_mu_);
     seal_queue_.push_back(std::move(job));
@@ -779,12 +785,8 @@ Status Filesystem::Commit(OpenFile* f, const std::shared_ptr<OpenFile>& fp,
   std::set<uint64_t> awaited(f->inflight);
   awaited.insert(mine.begin(), mine.end());
   for (uint64_t i : mine) {
-    auto it = f->dirty.find(i);
-    if (it == f->dirty.end()) continue;
-    SealJob job{fp, it->first, it->second.buf, it->second.len};
-    f->dirty.erase(it);
-    f->inflight.insert(job.index);
-    seals_in_flight_ += 1;
+    if (!f->dirty.count(i)) continue;
+    SealJob job = TakeForSeal(fp, i);
     lock.unlock();
     SealAndRecord(job);
     lock.lock();

@@ -163,6 +163,9 @@ class Filesystem {
   // Write path helpers; `lock` holds f->mu on entry and on return.
   Status AcquireDirty(OpenFile* f, uint64_t index,
                       std::unique_lock<std::mutex>& lock);
+  // Moves the dirty buffer of index into a seal job (now in flight).
+  // Needs fp->mu.
+  SealJob TakeForSeal(const std::shared_ptr<OpenFile>& fp, uint64_t index);
   void SubmitSeal(const std::shared_ptr<OpenFile>& fp, uint64_t index,
                   std::unique_lock<std::mutex>& lock);
   // Seals and stages one buffer (no locks held), records the result.

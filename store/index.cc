@@ -381,15 +381,7 @@ Status Index::PeekQueue(size_t max,
 }
 
 Status Index::CompleteUpload(const Address& address, uint64_t length) {
-  std::lock_guard<std::mutex> lock(queue_mu_);
-  rocksdb::WriteBatch b;
-  b.Delete(AddrKey('Q', address));
-  b.Put(AddrKey('A', address), std::string(1, '\x02'));
-  WAVEFS_RETURN_IF_ERROR(
-      FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "complete upload"));
-  pending_chunks_ -= 1;
-  pending_bytes_ -= length;
-  return Status::Ok();
+  return CompleteUploads({{address, length}});
 }
 
 Status Index::CompleteUploads(

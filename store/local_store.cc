@@ -39,7 +39,9 @@ Result<std::unique_ptr<LocalStore>> LocalStore::Open(
   std::string dir = chunks_dir;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   WAVEFS_RETURN_IF_ERROR(MakeDirs(dir, 0755));
-  return std::unique_ptr<LocalStore>(new LocalStore(std::move(dir)));
+  Result<uint64_t> dev = DeviceOf(dir);
+  if (!dev.ok()) return dev.status();
+  return std::unique_ptr<LocalStore>(new LocalStore(std::move(dir), *dev));
 }
 
 std::string LocalStore::PathOf(const Address& address) const {
@@ -63,9 +65,7 @@ Status LocalStore::PutFile(const Address& address, const std::string& path,
                            std::vector<uint8_t>* scratch) {
   Result<uint64_t> source_dev = DeviceOf(path);
   if (!source_dev.ok()) return source_dev.status();
-  Result<uint64_t> store_dev = DeviceOf(dir_);
-  if (!store_dev.ok()) return store_dev.status();
-  if (*source_dev != *store_dev) {
+  if (*source_dev != dev_) {
     return ChunkStore::PutFile(address, path, scratch);
   }
 

@@ -34,8 +34,9 @@ class LocalStore : public ChunkStore {
   std::string PathOf(const Address& address) const;
 
  private:
-  explicit LocalStore(std::string dir) : dir_(std::move(dir)) {}
+  LocalStore(std::string dir, uint64_t dev) : dir_(std::move(dir)), dev_(dev) {}
   std::string dir_;
+  uint64_t dev_;  // st_dev of dir_: PutFile renames when the source shares it
 };
 
 }  // namespace wavefs
