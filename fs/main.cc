@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   mount
       ->add_option("--seal-threads", mo.seal_threads,
-                   "Threads hashing and encrypting chunks")
+                   "Threads hashing, encrypting and staging chunks "
+                   "(default: cores + 1, at most 8)")
       ->capture_default_str();
   mount
       ->add_option("--fuse-threads", mo.fuse_threads,

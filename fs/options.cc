@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <thread>
 
 namespace wavefs {
 
@@ -65,6 +66,11 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   b.fs.seal_threads = o.seal_threads;
   b.fs.spill_reserve_bytes = o.spill_reserve;
   return b;
+}
+
+int DefaultSealThreads() {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<int>(std::min(8u, cores + 1));
 }
 
 std::string WavefsHome() {

@@ -13,6 +13,11 @@
 
 namespace wavefs {
 
+// Default --seal-threads: one per core plus one, because a seal thread also
+// writes its chunk to the spill (O_DIRECT, so it waits on the disk without
+// using CPU). Capped at 8: beyond that the write pool, not the CPU, limits.
+int DefaultSealThreads();
+
 struct MountOptions {
   std::string store;       // as given (path or file:// URL)
   std::string store_dir;   // resolved local directory
@@ -26,7 +31,7 @@ struct MountOptions {
   std::vector<std::string> fuse_options;  // each -o value
   uint64_t memory_limit = 64ull << 20;
   int upload_threads = 2;
-  int seal_threads = 2;
+  int seal_threads = DefaultSealThreads();
   int fuse_threads = 4;
   uint64_t spill_reserve = 64ull << 20;
   int drain_timeout_s = 120;

@@ -28,7 +28,9 @@ uint8_t* BufferPool::Acquire() {
     if (allocated_ < capacity_) {
       ++allocated_;
       lock.unlock();
-      auto* b = static_cast<uint8_t*>(std::malloc(buffer_bytes_));
+      // Page-aligned so staging can write it with O_DIRECT.
+      const size_t bytes = (buffer_bytes_ + 4095) / 4096 * 4096;
+      auto* b = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes));
       if (b == nullptr) std::abort();  // out of memory: nothing sane to do
       return b;
     }

@@ -22,6 +22,14 @@ Status WriteFileDurably(const std::string& path, std::span<const uint8_t> data,
 // killed process through the atomic rename, not against power loss).
 Status WriteFileAtomically(const std::string& path,
                            std::span<const uint8_t> data, unsigned mode = 0644);
+// Same as WriteFileAtomically, but bypasses the page cache (O_DIRECT) when
+// data starts on a 4 KiB boundary and the filesystem allows it. For bulk
+// ciphertext that is written once and read rarely: filling the page cache
+// with it costs more CPU than the encryption (measured: 1.8 s of kernel time
+// per GiB on a VM whose memory is touched for the first time).
+Status WriteFileAtomicallyDirect(const std::string& path,
+                                 std::span<const uint8_t> data,
+                                 unsigned mode = 0644);
 Status FsyncPath(const std::string& path);  // a file or a directory
 Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out);
 // Names of the entries of dir, without "." and "..". Read completely before

@@ -45,7 +45,7 @@ Status Spill::Stage(const Address& address,
                     std::span<const uint8_t> ciphertext) {
   // Same address, same bytes: a staged copy is as good as a new one.
   if (Contains(address)) return Status::Ok();
-  return WriteFileAtomically(PathOf(address), ciphertext, 0600);
+  return WriteFileAtomicallyDirect(PathOf(address), ciphertext, 0600);
 }
 
 Status Spill::Sync(const Address& address) {

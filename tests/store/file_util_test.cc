@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <set>
@@ -88,6 +91,39 @@ TEST_F(FileUtilTest, WriteFileAtomicallyWritesContentAndMode) {
   WAVEFS_ASSERT_OK(WriteFileAtomically(P("f"), AsBytes("defg"), 0600));
   EXPECT_EQ(ReadTestFile(P("f")), "defg");
   EXPECT_EQ(NamesIn(tmp_->path()), std::set<std::string>{"f"});
+}
+
+// Staging writes chunks with O_DIRECT: the aligned prefix bypasses the page
+// cache and the tail goes through it. Every shape must read back byte-exact.
+TEST_F(FileUtilTest, WriteFileAtomicallyDirectWritesEveryShape) {
+  const size_t kAlign = 4096;
+  const size_t size = (4 << 20) + 16 + kAlign;
+  std::unique_ptr<uint8_t, decltype(&std::free)> buf(
+      static_cast<uint8_t*>(std::aligned_alloc(kAlign, size)), &std::free);
+  ASSERT_NE(buf, nullptr);
+  const auto content = MakeBytes(size, 7);
+  std::memcpy(buf.get(), content.data(), size);
+  struct Case {
+    size_t offset;  // 0: aligned start; 1: unaligned, buffered fallback
+    size_t len;
+  };
+  const Case cases[] = {{0, (4 << 20) + 16}, {0, 4 << 20}, {0, 100}, {0, 0},
+                        {0, 8192 + 1},       {1, 3 << 20}};
+  int n = 0;
+  for (const Case& c : cases) {
+    const std::string path = P("d" + std::to_string(n++));
+    std::span<const uint8_t> data(buf.get() + c.offset, c.len);
+    WAVEFS_ASSERT_OK(WriteFileAtomicallyDirect(path, data, 0600));
+    std::vector<uint8_t> out;
+    WAVEFS_ASSERT_OK(ReadWholeFile(path, &out));
+    EXPECT_EQ(out.size(), c.len) << path;
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), data.begin())) << path;
+    EXPECT_EQ(ModeOf(path), 0600u);
+  }
+  // Replacing keeps the new length exactly, and no temporary file remains.
+  WAVEFS_ASSERT_OK(WriteFileAtomicallyDirect(P("d0"), {buf.get(), 5000}));
+  EXPECT_EQ(std::filesystem::file_size(P("d0")), 5000u);
+  EXPECT_EQ(NamesIn(tmp_->path()).size(), std::size(cases));
 }
 
 TEST_F(FileUtilTest, ConcurrentWritersOfOnePathAllSucceed) {
