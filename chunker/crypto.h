@@ -1,14 +1,17 @@
 // Convergent encryption of one chunk (docs/format.md), on libsodium.
 //
 //   key        = BLAKE2b-256(key = secret, message = plaintext)
-//   ciphertext = XChaCha20-Poly1305-IETF(key, nonce = 24 zero bytes, no AD)
-//                written as encrypted bytes followed by the 16-byte tag
-//   address    = BLAKE2b-256(ciphertext || tag), unkeyed
+//   format 1:  ciphertext = XChaCha20-Poly1305-IETF(key, nonce = 24 zero
+//              bytes, no AD), the encrypted bytes followed by the 16-byte tag
+//   format 2:  the plaintext is cut into 64 KiB segments; segment i is sealed
+//              like format 1 but with nonce = u64le(i) || 16 zero bytes, and
+//              the object is the sealed segments back to back
+//   address    = BLAKE2b-256(object), unkeyed
 //
-// The fixed nonce is safe: a key encrypts exactly one plaintext.
-// All functions are pure and thread-safe once InitCrypto() has returned ok.
-// Encryption and decryption work in place so a 4 MiB chunk never needs a
-// second 4 MiB buffer.
+// The nonces are safe: a key encrypts exactly one plaintext, and within it
+// every segment has its own nonce. All functions are pure and thread-safe
+// once InitCrypto() has returned ok. Sealing and opening work in place so a
+// 4 MiB chunk never needs a second 4 MiB buffer.
 #pragma once
 
 #include <cstddef>
@@ -32,17 +35,37 @@ ChunkKey DeriveChunkKey(const Secret& secret,
 Address AddressOf(std::span<const uint8_t> ciphertext);
 
 // Seals the chunk held in buf[0, len): a hole ref when it is all zeros (buf
-// untouched), else derives the key, encrypts in place and appends the tag, so
-// buf[0, len + kTagSize) holds the ciphertext on return. `buf` must have room
-// for len + kTagSize bytes; len <= kChunkSize.
-ChunkRef SealChunk(const Secret& secret, uint8_t* buf, size_t len);
-
-// Opens ciphertext buf[0, ct_len) in place under ref.key: on ok,
-// buf[0, ct_len - kTagSize) holds the plaintext. Returns kCorrupt when the
-// tag does not verify, when ct_len != ref.length + kTagSize, or (when
-// check_address) when BLAKE2b(ciphertext) != ref.address. Never leaves
+// untouched), else derives the key and seals in place, so
+// buf[0, CiphertextSize(format, len)) holds the object on return. `buf` must
+// have room for CiphertextSize(format, len) bytes; len <= kChunkSize.
+ChunkRef SealChunk(const Secret& secret, ChunkFormat format, uint8_t* buf,
+                   size_t len);
+// Opens a whole object buf[0, ct_len) in place under ref.key: on ok,
+// buf[0, ref.length) holds the plaintext. Returns kCorrupt when a tag does
+// not verify, when ct_len != CiphertextSize(format, ref.length), or (when
+// check_address) when BLAKE2b(object) != ref.address. Never leaves
 // unauthenticated plaintext behind on failure (buf is zeroed).
-Status OpenChunk(const ChunkRef& ref, uint8_t* buf, size_t ct_len,
-                 bool check_address);
+Status OpenChunk(const ChunkRef& ref, ChunkFormat format, uint8_t* buf,
+                 size_t ct_len, bool check_address);
+
+// The part of a format-2 object that holds plaintext [offset, offset + len)
+// of a chunk: whole segments, so the range may start earlier and end later.
+struct SegmentRange {
+  uint64_t first = 0;      // first segment index
+  uint64_t count = 0;      // segments
+  uint64_t ct_offset = 0;  // where they start in the object
+  uint64_t ct_len = 0;     // their sealed size
+  uint64_t pt_offset = 0;  // plaintext offset of the first segment
+  uint64_t pt_len = 0;     // plaintext they hold
+};
+// Requires 0 < len and offset + len <= chunk_len.
+SegmentRange SegmentsCovering(uint64_t chunk_len, uint64_t offset,
+                              uint64_t len);
+// Opens the sealed segments of `range` (a format-2 object's bytes
+// [range.ct_offset, range.ct_offset + range.ct_len), in buf[0, ct_len)) in
+// place: on ok buf[0, range.pt_len) holds plaintext from range.pt_offset.
+// kCorrupt when ct_len != range.ct_len or a tag does not verify (buf zeroed).
+Status OpenSegments(const ChunkRef& ref, const SegmentRange& range,
+                    uint8_t* buf, size_t ct_len);
 
 }  // namespace wavefs

@@ -16,10 +16,33 @@ namespace wavefs {
 
 // Plaintext is cut at fixed offsets into chunks of this size.
 inline constexpr uint64_t kChunkSize = 4ull << 20;
-// XChaCha20-Poly1305 tag appended to every ciphertext.
+// XChaCha20-Poly1305 tag appended to every sealed unit.
 inline constexpr size_t kTagSize = 16;
-// Largest ciphertext object: a full chunk plus its tag.
-inline constexpr size_t kMaxCiphertextSize = kChunkSize + kTagSize;
+
+// How a store's chunk objects are sealed (docs/format.md, section 2); the
+// store config's `format` names it, and every object in a store has it.
+//   kWhole:     format 1, the chunk is one AEAD unit (plaintext + one tag).
+//   kSegmented: format 2, the chunk is cut into 64 KiB segments, each its
+//               own AEAD unit, so a read decrypts only the segments it needs.
+enum class ChunkFormat : int { kWhole = 1, kSegmented = 2 };
+// What `wavefs init` writes.
+inline constexpr ChunkFormat kNewestChunkFormat = ChunkFormat::kSegmented;
+inline constexpr size_t kSegmentSize = 64 << 10;
+inline constexpr size_t kSealedSegmentSize = kSegmentSize + kTagSize;
+
+inline constexpr uint64_t SegmentCountFor(uint64_t len) {
+  return len / kSegmentSize + (len % kSegmentSize != 0 ? 1 : 0);
+}
+// Object size of a chunk with `len` plaintext bytes.
+inline constexpr uint64_t CiphertextSize(ChunkFormat format, uint64_t len) {
+  return format == ChunkFormat::kWhole ? len + kTagSize
+                                       : len + SegmentCountFor(len) * kTagSize;
+}
+// Largest ciphertext object of any format: a full format-2 chunk.
+inline constexpr size_t kMaxCiphertextSize =
+    CiphertextSize(ChunkFormat::kSegmented, kChunkSize);
+static_assert(kMaxCiphertextSize >=
+              CiphertextSize(ChunkFormat::kWhole, kChunkSize));
 
 using Address = std::array<uint8_t, 32>;   // BLAKE2b-256(ciphertext)
 using ChunkKey = std::array<uint8_t, 32>;  // BLAKE2b-256(key=secret, plaintext)

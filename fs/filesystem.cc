@@ -517,10 +517,28 @@ Result<ChunkData> Filesystem::FetchChunk(const ChunkRef& ref) {
     }
     // The AEAD tag authenticates every byte; checking the address too
     // would cost a second hash pass on every read (fsck does that).
-    WAVEFS_RETURN_IF_ERROR(OpenChunk(ref, buf->data(), buf->size(), false));
+    WAVEFS_RETURN_IF_ERROR(
+        OpenChunk(ref, options_.chunk_format, buf->data(), buf->size(), false));
     buf->resize(ref.length);
     return ChunkData(std::move(buf));
   });
+}
+
+Status Filesystem::ReadSegments(const ChunkRef& ref, uint64_t offset,
+                                uint64_t len, char* dst) {
+  const SegmentRange range = SegmentsCovering(ref.length, offset, len);
+  std::shared_ptr<std::vector<uint8_t>> buf = ChunkBuffer();
+  Status st =
+      spill_->ReadRange(ref.address, range.ct_offset, range.ct_len, buf.get());
+  if (st.code() == Code::kNotFound) {
+    st =
+        store_->GetRange(ref.address, range.ct_offset, range.ct_len, buf.get());
+  }
+  if (!st.ok()) return st.Annotate("fetch chunk " + ToHex(ref.address));
+  WAVEFS_RETURN_IF_ERROR(OpenSegments(ref, range, buf->data(), buf->size()));
+  std::memcpy(dst, buf->data() + (offset - range.pt_offset), len);
+  segment_reads_.fetch_add(1, std::memory_order_relaxed);
+  return Status::Ok();
 }
 
 std::shared_ptr<std::vector<uint8_t>> Filesystem::ChunkBuffer() {
@@ -663,9 +681,11 @@ Status Filesystem::StageCiphertext(const Address& address, const uint8_t* data,
 }
 
 void Filesystem::SealAndRecord(const SealJob& job) {
-  ChunkRef ref = SealChunk(secret_, job.buf, job.len);
+  const ChunkFormat format = options_.chunk_format;
+  ChunkRef ref = SealChunk(secret_, format, job.buf, job.len);
   Status st;
-  if (!ref.hole) st = StageCiphertext(ref.address, job.buf, job.len + kTagSize);
+  if (!ref.hole)
+    st = StageCiphertext(ref.address, job.buf, CiphertextSize(format, job.len));
   pool_.Release(job.buf);
   OpenFile* f = job.file.get();
   {
@@ -844,6 +864,10 @@ Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
   if (offset != f->next_read) f->run_start = offset;
   uint64_t pos = offset;
   const uint64_t end = offset + size;
+  // A run of 2 MiB or more tells a sequential reader (whole chunks, cached,
+  // the next one prefetched) from a random 1 MiB read that the kernel split
+  // into several requests (which must not cost a 4 MiB fetch).
+  const bool sequential = end - f->run_start >= (2u << 20);
   while (pos < end) {
     const uint64_t idx = pos / kChunkSize;
     const uint64_t in = pos % kChunkSize;
@@ -870,6 +894,23 @@ Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
       continue;
     }
     const ChunkRef r = **ref;
+    const uint64_t stored =
+        in < r.length ? std::min<uint64_t>(n, r.length - in) : 0;
+    if (options_.chunk_format == ChunkFormat::kSegmented && !sequential &&
+        stored > 0 && !cache_.Contains(r.address)) {
+      // A random read: fetch and open only the segments it covers, and keep
+      // nothing (the page cache keeps what the reader reads again).
+      lock.unlock();
+      Status st = ReadSegments(r, in, stored, dst);
+      lock.lock();
+      if (!st.ok()) {
+        spdlog::error("inode {} chunk {}: {}", f->ino, idx, st.ToString());
+        return st;
+      }
+      std::memset(dst + stored, 0, n - stored);
+      pos += n;
+      continue;
+    }
     lock.unlock();
     auto data = FetchChunk(r);
     lock.lock();
@@ -885,10 +926,8 @@ Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
     pos += n;
   }
   f->next_read = end;
-  // A sequential reader gets the next chunk fetched ahead of it. A run of
-  // 2 MiB or more tells one from a random 1 MiB read that the kernel split
-  // into two requests (which must not cost a useless 4 MiB fetch).
-  if (end - f->run_start >= (2u << 20) && options_.prefetch) {
+  // A sequential reader gets the next chunk fetched ahead of it.
+  if (sequential && options_.prefetch) {
     const uint64_t next = ChunkIndexOf(end - 1) + 1;
     if (next * kChunkSize < f->attr.size && !f->dirty.count(next)) {
       auto ref = RefOf(f, next);
@@ -928,6 +967,7 @@ std::string Filesystem::StatsText(const std::string& extra) {
     s += k + "=" + v + "\n";
   };
   add("store_gets", std::to_string(store_->gets()));
+  add("segment_reads", std::to_string(segment_reads_.load()));
   add("store_puts", std::to_string(store_->puts()));
   add("store_bytes_got", std::to_string(store_->bytes_got()));
   add("store_bytes_put", std::to_string(store_->bytes_put()));

@@ -55,6 +55,9 @@ struct FsOptions {
   size_t cache_chunks = 4;  // decrypted chunks kept for reads
   int seal_threads = 2;
   bool prefetch = true;
+  // The store's format: how chunks are sealed, and whether a read may fetch
+  // and open only the 64 KiB segments it needs (format 2).
+  ChunkFormat chunk_format = kNewestChunkFormat;
   // Staging keeps this much free on the spill's filesystem.
   uint64_t spill_reserve_bytes = 64ull << 20;
   // How long a writer waits for uploads to free spill space before ENOSPC.
@@ -183,6 +186,10 @@ class Filesystem {
   // Current ref of a chunk (pending first, then committed). Needs f->mu.
   Result<std::optional<ChunkRef>> RefOf(OpenFile* f, uint64_t index);
   Result<ChunkData> FetchChunk(const ChunkRef& ref);
+  // Format 2 only: copies plaintext [offset, offset + len) of a stored chunk
+  // to dst, fetching and opening only the segments that cover it.
+  Status ReadSegments(const ChunkRef& ref, uint64_t offset, uint64_t len,
+                      char* dst);
   // An empty vector for a fetched chunk, reused when one is free.
   std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
 
@@ -216,7 +223,8 @@ class Filesystem {
   std::thread prefetcher_;
 
   std::atomic<int> seals_in_flight_{0};
-  std::atomic<uint64_t> clock_{0};  // orders writes for LRU eviction
+  std::atomic<uint64_t> segment_reads_{0};  // reads served by ReadSegments
+  std::atomic<uint64_t> clock_{0};          // orders writes for LRU eviction
 
   std::mutex space_mu_;
   std::condition_variable space_cv_;

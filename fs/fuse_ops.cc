@@ -187,7 +187,11 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto h = Fs(req)->Open(ino);
   if (!h.ok()) return ReplyErr(req, "open", h.status());
   fi->fh = reinterpret_cast<uint64_t>(h->release());
-  fi->keep_cache = 0;
+  // Every change to a file's bytes goes through this mount (the metadata
+  // lock keeps a second daemon out), so pages the kernel cached on an
+  // earlier open are still right: keep them. A re-read of what a reader
+  // already read then costs no fetch and no decryption.
+  fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) != 0) {
     // The opener went away (interrupted): undo the open.
     Fs(req)->Release(std::unique_ptr<FileHandle>(Handle(fi))).IgnoreError();

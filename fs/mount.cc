@@ -261,6 +261,7 @@ int RunMount(MountOptions o) {
                 " does not exist (create it with 'wavefs init " + *dir + "')");
   auto cfg = ReadStoreConfig(o.store_dir);
   if (!cfg.ok()) return Fail(cfg.status().message());
+  o.chunk_format = cfg->chunk_format();
   const std::string base = WavefsHome() + "/" + cfg->store_id;
   if (o.key_file.empty()) o.key_file = base + "/key";
   auto secret = ReadKeyFile(o.key_file);

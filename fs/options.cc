@@ -64,6 +64,7 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   b.fs.dirty_buffers = std::max<uint64_t>(2, chunks - b.fs.cache_chunks);
   b.fs.max_buffers_per_file = static_cast<size_t>(o.seal_threads) + 1;
   b.fs.seal_threads = o.seal_threads;
+  b.fs.chunk_format = o.chunk_format;
   b.fs.spill_reserve_bytes = o.spill_reserve;
   return b;
 }

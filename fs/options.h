@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "chunker/types.h"
 #include "fs/filesystem.h"
 #include "store/index.h"
 #include "store/uploader.h"
@@ -19,8 +20,10 @@ namespace wavefs {
 int DefaultSealThreads();
 
 struct MountOptions {
-  std::string store;       // as given (path or file:// URL)
-  std::string store_dir;   // resolved local directory
+  std::string store;      // as given (path or file:// URL)
+  std::string store_dir;  // resolved local directory
+  // The store's chunk format (from its config), set while validating.
+  ChunkFormat chunk_format = kNewestChunkFormat;
   std::string mountpoint;  // absolute
   bool foreground = false;
   std::string spill_dir;

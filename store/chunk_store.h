@@ -43,6 +43,13 @@ class ChunkStore {
   // durable when they return (S3) keep the default.
   virtual Status Sync() { return Status::Ok(); }
   virtual Status Get(const Address& address, std::vector<uint8_t>* out) = 0;
+  // Exactly bytes [offset, offset + len) of an object, into out (resized to
+  // len): what a read of a few segments of a format-2 chunk needs.
+  // kNotFound when absent, kCorrupt when the object is shorter. The default
+  // gets the whole object and cuts it; stores that can read a range (a file,
+  // an HTTP Range request) override it.
+  virtual Status GetRange(const Address& address, uint64_t offset, size_t len,
+                          std::vector<uint8_t>* out);
   virtual Result<bool> Has(const Address& address) = 0;
   virtual Status Remove(const Address& address) = 0;
   // Calls fn for every stored address, in no particular order.

@@ -40,6 +40,16 @@ Status CountingStore::Get(const Address& address, std::vector<uint8_t>* out) {
   return st;
 }
 
+Status CountingStore::GetRange(const Address& address, uint64_t offset,
+                               size_t len, std::vector<uint8_t>* out) {
+  Status st = inner_->GetRange(address, offset, len, out);
+  if (st.ok()) {
+    gets_.fetch_add(1);
+    bytes_got_.fetch_add(out->size());
+  }
+  return st;
+}
+
 Result<bool> CountingStore::Has(const Address& address) {
   return inner_->Has(address);
 }

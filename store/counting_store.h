@@ -24,6 +24,8 @@ class CountingStore : public ChunkStore {
                  std::vector<uint8_t>* scratch) override;
   Status Sync() override { return inner_->Sync(); }
   Status Get(const Address& address, std::vector<uint8_t>* out) override;
+  Status GetRange(const Address& address, uint64_t offset, size_t len,
+                  std::vector<uint8_t>* out) override;
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;
   Status List(const std::function<void(const Address&)>& fn) override;

@@ -183,6 +183,34 @@ Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out) {
   return Status::Ok();
 }
 
+Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
+                     std::vector<uint8_t>* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  out->resize(len);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, out->data() + done, len - done,
+                        static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      CloseFd(fd);
+      return Status::FromErrno(err, "read " + path);
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  CloseFd(fd);
+  if (done != len) {
+    out->clear();
+    return Status::Error(Code::kCorrupt, path + " ends before byte " +
+                                             std::to_string(offset + len) +
+                                             " (short object)");
+  }
+  return Status::Ok();
+}
+
 Status MakeDirs(const std::string& path, unsigned mode) {
   if (path.empty())
     return Status::Error(Code::kInvalid, "empty directory path");

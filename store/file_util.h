@@ -32,6 +32,10 @@ Status WriteFileAtomicallyDirect(const std::string& path,
                                  unsigned mode = 0644);
 Status FsyncPath(const std::string& path);  // a file or a directory
 Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out);
+// Reads exactly bytes [offset, offset + len) of a file into out (resized to
+// len). kNotFound when the file is absent, kCorrupt when it is shorter.
+Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
+                     std::vector<uint8_t>* out);
 // Names of the entries of dir, without "." and "..". Read completely before
 // returning, so the caller may change the directory while going through them.
 Status ListDirNames(const std::string& dir, std::vector<std::string>* names);

@@ -94,6 +94,11 @@ Status LocalStore::Get(const Address& address, std::vector<uint8_t>* out) {
   return ReadWholeFile(PathOf(address), out);
 }
 
+Status LocalStore::GetRange(const Address& address, uint64_t offset, size_t len,
+                            std::vector<uint8_t>* out) {
+  return ReadFileRange(PathOf(address), offset, len, out);
+}
+
 Result<bool> LocalStore::Has(const Address& address) {
   const std::string path = PathOf(address);
   struct stat st;

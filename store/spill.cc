@@ -62,6 +62,11 @@ Status Spill::Read(const Address& address, std::vector<uint8_t>* out) const {
   return ReadWholeFile(PathOf(address), out);
 }
 
+Status Spill::ReadRange(const Address& address, uint64_t offset, size_t len,
+                        std::vector<uint8_t>* out) const {
+  return ReadFileRange(PathOf(address), offset, len, out);
+}
+
 Status Spill::Remove(const Address& address) {
   const std::string path = PathOf(address);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {

@@ -29,6 +29,9 @@ class Spill {
   bool Contains(const Address& address) const;
   // kNotFound when the address is not staged (e.g. uploaded meanwhile).
   Status Read(const Address& address, std::vector<uint8_t>* out) const;
+  // Bytes [offset, offset + len) of a staged chunk; kNotFound as Read.
+  Status ReadRange(const Address& address, uint64_t offset, size_t len,
+                   std::vector<uint8_t>* out) const;
   Status Remove(const Address& address);  // ok when absent
   Status List(const std::function<void(const Address&)>& fn) const;
   // Free bytes on the spill's filesystem.

@@ -144,12 +144,18 @@ Result<StoreConfig> ReadStoreConfig(const std::string& store_dir) {
   if (!ParseNumber(format->second, &config.format_version)) {
     return corrupt("bad format '" + format->second + "'");
   }
-  if (config.format_version != kStoreFormatVersion) {
+  if (config.format_version > kStoreFormatVersion) {
     return Status::Error(Code::kNotSupported,
                          "store format " +
                              std::to_string(config.format_version) +
                              " is newer than this wavefs supports (" +
                              std::to_string(kStoreFormatVersion) + ")");
+  }
+  if (config.format_version < kOldestStoreFormat) {
+    return Status::Error(Code::kNotSupported,
+                         "store format " +
+                             std::to_string(config.format_version) +
+                             " is not supported");
   }
 
   auto chunk_size = values.find("chunk_size");

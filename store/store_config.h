@@ -13,13 +13,20 @@
 
 namespace wavefs {
 
-inline constexpr int kStoreFormatVersion = 1;
+// The format `init` writes (docs/format.md); stores of every older format
+// down to kOldestStoreFormat stay readable and writable in their own format.
+inline constexpr int kStoreFormatVersion = static_cast<int>(kNewestChunkFormat);
+inline constexpr int kOldestStoreFormat = 1;
 inline constexpr const char* kStoreConfigName = "wavefs-store.conf";
 
 struct StoreConfig {
   int format_version = kStoreFormatVersion;
   uint64_t chunk_size = kChunkSize;
   std::string store_id;  // 32 hex chars, random at init
+  // How this store's chunk objects are sealed.
+  ChunkFormat chunk_format() const {
+    return static_cast<ChunkFormat>(format_version);
+  }
 };
 
 // Creates the store directory (when absent) with a new config. kExists when

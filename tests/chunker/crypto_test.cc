@@ -60,7 +60,7 @@ std::vector<uint8_t> Seal(const Secret& secret,
                           ChunkRef* ref) {
   std::vector<uint8_t> buf(plaintext);
   buf.resize(plaintext.size() + kTagSize);
-  *ref = SealChunk(secret, buf.data(), plaintext.size());
+  *ref = SealChunk(secret, ChunkFormat::kWhole, buf.data(), plaintext.size());
   return buf;
 }
 
@@ -200,7 +200,8 @@ TEST_F(CryptoTest, RoundTrip) {
     EXPECT_NE(std::vector<uint8_t>(buf.begin(), buf.begin() + len), plaintext);
     for (bool check_address : {false, true}) {
       auto copy = buf;
-      Status st = OpenChunk(ref, copy.data(), copy.size(), check_address);
+      Status st = OpenChunk(ref, ChunkFormat::kWhole, copy.data(), copy.size(),
+                            check_address);
       ASSERT_TRUE(st.ok()) << st.ToString();
       copy.resize(len);
       EXPECT_EQ(copy, plaintext) << "len " << len;
@@ -214,7 +215,8 @@ TEST_F(CryptoTest, SealingSparseButNonZeroChunkIsData) {
   ChunkRef ref;
   auto buf = Seal(GoldenSecret(), plaintext, &ref);
   EXPECT_FALSE(ref.hole);
-  ASSERT_TRUE(OpenChunk(ref, buf.data(), buf.size(), true).ok());
+  ASSERT_TRUE(
+      OpenChunk(ref, ChunkFormat::kWhole, buf.data(), buf.size(), true).ok());
   buf.resize(kChunkSize);
   EXPECT_EQ(buf, plaintext);
 }
@@ -226,7 +228,8 @@ TEST_F(CryptoTest, ZeroChunkIsHoleAndBufferUntouched) {
     // The tag room is the caller's; a hole must not write there either.
     for (size_t i = len; i < buf.size(); ++i) buf[i] = 0xee;
     const auto before = buf;
-    const ChunkRef ref = SealChunk(GoldenSecret(), buf.data(), len);
+    const ChunkRef ref =
+        SealChunk(GoldenSecret(), ChunkFormat::kWhole, buf.data(), len);
     EXPECT_TRUE(ref.hole);
     EXPECT_EQ(ref.length, len);
     EXPECT_EQ(ref.address, Address{});
@@ -240,7 +243,8 @@ TEST_F(CryptoTest, OpeningHoleIsInvalid) {
   hole.hole = true;
   hole.length = 10;
   std::vector<uint8_t> buf(10 + kTagSize, 0x5a);
-  Status st = OpenChunk(hole, buf.data(), buf.size(), false);
+  Status st =
+      OpenChunk(hole, ChunkFormat::kWhole, buf.data(), buf.size(), false);
   EXPECT_EQ(st.code(), Code::kInvalid);
   EXPECT_TRUE(IsAllZero(buf));
 }
@@ -289,7 +293,8 @@ class TamperTest : public CryptoTest {
   // Opens `buf` under `ref` and expects kCorrupt with `buf` wiped.
   void ExpectCorrupt(const ChunkRef& ref, std::vector<uint8_t> buf,
                      bool check_address, const std::string& message_part) {
-    Status st = OpenChunk(ref, buf.data(), buf.size(), check_address);
+    Status st = OpenChunk(ref, ChunkFormat::kWhole, buf.data(), buf.size(),
+                          check_address);
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.code(), Code::kCorrupt);
     EXPECT_NE(st.message().find(message_part), std::string::npos)
@@ -359,7 +364,9 @@ TEST_F(TamperTest, WrongAddressIsCaughtOnlyWhenChecked) {
   ExpectCorrupt(wrong, sealed_, true, "does not match its address");
   // Without the check the tag still vouches for the bytes.
   auto buf = sealed_;
-  ASSERT_TRUE(OpenChunk(wrong, buf.data(), buf.size(), false).ok());
+  ASSERT_TRUE(
+      OpenChunk(wrong, ChunkFormat::kWhole, buf.data(), buf.size(), false)
+          .ok());
   buf.resize(plaintext_.size());
   EXPECT_EQ(buf, plaintext_);
 }
@@ -433,7 +440,8 @@ TEST_F(CryptoTest, GoldenVectors) {
     frozen.address = *address;
     frozen.key = *key;
     frozen.length = static_cast<uint32_t>(v.plaintext.size());
-    Status st = OpenChunk(frozen, buf.data(), buf.size(), true);
+    Status st =
+        OpenChunk(frozen, ChunkFormat::kWhole, buf.data(), buf.size(), true);
     ASSERT_TRUE(st.ok()) << st.ToString();
     buf.resize(v.plaintext.size());
     EXPECT_EQ(buf, v.plaintext);

@@ -307,17 +307,23 @@ TEST_F(FsTest, OverwriteInTheMiddleOfCommittedChunks) {
 
 // A randomized model test: write/truncate/read on one file, with flushes,
 // releases and remounts in between, every read compared with a string.
+struct ModelParam {
+  size_t buffers;
+  ChunkFormat format;  // format 1 stores must keep working too
+};
 class FsModelTest : public FsTest,
-                    public ::testing::WithParamInterface<size_t> {};
+                    public ::testing::WithParamInterface<ModelParam> {};
 
 TEST_P(FsModelTest, RandomOpsMatchAStringModel) {
   FsOptions options = TestOptions();
-  options.dirty_buffers = GetParam();
+  options.dirty_buffers = GetParam().buffers;
+  options.chunk_format = GetParam().format;
   options.cache_chunks = 2;
   Unmount();
   Mount(options);
 
-  std::mt19937_64 rng(1234 + GetParam());
+  std::mt19937_64 rng(1234 + GetParam().buffers +
+                      100 * static_cast<int>(GetParam().format));
   auto uniform = [&](uint64_t lo, uint64_t hi) {  // inclusive
     return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
   };
@@ -375,10 +381,15 @@ TEST_P(FsModelTest, RandomOpsMatchAStringModel) {
   EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
 }
 
-INSTANTIATE_TEST_SUITE_P(DirtyBuffers, FsModelTest, ::testing::Values(4, 2),
-                         [](const auto& info) {
-                           return "buffers" + std::to_string(info.param);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    DirtyBuffers, FsModelTest,
+    ::testing::Values(ModelParam{4, ChunkFormat::kSegmented},
+                      ModelParam{2, ChunkFormat::kSegmented},
+                      ModelParam{4, ChunkFormat::kWhole}),
+    [](const auto& info) {
+      return "buffers" + std::to_string(info.param.buffers) + "_format" +
+             std::to_string(static_cast<int>(info.param.format));
+    });
 
 // ------------------------------------------------------ truncate and holes
 
@@ -538,6 +549,7 @@ TEST_F(FsTest, LazyReadFetchesOnlyTheChunksTouched) {
   EXPECT_EQ(memory_->object_count(), 16u);
   EXPECT_EQ(SpillCount(), 0u);
   const uint64_t before = store_->gets();
+  const uint64_t before_bytes = store_->bytes_got();
   auto h = OpenH(ino);
   ASSERT_TRUE(h);
   const uint64_t off = 8 * kC - 512 * 1024;  // 1 MiB across chunks 7 and 8
@@ -548,10 +560,13 @@ TEST_F(FsTest, LazyReadFetchesOnlyTheChunksTouched) {
   EXPECT_TRUE(SameBytes(data.substr(off, buf.size()), buf));
   EXPECT_LE(store_->gets() - before, 2u);
   EXPECT_GE(store_->gets() - before, 1u);
-  // Reading it again comes from the cache.
+  // Format 2: only the 64 KiB segments under the read came from the store
+  // (1 MiB plus their tags), not two whole 4 MiB chunks.
+  EXPECT_EQ(store_->bytes_got() - before_bytes, (1u << 20) + 16 * 16);
+  // Reading it again gives the same bytes.
   r = fs_->Read(h.get(), off, buf.size(), buf.data());
   ASSERT_TRUE(r.ok());
-  EXPECT_LE(store_->gets() - before, 3u);
+  EXPECT_TRUE(SameBytes(data.substr(off, buf.size()), buf));
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
 }
 
@@ -982,7 +997,8 @@ TEST_F(FsTest, DataMapRoundTripsAndReadsTheFileFromTheStore) {
   for (const auto& [i, ref] : decoded->chunks) {
     std::vector<uint8_t> buf;
     WAVEFS_ASSERT_OK(memory_->Get(ref.address, &buf));
-    WAVEFS_ASSERT_OK(OpenChunk(ref, buf.data(), buf.size(), true));
+    WAVEFS_ASSERT_OK(
+        OpenChunk(ref, ChunkFormat::kSegmented, buf.data(), buf.size(), true));
     rebuilt.replace(i * kC, ref.length,
                     reinterpret_cast<const char*>(buf.data()), ref.length);
   }
@@ -1028,17 +1044,22 @@ TEST_F(FsTest, CorruptedStoreObjectIsAnErrorNeverWrongBytes) {
 
   auto h = OpenH(ino);
   ASSERT_TRUE(h);
-  // The intact chunk still reads.
+  // The intact chunk still reads, and so do the intact 64 KiB segments of
+  // the damaged one (CorruptObject flips a byte in the middle of the object:
+  // segment 32, plaintext [kC + 2 MiB, kC + 2 MiB + 64 KiB)).
   EXPECT_TRUE(SameBytes(data.substr(0, 1000), ReadAt(h.get(), 0, 1000)));
+  EXPECT_TRUE(
+      SameBytes(data.substr(kC + 10, 1000), ReadAt(h.get(), kC + 10, 1000)));
+  const uint64_t bad = kC + kC / 2;
   std::string buf(4096, '\0');
   for (int attempt = 0; attempt < 2; ++attempt) {  // not cached as good
-    auto r = fs_->Read(h.get(), kC + 10, buf.size(), buf.data());
+    auto r = fs_->Read(h.get(), bad + 10, buf.size(), buf.data());
     ASSERT_FALSE(r.ok()) << "read of a corrupted chunk succeeded";
     EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().ToString();
     EXPECT_EQ(ErrnoOf(r.status()), EIO);
   }
   // A read spanning both chunks fails as a whole.
-  auto span = fs_->Read(h.get(), kC - 10, 20, buf.data());
+  auto span = fs_->Read(h.get(), bad - 10, 20, buf.data());
   EXPECT_FALSE(span.ok());
   // A partial overwrite of that chunk cannot merge with garbage.
   auto w = fs_->Write(h.get(), kC + 10, "xyz", 3);

@@ -2,6 +2,7 @@
 // plus tests of what is particular to each store.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <filesystem>
@@ -105,6 +106,34 @@ TYPED_TEST(ChunkStoreContractTest, GetMissingIsNotFound) {
   std::vector<uint8_t> out;
   Status st = this->store().Get(MakeAddress(99), &out);
   EXPECT_EQ(st.code(), Code::kNotFound) << st.ToString();
+}
+
+TYPED_TEST(ChunkStoreContractTest, GetRangeReturnsExactlyTheRange) {
+  const Address a = MakeAddress(8);
+  const auto bytes = MakeBytes(300000, 8);
+  WAVEFS_ASSERT_OK(this->store().Put(a, bytes));
+  struct R {
+    uint64_t offset;
+    size_t len;
+  };
+  for (R r :
+       {R{0, 1}, R{0, 300000}, R{65552, 131104}, R{299999, 1}, R{12345, 0}}) {
+    std::vector<uint8_t> out(7, 0xee);
+    WAVEFS_ASSERT_OK(this->store().GetRange(a, r.offset, r.len, &out));
+    ASSERT_EQ(out.size(), r.len);
+    EXPECT_TRUE(std::equal(out.begin(), out.end(), bytes.begin() + r.offset))
+        << r.offset << "+" << r.len;
+  }
+}
+
+TYPED_TEST(ChunkStoreContractTest, GetRangePastTheEndIsCorrupt) {
+  const Address a = MakeAddress(9);
+  WAVEFS_ASSERT_OK(this->store().Put(a, MakeBytes(1000, 9)));
+  std::vector<uint8_t> out;
+  EXPECT_EQ(this->store().GetRange(a, 900, 101, &out).code(), Code::kCorrupt);
+  EXPECT_EQ(this->store().GetRange(a, 5000, 1, &out).code(), Code::kCorrupt);
+  EXPECT_EQ(this->store().GetRange(MakeAddress(98), 0, 1, &out).code(),
+            Code::kNotFound);
 }
 
 TYPED_TEST(ChunkStoreContractTest, PutIsIdempotent) {

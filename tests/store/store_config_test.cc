@@ -41,17 +41,18 @@ TEST_F(StoreConfigTest, InitThenRead) {
   const std::string dir = P("new/store");
   Result<StoreConfig> made = InitStoreDir(dir);
   ASSERT_TRUE(made.ok()) << made.status().ToString();
-  EXPECT_EQ(made->format_version, 1);
+  EXPECT_EQ(made->format_version, 2);
+  EXPECT_EQ(made->chunk_format(), ChunkFormat::kSegmented);
   EXPECT_EQ(made->chunk_size, 4194304u);
   EXPECT_EQ(made->store_id.size(), 32u);
   EXPECT_TRUE(IsLowerHex(made->store_id));
   EXPECT_TRUE(std::filesystem::is_directory(dir + "/chunks"));
   EXPECT_EQ(ReadTestFile(dir + "/wavefs-store.conf"),
-            "format=1\nchunk_size=4194304\nstore_id=" + made->store_id + "\n");
+            "format=2\nchunk_size=4194304\nstore_id=" + made->store_id + "\n");
 
   Result<StoreConfig> read = ReadStoreConfig(dir);
   ASSERT_TRUE(read.ok()) << read.status().ToString();
-  EXPECT_EQ(read->format_version, 1);
+  EXPECT_EQ(read->format_version, 2);
   EXPECT_EQ(read->chunk_size, kChunkSize);
   EXPECT_EQ(read->store_id, made->store_id);
 }
@@ -91,10 +92,23 @@ TEST_F(StoreConfigTest, ReadOfPlainDirectoryIsNotFound) {
 
 TEST_F(StoreConfigTest, NewerFormatIsNotSupported) {
   Result<StoreConfig> read =
-      ReadStoreConfig(StoreWith("format=2\nsomething_new=yes\n"));
+      ReadStoreConfig(StoreWith("format=3\nsomething_new=yes\n"));
   EXPECT_EQ(read.status().code(), Code::kNotSupported);
   EXPECT_EQ(read.status().message(),
-            "store format 2 is newer than this wavefs supports (1)");
+            "store format 3 is newer than this wavefs supports (2)");
+  read = ReadStoreConfig(StoreWith("format=0\n"));
+  EXPECT_EQ(read.status().code(), Code::kNotSupported);
+  EXPECT_EQ(read.status().message(), "store format 0 is not supported");
+}
+
+// Stores made before format 2 keep working, in their own format.
+TEST_F(StoreConfigTest, Format1StoreIsStillRead) {
+  Result<StoreConfig> read =
+      ReadStoreConfig(StoreWith("format=1\nchunk_size=4194304\nstore_id="
+                                "0123456789abcdef0123456789abcdef\n"));
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->format_version, 1);
+  EXPECT_EQ(read->chunk_format(), ChunkFormat::kWhole);
 }
 
 TEST_F(StoreConfigTest, OtherChunkSizeIsNotSupported) {
