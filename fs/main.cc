@@ -68,6 +68,11 @@ int main(int argc, char** argv) {
                    "Most FUSE worker threads")
       ->capture_default_str();
   mount
+      ->add_option("--space-wait", mo.space_wait_s,
+                   "Seconds a writer waits for uploads to free spill space "
+                   "before ENOSPC")
+      ->capture_default_str();
+  mount
       ->add_option("--drain-timeout", mo.drain_timeout_s,
                    "Seconds without upload progress before unmount gives up "
                    "(chunks stay queued)")

@@ -301,6 +301,10 @@ int RunMount(MountOptions o) {
   if (o.upload_threads < 1 || o.upload_threads > 64 || o.seal_threads < 1 ||
       o.seal_threads > 64 || o.fuse_threads < 1 || o.fuse_threads > 64)
     return Fail("thread counts must be between 1 and 64");
+  if (o.space_wait_s < 0 || o.space_wait_s > 86400)
+    return Fail("--space-wait must be between 0 and 86400 seconds");
+  if (o.drain_timeout_s < 1 || o.drain_timeout_s > 86400)
+    return Fail("--drain-timeout must be between 1 and 86400 seconds");
 
   // One daemon per metadata directory.
   const std::string lock_path = o.meta_dir + "/LOCK";

@@ -65,6 +65,7 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   b.fs.max_buffers_per_file = static_cast<size_t>(o.seal_threads) + 1;
   b.fs.seal_threads = o.seal_threads;
   b.fs.chunk_format = o.chunk_format;
+  b.fs.space_wait = std::chrono::seconds(o.space_wait_s);
   b.fs.spill_reserve_bytes = o.spill_reserve;
   return b;
 }

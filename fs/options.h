@@ -38,6 +38,8 @@ struct MountOptions {
   int fuse_threads = 4;
   uint64_t spill_reserve = 64ull << 20;
   int drain_timeout_s = 120;
+  // How long a writer waits for uploads to free spill space before ENOSPC.
+  int space_wait_s = 60;
 };
 
 // What each memory user gets out of --memory-limit.
