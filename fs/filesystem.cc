@@ -400,6 +400,10 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(uint64_t ino) {
   if (!f.ok()) return f.status();
   auto h = std::make_unique<FileHandle>();
   h->file = *f;
+  {
+    std::lock_guard<std::mutex> lock(dropped_mu_);
+    if (dropped_.erase(ino) > 0) h->keep_cache = false;
+  }
   return h;
 }
 
@@ -792,6 +796,9 @@ void Filesystem::DropUncommitted(OpenFile* f) {
   f->attr_dirty = false;
   auto committed = index_->GetInode(f->ino);
   if (committed.ok()) f->attr = *committed;
+  // The kernel cached what was written; the next open must not keep it.
+  std::lock_guard<std::mutex> lock(dropped_mu_);
+  dropped_.insert(f->ino);
 }
 
 Status Filesystem::Commit(OpenFile* f, const std::shared_ptr<OpenFile>& fp,

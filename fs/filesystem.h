@@ -80,6 +80,10 @@ struct OpenFile;
 // What open() hands out; owned by the caller until Release.
 struct FileHandle {
   std::shared_ptr<OpenFile> file;
+  // False when the kernel may cache pages of this file that are not its
+  // content any more (changes were dropped after a failed commit): the open
+  // must then not keep the kernel's page cache.
+  bool keep_cache = true;
   // readdir continuation for directory handles
   uint64_t dir_offset = 0;
   std::string dir_last_name;
@@ -223,6 +227,8 @@ class Filesystem {
   std::thread prefetcher_;
 
   std::atomic<int> seals_in_flight_{0};
+  std::mutex dropped_mu_;
+  std::set<uint64_t> dropped_;              // inodes whose changes were dropped
   std::atomic<uint64_t> segment_reads_{0};  // reads served by ReadSegments
   std::atomic<uint64_t> clock_{0};          // orders writes for LRU eviction
 

@@ -186,12 +186,15 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name,
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto h = Fs(req)->Open(ino);
   if (!h.ok()) return ReplyErr(req, "open", h.status());
+  const bool keep_cache = (*h)->keep_cache;
   fi->fh = reinterpret_cast<uint64_t>(h->release());
   // Every change to a file's bytes goes through this mount (the metadata
   // lock keeps a second daemon out), so pages the kernel cached on an
-  // earlier open are still right: keep them. A re-read of what a reader
-  // already read then costs no fetch and no decryption.
-  fi->keep_cache = 1;
+  // earlier open are still right: keep them, and a re-read costs no fetch
+  // and no decryption. The exception is a file whose changes were dropped
+  // after a failed commit (ENOSPC): its cached pages show bytes it no longer
+  // has, so this open drops them.
+  fi->keep_cache = keep_cache ? 1 : 0;
   if (fuse_reply_open(req, fi) != 0) {
     // The opener went away (interrupted): undo the open.
     Fs(req)->Release(std::unique_ptr<FileHandle>(Handle(fi))).IgnoreError();

@@ -1149,6 +1149,30 @@ TEST_F(FsTest, FullSpillGivesNoSpaceAndHarmsNoCommittedFile) {
   EXPECT_EQ(ReadFile(other), "abc");
 }
 
+// After a failed commit drops a file's changes, the kernel's cached pages of
+// it are stale: the next open must tell the kernel not to keep them.
+TEST_F(FsTest, OpenAfterDroppedChangesDoesNotKeepTheKernelCache) {
+  const std::string data = RandomBytes(1000, 107);
+  const uint64_t ino = WriteFile("f", data);
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  EXPECT_TRUE(h->keep_cache);
+  WriteAt(h.get(), 0, "changed");  // in a dirty buffer, not staged yet
+  // Staging will fail: the spill directory is gone.
+  std::filesystem::remove_all(*tmp_ / "spill");
+  EXPECT_FALSE(fs_->Release(std::move(h)).ok());
+  std::filesystem::create_directories(*tmp_ / "spill");
+  h = OpenH(ino);
+  ASSERT_TRUE(h);
+  EXPECT_FALSE(h->keep_cache) << "stale kernel pages would show 'changed'";
+  EXPECT_TRUE(SameBytes(data, ReadAt(h.get(), 0, data.size())));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  h = OpenH(ino);
+  ASSERT_TRUE(h);
+  EXPECT_TRUE(h->keep_cache);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+}
+
 TEST_F(FsTest, WritePastTheSizeLimitIsTooBig) {
   const uint64_t ino = Create("f");
   auto h = OpenH(ino);
