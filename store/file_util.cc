@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 
 namespace wavefs {
 namespace {
@@ -183,9 +185,82 @@ Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out) {
   return Status::Ok();
 }
 
-Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
-                     std::vector<uint8_t>* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+namespace {
+
+// Reads [offset, offset + len) of fd (len = SIZE_MAX: to the end) into out
+// with O_DIRECT: the aligned span around the range goes straight from the
+// disk into out, at an aligned position inside it, then the range is moved
+// to the front. *unsupported is set when the filesystem refuses direct I/O.
+Status ReadDirect(int fd, const std::string& path, uint64_t offset, size_t len,
+                  std::vector<uint8_t>* out, bool* unsupported) {
+  *unsupported = false;
+  if (len == SIZE_MAX) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat " + path);
+    if (S_ISDIR(st.st_mode)) return Status::FromErrno(EISDIR, "read " + path);
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    len = size > offset ? static_cast<size_t>(size - offset) : 0;
+  }
+  const uint64_t a_off = offset / kDirectAlign * kDirectAlign;
+  const uint64_t a_end =
+      (offset + len + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+  const size_t a_len = static_cast<size_t>(a_end - a_off);
+  // resize keeps the capacity, so a reused buffer does not reallocate.
+  out->resize(a_len + kDirectAlign);
+  const uintptr_t base = reinterpret_cast<uintptr_t>(out->data());
+  uint8_t* p =
+      out->data() + (kDirectAlign - base % kDirectAlign) % kDirectAlign;
+  size_t done = 0;
+  while (done < a_len) {
+    ssize_t n =
+        ::pread(fd, p + done, a_len - done, static_cast<off_t>(a_off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EINVAL && done == 0) {
+        *unsupported = true;
+        return Status::FromErrno(errno, "read " + path);
+      }
+      return Status::FromErrno(errno, "read " + path);
+    }
+    if (n == 0) break;  // end of file
+    done += static_cast<size_t>(n);
+    if (done % kDirectAlign != 0) break;  // a short read ends at the file's end
+  }
+  const size_t skip = static_cast<size_t>(offset - a_off);
+  if (done < skip + len) {
+    out->clear();
+    return Status::Error(Code::kCorrupt, path + " ends before byte " +
+                                             std::to_string(offset + len) +
+                                             " (short object)");
+  }
+  std::memmove(out->data(), p + skip, len);
+  out->resize(len);
+  return Status::Ok();
+}
+
+Status ReadChunkBytes(const std::string& path, uint64_t offset, size_t len,
+                      std::vector<uint8_t>* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+  if (fd >= 0) {
+    bool unsupported = false;
+    Status st = ReadDirect(fd, path, offset, len, out, &unsupported);
+    CloseFd(fd);
+    if (!unsupported) return st;
+  } else if (errno != EINVAL) {
+    return Status::FromErrno(errno, "open " + path);
+  }
+  // No direct I/O here (tmpfs before Linux 6.6, some FUSE filesystems).
+  if (len == SIZE_MAX) {
+    WAVEFS_RETURN_IF_ERROR(ReadWholeFile(path, out));
+    if (offset > 0) {
+      if (offset > out->size())
+        return Status::Error(Code::kCorrupt,
+                             path + " is shorter than its offset");
+      out->erase(out->begin(), out->begin() + static_cast<ptrdiff_t>(offset));
+    }
+    return Status::Ok();
+  }
+  fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno(errno, "open " + path);
   out->resize(len);
   size_t done = 0;
@@ -209,6 +284,17 @@ Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
                                              " (short object)");
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
+                     std::vector<uint8_t>* out) {
+  return ReadChunkBytes(path, offset, len, out);
+}
+
+Status ReadWholeFileDirect(const std::string& path, std::vector<uint8_t>* out) {
+  return ReadChunkBytes(path, 0, SIZE_MAX, out);
 }
 
 Status MakeDirs(const std::string& path, unsigned mode) {

@@ -34,8 +34,14 @@ Status FsyncPath(const std::string& path);  // a file or a directory
 Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out);
 // Reads exactly bytes [offset, offset + len) of a file into out (resized to
 // len). kNotFound when the file is absent, kCorrupt when it is shorter.
+// Uses O_DIRECT where the filesystem allows (see ReadWholeFileDirect).
 Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
                      std::vector<uint8_t>* out);
+// ReadWholeFile with O_DIRECT where the filesystem allows: for chunk objects,
+// which are read once and decrypted into the daemon's own cache. Pulling
+// them through the page cache cost ~1.8 s of kernel time per GiB on the
+// benchmark VM. out gets up to 4 KiB of extra capacity for alignment.
+Status ReadWholeFileDirect(const std::string& path, std::vector<uint8_t>* out);
 // Names of the entries of dir, without "." and "..". Read completely before
 // returning, so the caller may change the directory while going through them.
 Status ListDirNames(const std::string& dir, std::vector<std::string>* names);

@@ -91,7 +91,7 @@ Status LocalStore::Sync() {
 }
 
 Status LocalStore::Get(const Address& address, std::vector<uint8_t>* out) {
-  return ReadWholeFile(PathOf(address), out);
+  return ReadWholeFileDirect(PathOf(address), out);
 }
 
 Status LocalStore::GetRange(const Address& address, uint64_t offset, size_t len,

@@ -59,7 +59,7 @@ bool Spill::Contains(const Address& address) const {
 }
 
 Status Spill::Read(const Address& address, std::vector<uint8_t>* out) const {
-  return ReadWholeFile(PathOf(address), out);
+  return ReadWholeFileDirect(PathOf(address), out);
 }
 
 Status Spill::ReadRange(const Address& address, uint64_t offset, size_t len,
