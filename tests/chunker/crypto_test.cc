@@ -10,21 +10,19 @@
 #include <vector>
 
 #include "chunker/types.h"
+#include "chunker_test_util.h"
 
 namespace wavefs {
 namespace {
+
+using chunker_test::GoldenPattern;
+using chunker_test::GoldenSecret;
+using chunker_test::RandomBytes;
 
 class CryptoTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(InitCrypto().ok()); }
 };
-
-// The secret every golden vector uses: bytes 0, 1, ..., 31.
-Secret GoldenSecret() {
-  Secret s{};
-  for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<uint8_t>(i);
-  return s;
-}
 
 Secret OtherSecret() {
   Secret s = GoldenSecret();
@@ -34,24 +32,6 @@ Secret OtherSecret() {
 
 std::vector<uint8_t> BytesOf(std::string_view text) {
   return std::vector<uint8_t>(text.begin(), text.end());
-}
-
-// The 4 MiB golden plaintext; the formula is part of the frozen vector.
-std::vector<uint8_t> GoldenPattern() {
-  std::vector<uint8_t> p(kChunkSize);
-  for (size_t i = 0; i < p.size(); ++i) {
-    p[i] = static_cast<uint8_t>((i * 131 + (i >> 12)) % 251);
-  }
-  return p;
-}
-
-// Pseudo-random but reproducible plaintext of `len` bytes.
-std::vector<uint8_t> RandomBytes(size_t len, uint8_t seed_byte) {
-  std::vector<uint8_t> p(len);
-  unsigned char seed[randombytes_SEEDBYTES] = {};
-  seed[0] = seed_byte;
-  randombytes_buf_deterministic(p.data(), p.size(), seed);
-  return p;
 }
 
 // Seals `plaintext` into a fresh buffer holding ciphertext || tag.

@@ -10,9 +10,14 @@
 
 #include "chunker/crypto.h"
 #include "chunker/types.h"
+#include "chunker_test_util.h"
 
 namespace wavefs {
 namespace {
+
+using chunker_test::GoldenPattern;
+using chunker_test::GoldenSecret;
+using chunker_test::RandomBytes;
 
 constexpr ChunkFormat kV2 = ChunkFormat::kSegmented;
 
@@ -21,32 +26,11 @@ class SegmentedTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(InitCrypto().ok()); }
 };
 
-Secret TestSecret() {
-  Secret s{};
-  for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<uint8_t>(i);
-  return s;
-}
-
-std::vector<uint8_t> Pattern(size_t len) {
-  std::vector<uint8_t> p(len);
-  for (size_t i = 0; i < p.size(); ++i)
-    p[i] = static_cast<uint8_t>((i * 131 + (i >> 12)) % 251);
-  return p;
-}
-
-std::vector<uint8_t> Random(size_t len, uint8_t seed_byte) {
-  std::vector<uint8_t> p(len);
-  unsigned char seed[randombytes_SEEDBYTES] = {};
-  seed[0] = seed_byte;
-  randombytes_buf_deterministic(p.data(), p.size(), seed);
-  return p;
-}
-
 std::vector<uint8_t> Seal2(const std::vector<uint8_t>& plaintext,
                            ChunkRef* ref) {
   std::vector<uint8_t> buf(plaintext);
   buf.resize(CiphertextSize(kV2, plaintext.size()));
-  *ref = SealChunk(TestSecret(), kV2, buf.data(), plaintext.size());
+  *ref = SealChunk(GoldenSecret(), kV2, buf.data(), plaintext.size());
   return buf;
 }
 
@@ -100,7 +84,7 @@ TEST_F(SegmentedTest, RoundTripAtEverySegmentEdge) {
        {size_t{1}, size_t{65535}, size_t{65536}, size_t{65537},
         size_t{3 * 65536 + 5}, size_t{kChunkSize - 1}, size_t{kChunkSize}}) {
     SCOPED_TRACE(len);
-    const auto plaintext = Random(len, 3);
+    const auto plaintext = RandomBytes(len, 3);
     ChunkRef ref;
     auto buf = Seal2(plaintext, &ref);
     EXPECT_FALSE(ref.hole);
@@ -117,7 +101,7 @@ TEST_F(SegmentedTest, RoundTripAtEverySegmentEdge) {
 // moves of SealChunk against an independent path.
 TEST_F(SegmentedTest, ObjectIsSegmentsSealedBackToBack) {
   const size_t len = 5 * 65536 + 777;
-  const auto plaintext = Random(len, 9);
+  const auto plaintext = RandomBytes(len, 9);
   ChunkRef ref;
   const auto object = Seal2(plaintext, &ref);
   std::vector<uint8_t> expected;
@@ -142,7 +126,7 @@ TEST_F(SegmentedTest, ObjectIsSegmentsSealedBackToBack) {
 
 TEST_F(SegmentedTest, OpenSegmentsReturnsExactlyTheCoveredPlaintext) {
   const size_t len = kChunkSize - 12345;
-  const auto plaintext = Random(len, 4);
+  const auto plaintext = RandomBytes(len, 4);
   ChunkRef ref;
   const auto object = Seal2(plaintext, &ref);
   struct Want {
@@ -166,7 +150,7 @@ TEST_F(SegmentedTest, OpenSegmentsReturnsExactlyTheCoveredPlaintext) {
 
 TEST_F(SegmentedTest, FlippedBitFailsOnlyTheSegmentHoldingIt) {
   const size_t len = 4 * 65536;
-  const auto plaintext = Random(len, 5);
+  const auto plaintext = RandomBytes(len, 5);
   ChunkRef ref;
   auto object = Seal2(plaintext, &ref);
   object[2 * 65552 + 100] ^= 1;  // inside segment 2
@@ -189,7 +173,7 @@ TEST_F(SegmentedTest, FlippedBitFailsOnlyTheSegmentHoldingIt) {
 TEST_F(SegmentedTest, SwappedOrShortSegmentsFail) {
   const size_t len = 3 * 65536;
   ChunkRef ref;
-  const auto object = Seal2(Random(len, 6), &ref);
+  const auto object = Seal2(RandomBytes(len, 6), &ref);
   // Segment 1's bytes presented as segment 0: the nonce differs.
   SegmentRange r0 = SegmentsCovering(len, 0, 1);
   SegmentRange r1 = SegmentsCovering(len, 65536, 1);
@@ -208,7 +192,7 @@ TEST_F(SegmentedTest, SwappedOrShortSegmentsFail) {
             Code::kCorrupt);
   // Another chunk's key.
   ChunkRef other;
-  (void)Seal2(Random(len, 7), &other);
+  (void)Seal2(RandomBytes(len, 7), &other);
   ChunkRef wrong = ref;
   wrong.key = other.key;
   buf = Slice(object, r0);
@@ -218,7 +202,7 @@ TEST_F(SegmentedTest, SwappedOrShortSegmentsFail) {
 
 TEST_F(SegmentedTest, HoleStaysAHole) {
   std::vector<uint8_t> buf(CiphertextSize(kV2, 200000), 0);
-  const ChunkRef ref = SealChunk(TestSecret(), kV2, buf.data(), 200000);
+  const ChunkRef ref = SealChunk(GoldenSecret(), kV2, buf.data(), 200000);
   EXPECT_TRUE(ref.hole);
   EXPECT_TRUE(IsAllZero(buf));
 }
@@ -241,11 +225,11 @@ TEST_F(SegmentedTest, GoldenVectors) {
        "0ecc1c33b849793f3fe7da787fd4b86d96f884f3560b9d505b7a8f723bab99a2",
        "55e110d63cc9071d8342e5ae4981f7f6d44481725727ea080adb316c68a308230ff5b1"
        "426697"},
-      {"three segments", Pattern(2 * 65536 + 100),
+      {"three segments", GoldenPattern(2 * 65536 + 100),
        "8430ca52179c0dc3e8f822df309def4d7b005fa67b083d576f5f1bbdb59bac46",
        "a267b013ffb0e1fc3e495d10f04285482ed5a06ee95023a58abb1ecbfe7e62ae",
        nullptr},
-      {"4 MiB pattern", Pattern(kChunkSize),
+      {"4 MiB pattern", GoldenPattern(kChunkSize),
        "c6ac4eec100502de9869b58ca2f44b59c38ca361c0c37ae9fe01573bd56a9e49",
        "db8d336ca8581e7e4bd55f32f16b3b542ba7bae585eecc27fe8c30971a8225fd",
        nullptr},

@@ -212,6 +212,27 @@ make_random() {
 
 file_size() { stat -c %s "$1"; }
 
+# expect_source_or_zeros DESCRIPTION SOURCE GOT: every 4 KiB block of GOT is
+# the same block of SOURCE or all zeros (what a file cut short by a crash or
+# a full disk may hold: writes land in order, and unwritten parts are holes).
+expect_source_or_zeros() {
+  check "$1" python3 - "$2" "$3" <<'PY'
+import sys
+src, got = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb')
+pos = 0
+while True:
+    g = got.read(1 << 20)
+    if not g:
+        break
+    s = src.read(len(g))
+    for i in range(0, len(g), 4096):
+        gb, sb = g[i:i + 4096], s[i:i + 4096]
+        if gb != sb and gb.count(0) != len(gb):
+            sys.exit(f"block at {pos + i} is neither the source's nor zeros")
+    pos += len(g)
+PY
+}
+
 # ---------------------------------------------------------------- wavefs
 # $STORE (a path or file:// URL) is what wfs_init and wfs_mount use.
 

@@ -36,21 +36,7 @@ if [ -e "$MNT/b" ]; then
   cat "$MNT/b" >"$T/b.read" || fail "reading the half-written b failed"
   pass "the half-written b reads without error"
   n=$(file_size "$T/b.read")
-  check "what b holds is the source's bytes or zeros" python3 - "$SRC/b" "$T/b.read" <<'PY'
-import sys
-src, got = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb')
-pos = 0
-while True:
-    g = got.read(1 << 20)
-    if not g:
-        break
-    s = src.read(len(g))
-    for i in range(0, len(g), 4096):
-        gb, sb = g[i:i + 4096], s[i:i + 4096]
-        if gb != sb and gb.count(0) != len(gb):
-            sys.exit(f"byte block at {pos + i} is neither the source's nor zeros")
-    pos += len(g)
-PY
+  expect_source_or_zeros "what b holds is the source's bytes or zeros" "$SRC/b" "$T/b.read"
   it_log "b after the crash: $n bytes"
 fi
 # The unmount drains what was pending at the crash: the spill ends empty

@@ -58,21 +58,7 @@ wfs_mount "${OPTS[@]}"
 check "a equals the source after the full-disk episode" cmp "$SRC/a" "$MNT/a"
 if [ -e "$MNT/b" ]; then
   cat "$MNT/b" >"$T/b.read" || fail "reading b (whose copy hit ENOSPC) failed"
-  check "what b holds is a prefix of the source, or zeros" python3 - "$SRC/b" "$T/b.read" <<'PY'
-import sys
-src, got = open(sys.argv[1], 'rb'), open(sys.argv[2], 'rb')
-pos = 0
-while True:
-    g = got.read(1 << 20)
-    if not g:
-        break
-    s = src.read(len(g))
-    for i in range(0, len(g), 4096):
-        gb, sb = g[i:i + 4096], s[i:i + 4096]
-        if gb != sb and gb.count(0) != len(gb):
-            sys.exit(f"block at {pos + i} is neither the source's nor zeros")
-    pos += len(g)
-PY
+  expect_source_or_zeros "what b holds is a prefix of the source, or zeros" "$SRC/b" "$T/b.read"
 fi
 check "b can be written once there is room" cp "$SRC/b" "$MNT/b"
 wfs_unmount
