@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 3: the daemon's peak RSS (VmHWM) stays bounded whatever the file
 # size: copying a 256 MiB and a 1 GiB file in (separate mounts) both stay
-# under 80 MiB, and their peaks differ by less than 16 MiB. No timing here.
+# under 80 MiB, and their peaks differ by less than 16 MiB. Eight files
+# written at once stay under 96 MiB (the target is 64 MiB; measured ~54).
+# No timing here.
 source "$(dirname "$0")/lib.sh"
 
 LIMIT_KIB=$((80 * 1024))
@@ -59,9 +61,37 @@ expect_lt "peak RSS (KiB) copying 1 GiB below 80 MiB" "$large" "$LIMIT_KIB"
 diff_kib=$(( large > small ? large - small : small - large ))
 expect_lt "peak RSS difference (KiB) between 1 GiB and 256 MiB below 16 MiB" "$diff_kib" "$FLAT_KIB"
 
+# Eight writers at once share the write pool (each file holds at most
+# --seal-threads + 1 buffers).
+for i in 1 2 3 4 5 6 7 8; do
+  dd if="$SRC/large" of="$SRC/part$i" bs=1M skip=$((i * 100)) count=100 status=none
+done
+wfs_mount
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+  cp "$SRC/part$i" "$MNT/part$i" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a parallel cp failed"; done
+pass "8 parallel cp of 100 MiB"
+sample_hwm "$DAEMON_PID" "$T/hwm.eight.flush" &
+sampler=$!
+eight=$(vm_hwm_kib "$DAEMON_PID")
+[ -n "$eight" ] || fail "cannot read VmHWM from /proc/$DAEMON_PID/status"
+wfs_unmount
+wait "$sampler" || true
+if [ -s "$T/hwm.eight.flush" ]; then
+  f=$(cat "$T/hwm.eight.flush")
+  [ "$f" -gt "$eight" ] && eight=$f
+fi
+expect_lt "peak RSS (KiB) with 8 writers below 96 MiB" "$eight" $((96 * 1024))
+
 wfs_mount
 drop_caches
 check "1 GiB file equals the source after remount" cmp "$SRC/large" "$MNT/large"
 check "256 MiB file equals the source after remount" cmp "$SRC/small" "$MNT/small"
+for i in 1 2 3 4 5 6 7 8; do
+  check "part$i (written in parallel) equals its source" cmp "$SRC/part$i" "$MNT/part$i"
+done
 wfs_unmount
-echo "memory: peak VmHWM 256 MiB: $((small / 1024)) MiB, 1 GiB: $((large / 1024)) MiB"
+echo "memory: peak VmHWM 256 MiB: $((small / 1024)) MiB, 1 GiB: $((large / 1024)) MiB, 8 writers: $((eight / 1024)) MiB"
