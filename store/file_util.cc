@@ -60,6 +60,10 @@ Status WriteAll(int fd, std::span<const uint8_t> data,
 // logical block size; 4 KiB covers every disk Linux drives today.
 constexpr size_t kDirectAlign = 4096;
 
+// Off only in tests, to run the buffered fallback paths on a filesystem that
+// has O_DIRECT.
+std::atomic<bool> direct_io_enabled{true};
+
 // Writes data with O_DIRECT where it can: the aligned prefix goes straight
 // from the caller's buffer to the disk, the unaligned tail (at most 4 KiB)
 // through the page cache. Filesystems without O_DIRECT (some tmpfs, FUSE) and
@@ -70,7 +74,7 @@ Status WriteAllDirect(int fd, std::span<const uint8_t> data,
       reinterpret_cast<uintptr_t>(data.data()) % kDirectAlign == 0;
   const size_t direct_len =
       aligned ? data.size() / kDirectAlign * kDirectAlign : 0;
-  if (direct_len > 0) {
+  if (direct_len > 0 && direct_io_enabled.load(std::memory_order_relaxed)) {
     int flags = ::fcntl(fd, F_GETFL);
     if (flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_DIRECT) == 0) {
       Status st = WriteAll(fd, data.first(direct_len), path);
@@ -240,14 +244,16 @@ Status ReadDirect(int fd, const std::string& path, uint64_t offset, size_t len,
 
 Status ReadChunkBytes(const std::string& path, uint64_t offset, size_t len,
                       std::vector<uint8_t>* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
-  if (fd >= 0) {
-    bool unsupported = false;
-    Status st = ReadDirect(fd, path, offset, len, out, &unsupported);
-    CloseFd(fd);
-    if (!unsupported) return st;
-  } else if (errno != EINVAL) {
-    return Status::FromErrno(errno, "open " + path);
+  if (direct_io_enabled.load(std::memory_order_relaxed)) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (fd >= 0) {
+      bool unsupported = false;
+      Status st = ReadDirect(fd, path, offset, len, out, &unsupported);
+      CloseFd(fd);
+      if (!unsupported) return st;
+    } else if (errno != EINVAL) {
+      return Status::FromErrno(errno, "open " + path);
+    }
   }
   // No direct I/O here (tmpfs before Linux 6.6, some FUSE filesystems).
   if (len == SIZE_MAX) {
@@ -260,7 +266,7 @@ Status ReadChunkBytes(const std::string& path, uint64_t offset, size_t len,
     }
     return Status::Ok();
   }
-  fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno(errno, "open " + path);
   out->resize(len);
   size_t done = 0;
@@ -287,6 +293,8 @@ Status ReadChunkBytes(const std::string& path, uint64_t offset, size_t len,
 }
 
 }  // namespace
+
+void SetDirectIoForTesting(bool enabled) { direct_io_enabled.store(enabled); }
 
 Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
                      std::vector<uint8_t>* out) {

@@ -42,6 +42,9 @@ Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
 // them through the page cache cost ~1.8 s of kernel time per GiB on the
 // benchmark VM. out gets up to 4 KiB of extra capacity for alignment.
 Status ReadWholeFileDirect(const std::string& path, std::vector<uint8_t>* out);
+// Tests only: false makes the *Direct functions take their buffered
+// fallback path, as on a filesystem without O_DIRECT. Process-wide.
+void SetDirectIoForTesting(bool enabled);
 // Names of the entries of dir, without "." and "..". Read completely before
 // returning, so the caller may change the directory while going through them.
 Status ListDirNames(const std::string& dir, std::vector<std::string>* names);

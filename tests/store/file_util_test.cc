@@ -95,7 +95,27 @@ TEST_F(FileUtilTest, WriteFileAtomicallyWritesContentAndMode) {
 
 // Staging writes chunks with O_DIRECT: the aligned prefix bypasses the page
 // cache and the tail goes through it. Every shape must read back byte-exact.
-TEST_F(FileUtilTest, WriteFileAtomicallyDirectWritesEveryShape) {
+// Runs with O_DIRECT and with the buffered fallback (a filesystem that
+// refuses O_DIRECT).
+class DirectIoTest : public FileUtilTest,
+                     public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    FileUtilTest::SetUp();
+    SetDirectIoForTesting(GetParam());
+  }
+  void TearDown() override {
+    SetDirectIoForTesting(true);
+    FileUtilTest::TearDown();
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(DirectAndBuffered, DirectIoTest,
+                         ::testing::Values(true, false), [](const auto& info) {
+                           return info.param ? "direct" : "buffered";
+                         });
+
+TEST_P(DirectIoTest, WriteFileAtomicallyDirectWritesEveryShape) {
   const size_t kAlign = 4096;
   // aligned_alloc wants a multiple of the alignment (ASan checks it).
   const size_t size = (4 << 20) + 2 * kAlign;
@@ -129,7 +149,7 @@ TEST_F(FileUtilTest, WriteFileAtomicallyDirectWritesEveryShape) {
 
 // Chunk reads use O_DIRECT: aligned spans read into an aligned spot of the
 // buffer, then moved. Every size and offset must come back byte-exact.
-TEST_F(FileUtilTest, DirectReadsReturnExactBytes) {
+TEST_P(DirectIoTest, DirectReadsReturnExactBytes) {
   for (size_t size : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096},
                       size_t{4097}, size_t{(4 << 20) + 1024}}) {
     SCOPED_TRACE(size);
