@@ -796,9 +796,16 @@ void Filesystem::DropUncommitted(OpenFile* f) {
   f->attr_dirty = false;
   auto committed = index_->GetInode(f->ino);
   if (committed.ok()) f->attr = *committed;
-  // The kernel cached what was written; the next open must not keep it.
+  // The kernel cached what was written: the next open must not keep it,
+  // and handles open now should see the pages go.
   std::lock_guard<std::mutex> lock(dropped_mu_);
   dropped_.insert(f->ino);
+  if (dropped_listener_) dropped_listener_(f->ino);
+}
+
+void Filesystem::SetDroppedListener(std::function<void(uint64_t)> listener) {
+  std::lock_guard<std::mutex> lock(dropped_mu_);
+  dropped_listener_ = std::move(listener);
 }
 
 Status Filesystem::Commit(OpenFile* f, const std::shared_ptr<OpenFile>& fp,

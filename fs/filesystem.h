@@ -95,6 +95,11 @@ class Filesystem {
              Uploader* uploader, const Secret& secret, FsOptions options);
   ~Filesystem();
 
+  // Called (with an internal lock held: it must only queue work) with the
+  // inode whenever a failed commit drops a file's changes, so the FUSE layer
+  // can tell the kernel to forget the pages it cached of them. Empty: none.
+  void SetDroppedListener(std::function<void(uint64_t ino)> listener);
+
   // --- names ---------------------------------------------------------------
   Result<InodeAttr> Lookup(uint64_t parent, const std::string& name);
   Result<InodeAttr> GetAttr(uint64_t ino);
@@ -228,7 +233,8 @@ class Filesystem {
 
   std::atomic<int> seals_in_flight_{0};
   std::mutex dropped_mu_;
-  std::set<uint64_t> dropped_;              // inodes whose changes were dropped
+  std::set<uint64_t> dropped_;  // inodes whose changes were dropped
+  std::function<void(uint64_t)> dropped_listener_;  // under dropped_mu_
   std::atomic<uint64_t> segment_reads_{0};  // reads served by ReadSegments
   std::atomic<uint64_t> clock_{0};          // orders writes for LRU eviction
 

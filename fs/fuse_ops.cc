@@ -333,8 +333,16 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
 // Value of one of wavefs's own attributes, or kNotFound (ENODATA).
 Result<std::string> XattrValue(fuse_req_t req, fuse_ino_t ino,
                                const std::string& name) {
-  if (ino == kRootIno && name == kXattrStats)
-    return Fs(req)->StatsText(Ctx(req)->stats_extra);
+  if (ino == kRootIno && name == kXattrStats) {
+    const FuseContext* c = Ctx(req);
+    std::string extra = c->stats_extra;
+    if (c->invalidator != nullptr) {
+      extra +=
+          "kernel_invalidations=" + std::to_string(c->invalidator->sent()) +
+          "\n";
+    }
+    return Fs(req)->StatsText(extra);
+  }
   auto a = Fs(req)->GetAttr(ino);
   if (!a.ok()) return a.status();
   if (S_ISREG(a->mode) && name == kXattrState) return Fs(req)->FileState(ino);
@@ -418,6 +426,52 @@ fuse_lowlevel_ops MakeFuseOps() {
   ops.setxattr = OpSetxattr;
   ops.removexattr = OpRemovexattr;
   return ops;
+}
+
+KernelInvalidator::KernelInvalidator(fuse_session* se)
+    : se_(se), thread_([this] { Loop(); }) {}
+
+KernelInvalidator::~KernelInvalidator() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void KernelInvalidator::Invalidate(uint64_t ino) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(ino);
+  }
+  cv_.notify_one();
+}
+
+uint64_t KernelInvalidator::sent() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sent_;
+}
+
+void KernelInvalidator::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    const uint64_t ino = queue_.front();
+    queue_.pop_front();
+    lock.unlock();
+    // Offset 0, length 0: every cached page. -ENOENT means the kernel holds
+    // nothing of this inode, which is fine.
+    const int rc = fuse_lowlevel_notify_inval_inode(
+        se_, static_cast<fuse_ino_t>(ino), 0, 0);
+    if (rc != 0 && rc != -ENOENT) {
+      spdlog::warn("cannot drop the kernel's cached pages of inode {}: {}", ino,
+                   std::strerror(-rc));
+    }
+    lock.lock();
+    ++sent_;
+  }
 }
 
 }  // namespace wavefs

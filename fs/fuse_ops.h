@@ -6,19 +6,51 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "fs/filesystem.h"
 
 namespace wavefs {
 
+class KernelInvalidator;
+
 struct FuseContext {
   Filesystem* fs = nullptr;
   // Appended to user.wavefs.stats (pid, directories, store).
   std::string stats_extra;
+  // Counted in user.wavefs.stats as kernel_invalidations; may be null.
+  KernelInvalidator* invalidator = nullptr;
 };
 
 // The operation table; userdata of the session must be a FuseContext*.
 fuse_lowlevel_ops MakeFuseOps();
+
+// Tells the kernel to drop its cached pages of an inode
+// (fuse_lowlevel_notify_inval_inode), from a thread of its own: the kernel
+// handles the notification inside the write to /dev/fuse and may wait for a
+// request that only a FUSE worker can answer, so writing it from a worker
+// can deadlock. Invalidate never blocks. Destroy it before the session.
+class KernelInvalidator {
+ public:
+  explicit KernelInvalidator(fuse_session* se);
+  ~KernelInvalidator();  // stops the thread; what is still queued is dropped
+  void Invalidate(uint64_t ino);
+  uint64_t sent() const;  // notifications written so far
+
+ private:
+  void Loop();
+  fuse_session* const se_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<uint64_t> queue_;
+  bool stopping_ = false;
+  uint64_t sent_ = 0;
+  std::thread thread_;
+};
 
 }  // namespace wavefs

@@ -198,6 +198,12 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     return report.Fail("cannot mount at " + o.mountpoint + " (details in " +
                        o.log_file + ")");
   }
+  // A failed commit drops a file's changes; pages the kernel cached of them
+  // must go, for handles open now too.
+  auto invalidator = std::make_unique<KernelInvalidator>(se);
+  fs->SetDroppedListener(
+      [inv = invalidator.get()](uint64_t ino) { inv->Invalidate(ino); });
+  ctx.invalidator = invalidator.get();
   spdlog::info("mounted at {}", o.mountpoint);
   WriteDaemonStatus(o.meta_dir, "mounted", uploader.stats(), "");
   report.Ready();
@@ -217,6 +223,9 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
   fuse_remove_signal_handlers(se);
+  fs->SetDroppedListener(nullptr);
+  ctx.invalidator = nullptr;
+  invalidator.reset();  // it writes to the session's /dev/fuse
   fuse_session_unmount(se);
   fuse_session_destroy(se);  // runs destroy: commits every open file
   spdlog::info("unmounted (loop status {}); flushing {} pending chunks", rc,

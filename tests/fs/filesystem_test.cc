@@ -1154,6 +1154,8 @@ TEST_F(FsTest, FullSpillGivesNoSpaceAndHarmsNoCommittedFile) {
 TEST_F(FsTest, OpenAfterDroppedChangesDoesNotKeepTheKernelCache) {
   const std::string data = RandomBytes(1000, 107);
   const uint64_t ino = WriteFile("f", data);
+  std::vector<uint64_t> told;  // what the FUSE layer would invalidate
+  fs_->SetDroppedListener([&](uint64_t i) { told.push_back(i); });
   auto h = OpenH(ino);
   ASSERT_TRUE(h);
   EXPECT_TRUE(h->keep_cache);
@@ -1161,6 +1163,8 @@ TEST_F(FsTest, OpenAfterDroppedChangesDoesNotKeepTheKernelCache) {
   // Staging will fail: the spill directory is gone.
   std::filesystem::remove_all(*tmp_ / "spill");
   EXPECT_FALSE(fs_->Release(std::move(h)).ok());
+  EXPECT_EQ(told, std::vector<uint64_t>{ino});
+  fs_->SetDroppedListener(nullptr);
   std::filesystem::create_directories(*tmp_ / "spill");
   h = OpenH(ino);
   ASSERT_TRUE(h);
