@@ -514,11 +514,7 @@ Result<std::optional<ChunkRef>> Filesystem::RefOf(OpenFile* f, uint64_t idx) {
 Result<ChunkData> Filesystem::FetchChunk(const ChunkRef& ref) {
   return cache_.GetOrLoad(ref.address, [&]() -> Result<ChunkData> {
     std::shared_ptr<std::vector<uint8_t>> buf = ChunkBuffer();
-    Status st = spill_->Read(ref.address, buf.get());
-    if (st.code() == Code::kNotFound) st = store_->Get(ref.address, buf.get());
-    if (!st.ok()) {
-      return st.Annotate("fetch chunk " + ToHex(ref.address));
-    }
+    WAVEFS_RETURN_IF_ERROR(ReadObject(ref.address, std::nullopt, buf.get()));
     // The AEAD tag authenticates every byte; checking the address too
     // would cost a second hash pass on every read (fsck does that).
     WAVEFS_RETURN_IF_ERROR(
@@ -528,17 +524,27 @@ Result<ChunkData> Filesystem::FetchChunk(const ChunkRef& ref) {
   });
 }
 
+Status Filesystem::ReadObject(
+    const Address& address, std::optional<std::pair<uint64_t, uint64_t>> range,
+    std::vector<uint8_t>* out) {
+  // A staged chunk is read from the spill; once uploaded (its spill file
+  // gone) from the store.
+  Status st = range
+                  ? spill_->ReadRange(address, range->first, range->second, out)
+                  : spill_->Read(address, out);
+  if (st.code() == Code::kNotFound) {
+    st = range ? store_->GetRange(address, range->first, range->second, out)
+               : store_->Get(address, out);
+  }
+  return st.ok() ? st : st.Annotate("fetch chunk " + ToHex(address));
+}
+
 Status Filesystem::ReadSegments(const ChunkRef& ref, uint64_t offset,
                                 uint64_t len, char* dst) {
   const SegmentRange range = SegmentsCovering(ref.length, offset, len);
   std::shared_ptr<std::vector<uint8_t>> buf = ChunkBuffer();
-  Status st =
-      spill_->ReadRange(ref.address, range.ct_offset, range.ct_len, buf.get());
-  if (st.code() == Code::kNotFound) {
-    st =
-        store_->GetRange(ref.address, range.ct_offset, range.ct_len, buf.get());
-  }
-  if (!st.ok()) return st.Annotate("fetch chunk " + ToHex(ref.address));
+  WAVEFS_RETURN_IF_ERROR(ReadObject(
+      ref.address, std::make_pair(range.ct_offset, range.ct_len), buf.get()));
   WAVEFS_RETURN_IF_ERROR(OpenSegments(ref, range, buf->data(), buf->size()));
   std::memcpy(dst, buf->data() + (offset - range.pt_offset), len);
   segment_reads_.fetch_add(1, std::memory_order_relaxed);

@@ -33,6 +33,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "chunker/data_map.h"
@@ -195,6 +196,11 @@ class Filesystem {
   // Current ref of a chunk (pending first, then committed). Needs f->mu.
   Result<std::optional<ChunkRef>> RefOf(OpenFile* f, uint64_t index);
   Result<ChunkData> FetchChunk(const ChunkRef& ref);
+  // The ciphertext object (range: {offset, length} of it; empty: all),
+  // from the spill while staged, else from the store.
+  Status ReadObject(const Address& address,
+                    std::optional<std::pair<uint64_t, uint64_t>> range,
+                    std::vector<uint8_t>* out);
   // Format 2 only: copies plaintext [offset, offset + len) of a stored chunk
   // to dst, fetching and opening only the segments that cover it.
   Status ReadSegments(const ChunkRef& ref, uint64_t offset, uint64_t len,

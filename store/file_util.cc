@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
 namespace wavefs {
 namespace {
@@ -156,55 +157,59 @@ Status FsyncPath(const std::string& path) {
   return Status::Ok();
 }
 
-Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open " + path);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    CloseFd(fd);
-    return Status::FromErrno(err, "stat " + path);
-  }
-  if (S_ISDIR(st.st_mode)) {
-    CloseFd(fd);
-    return Status::FromErrno(EISDIR, "read " + path);
-  }
-  // resize keeps the buffer's capacity, so a reused buffer does not
-  // reallocate for every chunk.
-  out->resize(static_cast<size_t>(st.st_size));
+namespace {
+
+// Reads up to len bytes of fd at offset into buf; fewer only at the end of
+// the file (a short read of a regular file means its end, for direct I/O
+// too, where reading on from an unaligned offset would fail).
+Result<size_t> PreadUpTo(int fd, uint8_t* buf, size_t len, uint64_t offset,
+                         const std::string& path) {
   size_t done = 0;
-  while (done < out->size()) {
-    ssize_t n = ::read(fd, out->data() + done, out->size() - done);
+  while (done < len) {
+    const size_t want = len - done;
+    ssize_t n =
+        ::pread(fd, buf + done, want, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      CloseFd(fd);
-      return Status::FromErrno(err, "read " + path);
+      return Status::FromErrno(errno, "read " + path);
     }
-    if (n == 0) break;  // the file shrank since fstat
     done += static_cast<size_t>(n);
+    if (static_cast<size_t>(n) < want) break;
   }
-  out->resize(done);
-  CloseFd(fd);
+  return done;
+}
+
+// Size of an open regular file; EISDIR for a directory.
+Result<uint64_t> SizeOfFd(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  if (S_ISDIR(st.st_mode)) return Status::FromErrno(EISDIR, "read " + path);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Status ShortObject(const std::string& path, uint64_t end,
+                   std::vector<uint8_t>* out) {
+  out->clear();
+  return Status::Error(
+      Code::kCorrupt,
+      path + " ends before byte " + std::to_string(end) + " (short object)");
+}
+
+// [offset, offset + len) into out through the page cache.
+Status ReadRangeBuffered(int fd, const std::string& path, uint64_t offset,
+                         size_t len, std::vector<uint8_t>* out) {
+  out->resize(len);
+  Result<size_t> got = PreadUpTo(fd, out->data(), len, offset, path);
+  if (!got.ok()) return got.status();
+  if (*got != len) return ShortObject(path, offset + len, out);
   return Status::Ok();
 }
 
-namespace {
-
-// Reads [offset, offset + len) of fd (len = SIZE_MAX: to the end) into out
-// with O_DIRECT: the aligned span around the range goes straight from the
-// disk into out, at an aligned position inside it, then the range is moved
-// to the front. *unsupported is set when the filesystem refuses direct I/O.
-Status ReadDirect(int fd, const std::string& path, uint64_t offset, size_t len,
-                  std::vector<uint8_t>* out, bool* unsupported) {
-  *unsupported = false;
-  if (len == SIZE_MAX) {
-    struct stat st;
-    if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat " + path);
-    if (S_ISDIR(st.st_mode)) return Status::FromErrno(EISDIR, "read " + path);
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
-    len = size > offset ? static_cast<size_t>(size - offset) : 0;
-  }
+// [offset, offset + len) into out with O_DIRECT: the aligned span around the
+// range goes straight from the disk into out, at an aligned position inside
+// it, then the range is moved to the front.
+Status ReadRangeDirect(int fd, const std::string& path, uint64_t offset,
+                       size_t len, std::vector<uint8_t>* out) {
   const uint64_t a_off = offset / kDirectAlign * kDirectAlign;
   const uint64_t a_end =
       (offset + len + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
@@ -214,85 +219,69 @@ Status ReadDirect(int fd, const std::string& path, uint64_t offset, size_t len,
   const uintptr_t base = reinterpret_cast<uintptr_t>(out->data());
   uint8_t* p =
       out->data() + (kDirectAlign - base % kDirectAlign) % kDirectAlign;
-  size_t done = 0;
-  while (done < a_len) {
-    ssize_t n =
-        ::pread(fd, p + done, a_len - done, static_cast<off_t>(a_off + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EINVAL && done == 0) {
-        *unsupported = true;
-        return Status::FromErrno(errno, "read " + path);
-      }
-      return Status::FromErrno(errno, "read " + path);
-    }
-    if (n == 0) break;  // end of file
-    done += static_cast<size_t>(n);
-    if (done % kDirectAlign != 0) break;  // a short read ends at the file's end
-  }
+  Result<size_t> got = PreadUpTo(fd, p, a_len, a_off, path);
+  if (!got.ok()) return got.status();
   const size_t skip = static_cast<size_t>(offset - a_off);
-  if (done < skip + len) {
-    out->clear();
-    return Status::Error(Code::kCorrupt, path + " ends before byte " +
-                                             std::to_string(offset + len) +
-                                             " (short object)");
-  }
+  if (*got < skip + len) return ShortObject(path, offset + len, out);
   std::memmove(out->data(), p + skip, len);
   out->resize(len);
   return Status::Ok();
 }
 
-Status ReadChunkBytes(const std::string& path, uint64_t offset, size_t len,
-                      std::vector<uint8_t>* out) {
-  if (direct_io_enabled.load(std::memory_order_relaxed)) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
-    if (fd >= 0) {
-      bool unsupported = false;
-      Status st = ReadDirect(fd, path, offset, len, out, &unsupported);
-      CloseFd(fd);
-      if (!unsupported) return st;
-    } else if (errno != EINVAL) {
+// Bytes [offset, offset + len) of a chunk file (len empty: to its end), with
+// O_DIRECT where the filesystem allows it, else through the page cache
+// (tmpfs before Linux 6.6, some FUSE filesystems).
+Status ReadChunkBytes(const std::string& path, uint64_t offset,
+                      std::optional<size_t> len, std::vector<uint8_t>* out) {
+  bool direct = direct_io_enabled.load(std::memory_order_relaxed);
+  int fd = -1;
+  if (direct) {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (fd < 0 && errno != EINVAL)
       return Status::FromErrno(errno, "open " + path);
-    }
+    direct = fd >= 0;
   }
-  // No direct I/O here (tmpfs before Linux 6.6, some FUSE filesystems).
-  if (len == SIZE_MAX) {
-    WAVEFS_RETURN_IF_ERROR(ReadWholeFile(path, out));
-    if (offset > 0) {
-      if (offset > out->size())
-        return Status::Error(Code::kCorrupt,
-                             path + " is shorter than its offset");
-      out->erase(out->begin(), out->begin() + static_cast<ptrdiff_t>(offset));
-    }
-    return Status::Ok();
-  }
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno(errno, "open " + path);
-  out->resize(len);
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = ::pread(fd, out->data() + done, len - done,
-                        static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
+  if (!len) {
+    Result<uint64_t> size = SizeOfFd(fd, path);
+    if (!size.ok()) {
       CloseFd(fd);
-      return Status::FromErrno(err, "read " + path);
+      return size.status();
     }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
+    len = *size > offset ? static_cast<size_t>(*size - offset) : 0;
+  }
+  Status st = direct ? ReadRangeDirect(fd, path, offset, *len, out)
+                     : ReadRangeBuffered(fd, path, offset, *len, out);
+  if (direct && st.sys_errno() == EINVAL) {
+    // The filesystem opened with O_DIRECT but refuses to read that way.
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0 && ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0)
+      st = ReadRangeBuffered(fd, path, offset, *len, out);
   }
   CloseFd(fd);
-  if (done != len) {
-    out->clear();
-    return Status::Error(Code::kCorrupt, path + " ends before byte " +
-                                             std::to_string(offset + len) +
-                                             " (short object)");
-  }
-  return Status::Ok();
+  return st;
 }
 
 }  // namespace
+
+Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  Result<uint64_t> size = SizeOfFd(fd, path);
+  if (!size.ok()) {
+    CloseFd(fd);
+    return size.status();
+  }
+  // resize keeps the buffer's capacity, so a reused buffer does not
+  // reallocate for every chunk.
+  out->resize(static_cast<size_t>(*size));
+  Result<size_t> got = PreadUpTo(fd, out->data(), out->size(), 0, path);
+  CloseFd(fd);
+  if (!got.ok()) return got.status();
+  out->resize(*got);  // the file shrank since fstat
+  return Status::Ok();
+}
 
 void SetDirectIoForTesting(bool enabled) { direct_io_enabled.store(enabled); }
 
@@ -302,7 +291,7 @@ Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
 }
 
 Status ReadWholeFileDirect(const std::string& path, std::vector<uint8_t>* out) {
-  return ReadChunkBytes(path, 0, SIZE_MAX, out);
+  return ReadChunkBytes(path, 0, std::nullopt, out);
 }
 
 Status MakeDirs(const std::string& path, unsigned mode) {

@@ -33,6 +33,8 @@
 namespace wavefs {
 namespace {
 
+using testing_util::WaitFor;
+
 using testing_util::TempDir;
 using namespace std::chrono_literals;
 
@@ -63,16 +65,6 @@ std::string RandomBytes(size_t size, uint64_t seed) {
          << "sizes " << want.size() << " (want) vs " << got.size()
          << " (got); first difference at byte " << first << " (chunk "
          << first / kC << ", offset " << first % kC << " in it)";
-}
-
-template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
 }
 
 bool AllZero(const std::string& s) {

@@ -26,7 +26,7 @@ sample_hwm() {
 
 # measure NAME SIZE: copy a SIZE file into a fresh mount; echo peak VmHWM KiB.
 measure() {
-  local name=$1 size=$2 before sampler peak
+  local name=$1 size=$2 before peak
   make_random "$SRC/$name" "$size" "memory-$name"
   wfs_mount
   before=$(vm_hwm_kib "$DAEMON_PID")
@@ -37,17 +37,22 @@ measure() {
   peak=$(vm_hwm_kib "$DAEMON_PID")
   [ -n "$peak" ] || fail "cannot read VmHWM from /proc/$DAEMON_PID/status before unmount"
   it_log "$name: VmHWM before unmount $((peak / 1024)) MiB (pending_chunks=$(stat_get pending_chunks))"
-  echo "$peak" >"$T/hwm.$name"
+  unmount_keeping_peak "$name" "$peak"
+  it_log "$name: peak VmHWM including the flush $(( $(cat "$T/hwm.$name") / 1024 )) MiB"
+}
+
+# unmount_keeping_peak NAME PEAK: unmounts while sampling VmHWM through the
+# flush; writes the larger of PEAK and the flush's peak to $T/hwm.NAME.
+unmount_keeping_peak() {
+  local name=$1 peak=$2 sampler f
   sample_hwm "$DAEMON_PID" "$T/hwm.$name.flush" &
   sampler=$!
   wfs_unmount
   wait "$sampler" || true
   if [ -s "$T/hwm.$name.flush" ]; then
-    local f
     f=$(cat "$T/hwm.$name.flush")
     [ "$f" -gt "$peak" ] && peak=$f
   fi
-  it_log "$name: peak VmHWM including the flush $((peak / 1024)) MiB"
   echo "$peak" >"$T/hwm.$name"
 }
 
@@ -74,16 +79,10 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 for p in "${pids[@]}"; do wait "$p" || fail "a parallel cp failed"; done
 pass "8 parallel cp of 100 MiB"
-sample_hwm "$DAEMON_PID" "$T/hwm.eight.flush" &
-sampler=$!
 eight=$(vm_hwm_kib "$DAEMON_PID")
 [ -n "$eight" ] || fail "cannot read VmHWM from /proc/$DAEMON_PID/status"
-wfs_unmount
-wait "$sampler" || true
-if [ -s "$T/hwm.eight.flush" ]; then
-  f=$(cat "$T/hwm.eight.flush")
-  [ "$f" -gt "$eight" ] && eight=$f
-fi
+unmount_keeping_peak eight "$eight"
+eight=$(cat "$T/hwm.eight")
 expect_lt "peak RSS (KiB) with 8 writers below 96 MiB" "$eight" $((96 * 1024))
 
 wfs_mount

@@ -24,6 +24,8 @@
 namespace wavefs {
 namespace {
 
+using testing_util::WaitFor;
+
 using testing_util::MakeBytes;
 using testing_util::TempDir;
 using namespace std::chrono_literals;
@@ -108,17 +110,6 @@ class ProbeStore : public ChunkStore {
   std::mutex mu_;
   std::set<Address> unsynced_;
 };
-
-// Polls pred every few milliseconds until it holds or timeout passes.
-template <typename Pred>
-bool WaitFor(Pred pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
 
 struct Staged {
   Address address;
