@@ -1,11 +1,14 @@
 #include "fs/fuse_ops.h"
 
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
 #include <cstring>
+#include <exception>
+#include <new>
 #include <vector>
 
 #include "chunker/data_map.h"
@@ -77,6 +80,11 @@ void OpInit(void*, fuse_conn_info* conn) {
   conn->max_background = 16;
   conn->congestion_threshold = 12;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Let the kernel clear set-user-ID and set-group-ID bits on writes,
+  // truncates and chowns by whoever lacks CAP_FSETID, exactly as for ext4
+  // (it sends a setattr with the new mode). With HANDLE_KILLPRIV on, libfuse's
+  // default, that job would be ours, without knowing the writer's caps.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   spdlog::info("FUSE session up: max_write {} KiB, readahead {} KiB",
                conn->max_write >> 10, conn->max_readahead >> 10);
 }
@@ -184,7 +192,9 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name,
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  auto h = Fs(req)->Open(ino);
+  // With atomic O_TRUNC (libfuse's default) O_TRUNC arrives here, not as a
+  // setattr: the open itself must empty the file.
+  auto h = Fs(req)->Open(ino, fi->flags);
   if (!h.ok()) return ReplyErr(req, "open", h.status());
   const bool keep_cache = (*h)->keep_cache;
   fi->fh = reinterpret_cast<uint64_t>(h->release());
@@ -330,9 +340,13 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &st);
 }
 
+bool IsOwnXattr(const std::string& name) {
+  return name.rfind(kReservedXattrPrefix, 0) == 0;
+}
+
 // Value of one of wavefs's own attributes, or kNotFound (ENODATA).
-Result<std::string> XattrValue(fuse_req_t req, fuse_ino_t ino,
-                               const std::string& name) {
+Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
+                                  const std::string& name) {
   if (ino == kRootIno && name == kXattrStats) {
     const FuseContext* c = Ctx(req);
     std::string extra = c->stats_extra;
@@ -352,43 +366,118 @@ Result<std::string> XattrValue(fuse_req_t req, fuse_ino_t ino,
     std::string enc = EncodeDataMap(*map);
     return ToHex({reinterpret_cast<const uint8_t*>(enc.data()), enc.size()});
   }
-  return Status::Error(Code::kNotFound, "no attribute " + name);
+  return Status::Error(Code::kNotFound, "no attribute " + name, ENODATA);
+}
+
+// Replies with a value or a list as getxattr/listxattr do: its size when
+// the caller asked for the size, ERANGE when its buffer is too small.
+void ReplyXattr(fuse_req_t req, const std::string& v, size_t size) {
+  if (size == 0) return (void)fuse_reply_xattr(req, v.size());
+  if (size < v.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, v.data(), v.size());
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  auto v = XattrValue(req, ino, name);
-  if (!v.ok()) {
-    if (v.status().code() == Code::kNotFound)
-      return (void)fuse_reply_err(req, ENODATA);
-    return ReplyErr(req, "getxattr", v.status());
-  }
-  if (size == 0) return (void)fuse_reply_xattr(req, v->size());
-  if (size < v->size()) return (void)fuse_reply_err(req, ERANGE);
-  fuse_reply_buf(req, v->data(), v->size());
+  // wavefs's own attributes (user.wavefs.*) are computed, read-only and not
+  // listed, so rsync -X and cp --preserve=xattr never copy or remove them.
+  auto v = IsOwnXattr(name) ? OwnXattrValue(req, ino, name)
+                            : Fs(req)->GetXattr(ino, name);
+  if (!v.ok()) return ReplyErr(req, "getxattr", v.status());
+  // The kernel refuses values over 64 KiB; say so rather than ERANGE.
+  if (v->size() > kMaxXattrValue)
+    return ReplyErr(
+        req, "getxattr",
+        Status::Error(Code::kTooBig,
+                      std::string(name) + " is over 64 KiB "
+                                          "(use 'wavefs share' for big files)",
+                      E2BIG));
+  ReplyXattr(req, *v, size);
 }
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  std::string names;
-  if (ino == kRootIno) names.append(kXattrStats).push_back('\0');
-  auto a = Fs(req)->GetAttr(ino);
-  if (!a.ok()) return ReplyErr(req, "listxattr", a.status());
-  if (S_ISREG(a->mode)) {
-    names.append(kXattrState).push_back('\0');
-    names.append(kXattrDataMap).push_back('\0');
+  auto names = Fs(req)->ListXattr(ino);
+  if (!names.ok()) return ReplyErr(req, "listxattr", names.status());
+  ReplyXattr(req, *names, size);
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
+                const char* value, size_t size, int flags) {
+  Status st = Fs(req)->SetXattr(ino, name, std::string(value, size), flags);
+  if (!st.ok()) return ReplyErr(req, "setxattr", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Status st = Fs(req)->RemoveXattr(ino, name);
+  if (!st.ok()) return ReplyErr(req, "removexattr", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  Status st = Fs(req)->FsyncDir();
+  if (!st.ok()) return ReplyErr(req, "fsyncdir", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset,
+                 off_t length, fuse_file_info* fi) {
+  if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
+  Status st =
+      Fs(req)->Fallocate(Handle(fi), mode, static_cast<uint64_t>(offset),
+                         static_cast<uint64_t>(length));
+  if (!st.ok()) return ReplyErr(req, "fallocate", st);
+  fuse_reply_err(req, 0);
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence,
+             fuse_file_info* fi) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+    // SEEK_SET/CUR/END never reach a filesystem; be explicit anyway.
+    return (void)fuse_reply_err(req, EINVAL);
   }
-  if (size == 0) return (void)fuse_reply_xattr(req, names.size());
-  if (size < names.size()) return (void)fuse_reply_err(req, ERANGE);
-  fuse_reply_buf(req, names.data(), names.size());
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  auto r =
+      Fs(req)->SeekDataHole(Handle(fi), static_cast<uint64_t>(off), whence);
+  if (!r.ok()) return ReplyErr(req, "lseek", r.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*r));
 }
 
-void OpSetxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t,
-                int) {
-  fuse_reply_err(req, ENOTSUP);
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t, off_t off_in,
+                     fuse_file_info* fi_in, fuse_ino_t, off_t off_out,
+                     fuse_file_info* fi_out, size_t len, int flags) {
+  if (flags != 0 || off_in < 0 || off_out < 0)
+    return (void)fuse_reply_err(req, EINVAL);
+  auto n =
+      Fs(req)->CopyRange(Handle(fi_in), static_cast<uint64_t>(off_in),
+                         Handle(fi_out), static_cast<uint64_t>(off_out), len);
+  if (!n.ok()) return ReplyErr(req, "copy_file_range", n.status());
+  fuse_reply_write(req, static_cast<size_t>(*n));
 }
 
-void OpRemovexattr(fuse_req_t req, fuse_ino_t, const char*) {
-  fuse_reply_err(req, ENOTSUP);
-}
+// The barrier at the FUSE edge: a C++ exception that escapes an operation
+// would unwind into libfuse's C code and kill the mount. Every request
+// handler runs inside it; an exception becomes one log line and an errno
+// reply (ENOMEM for bad_alloc, EIO otherwise). Handlers reply as their last
+// step, so an exception always comes before the reply.
+template <auto Op>
+struct Guarded;
+template <typename... A, void (*Op)(fuse_req_t, A...)>
+struct Guarded<Op> {
+  static void Call(fuse_req_t req, A... args) {
+    try {
+      Op(req, args...);
+    } catch (const std::bad_alloc&) {
+      spdlog::error("FUSE request failed: out of memory");
+      fuse_reply_err(req, ENOMEM);
+    } catch (const std::exception& e) {
+      spdlog::error("FUSE request failed with an exception: {}", e.what());
+      fuse_reply_err(req, EIO);
+    } catch (...) {
+      spdlog::error("FUSE request failed with an unknown exception");
+      fuse_reply_err(req, EIO);
+    }
+  }
+};
 
 }  // namespace
 
@@ -397,34 +486,38 @@ fuse_lowlevel_ops MakeFuseOps() {
   std::memset(&ops, 0, sizeof ops);
   ops.init = OpInit;
   ops.destroy = OpDestroy;
-  ops.lookup = OpLookup;
   ops.forget = OpForget;
   ops.forget_multi = OpForgetMulti;
-  ops.getattr = OpGetattr;
-  ops.setattr = OpSetattr;
-  ops.readlink = OpReadlink;
-  ops.mknod = OpMknod;
-  ops.mkdir = OpMkdir;
-  ops.symlink = OpSymlink;
-  ops.link = OpLink;
-  ops.unlink = OpUnlink;
-  ops.rmdir = OpRmdir;
-  ops.rename = OpRename;
-  ops.open = OpOpen;
-  ops.create = OpCreate;
-  ops.read = OpRead;
-  ops.write = OpWrite;
-  ops.flush = OpFlush;
-  ops.release = OpRelease;
-  ops.fsync = OpFsync;
-  ops.opendir = OpOpendir;
-  ops.readdir = OpReaddir;
-  ops.releasedir = OpReleasedir;
-  ops.statfs = OpStatfs;
-  ops.getxattr = OpGetxattr;
-  ops.listxattr = OpListxattr;
-  ops.setxattr = OpSetxattr;
-  ops.removexattr = OpRemovexattr;
+  ops.lookup = Guarded<OpLookup>::Call;
+  ops.getattr = Guarded<OpGetattr>::Call;
+  ops.setattr = Guarded<OpSetattr>::Call;
+  ops.readlink = Guarded<OpReadlink>::Call;
+  ops.mknod = Guarded<OpMknod>::Call;
+  ops.mkdir = Guarded<OpMkdir>::Call;
+  ops.symlink = Guarded<OpSymlink>::Call;
+  ops.link = Guarded<OpLink>::Call;
+  ops.unlink = Guarded<OpUnlink>::Call;
+  ops.rmdir = Guarded<OpRmdir>::Call;
+  ops.rename = Guarded<OpRename>::Call;
+  ops.open = Guarded<OpOpen>::Call;
+  ops.create = Guarded<OpCreate>::Call;
+  ops.read = Guarded<OpRead>::Call;
+  ops.write = Guarded<OpWrite>::Call;
+  ops.flush = Guarded<OpFlush>::Call;
+  ops.release = Guarded<OpRelease>::Call;
+  ops.fsync = Guarded<OpFsync>::Call;
+  ops.opendir = Guarded<OpOpendir>::Call;
+  ops.readdir = Guarded<OpReaddir>::Call;
+  ops.releasedir = Guarded<OpReleasedir>::Call;
+  ops.fsyncdir = Guarded<OpFsyncdir>::Call;
+  ops.statfs = Guarded<OpStatfs>::Call;
+  ops.getxattr = Guarded<OpGetxattr>::Call;
+  ops.listxattr = Guarded<OpListxattr>::Call;
+  ops.setxattr = Guarded<OpSetxattr>::Call;
+  ops.removexattr = Guarded<OpRemovexattr>::Call;
+  ops.fallocate = Guarded<OpFallocate>::Call;
+  ops.lseek = Guarded<OpLseek>::Call;
+  ops.copy_file_range = Guarded<OpCopyFileRange>::Call;
   return ops;
 }
 

@@ -61,6 +61,14 @@ std::string ChunkRefKey(uint64_t ino, uint64_t index) {
   PutBe64(&k, index);
   return k;
 }
+std::string XattrPrefix(uint64_t ino) {
+  std::string k("X");
+  PutBe64(&k, ino);
+  return k;
+}
+std::string XattrKey(uint64_t ino, const std::string& name) {
+  return XattrPrefix(ino) + name;
+}
 std::string AddrKey(char tag, const Address& a) {
   std::string k(1, tag);
   k.append(reinterpret_cast<const char*>(a.data()), a.size());
@@ -161,6 +169,17 @@ void IndexBatch::DeleteChunksFrom(uint64_t ino, uint64_t first) {
   // Chunk deletes must come before later puts of the same batch, so they are
   // written into the batch right away as a range delete.
   batch_->DeleteRange(ChunkRefKey(ino, first), ChunkPrefix(ino + 1));
+}
+
+void IndexBatch::PutXattr(uint64_t ino, const std::string& name,
+                          const std::string& value) {
+  batch_->Put(XattrKey(ino, name), value);
+}
+void IndexBatch::DeleteXattr(uint64_t ino, const std::string& name) {
+  batch_->Delete(XattrKey(ino, name));
+}
+void IndexBatch::DeleteXattrs(uint64_t ino) {
+  batch_->DeleteRange(XattrPrefix(ino), XattrPrefix(ino + 1));
 }
 
 Result<std::unique_ptr<Index>> Index::Open(const std::string& dir,
@@ -325,6 +344,31 @@ Status Index::Commit(IndexBatch* batch, bool sync) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   return FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
+}
+
+Status Index::Sync() { return FromRocks(db_->SyncWAL(), "sync index log"); }
+
+Result<std::string> Index::GetXattr(uint64_t ino, const std::string& name) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), XattrKey(ino, name), &v);
+  if (s.IsNotFound()) return Status::Error(Code::kNotFound, "no attribute");
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read attribute"));
+  return v;
+}
+
+Status Index::ListXattrs(
+    uint64_t ino,
+    const std::function<void(const std::string&, const std::string&)>& fn) {
+  const std::string prefix = XattrPrefix(ino);
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    fn(std::string(it->key().data() + prefix.size(),
+                   it->key().size() - prefix.size()),
+       it->value().ToString());
+  }
+  return FromRocks(it->status(), "list attributes");
 }
 
 Result<bool> Index::IsKnown(const Address& address) {

@@ -6,6 +6,7 @@
 //   'C' ino chunk_index          -> ChunkRef (EncodeChunkRef)
 //   'Q' address                  -> ciphertext length (upload queue)
 //   'A' address                  -> 1 staged, 2 stored (addresses known here)
+//   'X' ino name                 -> extended attribute value (setxattr)
 // Every change that must be atomic goes through one IndexBatch and Commit().
 // Non-sync commits are durable against a killed process (RocksDB's WAL is in
 // the page cache); sync commits survive power loss.
@@ -78,6 +79,11 @@ class IndexBatch {
   // Deletes every chunk ref of ino with index >= first (all when first = 0),
   // as a range delete ordered before any later PutChunk of the same batch.
   void DeleteChunksFrom(uint64_t ino, uint64_t first);
+  void PutXattr(uint64_t ino, const std::string& name,
+                const std::string& value);
+  void DeleteXattr(uint64_t ino, const std::string& name);
+  // Every extended attribute of ino (when its inode goes).
+  void DeleteXattrs(uint64_t ino);
 
  private:
   friend class Index;
@@ -114,7 +120,16 @@ class Index {
   Status ListChunks(uint64_t ino,
                     const std::function<void(uint64_t, const ChunkRef&)>& fn);
 
+  // kNotFound when ino has no attribute of that name.
+  Result<std::string> GetXattr(uint64_t ino, const std::string& name);
+  // Every (name, value) of ino in name order.
+  Status ListXattrs(
+      uint64_t ino,
+      const std::function<void(const std::string&, const std::string&)>& fn);
+
   Status Commit(IndexBatch* batch, bool sync);
+  // Makes every earlier commit durable against power loss (syncs the WAL).
+  Status Sync();
 
   // --- upload queue -------------------------------------------------------
   // True when the address is staged or stored (dedup: never stage it again).

@@ -825,9 +825,19 @@ TEST_F(FsTest, RenameMovesAndReplaces) {
   EXPECT_EQ(ErrnoOf(st), EEXIST);
   EXPECT_EQ(fs_->Lookup(kRootIno, "a")->ino, ia);
   EXPECT_EQ(fs_->Lookup(kRootIno, "b")->ino, ib);
-  // RENAME_EXCHANGE is not supported.
-  EXPECT_EQ(fs_->Rename(kRootIno, "a", kRootIno, "b", 2).code(),
+  // RENAME_EXCHANGE swaps the two names; twice restores them. It needs
+  // both names, and cannot be combined with RENAME_NOREPLACE.
+  WAVEFS_ASSERT_OK(fs_->Rename(kRootIno, "a", kRootIno, "b", 2));
+  EXPECT_EQ(fs_->Lookup(kRootIno, "a")->ino, ib);
+  EXPECT_EQ(fs_->Lookup(kRootIno, "b")->ino, ia);
+  EXPECT_TRUE(SameBytes(b, ReadFile(fs_->Lookup(kRootIno, "a")->ino)));
+  WAVEFS_ASSERT_OK(fs_->Rename(kRootIno, "a", kRootIno, "b", 2));
+  EXPECT_EQ(fs_->Lookup(kRootIno, "a")->ino, ia);
+  EXPECT_EQ(fs_->Rename(kRootIno, "a", kRootIno, "none", 2).code(),
+            Code::kNotFound);
+  EXPECT_EQ(fs_->Rename(kRootIno, "a", kRootIno, "b", 3).code(),
             Code::kInvalid);
+  EXPECT_EQ(fs_->GetAttr(ia)->nlink, 1u);
 
   // Plain rename replaces the target; the replaced file is gone.
   WAVEFS_ASSERT_OK(fs_->Rename(kRootIno, "a", kRootIno, "b", 0));

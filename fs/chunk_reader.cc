@@ -1,0 +1,203 @@
+#include "fs/chunk_reader.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "chunker/crypto.h"
+
+namespace wavefs {
+
+ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
+                         ChunkFormat format, size_t cache_chunks,
+                         bool prefetch)
+    : index_(index),
+      spill_(spill),
+      store_(store),
+      format_(format),
+      prefetch_(prefetch),
+      cache_(cache_chunks) {
+  if (prefetch_) prefetcher_ = std::thread([this] { PrefetchLoop(); });
+}
+
+ChunkReader::~ChunkReader() {
+  {
+    std::lock_guard<std::mutex> lock(prefetch_mu_);
+    stopping_ = true;
+  }
+  prefetch_cv_.notify_all();
+  if (prefetcher_.joinable()) prefetcher_.join();
+}
+
+Result<size_t> ChunkReader::ReadFile(OpenFile* f,
+                                     std::unique_lock<std::mutex>& lock,
+                                     uint64_t offset, size_t size, char* out) {
+  if (offset >= f->attr.size) return static_cast<size_t>(0);
+  size = static_cast<size_t>(std::min<uint64_t>(size, f->attr.size - offset));
+  if (offset != f->next_read) f->run_start = offset;
+  uint64_t pos = offset;
+  const uint64_t end = offset + size;
+  // A run of 2 MiB or more tells a sequential reader (whole chunks, cached,
+  // the next one prefetched) from a random 1 MiB read that the kernel split
+  // into several requests (which must not cost a 4 MiB fetch).
+  const bool sequential = end - f->run_start >= (2u << 20);
+  while (pos < end) {
+    const uint64_t idx = pos / kChunkSize;
+    const uint64_t in = pos % kChunkSize;
+    const uint64_t n = std::min<uint64_t>(kChunkSize - in, end - pos);
+    char* dst = out + (pos - offset);
+    if (f->inflight.count(idx)) {
+      f->cv.wait(lock);
+      continue;
+    }
+    auto d = f->dirty.find(idx);
+    if (d != f->dirty.end()) {
+      const uint64_t have =
+          in < d->second.len ? std::min<uint64_t>(n, d->second.len - in) : 0;
+      std::memcpy(dst, d->second.buf + in, have);
+      std::memset(dst + have, 0, n - have);
+      pos += n;
+      continue;
+    }
+    auto ref = RefOf(index_, f, idx);
+    if (!ref.ok()) return ref.status();
+    if (!ref->has_value() || (*ref)->hole) {
+      std::memset(dst, 0, n);
+      pos += n;
+      continue;
+    }
+    const ChunkRef r = **ref;
+    const uint64_t stored =
+        in < r.length ? std::min<uint64_t>(n, r.length - in) : 0;
+    if (format_ == ChunkFormat::kSegmented && !sequential && stored > 0 &&
+        !cache_.Contains(r.address)) {
+      // A random read: fetch and open only the segments it covers, and keep
+      // nothing (the page cache keeps what the reader reads again).
+      lock.unlock();
+      Status st = ReadSegments(r, in, stored, dst);
+      lock.lock();
+      if (!st.ok()) {
+        spdlog::error("inode {} chunk {}: {}", f->ino, idx, st.ToString());
+        return st;
+      }
+      std::memset(dst + stored, 0, n - stored);
+      pos += n;
+      continue;
+    }
+    lock.unlock();
+    auto data = FetchChunk(r);
+    lock.lock();
+    if (!data.ok()) {
+      spdlog::error("inode {} chunk {}: {}", f->ino, idx,
+                    data.status().ToString());
+      return data.status();
+    }
+    const uint64_t have =
+        in < (*data)->size() ? std::min<uint64_t>(n, (*data)->size() - in) : 0;
+    std::memcpy(dst, (*data)->data() + in, have);
+    std::memset(dst + have, 0, n - have);
+    pos += n;
+  }
+  f->next_read = end;
+  // A sequential reader gets the next chunk fetched ahead of it.
+  if (sequential && prefetch_) {
+    const uint64_t next = ChunkIndexOf(end - 1) + 1;
+    if (next * kChunkSize < f->attr.size && !f->dirty.count(next)) {
+      auto ref = RefOf(index_, f, next);
+      if (ref.ok() && ref->has_value() && !(*ref)->hole &&
+          !cache_.Contains((*ref)->address)) {
+        std::lock_guard<std::mutex> pl(prefetch_mu_);
+        if (prefetch_queue_.size() < 2) prefetch_queue_.push_back(**ref);
+        prefetch_cv_.notify_one();
+      }
+    }
+  }
+  return size;
+}
+
+Result<ChunkData> ChunkReader::FetchChunk(const ChunkRef& ref) {
+  return cache_.GetOrLoad(ref.address, [&]() -> Result<ChunkData> {
+    std::shared_ptr<std::vector<uint8_t>> buf = ChunkBuffer();
+    WAVEFS_RETURN_IF_ERROR(ReadObject(ref.address, std::nullopt, buf.get()));
+    // The AEAD tag authenticates every byte; checking the address too
+    // would cost a second hash pass on every read (fsck does that).
+    WAVEFS_RETURN_IF_ERROR(
+        OpenChunk(ref, format_, buf->data(), buf->size(), false));
+    buf->resize(ref.length);
+    return ChunkData(std::move(buf));
+  });
+}
+
+Status ChunkReader::ReadObject(
+    const Address& address, std::optional<std::pair<uint64_t, uint64_t>> range,
+    std::vector<uint8_t>* out) {
+  // A staged chunk is read from the spill; once uploaded (its spill file
+  // gone) from the store.
+  Status st = range
+                  ? spill_->ReadRange(address, range->first, range->second, out)
+                  : spill_->Read(address, out);
+  if (st.code() == Code::kNotFound) {
+    st = range ? store_->GetRange(address, range->first, range->second, out)
+               : store_->Get(address, out);
+  }
+  if (st.code() == Code::kNotFound) {
+    // A data map names it, yet neither the spill nor the store has it: the
+    // file is damaged (EIO), not missing (ENOENT).
+    st = Status::Error(Code::kCorrupt,
+                       "chunk is in neither the spill nor the store");
+  }
+  return st.ok() ? st : st.Annotate("fetch chunk " + ToHex(address));
+}
+
+Status ChunkReader::ReadSegments(const ChunkRef& ref, uint64_t offset,
+                                 uint64_t len, char* dst) {
+  const SegmentRange range = SegmentsCovering(ref.length, offset, len);
+  std::shared_ptr<std::vector<uint8_t>> buf = ChunkBuffer();
+  WAVEFS_RETURN_IF_ERROR(ReadObject(
+      ref.address, std::make_pair(range.ct_offset, range.ct_len), buf.get()));
+  WAVEFS_RETURN_IF_ERROR(OpenSegments(ref, range, buf->data(), buf->size()));
+  std::memcpy(dst, buf->data() + (offset - range.pt_offset), len);
+  segment_reads_.fetch_add(1, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+std::shared_ptr<std::vector<uint8_t>> ChunkReader::ChunkBuffer() {
+  // Reusing chunk-sized vectors saves mapping and faulting in 4 MiB per
+  // fetch (chunk buffers come from mmap, see fs/mount.cc): a third of the
+  // read path's time. At most kRecycledChunks wait here.
+  std::vector<uint8_t>* v = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(recycle_mu_);
+    if (!recycled_.empty()) {
+      v = recycled_.back().release();
+      recycled_.pop_back();
+    }
+  }
+  if (v == nullptr) v = new std::vector<uint8_t>();
+  return std::shared_ptr<std::vector<uint8_t>>(
+      v, [this](std::vector<uint8_t>* p) {
+        std::unique_ptr<std::vector<uint8_t>> owned(p);
+        std::lock_guard<std::mutex> lock(recycle_mu_);
+        if (recycled_.size() < kRecycledChunks)
+          recycled_.push_back(std::move(owned));
+      });
+}
+
+void ChunkReader::PrefetchLoop() {
+  while (true) {
+    ChunkRef ref;
+    {
+      std::unique_lock<std::mutex> lock(prefetch_mu_);
+      prefetch_cv_.wait(lock,
+                        [&] { return stopping_ || !prefetch_queue_.empty(); });
+      if (stopping_) return;
+      ref = prefetch_queue_.front();
+      prefetch_queue_.pop_front();
+    }
+    auto r = FetchChunk(ref);
+    if (!r.ok()) spdlog::warn("prefetch failed: {}", r.status().ToString());
+  }
+}
+
+}  // namespace wavefs

@@ -1,0 +1,80 @@
+// ChunkReader: the read path. Maps a byte range of an open file onto its
+// chunks and copies plaintext out of the dirty buffer, the decrypted-chunk
+// cache, the spill (staged, not uploaded yet) or the store.
+//
+// Random reads of a format-2 chunk fetch and open only the 64 KiB segments
+// they touch and keep nothing; sequential readers (a run of 2 MiB or more)
+// take whole chunks through the cache and get the next chunk prefetched by
+// a background thread. A chunk that is named but exists nowhere, or fails
+// authentication, is kCorrupt (EIO), never zeros or wrong bytes.
+//
+// Memory: the cache's capacity in chunks, plus kRecycledChunks reusable
+// fetch buffers. Thread safety: all methods are thread-safe; ReadFile needs
+// f->mu held through `lock` and releases it around fetches.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "fs/open_file.h"
+#include "store/chunk_cache.h"
+#include "store/chunk_store.h"
+#include "store/index.h"
+#include "store/spill.h"
+
+namespace wavefs {
+
+class ChunkReader {
+ public:
+  ChunkReader(Index* index, Spill* spill, ChunkStore* store,
+              ChunkFormat format, size_t cache_chunks, bool prefetch);
+  ~ChunkReader();
+
+  // Copies up to size bytes of f at offset to out; returns the bytes read
+  // (short at the end of the file).
+  Result<size_t> ReadFile(OpenFile* f, std::unique_lock<std::mutex>& lock,
+                          uint64_t offset, size_t size, char* out);
+  // The whole decrypted chunk (through the cache).
+  Result<ChunkData> FetchChunk(const ChunkRef& ref);
+  uint64_t segment_reads() const { return segment_reads_.load(); }
+
+ private:
+  // The ciphertext object (range: {offset, length} of it; none: all), from
+  // the spill while staged, else from the store.
+  Status ReadObject(const Address& address,
+                    std::optional<std::pair<uint64_t, uint64_t>> range,
+                    std::vector<uint8_t>* out);
+  // Format 2 only: plaintext [offset, offset + len) of a chunk to dst.
+  Status ReadSegments(const ChunkRef& ref, uint64_t offset, uint64_t len,
+                      char* dst);
+  std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
+  void PrefetchLoop();
+
+  Index* index_;
+  Spill* spill_;
+  ChunkStore* store_;
+  const ChunkFormat format_;
+  const bool prefetch_;
+  // Fetched-chunk vectors kept for reuse; declared before cache_ so they
+  // outlive the cache entries that return to them.
+  static constexpr size_t kRecycledChunks = 2;
+  std::mutex recycle_mu_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> recycled_;
+  ChunkCache cache_;
+
+  std::mutex prefetch_mu_;
+  std::condition_variable prefetch_cv_;
+  std::deque<ChunkRef> prefetch_queue_;
+  bool stopping_ = false;  // under prefetch_mu_
+  std::thread prefetcher_;
+  std::atomic<uint64_t> segment_reads_{0};
+};
+
+}  // namespace wavefs

@@ -1,0 +1,90 @@
+#include "fs/committer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <vector>
+
+namespace wavefs {
+
+Status Committer::TakeDroppedError(FileHandle* h) {
+  Status e = h->dropped_error;
+  h->dropped_error = Status::Ok();
+  return e;
+}
+
+void Committer::DropIfFailed(OpenFile* f) {
+  if (f->error.ok()) return;
+  Status err = f->error;
+  f->error = Status::Ok();
+  spdlog::error("inode {}: changes since the last commit are dropped: {}",
+                f->ino, err.ToString());
+  DropUncommitted(f, err);
+}
+
+Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
+                         bool sync, FileHandle* caller) {
+  const uint64_t gen = f->write_gen;
+  pipeline_->SealAll(f, lock);
+  DropIfFailed(f);
+  if (caller != nullptr) WAVEFS_RETURN_IF_ERROR(TakeDroppedError(caller));
+  if (sync) {
+    // Everything this file names that is still staged must be on disk
+    // before the commit that names it is.
+    std::vector<Address> staged;
+    for (auto& [i, r] : f->pending)
+      if (!r.hole) staged.push_back(r.address);
+    WAVEFS_RETURN_IF_ERROR(
+        index_->ListChunks(f->ino, [&](uint64_t i, const ChunkRef& r) {
+          if (!r.hole && !f->pending.count(i)) staged.push_back(r.address);
+        }));
+    for (const Address& a : staged) {
+      if (!spill_->Contains(a)) continue;
+      Status st = spill_->Sync(a);
+      if (!st.ok() && st.code() != Code::kNotFound) return st;
+    }
+  }
+  if (!f->attr_dirty && f->pending.empty() && !f->truncate_from && !sync)
+    return Status::Ok();
+  IndexBatch b;
+  if (f->truncate_from) b.DeleteChunksFrom(f->ino, *f->truncate_from);
+  for (auto& [i, r] : f->pending) b.PutChunk(f->ino, i, r);
+  b.PutInode(f->attr);
+  WAVEFS_RETURN_IF_ERROR(index_->Commit(&b, sync));
+  f->committed = f->attr;
+  f->pending.clear();
+  f->truncate_from.reset();
+  f->attr_dirty = false;
+  // Writers whose every write is in this commit have nothing at stake now.
+  for (auto it = f->writers.begin(); it != f->writers.end();)
+    it = it->second <= gen ? f->writers.erase(it) : std::next(it);
+  return Status::Ok();
+}
+
+void Committer::DropUncommitted(OpenFile* f, const Status& why) {
+  pipeline_->ReleaseBuffers(f);
+  f->pending.clear();
+  for (uint64_t i : f->inflight) f->discard.insert(i);
+  f->truncate_from.reset();
+  f->attr_dirty = false;
+  f->attr = f->committed;
+  for (auto& [h, gen] : f->writers)
+    if (h->dropped_error.ok()) h->dropped_error = why;
+  f->writers.clear();
+  // The kernel cached what was written: the next open must not keep it,
+  // and handles open now should see the pages go.
+  std::lock_guard<std::mutex> lock(dropped_mu_);
+  dropped_.insert(f->ino);
+  if (dropped_listener_) dropped_listener_(f->ino);
+}
+
+void Committer::SetDroppedListener(std::function<void(uint64_t)> listener) {
+  std::lock_guard<std::mutex> lock(dropped_mu_);
+  dropped_listener_ = std::move(listener);
+}
+
+bool Committer::TakeDropped(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(dropped_mu_);
+  return dropped_.erase(ino) > 0;
+}
+
+}  // namespace wavefs

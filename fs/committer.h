@@ -1,0 +1,59 @@
+// Committer: makes an open file's changes part of the index, or drops them.
+//
+// A commit seals what is dirty, waits for the file's seals in flight, and
+// writes the new chunk refs, the truncation range and the attributes in one
+// index batch (synced, with every staged chunk the file names fsynced first,
+// for fsync). When a seal failed (the spill was full, a stage failed), the
+// changes since the last commit cannot be kept: they are dropped, every
+// handle that wrote since then is told (its next flush/fsync/close returns
+// the error, whoever ran the commit), and the kernel is told to forget the
+// pages it cached of them.
+//
+// Thread safety: thread-safe; Commit needs f->mu held through `lock`.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <set>
+
+#include "fs/open_file.h"
+#include "fs/write_pipeline.h"
+#include "store/index.h"
+#include "store/spill.h"
+
+namespace wavefs {
+
+class Committer {
+ public:
+  Committer(Index* index, Spill* spill, WritePipeline* pipeline)
+      : index_(index), spill_(spill), pipeline_(pipeline) {}
+
+  // caller: the handle on whose behalf this runs (null for setattr, xattrs,
+  // unmount). It gets its own dropped-writes error, if any.
+  Status Commit(OpenFile* f, std::unique_lock<std::mutex>& lock, bool sync,
+                FileHandle* caller);
+  // When a seal of f failed: drops f's uncommitted changes now and tells
+  // their writers. Needs f->mu.
+  void DropIfFailed(OpenFile* f);
+  // Takes (and clears) the dropped-writes error of h. Needs h->file->mu.
+  static Status TakeDroppedError(FileHandle* h);
+
+  // Called (with internal locks held: it must only queue work) with the
+  // inode whenever changes are dropped. Empty: none.
+  void SetDroppedListener(std::function<void(uint64_t ino)> listener);
+  // True once per inode whose changes were dropped since it was last asked
+  // (the next open must not keep the kernel's cached pages).
+  bool TakeDropped(uint64_t ino);
+
+ private:
+  void DropUncommitted(OpenFile* f, const Status& why);
+
+  Index* index_;
+  Spill* spill_;
+  WritePipeline* pipeline_;
+  std::mutex dropped_mu_;
+  std::set<uint64_t> dropped_;                      // under dropped_mu_
+  std::function<void(uint64_t)> dropped_listener_;  // under dropped_mu_
+};
+
+}  // namespace wavefs

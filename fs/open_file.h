@@ -1,0 +1,130 @@
+// OpenFile and OpenFileTable: the in-memory state of every inode that is
+// open (or pinned for a moment by setattr, getxattr, a namespace change).
+//
+// While an inode is pinned its OpenFile is the authority on its attributes
+// (`attr`: committed plus uncommitted changes) and on its chunk refs
+// (`dirty` buffers, `pending` sealed refs, `truncate_from`); `committed` is
+// what the index holds for it, so a namespace change can edit the record
+// without writing anyone's uncommitted size into it.
+//
+// Lock order (outer first): Namespace::mu_ > OpenFileTable::mu_ >
+// OpenFile::mu (several only in ascending inode order, and only by
+// Namespace::Commit) > leaf locks (buffer pool, chunk cache, spill space,
+// sealer queue, dropped set). Nobody waits for the pool, for spill space or
+// for a sealer while holding an OpenFile::mu (they unlock and re-check).
+// Thread safety: OpenFileTable is thread-safe; OpenFile fields are guarded
+// by its mu unless said otherwise.
+#pragma once
+
+#include <time.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "chunker/types.h"
+#include "store/index.h"
+#include "util/status.h"
+
+namespace wavefs {
+
+struct FileHandle;
+
+struct OpenFile {
+  struct Dirty {
+    uint8_t* buf = nullptr;
+    uint32_t len = 0;      // valid plaintext bytes; past it reads as zeros
+    uint64_t touched = 0;  // write clock at the last write (LRU eviction)
+  };
+
+  explicit OpenFile(const InodeAttr& a) : ino(a.ino), attr(a), committed(a) {}
+
+  const uint64_t ino;
+  std::weak_ptr<OpenFile> self;  // set once at creation
+  std::mutex mu;                 // guards everything below
+  std::condition_variable cv;    // signalled when a seal of this file ends
+  int opens = 0;                 // handles and pins
+  InodeAttr attr;       // authoritative: committed + uncommitted changes
+  InodeAttr committed;  // the record as the index holds it
+  bool attr_dirty = false;
+  bool unlinked = false;  // last link gone: records go at the last unpin
+  std::map<uint64_t, Dirty> dirty;        // chunk index -> plaintext buffer
+  std::map<uint64_t, ChunkRef> pending;   // sealed and staged, not committed
+  std::set<uint64_t> inflight;            // being sealed right now
+  // Seals in flight whose result must be thrown away: their chunk was cut
+  // off by a truncate or zeroed while they ran.
+  std::set<uint64_t> discard;
+  std::optional<uint64_t> truncate_from;  // committed refs >= this go
+  Status error;  // sticky: a seal failed; the next commit drops and reports
+  // Handles that wrote since the last successful commit, with the write
+  // generation of their last write: each of them is told when a commit
+  // drops those writes, whoever runs that commit.
+  std::map<FileHandle*, uint64_t> writers;
+  uint64_t write_gen = 0;  // bumped by every write
+  uint64_t next_read = ~0ull;  // offset a sequential reader asks for next
+  uint64_t run_start = 0;      // where the current sequential run began
+};
+
+// What open() hands out; owned by the caller until Release.
+struct FileHandle {
+  std::shared_ptr<OpenFile> file;
+  // False when the kernel may cache pages of this file that are not its
+  // content any more (changes were dropped after a failed commit): the open
+  // must then not keep the kernel's page cache.
+  bool keep_cache = true;
+  // Set (under file->mu) when a commit dropped writes made through this
+  // handle; its next flush, fsync or release reports it and clears it.
+  Status dropped_error;
+  // readdir continuation for directory handles
+  uint64_t dir_offset = 0;
+  std::string dir_last_name;
+};
+
+// The current ref of a chunk of f: pending first, then the committed one
+// unless a truncate cut it. nullopt reads as zeros. Needs f->mu.
+Result<std::optional<ChunkRef>> RefOf(Index* index, OpenFile* f,
+                                      uint64_t chunk_index);
+
+// The wall clock, for inode times.
+inline timespec WallNow() {
+  timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return t;
+}
+
+class OpenFileTable {
+ public:
+  explicit OpenFileTable(Index* index) : index_(index) {}
+
+  // The open state of ino, or null when it is not pinned.
+  std::shared_ptr<OpenFile> Find(uint64_t ino);
+  // Pins ino (loading its record when it is not pinned yet).
+  Result<std::shared_ptr<OpenFile>> Pin(uint64_t ino);
+  // Drops one pin. On the last one, `last` runs with the table lock and
+  // f->mu held (it must not block), and the entry goes. Returns true when
+  // that was the last pin.
+  bool Unpin(const std::shared_ptr<OpenFile>& f,
+             const std::function<void(OpenFile*)>& last);
+  // Every pinned file (a snapshot).
+  std::vector<std::shared_ptr<OpenFile>> All();
+  // Runs fn with the table lock held: no inode gets pinned or unpinned
+  // meanwhile (Namespace::Commit uses this).
+  void WithLock(const std::function<void()>& fn);
+  // Find for callers already inside WithLock.
+  std::shared_ptr<OpenFile> FindLocked(uint64_t ino);
+
+ private:
+  Index* index_;
+  std::mutex mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<OpenFile>> open_;
+};
+
+}  // namespace wavefs

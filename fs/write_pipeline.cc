@@ -1,0 +1,323 @@
+#include "fs/write_pipeline.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "chunker/crypto.h"
+
+namespace wavefs {
+
+WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
+                             OpenFileTable* files, ChunkReader* reader,
+                             const Secret& secret, WriteOptions options,
+                             const FsHooks* hooks)
+    : index_(index),
+      spill_(spill),
+      uploader_(uploader),
+      files_(files),
+      reader_(reader),
+      secret_(secret),
+      options_(options),
+      hooks_(hooks),
+      pool_(options.dirty_buffers, kMaxCiphertextSize) {
+  pool_.SetEvictCallback([this] { return EvictOne(); });
+  uploader_->SetSpaceFreedCallback([this] {
+    {
+      std::lock_guard<std::mutex> lock(space_mu_);
+      space_epoch_ += 1;
+    }
+    space_cv_.notify_all();
+  });
+  for (int i = 0; i < std::max(1, options_.seal_threads); ++i)
+    sealers_.emplace_back([this] { SealerLoop(); });
+}
+
+WritePipeline::~WritePipeline() {
+  {
+    std::lock_guard<std::mutex> lock(seal_mu_);
+    stopping_ = true;
+  }
+  seal_cv_.notify_all();
+  for (auto& t : sealers_) t.join();
+  uploader_->SetSpaceFreedCallback(nullptr);
+}
+
+void WritePipeline::ReleaseBuffers(OpenFile* f) {
+  for (auto& [i, d] : f->dirty) pool_.Release(d.buf);
+  f->dirty.clear();
+}
+
+Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
+                                    std::unique_lock<std::mutex>& lock,
+                                    uint64_t offset, const char* data,
+                                    size_t size) {
+  if (!f->error.ok()) return f->error;
+  f->write_gen += 1;
+  if (h != nullptr) f->writers[h] = f->write_gen;
+  uint64_t pos = offset;
+  const uint64_t end = offset + size;
+  while (pos < end) {
+    const uint64_t idx = pos / kChunkSize;
+    const uint32_t in = static_cast<uint32_t>(pos % kChunkSize);
+    const uint32_t n =
+        static_cast<uint32_t>(std::min<uint64_t>(kChunkSize - in, end - pos));
+    Status st = AcquireDirty(f, idx, lock);
+    if (!st.ok()) {
+      if (pos == offset) return st;
+      break;  // a short write: what got in stays
+    }
+    auto& d = f->dirty[idx];
+    d.touched = clock_.fetch_add(1);
+    if (in > d.len) std::memset(d.buf + d.len, 0, in - d.len);
+    std::memcpy(d.buf + in, data + (pos - offset), n);
+    d.len = std::max(d.len, in + n);
+    pos += n;
+    if (f->attr.size < pos) f->attr.size = pos;
+    // A write reaching the end of a chunk means a sequential writer is done
+    // with it: seal it now, overlapping with the next writes.
+    if (in + n == kChunkSize) SubmitSeal(f, idx);
+  }
+  return static_cast<size_t>(pos - offset);
+}
+
+Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
+                                   std::unique_lock<std::mutex>& lock) {
+  while (true) {
+    if (f->dirty.count(idx)) return Status::Ok();
+    if (f->inflight.count(idx)) {
+      f->cv.wait(lock);
+      continue;
+    }
+    // One file holds at most max_buffers_per_file buffers (dirty or being
+    // sealed), so the pool is shared fairly between files written at once.
+    if (f->dirty.size() + f->inflight.size() >= options_.max_buffers_per_file) {
+      if (f->inflight.empty()) {
+        auto lru = std::min_element(
+            f->dirty.begin(), f->dirty.end(), [](const auto& a, const auto& b) {
+              return a.second.touched < b.second.touched;
+            });
+        SubmitSeal(f, lru->first);
+      }
+      f->cv.wait(lock);
+      continue;
+    }
+    lock.unlock();
+    if (hooks_ != nullptr && hooks_->acquire_unlocked)
+      hooks_->acquire_unlocked(f->ino, idx);
+    Status space = WaitForSpace(kMaxCiphertextSize, false);
+    uint8_t* buf = space.ok() ? pool_.Acquire() : nullptr;
+    lock.lock();
+    if (!space.ok()) return space;
+    if (f->dirty.count(idx) || f->inflight.count(idx)) {
+      pool_.Release(buf);
+      continue;
+    }
+    // Bring in what the chunk holds now (copy-on-write per chunk).
+    uint32_t len = 0;
+    auto ref = RefOf(index_, f, idx);
+    if (!ref.ok()) {
+      pool_.Release(buf);
+      return ref.status();
+    }
+    const uint64_t base = idx * kChunkSize;
+    const uint64_t limit =
+        f->attr.size > base ? std::min(kChunkSize, f->attr.size - base) : 0;
+    if (ref->has_value() && !(*ref)->hole && limit > 0) {
+      auto data = reader_->FetchChunk(**ref);
+      if (!data.ok()) {
+        pool_.Release(buf);
+        return data.status();
+      }
+      len = static_cast<uint32_t>(std::min<uint64_t>((*data)->size(), limit));
+      std::memcpy(buf, (*data)->data(), len);
+    } else if (ref->has_value()) {
+      len = static_cast<uint32_t>(std::min<uint64_t>((*ref)->length, limit));
+      std::memset(buf, 0, len);
+    }
+    f->dirty[idx] = OpenFile::Dirty{buf, len, clock_.fetch_add(1)};
+    return Status::Ok();
+  }
+}
+
+void WritePipeline::ForgetChunks(OpenFile* f, uint64_t first, uint64_t end) {
+  for (auto it = f->dirty.lower_bound(first);
+       it != f->dirty.end() && it->first < end;) {
+    pool_.Release(it->second.buf);
+    it = f->dirty.erase(it);
+  }
+  f->pending.erase(f->pending.lower_bound(first), f->pending.lower_bound(end));
+  for (auto it = f->inflight.lower_bound(first);
+       it != f->inflight.end() && *it < end; ++it)
+    f->discard.insert(*it);
+}
+
+WritePipeline::SealJob WritePipeline::TakeForSeal(OpenFile* f, uint64_t idx) {
+  auto it = f->dirty.find(idx);
+  SealJob job{f->self.lock(), idx, it->second.buf, it->second.len};
+  f->dirty.erase(it);
+  f->inflight.insert(idx);
+  seals_in_flight_ += 1;
+  return job;
+}
+
+void WritePipeline::SubmitSeal(OpenFile* f, uint64_t idx) {
+  SealJob job = TakeForSeal(f, idx);
+  {
+    std::lock_guard<std::mutex> sl(seal_mu_);
+    seal_queue_.push_back(std::move(job));
+  }
+  seal_cv_.notify_one();
+}
+
+void WritePipeline::SubmitAll(OpenFile* f, std::unique_lock<std::mutex>&) {
+  std::vector<uint64_t> idx;
+  for (auto& [i, d] : f->dirty) idx.push_back(i);
+  for (uint64_t i : idx) SubmitSeal(f, i);
+}
+
+void WritePipeline::SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock) {
+  std::vector<uint64_t> mine;
+  for (auto& [i, d] : f->dirty) mine.push_back(i);
+  std::set<uint64_t> awaited(f->inflight);
+  awaited.insert(mine.begin(), mine.end());
+  for (uint64_t i : mine) {
+    if (!f->dirty.count(i)) continue;
+    SealJob job = TakeForSeal(f, i);
+    lock.unlock();
+    SealAndRecord(job);
+    lock.lock();
+  }
+  f->cv.wait(lock, [&] {
+    for (uint64_t i : awaited)
+      if (f->inflight.count(i)) return false;
+    return true;
+  });
+}
+
+Status WritePipeline::StageCiphertext(const Address& address,
+                                      const uint8_t* data, size_t len) {
+  if (hooks_ != nullptr && hooks_->stage_fault)
+    WAVEFS_RETURN_IF_ERROR(hooks_->stage_fault(address));
+  auto known = index_->IsKnown(address);
+  if (!known.ok()) return known.status();
+  if (*known) return Status::Ok();  // staged or stored already: dedup
+  WAVEFS_RETURN_IF_ERROR(WaitForSpace(len, true));
+  Status st = spill_->Stage(address, {data, len});
+  Unreserve(len);
+  WAVEFS_RETURN_IF_ERROR(st);
+  auto added = index_->EnqueueStaged(address, len);
+  if (!added.ok()) return added.status();
+  uploader_->Notify();
+  return Status::Ok();
+}
+
+void WritePipeline::SealAndRecord(const SealJob& job) {
+  const ChunkFormat format = options_.chunk_format;
+  ChunkRef ref = SealChunk(secret_, format, job.buf, job.len);
+  Status st;
+  if (!ref.hole)
+    st = StageCiphertext(ref.address, job.buf, CiphertextSize(format, job.len));
+  pool_.Release(job.buf);
+  OpenFile* f = job.file.get();
+  if (hooks_ != nullptr && hooks_->seal_before_record)
+    hooks_->seal_before_record(f->ino, job.index);
+  {
+    std::lock_guard<std::mutex> lock(f->mu);
+    if (f->discard.erase(job.index) > 0) {
+      // Cut off by a truncate or a hole punch while it was sealed.
+    } else if (st.ok()) {
+      f->pending[job.index] = ref;
+    } else {
+      spdlog::error("inode {}: staging chunk {} failed: {}", f->ino, job.index,
+                    st.ToString());
+      if (f->error.ok()) f->error = st;
+    }
+    f->inflight.erase(job.index);
+  }
+  seals_in_flight_ -= 1;
+  f->cv.notify_all();
+}
+
+void WritePipeline::SealerLoop() {
+  while (true) {
+    SealJob job;
+    {
+      std::unique_lock<std::mutex> lock(seal_mu_);
+      seal_cv_.wait(lock, [&] { return stopping_ || !seal_queue_.empty(); });
+      if (seal_queue_.empty()) return;
+      job = std::move(seal_queue_.front());
+      seal_queue_.pop_front();
+    }
+    SealAndRecord(job);
+  }
+}
+
+bool WritePipeline::EvictOne() {
+  // Buffers being sealed come back by themselves: wait for them rather
+  // than seal a half-written chunk (which the writer would then have to
+  // read back and seal again).
+  if (seals_in_flight_.load() > 0) return true;
+  // The least recently written dirty buffer goes first.
+  std::shared_ptr<OpenFile> victim;
+  uint64_t victim_index = 0;
+  uint64_t oldest = ~0ull;
+  for (auto& f : files_->All()) {
+    std::unique_lock<std::mutex> lock(f->mu, std::try_to_lock);
+    if (!lock.owns_lock()) continue;
+    for (auto& [index, d] : f->dirty) {
+      if (d.touched < oldest) {
+        oldest = d.touched;
+        victim = f;
+        victim_index = index;
+      }
+    }
+  }
+  if (!victim) return false;
+  std::lock_guard<std::mutex> lock(victim->mu);
+  if (!victim->dirty.count(victim_index)) return true;  // sealed meanwhile
+  SubmitSeal(victim.get(), victim_index);
+  return true;
+}
+
+Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.space_wait;
+  bool warned = false;
+  std::unique_lock<std::mutex> lock(space_mu_);
+  while (true) {
+    auto free = spill_->FreeBytes();
+    if (!free.ok()) return free.status();
+    if (*free >= reserved_bytes_ + bytes + options_.spill_reserve_bytes) {
+      if (reserve) reserved_bytes_ += bytes;
+      return Status::Ok();
+    }
+    // Nothing queued and nobody about to stage: no upload can free space.
+    if ((uploader_->stats().pending_chunks == 0 && reserved_bytes_ == 0) ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return Status::Error(Code::kNoSpace,
+                           "spill directory " + spill_->dir() +
+                               " is full and no upload can free space",
+                           ENOSPC, false);
+    }
+    if (!warned) {
+      spdlog::warn("spill directory is full; writers wait for uploads");
+      warned = true;
+    }
+    uploader_->Notify();
+    const uint64_t epoch = space_epoch_;
+    space_cv_.wait_for(lock, std::chrono::milliseconds(500),
+                       [&] { return space_epoch_ != epoch; });
+  }
+}
+
+void WritePipeline::Unreserve(uint64_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(space_mu_);
+    reserved_bytes_ -= bytes;
+    space_epoch_ += 1;  // what was reserved is counted by the spill now
+  }
+  space_cv_.notify_all();
+}
+
+}  // namespace wavefs

@@ -1,0 +1,133 @@
+// WritePipeline: the write path from FUSE write to a staged, queued chunk.
+//
+// A write lands in the dirty buffer of its (inode, chunk index); BufferPool
+// bounds how many exist. A buffer whose chunk is complete, or one evicted
+// because the pool ran dry, goes to the sealer threads: seal in place, stage
+// the ciphertext in the spill (skipped when the address is known: dedup),
+// queue it for upload, and record the ref as the file's pending ref. Staging
+// reserves its bytes of spill space first, so writers that stage at once
+// cannot all pass one free-space check.
+//
+// Truncates and hole punches that cut a chunk while its seal is in flight
+// mark it in OpenFile::discard: the seal's result is thrown away, so a cut
+// chunk never comes back.
+//
+// Thread safety: thread-safe. Methods taking `lock` need f->mu held through
+// it and may release it while waiting (for a seal, a buffer or spill space);
+// callers re-check what they saw before.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "fs/chunk_reader.h"
+#include "fs/open_file.h"
+#include "store/buffer_pool.h"
+#include "store/index.h"
+#include "store/spill.h"
+#include "store/uploader.h"
+
+namespace wavefs {
+
+// Test-only seams that force an interleaving; empty in production.
+struct FsHooks {
+  // AcquireDirty, while f->mu is released before bringing a chunk in.
+  std::function<void(uint64_t ino, uint64_t index)> acquire_unlocked;
+  // A seal thread, after staging and before recording the ref.
+  std::function<void(uint64_t ino, uint64_t index)> seal_before_record;
+  // Staging a chunk: a non-ok status fails the stage (fault injection).
+  std::function<Status(const Address&)> stage_fault;
+  // Namespace::Commit, after the edit is built and before it is applied.
+  std::function<void()> ns_before_commit;
+  // Namespace::Commit: a non-ok status fails the index write.
+  std::function<Status()> ns_commit_fault;
+};
+
+struct WriteOptions {
+  size_t dirty_buffers = 4;
+  size_t max_buffers_per_file = 3;
+  int seal_threads = 2;
+  ChunkFormat chunk_format = kNewestChunkFormat;
+  uint64_t spill_reserve_bytes = 64ull << 20;
+  std::chrono::seconds space_wait{60};
+};
+
+class WritePipeline {
+ public:
+  WritePipeline(Index* index, Spill* spill, Uploader* uploader,
+                OpenFileTable* files, ChunkReader* reader, const Secret& secret,
+                WriteOptions options, const FsHooks* hooks);
+  ~WritePipeline();
+
+  // Copies data into f's dirty buffers; a short count when a later chunk
+  // could not be brought in. Marks h as a writer of f.
+  Result<size_t> Write(OpenFile* f, FileHandle* h,
+                       std::unique_lock<std::mutex>& lock, uint64_t offset,
+                       const char* data, size_t size);
+  // Makes chunk index of f a dirty buffer holding its current content
+  // (copy-on-write). May release the lock while waiting.
+  Status AcquireDirty(OpenFile* f, uint64_t index,
+                      std::unique_lock<std::mutex>& lock);
+  // Seals every dirty buffer of f in this thread, then waits for every seal
+  // of f that was in flight. Seals started meanwhile by other writers are
+  // theirs to wait for.
+  void SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock);
+  // Forgets chunks [first, end) of f's buffers and pending refs, and
+  // discards seals in flight for them. Needs f->mu.
+  void ForgetChunks(OpenFile* f, uint64_t first, uint64_t end);
+  // Hands every dirty buffer of f to the sealer threads (tests).
+  void SubmitAll(OpenFile* f, std::unique_lock<std::mutex>& lock);
+  // Returns f's buffers to the pool (its last unpin). Needs f->mu.
+  void ReleaseBuffers(OpenFile* f);
+
+ private:
+  struct SealJob {
+    std::shared_ptr<OpenFile> file;
+    uint64_t index = 0;
+    uint8_t* buf = nullptr;
+    uint32_t len = 0;
+  };
+  SealJob TakeForSeal(OpenFile* f, uint64_t index);
+  void SubmitSeal(OpenFile* f, uint64_t index);
+  void SealAndRecord(const SealJob& job);
+  Status StageCiphertext(const Address& address, const uint8_t* data,
+                         size_t len);
+  // Waits until the spill has room for bytes more (plus the reserve and
+  // every reservation of other stagers); with reserve, reserves them.
+  Status WaitForSpace(uint64_t bytes, bool reserve);
+  void Unreserve(uint64_t bytes);
+  bool EvictOne();
+  void SealerLoop();
+
+  Index* index_;
+  Spill* spill_;
+  Uploader* uploader_;
+  OpenFileTable* files_;
+  ChunkReader* reader_;
+  const Secret secret_;
+  const WriteOptions options_;
+  const FsHooks* hooks_;
+  BufferPool pool_;
+
+  std::mutex seal_mu_;
+  std::condition_variable seal_cv_;
+  std::deque<SealJob> seal_queue_;
+  bool stopping_ = false;  // under seal_mu_
+  std::vector<std::thread> sealers_;
+  std::atomic<int> seals_in_flight_{0};
+  std::atomic<uint64_t> clock_{0};  // orders writes for LRU eviction
+
+  std::mutex space_mu_;
+  std::condition_variable space_cv_;
+  uint64_t space_epoch_ = 0;     // under space_mu_: bumped by the uploader
+  uint64_t reserved_bytes_ = 0;  // under space_mu_: staged soon
+};
+
+}  // namespace wavefs
