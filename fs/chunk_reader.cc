@@ -10,8 +10,7 @@
 namespace wavefs {
 
 ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
-                         ChunkFormat format, size_t cache_chunks,
-                         bool prefetch)
+                         ChunkFormat format, size_t cache_chunks, bool prefetch)
     : index_(index),
       spill_(spill),
       store_(store),

@@ -33,8 +33,8 @@ namespace wavefs {
 
 class ChunkReader {
  public:
-  ChunkReader(Index* index, Spill* spill, ChunkStore* store,
-              ChunkFormat format, size_t cache_chunks, bool prefetch);
+  ChunkReader(Index* index, Spill* spill, ChunkStore* store, ChunkFormat format,
+              size_t cache_chunks, bool prefetch);
   ~ChunkReader();
 
   // Copies up to size bytes of f at offset to out; returns the bytes read

@@ -163,9 +163,13 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
                     "\nspill_dir=" + o.spill_dir + "\nlog_file=" + o.log_file +
                     "\n";
 
-  std::vector<std::string> argv_s = {
-      "wavefs", "-o",
-      "fsname=wavefs:" + o.store_dir + ",subtype=wavefs,default_permissions"};
+  // Mounted by root, the mount serves every user as a disk would (the
+  // kernel checks modes: default_permissions). Other users' mounts need
+  // user_allow_other in /etc/fuse.conf for that, so they ask with -o.
+  std::string base_opts =
+      "fsname=wavefs:" + o.store_dir + ",subtype=wavefs,default_permissions";
+  if (geteuid() == 0) base_opts += ",allow_other";
+  std::vector<std::string> argv_s = {"wavefs", "-o", base_opts};
   for (const auto& opt : o.fuse_options) {
     argv_s.push_back("-o");
     argv_s.push_back(opt);

@@ -233,8 +233,8 @@ Status Namespace::Rename(uint64_t parent, const std::string& name,
   auto touch_parents = [&](int parent_links, int new_parent_links) {
     e.Change(parent, [now, parent_links](InodeAttr& p) {
       p.mtime = p.ctime = now;
-      p.nlink = static_cast<uint32_t>(static_cast<int64_t>(p.nlink) +
-                                      parent_links);
+      p.nlink =
+          static_cast<uint32_t>(static_cast<int64_t>(p.nlink) + parent_links);
     });
     if (new_parent != parent) {
       e.Change(new_parent, [now, new_parent_links](InodeAttr& p) {
@@ -255,8 +255,8 @@ Status Namespace::Rename(uint64_t parent, const std::string& name,
     e.Change(src->ino, [now](InodeAttr& a) { a.ctime = now; });
     e.Change(dst->ino, [now](InodeAttr& a) { a.ctime = now; });
     // A directory moving to the other parent moves its ".." link with it.
-    const int moved = parent == new_parent ? 0 : (dst_dir ? 1 : 0) -
-                                                     (src_dir ? 1 : 0);
+    const int moved =
+        parent == new_parent ? 0 : (dst_dir ? 1 : 0) - (src_dir ? 1 : 0);
     touch_parents(moved, -moved);
     return Commit(&e);
   }
@@ -352,8 +352,8 @@ Result<std::string> Namespace::GetXattr(uint64_t ino, const std::string& name) {
 
 Result<std::string> Namespace::ListXattr(uint64_t ino) {
   std::string names;
-  WAVEFS_RETURN_IF_ERROR(index_->ListXattrs(
-      ino, [&](const std::string& n, const std::string&) {
+  WAVEFS_RETURN_IF_ERROR(
+      index_->ListXattrs(ino, [&](const std::string& n, const std::string&) {
         names.append(n).push_back('\0');
       }));
   return names;

@@ -2,8 +2,7 @@
 
 namespace wavefs {
 
-Result<std::optional<ChunkRef>> RefOf(Index* index, OpenFile* f,
-                                      uint64_t idx) {
+Result<std::optional<ChunkRef>> RefOf(Index* index, OpenFile* f, uint64_t idx) {
   auto p = f->pending.find(idx);
   if (p != f->pending.end()) return std::optional<ChunkRef>(p->second);
   if (f->truncate_from && idx >= *f->truncate_from)

@@ -56,9 +56,9 @@ struct OpenFile {
   InodeAttr committed;  // the record as the index holds it
   bool attr_dirty = false;
   bool unlinked = false;  // last link gone: records go at the last unpin
-  std::map<uint64_t, Dirty> dirty;        // chunk index -> plaintext buffer
-  std::map<uint64_t, ChunkRef> pending;   // sealed and staged, not committed
-  std::set<uint64_t> inflight;            // being sealed right now
+  std::map<uint64_t, Dirty> dirty;       // chunk index -> plaintext buffer
+  std::map<uint64_t, ChunkRef> pending;  // sealed and staged, not committed
+  std::set<uint64_t> inflight;           // being sealed right now
   // Seals in flight whose result must be thrown away: their chunk was cut
   // off by a truncate or zeroed while they ran.
   std::set<uint64_t> discard;
@@ -68,7 +68,7 @@ struct OpenFile {
   // generation of their last write: each of them is told when a commit
   // drops those writes, whoever runs that commit.
   std::map<FileHandle*, uint64_t> writers;
-  uint64_t write_gen = 0;  // bumped by every write
+  uint64_t write_gen = 0;      // bumped by every write
   uint64_t next_read = ~0ull;  // offset a sequential reader asks for next
   uint64_t run_start = 0;      // where the current sequential run began
 };
