@@ -34,7 +34,6 @@
 namespace wavefs {
 namespace fs_testing {
 
-
 using testing_util::WaitFor;
 
 using testing_util::TempDir;
@@ -58,7 +57,7 @@ inline std::string RandomBytes(size_t size, uint64_t seed) {
 
 // Compares two byte strings without printing megabytes on failure.
 inline ::testing::AssertionResult SameBytes(const std::string& want,
-                                     const std::string& got) {
+                                            const std::string& got) {
   if (want == got) return ::testing::AssertionSuccess();
   const size_t n = std::min(want.size(), got.size());
   size_t first = 0;

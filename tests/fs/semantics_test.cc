@@ -146,7 +146,7 @@ TEST_F(FsTest, FallocateModes) {
 TEST_F(FsTest, SeekDataAndHoleFollowTheChunks) {
   const uint64_t ino = Create("f");
   auto h = OpenH(ino);
-  WriteAt(h.get(), 0, RandomBytes(100, 31));           // chunk 0: data
+  WriteAt(h.get(), 0, RandomBytes(100, 31));          // chunk 0: data
   WriteAt(h.get(), 3 * kC + 5, RandomBytes(10, 32));  // chunk 3: data
   const uint64_t size = 3 * kC + 15;
   auto seek = [&](uint64_t off, int whence) {
