@@ -34,7 +34,17 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
                                      uint64_t offset, size_t size, char* out) {
   if (offset >= f->attr.size) return static_cast<size_t>(0);
   size = static_cast<size_t>(std::min<uint64_t>(size, f->attr.size - offset));
-  if (offset != f->next_read) f->run_start = offset;
+  // The kernel's readahead sends a sequential reader's requests through
+  // several FUSE threads, so they arrive a little out of order: a request
+  // within kReorderWindow after the furthest end read so far continues the
+  // run; anything else starts a new one.
+  constexpr uint64_t kReorderWindow = 1 << 20;
+  const bool continues = f->next_read != ~0ull && offset >= f->run_start &&
+                         offset <= f->next_read + kReorderWindow;
+  if (!continues) {
+    f->run_start = offset;
+    f->next_read = offset;
+  }
   uint64_t pos = offset;
   const uint64_t end = offset + size;
   // A run of 2 MiB or more tells a sequential reader (whole chunks, cached,
@@ -98,7 +108,7 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
     std::memset(dst + have, 0, n - have);
     pos += n;
   }
-  f->next_read = end;
+  f->next_read = std::max(f->next_read, end);
   // A sequential reader gets the next chunk fetched ahead of it.
   if (sequential && prefetch_) {
     const uint64_t next = ChunkIndexOf(end - 1) + 1;

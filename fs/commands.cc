@@ -19,7 +19,9 @@
 #include <thread>
 
 #include "chunker/crypto.h"
+#include "fs/options.h"
 #include "store/store_config.h"
+#include "store/store_location.h"
 
 extern char** environ;
 
@@ -105,15 +107,15 @@ bool DetachStaleMount(const std::string& mnt) {
 
 int RunInit(const std::string& store, const std::string& key_file_opt) {
   if (Status s = InitCrypto(); !s.ok()) return Fail(s.message());
-  auto dir = StoreDirOf(store);
-  if (!dir.ok()) return Fail(dir.status().message());
+  auto where = ResolveStore(store, "", "", "");
+  if (!where.ok()) return Fail(where.status().message());
   if (!key_file_opt.empty() && access(key_file_opt.c_str(), F_OK) == 0)
     return Fail("key file " + key_file_opt +
                 " already exists; wavefs never overwrites a key");
-  auto cfg = InitStoreDir(*dir);
+  auto cfg = InitStore(*where);
   if (!cfg.ok()) {
     if (cfg.status().code() == Code::kExists)
-      return Fail(*dir + " is already a wavefs store");
+      return Fail(where->Describe() + " is already a wavefs store");
     return Fail(cfg.status().message());
   }
   const std::string key_file = key_file_opt.empty()
@@ -123,7 +125,7 @@ int RunInit(const std::string& store, const std::string& key_file_opt) {
   std::printf(
       "wavefs: initialised store %s (id %s)\n"
       "wavefs: key file %s; back it up, the data cannot be read without it\n",
-      dir->c_str(), cfg->store_id.c_str(), key_file.c_str());
+      where->Describe().c_str(), cfg->store_id.c_str(), key_file.c_str());
   return 0;
 }
 

@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
 
   auto* init =
       app.add_subcommand("init", "Create a store and its convergence secret");
-  init->add_option("STORE", store, "Store directory or file:// URL")
+  init->add_option("STORE", store,
+                   "Store directory, file:// URL or s3://BUCKET/PREFIX")
       ->required();
   init->add_option(
       "--key-file", key_file,
@@ -26,7 +27,9 @@ int main(int argc, char** argv) {
 
   auto* mount = app.add_subcommand(
       "mount", "Mount a store (returns once the mount is ready)");
-  mount->add_option("STORE", mo.store, "Store directory or file:// URL")
+  mount
+      ->add_option("STORE", mo.store,
+                   "Store directory, file:// URL or s3://BUCKET/PREFIX")
       ->required();
   mount->add_option("MOUNTPOINT", mo.mountpoint, "Existing empty directory")
       ->required();
@@ -54,10 +57,14 @@ int main(int argc, char** argv) {
       ->add_option("--spill-reserve", spill_reserve,
                    "Free space kept on the spill filesystem")
       ->capture_default_str();
-  mount
-      ->add_option("--upload-threads", mo.upload_threads,
-                   "Parallel chunk uploads")
-      ->capture_default_str();
+  mount->add_option("--upload-threads", mo.upload_threads,
+                    "Parallel chunk uploads (default 2, 4 for S3)");
+  mount->add_option("--s3-endpoint", mo.s3_endpoint,
+                    "S3 endpoint URL (overrides the store URL's endpoint=)");
+  mount->add_option("--s3-region", mo.s3_region,
+                    "S3 region (overrides region=, $AWS_REGION)");
+  mount->add_option("--s3-path-style", mo.s3_path_style,
+                    "1: path-style URLs, 0: virtual-host style");
   mount
       ->add_option("--seal-threads", mo.seal_threads,
                    "Threads hashing, encrypting and staging chunks "

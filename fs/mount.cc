@@ -18,7 +18,6 @@
 #include "fs/fuse_ops.h"
 #include "store/counting_store.h"
 #include "store/file_util.h"
-#include "store/local_store.h"
 #include "store/store_config.h"
 
 namespace wavefs {
@@ -114,7 +113,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
       "wavefs {} starting: store {} mountpoint {} meta {} spill {} "
       "memory-limit {} MiB -> {} write buffers, {} cached chunks, "
       "index {}+{} MiB; seal threads {}, upload threads {}, fuse threads {}",
-      "0.1", o.store_dir, o.mountpoint, o.meta_dir, o.spill_dir,
+      "0.1", o.store_desc, o.mountpoint, o.meta_dir, o.spill_dir,
       o.memory_limit >> 20, budget.fs.dirty_buffers, budget.fs.cache_chunks,
       (2 * budget.index.write_buffer_bytes) >> 20,
       budget.index.block_cache_bytes >> 20, budget.fs.seal_threads,
@@ -127,10 +126,10 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   if (!spill.ok())
     return report.Fail("cannot open the spill directory: " +
                        spill.status().message());
-  auto local = LocalStore::Open(o.store_dir + "/chunks");
-  if (!local.ok())
-    return report.Fail("cannot open the store: " + local.status().message());
-  CountingStore store(std::move(*local));
+  auto opened = OpenChunkStore(o.location);
+  if (!opened.ok())
+    return report.Fail("cannot open the store: " + opened.status().message());
+  CountingStore store(std::move(*opened));
 
   // Staged files that no queue entry names are leftovers of a crash before
   // their entry was written: remove them. Queued ones resume uploading.
@@ -159,7 +158,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   FuseContext ctx;
   ctx.fs = fs.get();
   ctx.stats_extra = "pid=" + std::to_string(getpid()) +
-                    "\nstore=" + o.store_dir + "\nmeta_dir=" + o.meta_dir +
+                    "\nstore=" + o.store_desc + "\nmeta_dir=" + o.meta_dir +
                     "\nspill_dir=" + o.spill_dir + "\nlog_file=" + o.log_file +
                     "\n";
 
@@ -167,7 +166,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   // kernel checks modes: default_permissions). Other users' mounts need
   // user_allow_other in /etc/fuse.conf for that, so they ask with -o.
   std::string base_opts =
-      "fsname=wavefs:" + o.store_dir + ",subtype=wavefs,default_permissions";
+      "fsname=wavefs:" + o.store_desc + ",subtype=wavefs,default_permissions";
   if (geteuid() == 0) base_opts += ",allow_other";
   std::vector<std::string> argv_s = {"wavefs", "-o", base_opts};
   for (const auto& opt : o.fuse_options) {
@@ -266,13 +265,22 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
 
 int RunMount(MountOptions o) {
   if (Status s = InitCrypto(); !s.ok()) return Fail(s.message());
-  auto dir = StoreDirOf(o.store);
-  if (!dir.ok()) return Fail(dir.status().message());
-  o.store_dir = RealPath(*dir);
-  if (o.store_dir.empty())
-    return Fail("store " + *dir +
-                " does not exist (create it with 'wavefs init " + *dir + "')");
-  auto cfg = ReadStoreConfig(o.store_dir);
+  auto loc = ResolveStore(o.store, o.s3_endpoint, o.s3_region, o.s3_path_style);
+  if (!loc.ok()) return Fail(loc.status().message());
+  o.location = *loc;
+  if (o.location.kind == StoreLocation::Kind::kLocal) {
+    const std::string dir = o.location.local_dir;
+    o.location.local_dir = RealPath(dir);
+    if (o.location.local_dir.empty())
+      return Fail("store " + dir +
+                  " does not exist (create it with 'wavefs init " + dir + "')");
+  }
+  o.store_desc = o.location.Describe();
+  if (o.upload_threads == 0)
+    o.upload_threads = o.location.kind == StoreLocation::Kind::kS3 ? 4 : 2;
+  // For S3 this is a signed request: wrong keys, a missing bucket, a bad
+  // region or an unreachable endpoint fail here, before the fork.
+  auto cfg = ReadStoreConfigAt(o.location);
   if (!cfg.ok()) return Fail(cfg.status().message());
   o.chunk_format = cfg->chunk_format();
   const std::string base = WavefsHome() + "/" + cfg->store_id;
@@ -366,7 +374,7 @@ int RunMount(MountOptions o) {
     if (n > 0) msg.append(buf, static_cast<size_t>(n));
   close(pipefd[0]);
   if (msg.rfind("OK", 0) == 0) {
-    std::printf("wavefs: mounted %s at %s (log: %s)\n", o.store_dir.c_str(),
+    std::printf("wavefs: mounted %s at %s (log: %s)\n", o.store_desc.c_str(),
                 o.mountpoint.c_str(), o.log_file.c_str());
     return 0;
   }

@@ -81,14 +81,36 @@ std::string WavefsHome() {
   return std::string(home && *home ? home : "/root") + "/.local/share/wavefs";
 }
 
-Result<std::string> StoreDirOf(const std::string& store) {
-  if (store.rfind("file://", 0) == 0) return store.substr(7);
-  if (store.find("://") != std::string::npos)
-    return Status::Error(Code::kNotSupported,
-                         "store URL '" + store +
-                             "' is not supported (use a "
-                             "directory path or file:// URL)");
-  return store;
+Result<StoreLocation> ResolveStore(const std::string& store,
+                                   const std::string& endpoint,
+                                   const std::string& region,
+                                   const std::string& path_style) {
+  auto loc = ParseStoreLocation(store);
+  if (!loc.ok()) return loc.status();
+  if (loc->kind != StoreLocation::Kind::kS3) {
+    if (!endpoint.empty() || !region.empty() || !path_style.empty())
+      return Status::Error(Code::kInvalid,
+                           "--s3-endpoint, --s3-region and --s3-path-style "
+                           "need an s3:// store");
+    return loc;
+  }
+  S3Config& c = loc->s3;
+  if (!endpoint.empty()) {
+    auto with =
+        ParseStoreLocation("s3://" + c.bucket + "?endpoint=" + endpoint);
+    if (!with.ok()) return with.status();
+    c.endpoint = with->s3.endpoint;
+    if (path_style.empty()) c.path_style = true;
+  }
+  if (!region.empty()) c.region = region;
+  if (!path_style.empty()) {
+    auto with =
+        ParseStoreLocation("s3://" + c.bucket + "?path_style=" + path_style);
+    if (!with.ok()) return with.status();
+    c.path_style = with->s3.path_style;
+  }
+  WAVEFS_RETURN_IF_ERROR(LoadS3Credentials(&c));
+  return loc;
 }
 
 }  // namespace wavefs

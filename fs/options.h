@@ -9,6 +9,7 @@
 #include "chunker/types.h"
 #include "fs/filesystem.h"
 #include "store/index.h"
+#include "store/store_location.h"
 #include "store/uploader.h"
 #include "util/status.h"
 
@@ -20,8 +21,14 @@ namespace wavefs {
 int DefaultSealThreads();
 
 struct MountOptions {
-  std::string store;      // as given (path or file:// URL)
-  std::string store_dir;  // resolved local directory
+  std::string store;  // as given (path, file:// or s3:// URL)
+  // Resolved while validating: where the store is, and how logs name it.
+  StoreLocation location;
+  std::string store_desc;
+  // --s3-endpoint, --s3-region, --s3-path-style (override the URL's).
+  std::string s3_endpoint;
+  std::string s3_region;
+  std::string s3_path_style;
   // The store's chunk format (from its config), set while validating.
   ChunkFormat chunk_format = kNewestChunkFormat;
   std::string mountpoint;  // absolute
@@ -33,7 +40,7 @@ struct MountOptions {
   std::string log_level = "info";
   std::vector<std::string> fuse_options;  // each -o value
   uint64_t memory_limit = 64ull << 20;
-  int upload_threads = 2;
+  int upload_threads = 0;  // 0: 2 for a local store, 4 for S3
   int seal_threads = DefaultSealThreads();
   int fuse_threads = 4;
   uint64_t spill_reserve = 64ull << 20;
@@ -54,8 +61,11 @@ Result<uint64_t> ParseSize(const std::string& text);
 Result<MemoryBudget> DivideMemory(const MountOptions& o);
 // $WAVEFS_HOME, else ~/.local/share/wavefs.
 std::string WavefsHome();
-// A path or file:// URL to a local directory; kNotSupported for other
-// schemes (s3:// comes with the S3 store).
-Result<std::string> StoreDirOf(const std::string& store);
+// Parses STORE and applies the --s3-* overrides. For S3 also loads the
+// credentials. One-line errors.
+Result<StoreLocation> ResolveStore(const std::string& store,
+                                   const std::string& endpoint,
+                                   const std::string& region,
+                                   const std::string& path_style);
 
 }  // namespace wavefs

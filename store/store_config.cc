@@ -78,17 +78,12 @@ Result<StoreConfig> InitStoreDir(const std::string& store_dir) {
   }
   if (errno != ENOENT) return Status::FromErrno(errno, "stat " + config_path);
 
-  std::array<uint8_t, kStoreIdBytes> id_bytes;
-  randombytes_buf(id_bytes.data(), id_bytes.size());
-  StoreConfig config;
-  config.store_id = ToHex(id_bytes);
+  StoreConfig config = NewStoreConfig();
 
   // chunks/ first: the config is written last, so its presence means the
   // store is complete, and a failed init can simply be run again.
   WAVEFS_RETURN_IF_ERROR(MakeDirs(store_dir + "/chunks", 0755));
-  const std::string text = "format=" + std::to_string(config.format_version) +
-                           "\nchunk_size=" + std::to_string(config.chunk_size) +
-                           "\nstore_id=" + config.store_id + "\n";
+  const std::string text = EncodeStoreConfig(config);
   WAVEFS_RETURN_IF_ERROR(WriteFileDurably(
       config_path,
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()),
@@ -108,12 +103,31 @@ Result<StoreConfig> ReadStoreConfig(const std::string& store_dir) {
                          st.sys_errno());
   }
   WAVEFS_RETURN_IF_ERROR(st);
+  return ParseStoreConfig(
+      std::string_view(reinterpret_cast<const char*>(bytes.data()),
+                       bytes.size()),
+      path);
+}
 
+StoreConfig NewStoreConfig() {
+  std::array<uint8_t, kStoreIdBytes> id_bytes;
+  randombytes_buf(id_bytes.data(), id_bytes.size());
+  StoreConfig config;
+  config.store_id = ToHex(id_bytes);
+  return config;
+}
+
+std::string EncodeStoreConfig(const StoreConfig& config) {
+  return "format=" + std::to_string(config.format_version) +
+         "\nchunk_size=" + std::to_string(config.chunk_size) +
+         "\nstore_id=" + config.store_id + "\n";
+}
+
+Result<StoreConfig> ParseStoreConfig(std::string_view text,
+                                     const std::string& path) {
   auto corrupt = [&](const std::string& why) {
     return Status::Error(Code::kCorrupt, path + ": " + why);
   };
-  std::string_view text(reinterpret_cast<const char*>(bytes.data()),
-                        bytes.size());
   std::map<std::string, std::string, std::less<>> values;
   int line_number = 0;
   while (!text.empty()) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "chunker/types.h"
 #include "util/status.h"
@@ -35,6 +36,14 @@ Result<StoreConfig> InitStoreDir(const std::string& store_dir);
 // kNotFound when there is no config ("not a wavefs store"), kCorrupt on a bad
 // one, kNotSupported on an unknown format version or chunk size.
 Result<StoreConfig> ReadStoreConfig(const std::string& store_dir);
+
+// A fresh config with a random store id (sodium must be initialised).
+StoreConfig NewStoreConfig();
+// The config's text (docs/format.md); ParseStoreConfig reads it back, with
+// `where` (a path or URL) in its messages. Errors as for ReadStoreConfig.
+std::string EncodeStoreConfig(const StoreConfig& config);
+Result<StoreConfig> ParseStoreConfig(std::string_view text,
+                                     const std::string& where);
 
 // Creates a key file with a fresh random secret, mode 0600, durably; kExists
 // when the file exists (never overwrites a key).

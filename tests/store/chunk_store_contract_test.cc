@@ -7,6 +7,7 @@
 #include <cctype>
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -17,6 +18,8 @@
 #include "store/file_util.h"
 #include "store/local_store.h"
 #include "store/memory_store.h"
+#include "store/s3_store.h"
+#include "store/store_location.h"
 #include "store_test_util.h"
 
 namespace wavefs {
@@ -54,6 +57,35 @@ struct CountingEnv {
       std::make_unique<CountingStore>(std::make_unique<MemoryStore>());
 };
 
+// An S3 store on a real server (Ceph RGW, started by scripts/ceph-rgw.sh;
+// tests/s3/with_rgw.sh sets the environment): a fresh prefix per test in
+// one bucket, so every test starts from an empty store.
+struct S3Env {
+  static constexpr bool kMovesSourceFile = false;
+  TempDir tmp;
+  std::unique_ptr<ChunkStore> store;
+  S3Env() {
+    const char* endpoint = std::getenv("WAVEFS_S3_ENDPOINT");
+    if (endpoint == nullptr || *endpoint == 0) {
+      ADD_FAILURE() << "WAVEFS_S3_ENDPOINT is not set: run this through "
+                       "tests/s3/with_rgw.sh (it starts Ceph RGW)";
+      return;
+    }
+    auto loc = ParseStoreLocation(
+        std::string("s3://wavefs-contract/t") +
+        ToHex(MakeAddress(std::random_device{}())).substr(0, 12) +
+        "?endpoint=" + endpoint);
+    EXPECT_TRUE(loc.ok()) << loc.status().ToString();
+    if (!loc.ok()) return;
+    Status creds = LoadS3Credentials(&loc->s3);
+    EXPECT_TRUE(creds.ok()) << creds.ToString();
+    auto client = std::make_shared<S3Client>(loc->s3);
+    Status made = client->CreateBucket();
+    EXPECT_TRUE(made.ok()) << made.ToString();
+    store = std::make_unique<S3Store>(client);
+  }
+};
+
 template <typename Env>
 class ChunkStoreContractTest : public ::testing::Test {
  protected:
@@ -78,7 +110,11 @@ class ChunkStoreContractTest : public ::testing::Test {
   std::unique_ptr<Env> env_;
 };
 
+#ifdef WAVEFS_CONTRACT_S3
+using StoreEnvs = ::testing::Types<S3Env>;
+#else
 using StoreEnvs = ::testing::Types<LocalEnv, MemoryEnv, CountingEnv>;
+#endif
 TYPED_TEST_SUITE(ChunkStoreContractTest, StoreEnvs);
 
 TYPED_TEST(ChunkStoreContractTest, PutThenGetReturnsSameBytes) {

@@ -1,0 +1,117 @@
+// S3Client: the few S3 requests wavefs needs, over libcurl, signed with
+// SigV4 by libcurl (CURLOPT_AWS_SIGV4).
+//
+// - Requests: PUT (from memory, or streamed from a file with its MD5 checked
+//   against the ETag), GET (whole or a byte range), HEAD, DELETE, and
+//   ListObjectsV2 (paged).
+// - Every request has a connect timeout and a total timeout; easy handles
+//   are pooled so connections are reused across requests.
+// - Retryable failures (timeouts, connection errors, 5xx, 429, SlowDown) are
+//   retried with exponential backoff and full jitter, up to max_attempts;
+//   what remains is returned with Status::retryable() set. 400/403/404 are
+//   permanent, with the store and S3's error code in the message.
+// - libcurl 7.88 signs the x-amz-content-sha256 header when given but does
+//   not add it: every request sends UNSIGNED-PAYLOAD (bodies are checked
+//   by MD5/ETag instead, which costs no second pass over a streamed file).
+//
+// Memory: no request body is copied; a streamed PUT reads its file through
+// a 64 KiB buffer. GET bodies go straight into the caller's vector.
+// Thread safety: all methods are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "util/status.h"
+
+namespace wavefs {
+
+struct S3Config {
+  std::string bucket;
+  std::string prefix;    // no leading or trailing '/'; may be empty
+  std::string endpoint;  // "http://127.0.0.1:7480"; empty: AWS itself
+  std::string region = "us-east-1";
+  bool path_style = true;  // false: virtual-host style (AWS default)
+  std::string access_key;
+  std::string secret_key;
+  std::string session_token;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds request_timeout{60000};
+  int max_attempts = 4;
+  std::chrono::milliseconds initial_backoff{100};
+  std::chrono::milliseconds max_backoff{5000};
+  // "s3://bucket/prefix" for messages.
+  std::string Describe() const;
+};
+
+class S3Client {
+ public:
+  explicit S3Client(S3Config config);
+  ~S3Client();
+  S3Client(const S3Client&) = delete;
+  S3Client& operator=(const S3Client&) = delete;
+
+  const S3Config& config() const { return config_; }
+
+  // if_absent: with If-None-Match: * ; an existing object is kExists.
+  Status Put(const std::string& key, std::span<const uint8_t> body,
+             bool if_absent);
+  // Streams the file at path (its whole length) as the object's body.
+  Status PutFile(const std::string& key, const std::string& path,
+                 bool if_absent);
+  // The object (range: {offset, length}); kNotFound when absent.
+  Status Get(const std::string& key,
+             std::optional<std::pair<uint64_t, uint64_t>> range,
+             std::vector<uint8_t>* out);
+  // The object's size, or nullopt when absent.
+  Result<std::optional<uint64_t>> Head(const std::string& key);
+  Status Delete(const std::string& key);
+  // Every key under prefix (full keys), page by page.
+  Status List(const std::string& prefix,
+              const std::function<void(const std::string&)>& fn);
+  // A signed request to the bucket itself: tells wrong keys, a missing
+  // bucket, a bad region or an unreachable endpoint apart, in one line.
+  Status CheckBucket();
+  // Creates the bucket (ok when it exists and is ours): tests and
+  // `wavefs init --create-bucket`.
+  Status CreateBucket();
+
+  // Requests sent (including retries), for `user.wavefs.stats`.
+  uint64_t requests() const;
+
+  // Internal (public for the transfer callbacks in s3_client.cc).
+  struct Request;
+  struct Response;
+
+ private:
+  struct Handle;
+  // One attempt.
+  Response Perform(const Request& req);
+  // With retries; turns the response into a Status.
+  Status Run(const Request& req, Response* resp);
+  std::string UrlFor(const std::string& key, const std::string& query) const;
+  std::unique_ptr<Handle> TakeHandle();
+  void ReturnHandle(std::unique_ptr<Handle> h);
+
+  const S3Config config_;
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<Handle>> idle_;  // under mu_
+  uint64_t requests_ = 0;                      // under mu_
+};
+
+// The lower-case hex MD5 of bytes (what S3 returns as a single-part ETag).
+std::string Md5Hex(std::span<const uint8_t> bytes);
+// Percent-encodes for a URL path (keeps unreserved characters and '/').
+std::string EncodeS3Path(const std::string& s);
+// Percent-encodes a query value as SigV4 wants it ('/' too).
+std::string EncodeS3Query(const std::string& s);
+
+}  // namespace wavefs

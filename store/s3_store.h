@@ -1,0 +1,49 @@
+// S3Store: chunks as objects of an S3-compatible bucket (AWS S3, Ceph RGW,
+// MinIO, R2, ...), under `PREFIX/chunks/ab/<64 hex address>`.
+//
+// Put and PutFile send `If-None-Match: *`: an address already in the bucket
+// is not uploaded again (with `Expect: 100-continue` the body is not even
+// sent), so dedup saves bandwidth as well as space. A PUT is durable when
+// it returns 200 and its ETag matches the MD5 of what was sent, so Sync()
+// has nothing to do. PutFile streams the staged file; nothing is copied
+// into memory. GetRange is an HTTP Range request.
+// Thread safety: thread-safe (S3Client is).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "store/chunk_store.h"
+#include "store/s3_client.h"
+
+namespace wavefs {
+
+class S3Store : public ChunkStore {
+ public:
+  explicit S3Store(std::shared_ptr<S3Client> client);
+
+  Status Put(const Address& address,
+             std::span<const uint8_t> ciphertext) override;
+  Status PutFile(const Address& address, const std::string& path,
+                 std::vector<uint8_t>* scratch) override;
+  Status Get(const Address& address, std::vector<uint8_t>* out) override;
+  Status GetRange(const Address& address, uint64_t offset, size_t len,
+                  std::vector<uint8_t>* out) override;
+  Result<bool> Has(const Address& address) override;
+  Status Remove(const Address& address) override;
+  Status List(const std::function<void(const Address&)>& fn) override;
+  std::string Describe() const override;
+
+  // The object key of a chunk.
+  std::string KeyOf(const Address& address) const;
+
+ private:
+  std::shared_ptr<S3Client> client_;
+  std::string chunks_prefix_;  // "PREFIX/chunks/"
+};
+
+// The key of an object wavefs keeps beside the chunks (the store config):
+// PREFIX/name.
+std::string S3KeyOf(const S3Config& config, const std::string& name);
+
+}  // namespace wavefs

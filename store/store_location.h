@@ -1,0 +1,50 @@
+// Where a store lives, as the user names it, and opening it.
+//
+//   /srv/store, file:///srv/store        a local directory (the default)
+//   s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=0|1]
+//
+// For S3, `endpoint` defaults to AWS itself (HTTPS, virtual-host style),
+// `path_style` to on when an endpoint is given, `region` to $AWS_REGION,
+// $AWS_DEFAULT_REGION or us-east-1. Credentials come from
+// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else from
+// the profile $AWS_PROFILE (default "default") of
+// $AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials), as the AWS CLI
+// reads them. Everything wavefs keeps in a bucket is under PREFIX: the
+// config object `PREFIX/wavefs-store.conf` and `PREFIX/chunks/`.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "store/chunk_store.h"
+#include "store/s3_client.h"
+#include "store/store_config.h"
+#include "util/status.h"
+
+namespace wavefs {
+
+struct StoreLocation {
+  enum class Kind { kLocal, kS3 };
+  Kind kind = Kind::kLocal;
+  std::string local_dir;  // kLocal
+  S3Config s3;            // kS3 (credentials filled by LoadS3Credentials)
+  // The directory, or s3://bucket/prefix.
+  std::string Describe() const;
+};
+
+// kInvalid with a one-line reason on a malformed URL, kNotSupported on an
+// unknown scheme.
+Result<StoreLocation> ParseStoreLocation(const std::string& store);
+// kPermission when no credentials are found.
+Status LoadS3Credentials(S3Config* config);
+
+// Creates the store (a local directory, or the config object in a bucket,
+// written only when absent). kExists when it is already a store.
+Result<StoreConfig> InitStore(const StoreLocation& where);
+// kNotFound when it is not a store; for S3, a one-line reason when the
+// bucket cannot be used (wrong keys, no bucket, bad region, unreachable).
+Result<StoreConfig> ReadStoreConfigAt(const StoreLocation& where);
+// The chunk store of a location.
+Result<std::unique_ptr<ChunkStore>> OpenChunkStore(const StoreLocation& where);
+
+}  // namespace wavefs
