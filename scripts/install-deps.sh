@@ -9,10 +9,15 @@ PACKAGES=(
   build-essential cmake g++ pkg-config
   # libraries
   libfuse3-dev libsodium-dev librocksdb-dev libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libcurl4-openssl-dev libcli11-dev
+  libgtest-dev libgmock-dev libcurl4-openssl-dev libssl-dev libcli11-dev
   # runtime and test tools
   fuse3 attr rsync clang-format coreutils diffutils findutils grep util-linux procps psmisc
-  openssl python3
+  openssl python3 curl
+  # a real S3 server on loopback for integration tests (scripts/ceph-rgw.sh):
+  # single-node Ceph mon + OSD + RGW, no ceph-mgr, no systemd
+  ceph-mon ceph-osd radosgw
+  # benchmark peers that mount the same S3 bucket (both in Debian 12's archive)
+  s3fs rclone
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

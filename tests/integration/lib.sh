@@ -19,6 +19,10 @@
 #   WAVEFS_IT_KEEP  1 = keep $T after the test
 #   WAVEFS_IT_TIMEOUT  seconds after which the test aborts itself (CMake sets
 #                   it a little below the CTest TIMEOUT)
+#   WAVEFS_IT_STORE s3 = run the test on an S3 store: a bucket of its own on
+#                   the server WAVEFS_S3_ENDPOINT names (with AWS_ACCESS_KEY_ID
+#                   and AWS_SECRET_ACCESS_KEY; tests/s3/with_rgw.sh starts
+#                   Ceph RGW and sets them); emptied and removed at the end
 set -euo pipefail
 export LC_ALL=C
 
@@ -111,6 +115,17 @@ T=$(mktemp -d "$IT_TMP_PARENT/wavefs-it.$IT_NAME.XXXXXX")
 T=$(cd "$T" && pwd -P)
 export WAVEFS_HOME=$T/home
 STORE=$T/store
+IT_S3_BUCKET=""
+if [ "${WAVEFS_IT_STORE:-local}" = s3 ]; then
+  for v in WAVEFS_S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+    if [ -z "${!v:-}" ]; then
+      echo "FAIL: $IT_NAME: WAVEFS_IT_STORE=s3 needs $v (run through tests/s3/with_rgw.sh)" >&2
+      exit 1
+    fi
+  done
+  IT_S3_BUCKET=$(printf 'wavefs-it-%s-%s' "${IT_NAME//_/-}" "$(basename "$T" | tr -dc 'a-z0-9' | tail -c 7)" | cut -c1-63)
+  STORE="s3://$IT_S3_BUCKET/store?endpoint=$WAVEFS_S3_ENDPOINT"
+fi
 MNT=$T/mnt
 SRC=$T/src
 LOCAL=$T/local
@@ -238,12 +253,73 @@ PY
 
 wfs() { "$WAVEFS_BIN" "$@"; }
 
+# ---------------------------------------------------------------- S3 helpers
+
+# s3_curl METHOD PATH-AND-QUERY [CURL ARGS...]: a signed request to the test
+# server (path style; the query must be sorted and encoded for SigV4).
+s3_curl() {
+  local method=$1 path=$2
+  shift 2
+  curl -sS --max-time 60 -X "$method" --aws-sigv4 "aws:amz:${AWS_REGION:-us-east-1}:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "$WAVEFS_S3_ENDPOINT/$path"
+}
+
+# s3_keys PREFIX: every key of the test bucket under PREFIX, one a line.
+s3_keys() {
+  local prefix=$1 token="" q page
+  while true; do
+    q="list-type=2&prefix=${prefix//\//%2F}"
+    [ -n "$token" ] && q="continuation-token=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1],safe=""))' "$token")&$q"
+    page=$(s3_curl GET "$IT_S3_BUCKET?$q") || return 1
+    grep -o '<Key>[^<]*</Key>' <<<"$page" | sed -e 's/<Key>//' -e 's/<\/Key>//'
+    grep -q '<IsTruncated>true</IsTruncated>' <<<"$page" || return 0
+    token=$(grep -o '<NextContinuationToken>[^<]*' <<<"$page" | sed 's/<NextContinuationToken>//')
+  done
+}
+
+# store_snapshot: a local directory holding every object of the store (the
+# store itself when local; a fresh download of the bucket for S3).
+store_snapshot() {
+  if [ -z "$IT_S3_BUCKET" ]; then
+    store_dir
+    return
+  fi
+  local out=$T/bucket-snapshot key
+  rm -rf "$out"
+  mkdir -p "$out"
+  while read -r key; do
+    [ -n "$key" ] || continue
+    mkdir -p "$out/$(dirname "$key")"
+    s3_curl GET "$IT_S3_BUCKET/$key" -o "$out/$key" || fail "cannot download $key"
+  done < <(s3_keys "")
+  printf '%s\n' "$out"
+}
+
+s3_cleanup() {
+  [ -n "$IT_S3_BUCKET" ] || return 0
+  local key
+  while read -r key; do
+    [ -n "$key" ] && s3_curl DELETE "$IT_S3_BUCKET/$key" >/dev/null 2>&1
+  done < <(s3_keys "" 2>/dev/null)
+  s3_curl DELETE "$IT_S3_BUCKET" >/dev/null 2>&1
+  return 0
+}
+
 wfs_init() {
   local rc=0
+  if [ -n "$IT_S3_BUCKET" ]; then
+    s3_curl PUT "$IT_S3_BUCKET" -o /dev/null || fail "cannot create bucket $IT_S3_BUCKET"
+  fi
   timeout 60 "$WAVEFS_BIN" init "$STORE" "$@" >"$T/init.out" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ]; then
     cat "$T/init.out" >&2
     fail "wavefs init $STORE failed (exit $rc)"
+  fi
+  if [ -n "$IT_S3_BUCKET" ]; then
+    s3_keys store/ | grep -qx 'store/wavefs-store.conf' || \
+      fail "wavefs init did not create store/wavefs-store.conf in bucket $IT_S3_BUCKET"
+    return 0
   fi
   [ -f "$(store_dir)/wavefs-store.conf" ] || fail "wavefs init did not create $(store_dir)/wavefs-store.conf"
   [ -d "$(store_dir)/chunks" ] || fail "wavefs init did not create $(store_dir)/chunks"
@@ -298,6 +374,10 @@ spill_count() {
 store_dir() { printf '%s\n' "${STORE#file://}"; }
 
 store_chunk_count() {
+  if [ -n "$IT_S3_BUCKET" ]; then
+    s3_keys store/chunks/ | grep -c '/[0-9a-f]\{64\}$' || true
+    return
+  fi
   find "$(store_dir)/chunks" -type f -name '[0-9a-f]*' | wc -l
 }
 
@@ -414,7 +494,10 @@ it_cleanup() {
     done < <(find "$WAVEFS_HOME" "$T" -name 'wavefs*.log' -type f -print0 2>/dev/null | sort -zu)
   fi
 
-  # 5. remove $T unless something is still mounted there.
+  # 5. the test's bucket goes (an S3 run).
+  s3_cleanup
+
+  # 6. remove $T unless something is still mounted there.
   if [ -n "$(mounts_under_t)" ]; then
     leftover=1
     echo "cleanup: still mounted under $T, not removing it:" >&2

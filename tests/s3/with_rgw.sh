@@ -14,6 +14,9 @@ if [ -n "${WAVEFS_S3_ENDPOINT:-}" ]; then
   exec "$@"
 fi
 
+# One private cluster at a time (they would share the monitor's port).
+exec 9>"${TMPDIR:-/tmp}/wavefs-with-rgw.lock"
+flock 9
 dir=$(mktemp -d "${WAVEFS_IT_TMP:-/var/tmp}/wavefs-rgw.XXXXXX")
 cleanup() {
   "$ROOT/scripts/ceph-rgw.sh" destroy "$dir" >/dev/null 2>&1 || true
