@@ -69,7 +69,9 @@ std::string Hex(const unsigned char* p, size_t n) {
 // Incremental MD5 through OpenSSL's EVP interface.
 class Md5 {
  public:
-  Md5() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_md5(), nullptr); }
+  Md5() : ctx_(EVP_MD_CTX_new()) {
+    EVP_DigestInit_ex(ctx_, EVP_md5(), nullptr);
+  }
   ~Md5() { EVP_MD_CTX_free(ctx_); }
   Md5(const Md5&) = delete;
   Md5& operator=(const Md5&) = delete;
@@ -132,8 +134,8 @@ struct S3Client::Request {
   std::string key;             // full object key; empty: the bucket
   std::string query;           // sorted and encoded, without '?'
   std::vector<std::string> headers;
-  std::span<const uint8_t> body;  // PUT from memory
-  std::string body_path;          // PUT streamed from a file
+  std::span<const uint8_t> body;        // PUT from memory
+  std::string body_path;                // PUT streamed from a file
   std::vector<uint8_t>* out = nullptr;  // GET body (2xx only)
   std::string what;                     // for messages: "put chunk ab12..."
 };
@@ -305,8 +307,8 @@ S3Client::Response S3Client::Perform(const Request& req) {
       struct stat st;
       if (fd < 0 || fstat(fd, &st) != 0) {
         resp.body_failed = true;
-        resp.body_error = std::string("open ") + req.body_path + ": " +
-                          std::strerror(errno);
+        resp.body_error =
+            std::string("open ") + req.body_path + ": " + std::strerror(errno);
         if (errno == ENOENT) resp.status = -ENOENT;
         if (fd >= 0) close(fd);
         return resp;
@@ -341,12 +343,14 @@ S3Client::Response S3Client::Perform(const Request& req) {
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
   curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+  headers =
+      curl_slist_append(headers, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
   if (!config_.session_token.empty()) {
     headers = curl_slist_append(
         headers, ("x-amz-security-token: " + config_.session_token).c_str());
   }
-  for (const auto& hd : req.headers) headers = curl_slist_append(headers, hd.c_str());
+  for (const auto& hd : req.headers)
+    headers = curl_slist_append(headers, hd.c_str());
   if (req.method == "PUT") {
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
@@ -370,10 +374,10 @@ S3Client::Response S3Client::Perform(const Request& req) {
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   curl_slist_free_all(headers);
   if (fd >= 0) close(fd);
-  if (req.method == "PUT" && t.offset == t.length) resp.sent_md5 = md5.HexDigest();
+  if (req.method == "PUT" && t.offset == t.length)
+    resp.sent_md5 = md5.HexDigest();
   // A handle whose transfer failed may hold a broken connection: drop it.
-  if (resp.curl == CURLE_OK)
-    ReturnHandle(std::move(h));
+  if (resp.curl == CURLE_OK) ReturnHandle(std::move(h));
   return resp;
 }
 
@@ -499,8 +503,7 @@ Status S3Client::Get(const std::string& key,
       out->clear();
       return Status::Ok();
     }
-    req.headers.push_back("Range: bytes=" + std::to_string(range->first) +
-                          "-" +
+    req.headers.push_back("Range: bytes=" + std::to_string(range->first) + "-" +
                           std::to_string(range->first + range->second - 1));
   }
   Response resp;
@@ -555,9 +558,9 @@ Status S3Client::List(const std::string& prefix,
     if (XmlValue(xml, "IsTruncated") != "true") return Status::Ok();
     token = XmlValue(xml, "NextContinuationToken");
     if (token.empty())
-      return Status::Error(Code::kCorrupt,
-                           config_.Describe() +
-                               ": truncated listing without a token");
+      return Status::Error(
+          Code::kCorrupt,
+          config_.Describe() + ": truncated listing without a token");
   }
 }
 
@@ -573,8 +576,8 @@ Status S3Client::CreateBucket() {
         reinterpret_cast<const uint8_t*>(body.data()), body.size());
     Response resp;
     Status st = Run(req, &resp);
-    if (resp.status == 409 && XmlValue(resp.body, "Code") ==
-                                  "BucketAlreadyOwnedByYou")
+    if (resp.status == 409 &&
+        XmlValue(resp.body, "Code") == "BucketAlreadyOwnedByYou")
       return Status::Ok();
     return st;
   }

@@ -70,8 +70,8 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
   loc.s3.prefix = prefix;
   if (loc.s3.bucket.size() < 3 || loc.s3.bucket.size() > 63 ||
-      loc.s3.bucket.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") !=
-          std::string::npos)
+      loc.s3.bucket.find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyz0123456789.-") != std::string::npos)
     return Status::Error(Code::kInvalid,
                          "bad bucket name '" + loc.s3.bucket + "' in " + store +
                              " (3-63 lower-case letters, digits, '.', '-')");
@@ -91,9 +91,9 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
     const std::string value = eq == std::string::npos ? "" : kv.substr(eq + 1);
     if (key == "endpoint") {
       if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0)
-        return Status::Error(Code::kInvalid,
-                             "endpoint '" + value +
-                                 "' must start with http:// or https://");
+        return Status::Error(
+            Code::kInvalid,
+            "endpoint '" + value + "' must start with http:// or https://");
       loc.s3.endpoint = value;
       while (!loc.s3.endpoint.empty() && loc.s3.endpoint.back() == '/')
         loc.s3.endpoint.pop_back();
@@ -147,7 +147,8 @@ Status LoadS3Credentials(S3Config* config) {
         Code::kPermission,
         "no S3 credentials for " + config->Describe() +
             ": set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile "
-            "'" + profile + "' in " + file,
+            "'" +
+            profile + "' in " + file,
         EACCES);
   return Status::Ok();
 }
