@@ -515,6 +515,7 @@ std::string Filesystem::StatsText(const std::string& extra) {
   std::snprintf(rate, sizeof rate, "%.1f", u.last_rate_mib_s);
   add("upload_rate_mib_s", rate);
   add("upload_error", u.sticky_error);
+  add("lost_chunks", std::to_string(u.lost_chunks));
   return s + extra;
 }
 

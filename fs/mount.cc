@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -96,11 +97,11 @@ void SetUpLogging(const MountOptions& o) {
 
 // The daemon proper, in the child after fork (or in the foreground).
 int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
-          int lock_fd, StartupReporter report) {
-  {
+          std::vector<int> lock_fds, StartupReporter report) {
+  for (int fd : lock_fds) {
     std::string owner = std::to_string(getpid()) + "\n" + o.mountpoint + "\n";
-    (void)!ftruncate(lock_fd, 0);
-    (void)!pwrite(lock_fd, owner.data(), owner.size(), 0);
+    (void)!ftruncate(fd, 0);
+    (void)!pwrite(fd, owner.data(), owner.size(), 0);
   }
   // Chunk-sized allocations (4 MiB) must come from mmap and go back to the
   // kernel when freed; glibc would otherwise raise its mmap threshold after
@@ -119,9 +120,21 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
       budget.index.block_cache_bytes >> 20, budget.fs.seal_threads,
       o.upload_threads, o.fuse_threads);
 
+  // No core dump or ptrace by other users: the daemon holds the
+  // convergence secret, every chunk key and decrypted file data.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   auto index = Index::Open(o.meta_dir + "/index", budget.index);
   if (!index.ok())
     return report.Fail("cannot open the index: " + index.status().message());
+  // Files unlinked while open when a daemon died keep inode records with no
+  // links: nothing can open them any more.
+  auto orphans = (*index)->ReclaimOrphans();
+  if (!orphans.ok())
+    return report.Fail("cannot reclaim orphan inodes: " +
+                       orphans.status().message());
+  if (*orphans > 0)
+    spdlog::info("reclaimed {} inodes unlinked while open before a crash",
+                 *orphans);
   auto spill = Spill::Open(o.spill_dir);
   if (!spill.ok())
     return report.Fail("cannot open the spill directory: " +
@@ -257,7 +270,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     exit_code = 1;
   }
   spdlog::shutdown();
-  close(lock_fd);
+  for (int fd : lock_fds) close(fd);
   return exit_code;
 }
 
@@ -327,20 +340,40 @@ int RunMount(MountOptions o) {
   if (o.drain_timeout_s < 1 || o.drain_timeout_s > 86400)
     return Fail("--drain-timeout must be between 1 and 86400 seconds");
 
-  // One daemon per metadata directory.
-  const std::string lock_path = o.meta_dir + "/LOCK";
-  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0)
-    return Fail("cannot open " + lock_path + ": " + std::strerror(errno));
-  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    char owner[512] = {0};
-    (void)!pread(lock_fd, owner, sizeof owner - 1, 0);
-    std::string who(owner);
-    for (char& c : who)
-      if (c == '\n') c = ' ';
-    return Fail("metadata directory " + o.meta_dir +
-                " is in use by another wavefs daemon (pid and mount point: " +
-                who + ")");
+  // The metadata directory holds every chunk key: only its owner may read
+  // it.
+  for (const std::string& d : {o.meta_dir}) {
+    struct stat ds;
+    if (::stat(d.c_str(), &ds) == 0 && (ds.st_mode & 077) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o",
+                    static_cast<unsigned>(ds.st_mode & 07777));
+      return Fail("metadata directory " + d + " is open to other users (mode " +
+                  mode + "); it holds every chunk key: chmod 700 it");
+    }
+  }
+  // One daemon per metadata directory and per spill directory: a second
+  // daemon on either would delete or upload the other's staged chunks.
+  std::vector<int> lock_fds;
+  for (const auto& [dir, what] :
+       {std::pair<std::string, std::string>{o.meta_dir, "metadata"},
+        std::pair<std::string, std::string>{o.spill_dir, "spill"}}) {
+    const std::string lock_path = dir + "/LOCK";
+    int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return Fail("cannot open " + lock_path + ": " + std::strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      char owner[512] = {0};
+      (void)!pread(fd, owner, sizeof owner - 1, 0);
+      std::string who(owner);
+      for (char& c : who)
+        if (c == '\n') c = ' ';
+      while (!who.empty() && who.back() == ' ') who.pop_back();
+      return Fail(what + " directory " + dir +
+                  " is in use by another wavefs daemon (pid and mount point: " +
+                  who + ")");
+    }
+    lock_fds.push_back(fd);
   }
   {
     FILE* probe = std::fopen(o.log_file.c_str(), "a");
@@ -350,7 +383,7 @@ int RunMount(MountOptions o) {
   }
 
   if (o.foreground)
-    return Serve(o, *secret, *budget, lock_fd, StartupReporter(-1));
+    return Serve(o, *secret, *budget, lock_fds, StartupReporter(-1));
 
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) != 0)
@@ -362,10 +395,10 @@ int RunMount(MountOptions o) {
     setsid();
     if (chdir("/") != 0) {
     }
-    _exit(Serve(o, *secret, *budget, lock_fd, StartupReporter(pipefd[1])));
+    _exit(Serve(o, *secret, *budget, lock_fds, StartupReporter(pipefd[1])));
   }
   close(pipefd[1]);
-  close(lock_fd);
+  for (int fd : lock_fds) close(fd);
   std::string msg;
   char buf[512];
   ssize_t n;

@@ -346,6 +346,27 @@ Status Index::Commit(IndexBatch* batch, bool sync) {
   return FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
 }
 
+Result<uint64_t> Index::ReclaimOrphans() {
+  IndexBatch b;
+  uint64_t n = 0;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("I"); it->Valid() && it->key()[0] == 'I'; it->Next()) {
+    if (it->key().size() != 9) continue;
+    const uint64_t ino = GetBe64(it->key().data() + 1);
+    auto a = DecodeInode(
+        ino, std::string_view(it->value().data(), it->value().size()));
+    if (!a.ok() || a->nlink != 0 || ino == kRootIno) continue;
+    b.DeleteInode(ino);
+    b.DeleteChunksFrom(ino, 0);
+    b.DeleteXattrs(ino);
+    ++n;
+  }
+  WAVEFS_RETURN_IF_ERROR(FromRocks(it->status(), "scan inodes"));
+  if (n > 0) WAVEFS_RETURN_IF_ERROR(Commit(&b, true));
+  return n;
+}
+
 Status Index::Sync() { return FromRocks(db_->SyncWAL(), "sync index log"); }
 
 Result<std::string> Index::GetXattr(uint64_t ino, const std::string& name) {

@@ -127,6 +127,11 @@ class Index {
       uint64_t ino,
       const std::function<void(const std::string&, const std::string&)>& fn);
 
+  // Deletes every inode record without links (files unlinked while open
+  // when the daemon died), with its chunk refs and attributes. Returns how
+  // many went. Run at start-up, before anything is open.
+  Result<uint64_t> ReclaimOrphans();
+
   Status Commit(IndexBatch* batch, bool sync);
   // Makes every earlier commit durable against power loss (syncs the WAL).
   Status Sync();

@@ -225,12 +225,19 @@ Status CreateKeyFile(const std::string& path) {
 
 Result<Secret> ReadKeyFile(const std::string& path) {
   WAVEFS_RETURN_IF_ERROR(EnsureSodium());
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NOFOLLOW: a symlink planted in place of the key file is refused.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) {
       return Status::Error(Code::kNotFound, "key file " + path + " not found",
                            err);
+    }
+    if (err == ELOOP) {
+      return Status::Error(
+          Code::kPermission,
+          "key file " + path + " is a symbolic link; give the real path",
+          EACCES);
     }
     return Status::FromErrno(err, "open key file " + path);
   }
@@ -244,6 +251,14 @@ Result<Secret> ReadKeyFile(const std::string& path) {
     ::close(fd);
     return Status::Error(Code::kCorrupt,
                          "key file " + path + " is not a wavefs key file");
+  }
+  if (st.st_uid != ::geteuid()) {
+    ::close(fd);
+    return Status::Error(
+        Code::kPermission,
+        "key file " + path + " belongs to uid " + std::to_string(st.st_uid) +
+            ", not to this user (uid " + std::to_string(::geteuid()) + ")",
+        EACCES);
   }
   if ((st.st_mode & 077) != 0) {
     ::close(fd);

@@ -51,7 +51,9 @@ Uploader::Stats Uploader::stats() const {
   s.uploaded_bytes = uploaded_bytes_;
   s.waves = waves_;
   s.last_rate_mib_s = last_rate_;
-  s.sticky_error = sticky_error_;
+  s.sticky_error = sticky_error_.empty() ? lost_error_ : sticky_error_;
+  s.lost_chunks = lost_chunks_;
+  s.lost_error = lost_error_;
   return s;
 }
 
@@ -109,8 +111,15 @@ Status Uploader::UploadOne(const Address& address, uint64_t length,
           "store; dropping its queue entry",
           ToHex(address));
       index_->DropQueued(address, length).IgnoreError();
-      return Status::Error(Code::kCorrupt,
-                           "staged chunk " + ToHex(address) + " was lost");
+      Status lost = Status::Error(Code::kCorrupt,
+                                  "staged chunk " + ToHex(address) +
+                                      " was lost (in neither the spill nor "
+                                      "the store); files naming it read EIO "
+                                      "there");
+      std::lock_guard<std::mutex> lock(mu_);
+      lost_chunks_ += 1;
+      lost_error_ = lost.message();
+      return lost;
     }
     spdlog::warn("upload of chunk {} failed (attempt {}/{}): {}",
                  ToHex(address), attempt, options_.max_attempts, st.ToString());

@@ -52,6 +52,11 @@ class Uploader {
     uint64_t waves = 0;
     double last_rate_mib_s = 0;  // of the last completed wave
     std::string sticky_error;    // empty when the last attempt succeeded
+    // Queued chunks found in neither the spill nor the store (their data
+    // is gone): counted and reported until the daemon restarts, never
+    // cleared by a later successful wave.
+    uint64_t lost_chunks = 0;
+    std::string lost_error;
   };
 
   Uploader(Index* index, Spill* spill, ChunkStore* store, Options options);
@@ -96,6 +101,8 @@ class Uploader {
   uint64_t waves_ = 0;
   double last_rate_ = 0;
   std::string sticky_error_;
+  uint64_t lost_chunks_ = 0;
+  std::string lost_error_;
   std::chrono::steady_clock::time_point last_progress_;
   std::mutex callback_mu_;  // guards space_freed_ and serialises its calls
   std::function<void()> space_freed_;

@@ -93,11 +93,21 @@ expect_eq "--key-file mode" 600 "$(stat -c %a "$T/key-b")"
 wfs_mount
 echo data >"$MNT/file"
 bad "second mount of the same store" mount "$STORE" "$T/m1"
+# ... also with a metadata directory of its own: the spill is locked too.
+bad "second daemon on the same spill directory" mount "$STORE" "$T/m1" \
+  --meta-dir "$T/meta2" --spill-dir "$SPILL_DIR"
+grep -q "spill directory" "$T/err" || fail "the refusal does not name the spill directory: $(cat "$T/err")"
 expect_eq "first mount still works after the refused ones" data "$(cat "$MNT/file")"
 wfs_unmount
 no_leftovers "unmount"
 
 bad "unmount of a mountpoint already unmounted" unmount "$MNT"
+
+# A metadata directory other users can read (it holds every chunk key).
+mkdir -p "$T/meta-open"
+chmod 755 "$T/meta-open"
+bad "metadata directory open to others" mount "$STORE" "$T/m1" --meta-dir "$T/meta-open"
+grep -q "chmod 700" "$T/err" || fail "no chmod hint: $(cat "$T/err")"
 
 # The store made with --key-file mounts with it.
 STORE=$STORE_B wfs_mount --key-file "$T/key-b"

@@ -128,6 +128,39 @@ class IndexTest : public ::testing::Test {
 
 // ------------------------------------------------------------------ inodes
 
+// A file unlinked while open keeps an inode record without links until its
+// last close; after a crash nothing would ever remove it.
+TEST_F(IndexTest, ReclaimOrphansRemovesUnlinkedInodesOnly) {
+  InodeAttr orphan;
+  orphan.ino = index_->AllocateIno();
+  orphan.mode = S_IFREG | 0644;
+  orphan.nlink = 0;
+  InodeAttr linked = orphan;
+  linked.ino = index_->AllocateIno();
+  linked.nlink = 1;
+  ChunkRef ref;
+  ref.length = 10;
+  ref.address[0] = 1;
+  IndexBatch b;
+  b.PutInode(orphan);
+  b.PutInode(linked);
+  b.PutChunk(orphan.ino, 0, ref);
+  b.PutChunk(linked.ino, 0, ref);
+  b.PutXattr(orphan.ino, "user.a", "x");
+  WAVEFS_ASSERT_OK(index_->Commit(&b, false));
+  auto n = index_->ReclaimOrphans();
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(index_->GetInode(orphan.ino).status().code(), Code::kNotFound);
+  EXPECT_TRUE(Chunks(orphan.ino).empty());
+  EXPECT_EQ(index_->GetXattr(orphan.ino, "user.a").status().code(),
+            Code::kNotFound);
+  EXPECT_TRUE(index_->GetInode(linked.ino).ok());
+  EXPECT_EQ(Chunks(linked.ino).size(), 1u);
+  EXPECT_TRUE(index_->GetInode(kRootIno).ok());
+  EXPECT_EQ(*index_->ReclaimOrphans(), 0u);
+}
+
 TEST_F(IndexTest, RootDirectoryExistsAfterFirstOpen) {
   auto root = index_->GetInode(kRootIno);
   ASSERT_TRUE(root.ok()) << root.status().ToString();

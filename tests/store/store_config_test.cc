@@ -205,6 +205,26 @@ TEST_F(KeyFileTest, KeyReadableByOthersIsRejected) {
   EXPECT_TRUE(ReadKeyFile(P("k")).ok());
 }
 
+TEST_F(KeyFileTest, SymlinkedKeyIsRefused) {
+  WAVEFS_ASSERT_OK(CreateKeyFile(P("real")));
+  ASSERT_EQ(::symlink(P("real").c_str(), P("link").c_str()), 0);
+  Result<Secret> secret = ReadKeyFile(P("link"));
+  EXPECT_EQ(secret.status().code(), Code::kPermission);
+  EXPECT_NE(secret.status().message().find("symbolic link"), std::string::npos)
+      << secret.status().message();
+  EXPECT_TRUE(ReadKeyFile(P("real")).ok());
+}
+
+TEST_F(KeyFileTest, KeyOwnedBySomeoneElseIsRefused) {
+  WAVEFS_ASSERT_OK(CreateKeyFile(P("k")));
+  ASSERT_EQ(::chown(P("k").c_str(), ::geteuid() + 4242, -1), 0)
+      << "run as root (CI does)";
+  Result<Secret> secret = ReadKeyFile(P("k"));
+  EXPECT_EQ(secret.status().code(), Code::kPermission);
+  EXPECT_NE(secret.status().message().find("belongs to uid"), std::string::npos)
+      << secret.status().message();
+}
+
 TEST_F(KeyFileTest, TrailingWhitespaceIsAccepted) {
   const std::string hex(64, 'a');
   WriteTestFile(P("k"), hex + "\r\n\n  \t", 0600);

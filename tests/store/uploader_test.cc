@@ -460,6 +460,26 @@ TEST_F(UploaderTest, QueuedChunkLostEverywhereIsDroppedLoudly) {
   EXPECT_TRUE(
       WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 2000ms))
       << "a lost chunk must not be dropped silently";
+  EXPECT_EQ(uploader_->stats().lost_chunks, 1u);
+}
+
+// Regression: the next successful wave cleared the error, and `wavefs
+// status` said all was well while a data map named a chunk found nowhere.
+TEST_F(UploaderTest, LostChunkStaysReportedAfterLaterWavesSucceed) {
+  Staged lost = StageOne(1, 100);
+  WAVEFS_ASSERT_OK(spill_->Remove(lost.address));
+  MakeUploader();
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(5s, nullptr));
+  ASSERT_EQ(uploader_->stats().lost_chunks, 1u);
+  Staged good = StageOne(2, 100);
+  uploader_->Notify();
+  WAVEFS_ASSERT_OK(uploader_->Drain(5s, nullptr));
+  EXPECT_FALSE(Queued(good.address));
+  const Uploader::Stats st = uploader_->stats();
+  EXPECT_EQ(st.lost_chunks, 1u);
+  EXPECT_NE(st.sticky_error.find(ToHex(lost.address)), std::string::npos)
+      << st.sticky_error;
 }
 
 TEST_F(UploaderTest, DamagedStoreCopyDoesNotCountAsUploaded) {
