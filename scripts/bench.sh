@@ -6,6 +6,15 @@
 #                    [--install-peers] [--no-build] [--drop-data]
 #                    [--systems cp,passthrough,wavefs,gocryptfs,rclone]
 #                    [--bin PATH/TO/wavefs (implies --no-build)]
+#   scripts/bench.sh --store s3 [--s3-env FILE] [--osd-size 40G] [--sizes ..]
+#                    [--runs N] [--out FILE] [--no-build] [--bin PATH]
+#                    [--systems curl,wavefs,s3fs,rclone,rclone-crypt]
+#
+# --store s3 measures against a real S3 server instead (scripts/bench/s3.sh
+# says how): a single-node Ceph RGW started in .bench/rgw (bluestore on a
+# sparse --osd-size file) and destroyed at the end, or the one whose env line
+# (as `scripts/ceph-rgw.sh start` prints it) is in --s3-env FILE. Default
+# --out there: docs/bench-s3-latest.md. The rest of this text is local mode.
 #
 # Systems measured for each size and run (interleaved, so drift hits all):
 #   cp           plain `cp` + `sync` into a local directory
@@ -32,7 +41,11 @@ RUNS=3
 PEERS=0
 INSTALL_PEERS=0
 BUILD=1
-OUT=docs/bench-latest.md
+OUT=
+STORE_KIND=local
+S3_ENV_FILE=
+OSD_SIZE=40G
+CMDLINE=$(printf '%q ' "$0" "$@"); CMDLINE=${CMDLINE% }
 KEEP_DATA=1
 RAND_READS=200
 RAND_SEED=20240501
@@ -55,12 +68,22 @@ while [ "$#" -gt 0 ]; do
     --bin) need_val "$1" "$#"; WAVEFS=$(realpath "$2"); BUILD=0; shift ;;
     --keep-data) KEEP_DATA=1 ;;
     --drop-data) KEEP_DATA=0 ;;
+    --store) need_val "$1" "$#"; STORE_KIND=$2; shift ;;
+    --s3-env) need_val "$1" "$#"; S3_ENV_FILE=$(realpath "$2"); shift ;;
+    --osd-size) need_val "$1" "$#"; OSD_SIZE=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
   shift
 done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
+case "$STORE_KIND" in
+  local) : "${OUT:=docs/bench-latest.md}" ;;
+  s3) : "${OUT:=docs/bench-s3-latest.md}" ;;
+  *) die "--store must be local or s3, got '$STORE_KIND'" ;;
+esac
+[ -z "$S3_ENV_FILE" ] || [ "$STORE_KIND" = s3 ] || die "--s3-env needs --store s3"
+[ -z "$S3_ENV_FILE" ] || [ -f "$S3_ENV_FILE" ] || die "--s3-env: no file '$S3_ENV_FILE'"
 
 BENCH=$ROOT/.bench
 mkdir -p "$BENCH"
@@ -97,7 +120,7 @@ fi
 
 PT=$BENCH/passthrough_ll
 EX=/usr/share/doc/libfuse3-dev/examples
-if [ ! -x "$PT" ] || [ "$EX/passthrough_ll.c" -nt "$PT" ]; then
+if [ "$STORE_KIND" = local ] && { [ ! -x "$PT" ] || [ "$EX/passthrough_ll.c" -nt "$PT" ]; }; then
   [ -f "$EX/passthrough_ll.c" ] || die "$EX/passthrough_ll.c not found (package libfuse3-dev)"
   # shellcheck disable=SC2046
   gcc -O2 -I"$EX" "$EX/passthrough_ll.c" $(pkg-config fuse3 --cflags --libs) -o "$PT" \
@@ -117,6 +140,24 @@ if [ "$PEERS" -eq 1 ]; then
   for p in gocryptfs rclone; do
     SYSTEMS+=("$p")
     command -v "$p" >/dev/null 2>&1 || MISSING[$p]=1
+  done
+fi
+
+if [ "$STORE_KIND" = s3 ]; then
+  # the S3 systems (scripts/bench/s3.sh); --peers is implied
+  SYSTEMS=(curl wavefs s3fs rclone rclone-crypt)
+  MISSING=()
+  if [ -n "$ONLY_SYSTEMS" ]; then
+    IFS=, read -r -a SYSTEMS <<<"$ONLY_SYSTEMS"
+    ONLY_SYSTEMS=""
+  fi
+  for w in "${SYSTEMS[@]}"; do
+    case "$w" in
+      curl|wavefs) ;;
+      s3fs|rclone) command -v "$w" >/dev/null 2>&1 || MISSING[$w]=1 ;;
+      rclone-crypt) command -v rclone >/dev/null 2>&1 || MISSING[$w]=1 ;;
+      *) die "unknown system '$w' for --store s3 (curl,wavefs,s3fs,rclone,rclone-crypt)" ;;
+    esac
   done
 fi
 
@@ -249,6 +290,7 @@ cleanup() {
     wait_gone "$pid" 60 || { kill -TERM "$pid" 2>/dev/null; wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null; }
     wait "$pid" 2>/dev/null
   done
+  if declare -F s3_cleanup >/dev/null; then s3_cleanup; fi
   rm -rf "$WORK" "$MNTS"
   [ "$KEEP_DATA" -eq 1 ] || rm -rf "$DATA"
   exit "$rc"
@@ -469,6 +511,13 @@ CONF
 }
 
 # ---------------------------------------------------------------- run
+
+if [ "$STORE_KIND" = s3 ]; then
+  # shellcheck source=scripts/bench/s3.sh
+  . "$ROOT/scripts/bench/s3.sh"
+  s3_main
+  exit 0
+fi
 
 for size in "${SIZE_LIST[@]}"; do
   bytes=$(to_bytes "$size")
