@@ -9,15 +9,31 @@
 
 namespace wavefs {
 
+namespace {
+
+// The cache key of window w of a chunk: its address with the window index
+// folded into the first bytes (windows_ holds nothing else, and addresses
+// are hashes, so keys of different chunks do not meet).
+Address WindowKey(const Address& address, uint64_t w) {
+  Address k = address;
+  const uint64_t mix = (w + 1) * 0x9e3779b97f4a7c15ull;
+  for (int i = 0; i < 8; ++i) k[i] ^= static_cast<uint8_t>(mix >> (8 * i));
+  return k;
+}
+
+}  // namespace
+
 ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
-                         ChunkFormat format, size_t cache_chunks, bool prefetch)
+                         ChunkFormat format, Options options)
     : index_(index),
       spill_(spill),
       store_(store),
       format_(format),
-      prefetch_(prefetch),
-      cache_(cache_chunks) {
-  if (prefetch_) prefetcher_ = std::thread([this] { PrefetchLoop(); });
+      options_(options),
+      cache_(options.cache_chunks),
+      windows_(options.read_window > 0 ? options.window_entries : 0) {
+  for (int i = 0; i < options_.prefetch_depth; ++i)
+    prefetchers_.emplace_back([this] { PrefetchLoop(); });
 }
 
 ChunkReader::~ChunkReader() {
@@ -26,7 +42,7 @@ ChunkReader::~ChunkReader() {
     stopping_ = true;
   }
   prefetch_cv_.notify_all();
-  if (prefetcher_.joinable()) prefetcher_.join();
+  for (auto& t : prefetchers_) t.join();
 }
 
 Result<size_t> ChunkReader::ReadFile(OpenFile* f,
@@ -81,10 +97,12 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
         in < r.length ? std::min<uint64_t>(n, r.length - in) : 0;
     if (format_ == ChunkFormat::kSegmented && !sequential && stored > 0 &&
         !cache_.Contains(r.address)) {
-      // A random read: fetch and open only the segments it covers, and keep
-      // nothing (the page cache keeps what the reader reads again).
+      // A random read: fetch and open only the segments it covers (or the
+      // windows around them), and keep no whole chunk (the page cache keeps
+      // what the reader reads again).
       lock.unlock();
-      Status st = ReadSegments(r, in, stored, dst);
+      Status st = options_.read_window > 0 ? ReadWindows(r, in, stored, dst)
+                                           : ReadSegments(r, in, stored, dst);
       lock.lock();
       if (!st.ok()) {
         spdlog::error("inode {} chunk {}: {}", f->ino, idx, st.ToString());
@@ -109,17 +127,29 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
     pos += n;
   }
   f->next_read = std::max(f->next_read, end);
-  // A sequential reader gets the next chunk fetched ahead of it.
-  if (sequential && prefetch_) {
-    const uint64_t next = ChunkIndexOf(end - 1) + 1;
-    if (next * kChunkSize < f->attr.size && !f->dirty.count(next)) {
+  // A sequential reader gets the next chunks fetched ahead of it, each by
+  // a prefetch thread of its own.
+  if (sequential && options_.prefetch_depth > 0) {
+    const uint64_t first = ChunkIndexOf(end - 1) + 1;
+    for (uint64_t next = first;
+         next < first + static_cast<uint64_t>(options_.prefetch_depth) &&
+         next * kChunkSize < f->attr.size;
+         ++next) {
+      if (f->dirty.count(next)) continue;
       auto ref = RefOf(index_, f, next);
-      if (ref.ok() && ref->has_value() && !(*ref)->hole &&
-          !cache_.Contains((*ref)->address)) {
-        std::lock_guard<std::mutex> pl(prefetch_mu_);
-        if (prefetch_queue_.size() < 2) prefetch_queue_.push_back(**ref);
-        prefetch_cv_.notify_one();
-      }
+      if (!ref.ok() || !ref->has_value() || (*ref)->hole ||
+          cache_.Contains((*ref)->address))
+        continue;
+      std::lock_guard<std::mutex> pl(prefetch_mu_);
+      const Address a = (*ref)->address;
+      if (std::any_of(prefetch_queue_.begin(), prefetch_queue_.end(),
+                      [&](const ChunkRef& q) { return q.address == a; }))
+        continue;
+      if (prefetch_queue_.size() >=
+          2 * static_cast<size_t>(options_.prefetch_depth))
+        break;
+      prefetch_queue_.push_back(**ref);
+      prefetch_cv_.notify_one();
     }
   }
   return size;
@@ -159,6 +189,36 @@ Status ChunkReader::ReadObject(
   return st.ok() ? st : st.Annotate("fetch chunk " + ToHex(address));
 }
 
+Status ChunkReader::ReadWindows(const ChunkRef& ref, uint64_t offset,
+                                uint64_t len, char* dst) {
+  const uint64_t window = options_.read_window;
+  uint64_t pos = offset;
+  while (pos < offset + len) {
+    const uint64_t w = pos / window;
+    const uint64_t start = w * window;
+    const uint64_t wlen = std::min<uint64_t>(window, ref.length - start);
+    auto data = windows_.GetOrLoad(
+        WindowKey(ref.address, w), [&]() -> Result<ChunkData> {
+          auto buf = std::make_shared<std::vector<uint8_t>>();
+          const SegmentRange range = SegmentsCovering(ref.length, start, wlen);
+          WAVEFS_RETURN_IF_ERROR(ReadObject(
+              ref.address, std::make_pair(range.ct_offset, range.ct_len),
+              buf.get()));
+          WAVEFS_RETURN_IF_ERROR(
+              OpenSegments(ref, range, buf->data(), buf->size()));
+          buf->erase(buf->begin(), buf->begin() + (start - range.pt_offset));
+          buf->resize(wlen);
+          segment_reads_.fetch_add(1, std::memory_order_relaxed);
+          return ChunkData(std::move(buf));
+        });
+    if (!data.ok()) return data.status();
+    const uint64_t n = std::min(offset + len, start + wlen) - pos;
+    std::memcpy(dst + (pos - offset), (*data)->data() + (pos - start), n);
+    pos += n;
+  }
+  return Status::Ok();
+}
+
 Status ChunkReader::ReadSegments(const ChunkRef& ref, uint64_t offset,
                                  uint64_t len, char* dst) {
   const SegmentRange range = SegmentsCovering(ref.length, offset, len);
@@ -174,7 +234,7 @@ Status ChunkReader::ReadSegments(const ChunkRef& ref, uint64_t offset,
 std::shared_ptr<std::vector<uint8_t>> ChunkReader::ChunkBuffer() {
   // Reusing chunk-sized vectors saves mapping and faulting in 4 MiB per
   // fetch (chunk buffers come from mmap, see fs/mount.cc): a third of the
-  // read path's time. At most kRecycledChunks wait here.
+  // read path's time. At most options_.recycled_chunks wait here.
   std::vector<uint8_t>* v = nullptr;
   {
     std::lock_guard<std::mutex> lock(recycle_mu_);
@@ -188,7 +248,7 @@ std::shared_ptr<std::vector<uint8_t>> ChunkReader::ChunkBuffer() {
       v, [this](std::vector<uint8_t>* p) {
         std::unique_ptr<std::vector<uint8_t>> owned(p);
         std::lock_guard<std::mutex> lock(recycle_mu_);
-        if (recycled_.size() < kRecycledChunks)
+        if (recycled_.size() < options_.recycled_chunks)
           recycled_.push_back(std::move(owned));
       });
 }

@@ -8,9 +8,11 @@
 // a background thread. A chunk that is named but exists nowhere, or fails
 // authentication, is kCorrupt (EIO), never zeros or wrong bytes.
 //
-// Memory: the cache's capacity in chunks, plus kRecycledChunks reusable
-// fetch buffers. Thread safety: all methods are thread-safe; ReadFile needs
-// f->mu held through `lock` and releases it around fetches.
+// Memory: the cache's capacity in chunks (at least prefetch_depth + 1), the
+// chunks being fetched, recycled_chunks reusable fetch buffers, and
+// window_entries windows of read_window bytes. Thread safety: all methods are
+// thread-safe; ReadFile needs f->mu held through `lock` and releases it around
+// fetches.
 #pragma once
 
 #include <atomic>
@@ -33,8 +35,16 @@ namespace wavefs {
 
 class ChunkReader {
  public:
+  struct Options {
+    size_t cache_chunks = 2;    // decrypted whole chunks kept
+    int prefetch_depth = 1;     // chunks fetched ahead (0: no prefetch)
+    uint64_t read_window = 0;   // see FsOptions::read_window
+    size_t window_entries = 3;  // windows kept (read_window > 0)
+    // Fetched-chunk vectors kept for reuse (saves mapping 4 MiB per fetch).
+    size_t recycled_chunks = 2;
+  };
   ChunkReader(Index* index, Spill* spill, ChunkStore* store, ChunkFormat format,
-              size_t cache_chunks, bool prefetch);
+              Options options);
   ~ChunkReader();
 
   // Copies up to size bytes of f at offset to out; returns the bytes read
@@ -54,6 +64,10 @@ class ChunkReader {
   // Format 2 only: plaintext [offset, offset + len) of a chunk to dst.
   Status ReadSegments(const ChunkRef& ref, uint64_t offset, uint64_t len,
                       char* dst);
+  // The same through aligned windows of options_.read_window bytes, each
+  // fetched once (single-flight) and kept in windows_.
+  Status ReadWindows(const ChunkRef& ref, uint64_t offset, uint64_t len,
+                     char* dst);
   std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
   void PrefetchLoop();
 
@@ -61,19 +75,19 @@ class ChunkReader {
   Spill* spill_;
   ChunkStore* store_;
   const ChunkFormat format_;
-  const bool prefetch_;
-  // Fetched-chunk vectors kept for reuse; declared before cache_ so they
-  // outlive the cache entries that return to them.
-  static constexpr size_t kRecycledChunks = 2;
+  const Options options_;
+  // Fetched-chunk vectors kept for reuse (options_.recycled_chunks);
+  // declared before cache_ so they outlive the entries that return to them.
   std::mutex recycle_mu_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> recycled_;
   ChunkCache cache_;
+  ChunkCache windows_;  // decrypted windows, keyed by WindowKey
 
   std::mutex prefetch_mu_;
   std::condition_variable prefetch_cv_;
   std::deque<ChunkRef> prefetch_queue_;
   bool stopping_ = false;  // under prefetch_mu_
-  std::thread prefetcher_;
+  std::vector<std::thread> prefetchers_;
   std::atomic<uint64_t> segment_reads_{0};
 };
 

@@ -24,6 +24,16 @@ WriteOptions WriteOptionsOf(const FsOptions& o) {
   return w;
 }
 
+ChunkReader::Options ReaderOptionsOf(const FsOptions& o) {
+  ChunkReader::Options r;
+  r.prefetch_depth = o.prefetch ? std::max(1, o.prefetch_depth) : 0;
+  r.cache_chunks = std::max<size_t>(o.cache_chunks,
+                                    static_cast<size_t>(r.prefetch_depth) + 1);
+  r.read_window = o.read_window;
+  r.recycled_chunks = o.recycled_chunks;
+  return r;
+}
+
 Status NoSuchOffset(const char* what) {
   return Status::Error(Code::kIo, what, ENXIO);
 }
@@ -39,8 +49,8 @@ Filesystem::Filesystem(Index* index, Spill* spill, CountingStore* store,
       uploader_(uploader),
       options_(std::move(options)),
       files_(index),
-      reader_(index, spill, store, options_.chunk_format, options_.cache_chunks,
-              options_.prefetch),
+      reader_(index, spill, store, options_.chunk_format,
+              ReaderOptionsOf(options_)),
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
                 WriteOptionsOf(options_), &options_.hooks),
       committer_(index, spill, &pipeline_),

@@ -48,6 +48,17 @@ struct FsOptions {
   size_t cache_chunks = 4;  // decrypted chunks kept for reads
   int seal_threads = 2;
   bool prefetch = true;
+  // Chunks a sequential reader gets fetched ahead of it, each by its own
+  // thread (1 for a local store; more for S3, whose GETs take longer than
+  // decrypting a chunk). The cache holds at least this many + 1.
+  int prefetch_depth = 1;
+  // Random reads: 0 = fetch exactly the 64 KiB segments a request covers
+  // (a local store: reads are cheap); else fetch and keep aligned windows of
+  // this many bytes (a multiple of 64 KiB), so the kernel's 128 KiB pieces
+  // of one read cost one request, not eight (S3).
+  uint64_t read_window = 0;
+  // Fetched-chunk buffers kept for reuse (speed against 4 MiB of RSS each).
+  size_t recycled_chunks = 2;
   // The store's format: how chunks are sealed, and whether a read may fetch
   // and open only the 64 KiB segments it needs (format 2).
   ChunkFormat chunk_format = kNewestChunkFormat;

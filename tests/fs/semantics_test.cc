@@ -258,6 +258,34 @@ TEST_F(FsTest, MissingChunkReadsAsEioNotEnoent) {
   WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
 }
 
+// S3 mounts read random ranges through 1 MiB windows: the kernel's 128 KiB
+// pieces of one 1 MiB read cost one fetch per window, not one each; the
+// bytes are the same as through exact segment reads.
+TEST_F(FsTest, ReadWindowsServeTheKernelsPiecesWithOneFetch) {
+  const std::string data = RandomBytes(2 * kC + 12345, 61);
+  const uint64_t ino = WriteFile("f", data);
+  Drain();
+  FsOptions o = TestOptions();
+  o.read_window = 1 << 20;
+  o.prefetch_depth = 2;
+  Remount(o);
+  auto h = OpenH(ino);
+  const uint64_t gets = store_->gets();
+  // A 1 MiB read at a window boundary, in 128 KiB pieces (a new run each
+  // time: random reads).
+  std::string got = ReadAt(h.get(), kC + (2 << 20), 1 << 20, 128 << 10);
+  EXPECT_TRUE(SameBytes(data.substr(kC + (2 << 20), 1 << 20), got));
+  EXPECT_EQ(store_->gets() - gets, 1u);
+  // Straddling two windows and a chunk end; the last, short chunk.
+  got = ReadAt(h.get(), kC - 5000, 700000, 128 << 10);
+  EXPECT_TRUE(SameBytes(data.substr(kC - 5000, 700000), got));
+  got = ReadAt(h.get(), 2 * kC + 100, 20000, 4096);
+  EXPECT_TRUE(SameBytes(data.substr(2 * kC + 100, 20000), got));
+  // And a whole sequential read with prefetch two chunks deep.
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
+  EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
+}
+
 TEST(ErrnoMapTest, KeepsTheSavedErrnoWhereItSaysMore) {
   EXPECT_EQ(ErrnoOf(Status::FromErrno(EROFS, "x")), EROFS);
   EXPECT_EQ(ErrnoOf(Status::FromErrno(EMFILE, "x")), EMFILE);
