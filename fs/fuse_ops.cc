@@ -110,6 +110,35 @@ void OpForgetMulti(fuse_req_t req, size_t, fuse_forget_data*) {
   fuse_reply_none(req);
 }
 
+// Since Linux 6.2 ext4 also clears S_ISGID without group-execute when the
+// writer (or truncater) is not in the file's group and lacks CAP_FSETID;
+// the kernel's FUSE code only clears it with group-execute set (and
+// S_ISUID), so this case is ours. Rare: only files with that mode pay.
+void DropSgidOfNonMember(fuse_req_t req, fuse_ino_t ino) {
+  auto a = Fs(req)->GetAttr(ino);
+  if (!a.ok() || !S_ISREG(a->mode) ||
+      (a->mode & (S_ISGID | S_IXGRP)) != S_ISGID)
+    return;
+  const fuse_ctx* c = fuse_req_ctx(req);
+  if (c->uid == 0 || c->gid == a->gid) return;  // root: CAP_FSETID
+  gid_t groups[64];
+  const int n = fuse_req_getgroups(req, 64, groups);
+  for (int i = 0; i < n && i < 64; ++i)
+    if (groups[i] == a->gid) return;
+  AttrChange change;
+  change.mode = a->mode & 07777 & ~S_ISGID;
+  auto r = Fs(req)->SetAttr(ino, change);
+  if (!r.ok()) {
+    spdlog::warn("cannot clear the set-group-ID bit of inode {}: {}", ino,
+                 r.status().ToString());
+    return;
+  }
+  // The kernel caches the mode: make its next stat ask, before this
+  // request's reply lets the writer go on.
+  if (fuse_session* se = Ctx(req)->session)
+    fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+}
+
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   auto a = Fs(req)->GetAttr(ino);
   if (!a.ok()) return ReplyErr(req, "getattr", a.status());
@@ -134,6 +163,11 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     c.mtime = attr->st_mtim;
   auto a = Fs(req)->SetAttr(ino, c);
   if (!a.ok()) return ReplyErr(req, "setattr", a.status());
+  if (c.size && (a->mode & S_ISGID)) {
+    DropSgidOfNonMember(req, ino);
+    a = Fs(req)->GetAttr(ino);
+    if (!a.ok()) return ReplyErr(req, "setattr", a.status());
+  }
   ReplyAttr(req, *a);
 }
 
@@ -241,10 +275,11 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
   fuse_reply_buf(req, buf.data(), *n);
 }
 
-void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, size_t size,
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size,
              off_t off, fuse_file_info* fi) {
   auto n = Fs(req)->Write(Handle(fi), static_cast<uint64_t>(off), data, size);
   if (!n.ok()) return ReplyErr(req, "write", n.status());
+  DropSgidOfNonMember(req, ino);
   fuse_reply_write(req, *n);
 }
 

@@ -25,6 +25,10 @@ struct FuseContext {
   std::string stats_extra;
   // Counted in user.wavefs.stats as kernel_invalidations; may be null.
   KernelInvalidator* invalidator = nullptr;
+  // For attribute-only invalidations (offset -1), which the kernel handles
+  // without page or inode locks, so a worker may send them itself before it
+  // replies; may be null.
+  fuse_session* session = nullptr;
 };
 
 // The operation table; userdata of the session must be a FuseContext*.

@@ -220,6 +220,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   fs->SetDroppedListener(
       [inv = invalidator.get()](uint64_t ino) { inv->Invalidate(ino); });
   ctx.invalidator = invalidator.get();
+  ctx.session = se;
   spdlog::info("mounted at {}", o.mountpoint);
   WriteDaemonStatus(o.meta_dir, "mounted", uploader.stats(), "");
   report.Ready();
@@ -241,6 +242,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   fuse_remove_signal_handlers(se);
   fs->SetDroppedListener(nullptr);
   ctx.invalidator = nullptr;
+  ctx.session = nullptr;
   invalidator.reset();  // it writes to the session's /dev/fuse
   fuse_session_unmount(se);
   fuse_session_destroy(se);  // runs destroy: commits every open file

@@ -205,8 +205,14 @@ Status Namespace::Rmdir(uint64_t parent, const std::string& name) {
   if (!*empty) return Status::Error(Code::kNotEmpty, name + " is not empty");
   Edit e;
   e.batch.DeleteDirEntry(parent, name);
-  e.deleted.insert(ent->ino);
   const timespec now = WallNow();
+  // The record stays, without links, while the kernel may still hold the
+  // directory open (fstat of an open, removed directory works on ext4 and
+  // shows nlink 0); Index::ReclaimOrphans removes it at the next mount.
+  e.Change(ent->ino, [now](InodeAttr& d) {
+    d.nlink = 0;
+    d.ctime = now;
+  });
   e.Change(parent, [now](InodeAttr& p) {
     p.mtime = p.ctime = now;
     if (p.nlink > 2) p.nlink -= 1;
@@ -276,7 +282,11 @@ Status Namespace::Rename(uint64_t parent, const std::string& name,
       if (!empty.ok()) return empty.status();
       if (!*empty)
         return Status::Error(Code::kNotEmpty, new_name + " is not empty");
-      e.deleted.insert(dst->ino);
+      // Kept without links until the next mount, as for rmdir.
+      e.Change(dst->ino, [now](InodeAttr& d) {
+        d.nlink = 0;
+        d.ctime = now;
+      });
       new_parent_links -= 1;
     } else {
       DropLink(&e, dst->ino, now);

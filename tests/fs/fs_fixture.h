@@ -100,6 +100,9 @@ class FsTest : public ::testing::Test {
     auto index = Index::Open(*tmp_ / "index", Index::Options{});
     ASSERT_TRUE(index.ok()) << index.status().ToString();
     index_ = std::move(*index);
+    // As the daemon does at start-up (fs/mount.cc).
+    auto reclaimed = index_->ReclaimOrphans();
+    ASSERT_TRUE(reclaimed.ok()) << reclaimed.status().ToString();
     auto spill = Spill::Open(*tmp_ / "spill");
     ASSERT_TRUE(spill.ok()) << spill.status().ToString();
     spill_ = std::move(*spill);
