@@ -37,11 +37,21 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
         index_->ListChunks(f->ino, [&](uint64_t i, const ChunkRef& r) {
           if (!r.hole && !f->pending.count(i)) staged.push_back(r.address);
         }));
+    // A chunk no longer in the spill but still queued was put into the
+    // store and not yet made durable there (the local store moves a staged
+    // file in by rename and syncs once per wave): sync the store now.
+    bool store_sync = false;
     for (const Address& a : staged) {
-      if (!spill_->Contains(a)) continue;
-      Status st = spill_->Sync(a);
-      if (!st.ok() && st.code() != Code::kNotFound) return st;
+      if (spill_->Contains(a)) {
+        Status st = spill_->Sync(a);
+        if (st.ok()) continue;
+        if (st.code() != Code::kNotFound) return st;
+      }
+      auto queued = index_->IsQueued(a);
+      if (!queued.ok()) return queued.status();
+      if (*queued) store_sync = true;
     }
+    if (store_sync) WAVEFS_RETURN_IF_ERROR(store_->Sync());
   }
   if (!f->attr_dirty && f->pending.empty() && !f->truncate_from && !sync)
     return Status::Ok();

@@ -18,6 +18,7 @@
 
 #include "fs/open_file.h"
 #include "fs/write_pipeline.h"
+#include "store/chunk_store.h"
 #include "store/index.h"
 #include "store/spill.h"
 
@@ -25,8 +26,9 @@ namespace wavefs {
 
 class Committer {
  public:
-  Committer(Index* index, Spill* spill, WritePipeline* pipeline)
-      : index_(index), spill_(spill), pipeline_(pipeline) {}
+  Committer(Index* index, Spill* spill, ChunkStore* store,
+            WritePipeline* pipeline)
+      : index_(index), spill_(spill), store_(store), pipeline_(pipeline) {}
 
   // caller: the handle on whose behalf this runs (null for setattr, xattrs,
   // unmount). It gets its own dropped-writes error, if any.
@@ -50,6 +52,7 @@ class Committer {
 
   Index* index_;
   Spill* spill_;
+  ChunkStore* store_;
   WritePipeline* pipeline_;
   std::mutex dropped_mu_;
   std::set<uint64_t> dropped_;                      // under dropped_mu_

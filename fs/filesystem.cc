@@ -53,7 +53,7 @@ Filesystem::Filesystem(Index* index, Spill* spill, CountingStore* store,
               ReaderOptionsOf(options_)),
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
                 WriteOptionsOf(options_), &options_.hooks),
-      committer_(index, spill, &pipeline_),
+      committer_(index, spill, store, &pipeline_),
       namespace_(index, &files_, &options_.hooks) {}
 
 Filesystem::~Filesystem() {

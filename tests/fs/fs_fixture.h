@@ -78,10 +78,14 @@ class FsTest : public ::testing::Test {
     ASSERT_TRUE(InitCrypto().ok());
     secret_.fill(0x5a);
     tmp_ = std::make_unique<TempDir>();
-    auto memory = std::make_unique<MemoryStore>();
+    auto memory = MakeMemoryStore();
     memory_ = memory.get();
     store_ = std::make_unique<CountingStore>(std::move(memory));
     Mount();
+  }
+  // The store under the counting decorator (tests may substitute one).
+  virtual std::unique_ptr<MemoryStore> MakeMemoryStore() {
+    return std::make_unique<MemoryStore>();
   }
   void TearDown() override {
     if (fs_) Unmount(/*drain=*/false);

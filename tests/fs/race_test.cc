@@ -2,6 +2,10 @@
 // interleaving forced through FsHooks (no sleeps, no luck): every test
 // checks that its hook really ran, so it cannot pass by missing the window.
 #include <fcntl.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <set>
 
 #include "fs/filesystem.h"
 #include "fs_fixture.h"
@@ -149,6 +153,81 @@ TEST_F(FsRaceTest, FailedUnlinkOfAnOpenFileKeepsIt) {
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
   Remount();
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
+}
+
+// A store that moves a staged file in at put time (as the local store does
+// with rename) and makes puts durable only at Sync(); its PutFile then
+// holds the uploader until the test lets go, i.e. inside the window
+// between a put and the wave's Sync.
+class MovingStore : public MemoryStore {
+ public:
+  Status PutFile(const Address& address, const std::string& path,
+                 std::vector<uint8_t>* scratch) override {
+    WAVEFS_RETURN_IF_ERROR(MemoryStore::PutFile(address, path, scratch));
+    ::unlink(path.c_str());
+    std::unique_lock<std::mutex> lock(mu_);
+    put_.push_back(address);
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    return Status::Ok();
+  }
+  Status Sync() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    durable_.insert(put_.begin(), put_.end());
+    return Status::Ok();
+  }
+  size_t puts() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return put_.size();
+  }
+  bool Durable(const Address& a) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return durable_.count(a) > 0;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Address> put_;
+  std::set<Address> durable_;
+  bool released_ = false;
+};
+
+class FsMovingStoreTest : public FsTest {
+ protected:
+  std::unique_ptr<MemoryStore> MakeMemoryStore() override {
+    auto s = std::make_unique<MovingStore>();
+    moving_ = s.get();
+    return s;
+  }
+  void TearDown() override {
+    moving_->Release();
+    FsTest::TearDown();
+  }
+  MovingStore* moving_ = nullptr;
+};
+
+// Regression (issue 9): fsync took "no longer in the spill" for "safe in
+// the store", but the chunk was moved in and not yet synced there.
+TEST_F(FsMovingStoreTest, FsyncSyncsAChunkMovedIntoTheStoreButNotSynced) {
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  WriteAt(h.get(), 0, RandomBytes(kC, 71));  // a full chunk: sealed, staged
+  ASSERT_TRUE(WaitFor([&] { return moving_->puts() == 1; }, 20s));
+  auto refs = fs_->GetDataMap(ino);
+  ASSERT_TRUE(refs.ok() && refs->chunks.size() == 1);
+  const Address a = refs->chunks[0].second.address;
+  EXPECT_EQ(SpillCount(), 0u);        // moved out of the spill...
+  EXPECT_FALSE(moving_->Durable(a));  // ...and not durable in the store yet
+  WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+  EXPECT_TRUE(moving_->Durable(a));
+  moving_->Release();
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
 }
 
 }  // namespace
