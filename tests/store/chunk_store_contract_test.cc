@@ -502,6 +502,20 @@ TEST_F(LocalStoreTest, PutReplacesATruncatedObject) {
   EXPECT_EQ(out, bytes);
 }
 
+// Regression (issue 9): an object of the right size but damaged (a power
+// cut after the rename, before the data reached the disk) counted as stored,
+// and every file deduplicating onto it read EIO forever.
+TEST_F(LocalStoreTest, PutRepairsADamagedObjectOfTheRightSize) {
+  const Address a = MakeAddress(4);
+  const auto bytes = MakeBytes(1000, 4);
+  WAVEFS_ASSERT_OK(store_->Put(a, bytes));
+  WriteTestFile(store_->PathOf(a), std::string(1000, '\0'));
+  WAVEFS_ASSERT_OK(store_->Put(a, bytes));
+  std::vector<uint8_t> out;
+  WAVEFS_ASSERT_OK(store_->Get(a, &out));
+  EXPECT_EQ(out, bytes);
+}
+
 TEST_F(LocalStoreTest, PutLeavesNoTemporaryFiles) {
   for (uint32_t seed = 0; seed < 5; ++seed) {
     WAVEFS_ASSERT_OK(store_->Put(MakeAddress(seed), MakeBytes(100, seed)));
