@@ -19,6 +19,7 @@
 #include "fs/fuse_ops.h"
 #include "store/counting_store.h"
 #include "store/file_util.h"
+#include "store/recovery.h"
 #include "store/store_config.h"
 
 namespace wavefs {
@@ -126,15 +127,6 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   auto index = Index::Open(o.meta_dir + "/index", budget.index);
   if (!index.ok())
     return report.Fail("cannot open the index: " + index.status().message());
-  // Files unlinked while open when a daemon died keep inode records with no
-  // links: nothing can open them any more.
-  auto orphans = (*index)->ReclaimOrphans();
-  if (!orphans.ok())
-    return report.Fail("cannot reclaim orphan inodes: " +
-                       orphans.status().message());
-  if (*orphans > 0)
-    spdlog::info("reclaimed {} inodes unlinked while open before a crash",
-                 *orphans);
   auto spill = Spill::Open(o.spill_dir);
   if (!spill.ok())
     return report.Fail("cannot open the spill directory: " +
@@ -144,22 +136,18 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     return report.Fail("cannot open the store: " + opened.status().message());
   CountingStore store(std::move(*opened));
 
-  // Staged files that no queue entry names are leftovers of a crash before
-  // their entry was written: remove them. Queued ones resume uploading.
-  uint64_t removed = 0;
-  std::vector<Address> staged;
-  Status listed =
-      (*spill)->List([&](const Address& a) { staged.push_back(a); });
-  if (!listed.ok())
-    return report.Fail("cannot list the spill: " + listed.message());
-  for (const Address& a : staged) {
-    auto q = (*index)->IsQueued(a);
-    if (q.ok() && !*q && (*spill)->Remove(a).ok()) ++removed;
-  }
+  // Orphan inodes, stale and torn staged files (store/recovery.h).
+  auto recovered = RecoverAtStart(index->get(), spill->get());
+  if (!recovered.ok())
+    return report.Fail("start-up recovery failed: " +
+                       recovered.status().message());
   spdlog::info(
-      "{} chunks ({} MiB) pending upload from earlier runs; {} stale "
-      "staged files removed",
-      (*index)->pending_chunks(), (*index)->pending_bytes() >> 20, removed);
+      "{} chunks ({} MiB) pending upload from earlier runs ({} verified, {} "
+      "damaged and removed); {} stale staged files removed; {} orphan "
+      "inodes reclaimed",
+      (*index)->pending_chunks(), (*index)->pending_bytes() >> 20,
+      recovered->staged_verified, recovered->torn_staged_removed,
+      recovered->stale_staged_removed, recovered->orphans_reclaimed);
 
   Uploader::Options uo;
   uo.concurrency = o.upload_threads;

@@ -28,6 +28,7 @@
 #include "store/counting_store.h"
 #include "store/index.h"
 #include "store/memory_store.h"
+#include "store/recovery.h"
 #include "store/spill.h"
 #include "store/uploader.h"
 
@@ -104,12 +105,12 @@ class FsTest : public ::testing::Test {
     auto index = Index::Open(*tmp_ / "index", Index::Options{});
     ASSERT_TRUE(index.ok()) << index.status().ToString();
     index_ = std::move(*index);
-    // As the daemon does at start-up (fs/mount.cc).
-    auto reclaimed = index_->ReclaimOrphans();
-    ASSERT_TRUE(reclaimed.ok()) << reclaimed.status().ToString();
     auto spill = Spill::Open(*tmp_ / "spill");
     ASSERT_TRUE(spill.ok()) << spill.status().ToString();
     spill_ = std::move(*spill);
+    // As the daemon does at start-up (fs/mount.cc).
+    auto recovered = RecoverAtStart(index_.get(), spill_.get());
+    ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
     Uploader::Options uo;
     uo.initial_backoff = 1ms;
     uo.max_backoff = 20ms;

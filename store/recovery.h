@@ -1,0 +1,36 @@
+// Start-up reconciliation of the index, the spill and the queue, after a
+// clean stop or a crash (kill -9, power cut). Run before anything is
+// mounted or uploaded.
+//
+// - Inodes without links (unlinked while open when the daemon died, or
+//   directories removed while open) are deleted with their chunk refs and
+//   extended attributes.
+// - Staged files no queue entry names are leftovers of a crash between
+//   staging and writing the entry: removed.
+// - Staged files the queue names are uploaded only if they hash to their
+//   address: a file torn by a power cut (its queue entry reached the disk
+//   through a later synced index write, its bytes did not) is removed, so
+//   the uploader takes the store's copy if there is an intact one, and
+//   otherwise reports the chunk lost instead of uploading garbage under
+//   that address.
+// Thread safety: call alone.
+#pragma once
+
+#include <cstdint>
+
+#include "store/index.h"
+#include "store/spill.h"
+#include "util/status.h"
+
+namespace wavefs {
+
+struct RecoveryReport {
+  uint64_t orphans_reclaimed = 0;
+  uint64_t stale_staged_removed = 0;
+  uint64_t torn_staged_removed = 0;
+  uint64_t staged_verified = 0;
+};
+
+Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill);
+
+}  // namespace wavefs
