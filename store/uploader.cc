@@ -8,16 +8,33 @@
 
 namespace wavefs {
 
+namespace {
+
+// A Sync() faster than this counts as free (S3, memory): then a batch is
+// completed as soon as nothing else is in flight or queued.
+constexpr double kCheapSyncSeconds = 0.002;
+
+// stats().last_rate_mib_s covers the batches completed this long before the
+// last one (and at least the last one).
+constexpr std::chrono::seconds kRateWindow{3};
+
+}  // namespace
+
 Uploader::Uploader(Index* index, Spill* spill, ChunkStore* store,
                    Options options)
     : index_(index), spill_(spill), store_(store), options_(options) {
-  last_progress_ = std::chrono::steady_clock::now();
+  last_progress_ = Clock::now();
 }
 
 Uploader::~Uploader() { Stop(); }
 
 void Uploader::Start() {
-  thread_ = std::thread([this] { Run(); });
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_ || dispatcher_.joinable()) return;
+  const int n = std::max(1, options_.concurrency);
+  for (int i = 0; i < n; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  completer_ = std::thread([this] { CompleteLoop(); });
+  dispatcher_ = std::thread([this] { DispatchLoop(); });
 }
 
 void Uploader::Notify() {
@@ -31,8 +48,23 @@ void Uploader::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
     cv_.notify_all();
+    stop_cv_.notify_all();
+    work_cv_.notify_all();
+    complete_cv_.notify_all();
+    done_cv_.notify_all();
   }
-  if (thread_.joinable()) thread_.join();
+  // Workers finish the put they are in (no new one starts); the completer
+  // then completes what they finished and exits.
+  if (dispatcher_.joinable()) dispatcher_.join();
+  for (auto& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    workers_joined_ = true;
+    complete_cv_.notify_all();
+  }
+  if (completer_.joinable()) completer_.join();
 }
 
 void Uploader::SetSpaceFreedCallback(std::function<void()> fn) {
@@ -63,17 +95,30 @@ Status Uploader::Drain(std::chrono::seconds give_up_after,
   draining_ += 1;
   notified_ = true;
   cv_.notify_all();
-  last_progress_ = std::chrono::steady_clock::now();
+  complete_cv_.notify_all();  // a waiting batch may complete at once now
+  last_progress_ = Clock::now();
   Status result;
-  while (index_->pending_chunks() > 0) {
-    done_cv_.wait_for(lock, std::chrono::seconds(1));
-    if (progress) {
+  Clock::time_point next_report = Clock::now() + std::chrono::seconds(1);
+  // Also waits for the bookkeeping of the last batch (spill files removed,
+  // stats) and of a chunk just dropped as lost.
+  while (index_->pending_chunks() > 0 || completing_ > 0 || in_flight_ > 0) {
+    done_cv_.wait_until(lock, next_report);
+    if (progress && Clock::now() >= next_report) {
+      next_report = Clock::now() + std::chrono::seconds(1);
       lock.unlock();
       progress(stats());
       lock.lock();
     }
+    if (stop_) {
+      if (index_->pending_chunks() == 0) break;
+      result = Status::Error(Code::kUnavailable,
+                             std::to_string(index_->pending_chunks()) +
+                                 " chunks still pending: the uploader stopped",
+                             0, true);
+      break;
+    }
     if (!sticky_error_.empty() &&
-        std::chrono::steady_clock::now() - last_progress_ > give_up_after) {
+        Clock::now() - last_progress_ > give_up_after) {
       result = Status::Error(
           Code::kUnavailable,
           std::to_string(index_->pending_chunks()) +
@@ -95,7 +140,8 @@ bool Uploader::StoreHoldsIntact(const Address& address,
 }
 
 Status Uploader::UploadOne(const Address& address, uint64_t length,
-                           std::vector<uint8_t>* scratch) {
+                           std::vector<uint8_t>* scratch, bool* dropped) {
+  *dropped = false;
   const std::string path = spill_->PathOf(address);
   auto backoff = options_.initial_backoff;
   Status st;
@@ -104,150 +150,335 @@ Status Uploader::UploadOne(const Address& address, uint64_t length,
     if (st.ok()) return st;
     if (st.code() == Code::kNotFound && !spill_->Contains(address)) {
       // The staged file is gone: fine when the store already has the chunk
-      // (an earlier run moved it in and stopped before completing).
+      // (an earlier run moved it in and stopped before completing, or a
+      // batch whose completion failed is being put again).
       if (StoreHoldsIntact(address, scratch)) return Status::Ok();
       spdlog::error(
           "chunk {} is queued but missing from the spill and the "
           "store; dropping its queue entry",
           ToHex(address));
-      index_->DropQueued(address, length).IgnoreError();
-      Status lost = Status::Error(Code::kCorrupt,
-                                  "staged chunk " + ToHex(address) +
-                                      " was lost (in neither the spill nor "
-                                      "the store); files naming it read EIO "
-                                      "there");
-      std::lock_guard<std::mutex> lock(mu_);
-      lost_chunks_ += 1;
-      lost_error_ = lost.message();
-      return lost;
+      Status drop = index_->DropQueued(address, length);
+      if (!drop.ok()) return drop;  // still queued: tried again later
+      *dropped = true;
+      return Status::Error(Code::kCorrupt,
+                           "staged chunk " + ToHex(address) +
+                               " was lost (in neither the spill nor "
+                               "the store); files naming it read EIO "
+                               "there");
     }
     spdlog::warn("upload of chunk {} failed (attempt {}/{}): {}",
                  ToHex(address), attempt, options_.max_attempts, st.ToString());
     if (!st.retryable() && attempt >= 2) break;
+    if (attempt == options_.max_attempts) break;
     std::unique_lock<std::mutex> lock(mu_);
-    if (cv_.wait_for(lock, backoff, [&] { return stop_; })) return st;
+    if (stop_cv_.wait_for(lock, backoff, [&] { return stop_; })) return st;
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
   return st;
 }
 
-Status Uploader::Complete(
-    const std::vector<std::pair<Address, uint64_t>>& done) {
-  if (done.empty()) return Status::Ok();
-  WAVEFS_RETURN_IF_ERROR(store_->Sync());
-  WAVEFS_RETURN_IF_ERROR(index_->CompleteUploads(done));
+void Uploader::TripLocked(Clock::time_point now, const std::string& error) {
+  sticky_error_ = error;
+  trip_delay_ = trip_delay_.count() == 0
+                    ? options_.initial_backoff
+                    : std::min(trip_delay_ * 2, options_.max_backoff);
+  tripped_ = true;
+  tripped_until_ = now + trip_delay_;
+  // Chunks handed out but not started go back: the store is failing, so
+  // every worker should not try its own chunk now.
+  for (auto it = ready_.rbegin(); it != ready_.rend(); ++it) {
+    claimed_.erase(it->address);
+    candidates_.push_front(*it);
+  }
+  ready_.clear();
+  notified_ = true;  // look at the queue again once the pause is over
+  cv_.notify_all();
+  spdlog::error("upload failed; pausing uploads for {} ms: {}",
+                trip_delay_.count(), error);
+}
+
+size_t Uploader::RoomLocked(Clock::time_point now,
+                            Clock::time_point* wake) const {
+  if (stop_) return 0;
+  // Finished puts waiting for completion are bounded (one batch being
+  // completed, one filling); the completer wakes the dispatcher.
+  if (done_.size() + completing_ >= 2 * options_.wave_size) return 0;
+  if (tripped_) {
+    if (now < tripped_until_) {
+      *wake = std::min(*wake, tripped_until_);
+      return 0;
+    }
+    // One chunk at a time until a put succeeds again.
+    return ready_.empty() && in_flight_ == 0 ? 1 : 0;
+  }
+  // One chunk waiting per worker, so a worker never waits for the
+  // dispatcher.
+  const size_t target = static_cast<size_t>(std::max(1, options_.concurrency));
+  return ready_.size() >= target ? 0 : target - ready_.size();
+}
+
+void Uploader::DispatchLoop() {
+  std::vector<std::pair<Address, uint64_t>> peek;
+  std::unique_lock<std::mutex> lock(mu_);
+  bool exhausted = false;  // the last look found nothing to hand out
+  Clock::time_point poll_at = Clock::now();
+  Clock::time_point next_peek = Clock::now();
+  while (!stop_) {
+    const auto now = Clock::now();
+    Clock::time_point wake = now + std::chrono::seconds(1);
+    const size_t room = RoomLocked(now, &wake);
+    if (room > 0 && !candidates_.empty()) {
+      size_t handed = 0;
+      while (handed < room && !candidates_.empty()) {
+        const Chunk c = candidates_.front();
+        candidates_.pop_front();
+        if (!claimed_.insert(c.address).second) continue;
+        ready_.push_back(c);
+        ++handed;
+      }
+      if (handed > 0) work_cv_.notify_all();
+      continue;
+    }
+    // Look at the queue when there is room and it may hold something new:
+    // chunks were queued or came back, a backoff ended, the last look
+    // found some, or once a second anyway.
+    const bool look = room > 0 && (notified_ || !exhausted || now >= poll_at);
+    if (!look || now < next_peek) {
+      if (room > 0) wake = std::min(wake, look ? next_peek : poll_at);
+      cv_.wait_until(lock, wake);
+      continue;
+    }
+    notified_ = false;
+    // Claimed entries and those backing off may come first in the queue's
+    // order: look past them. Take a wave's worth at once (PeekQueue gets
+    // slower as completed entries leave tombstones behind).
+    const size_t want = std::max(room, options_.wave_size);
+    size_t skip = claimed_.size();
+    for (const auto& [address, b] : backoff_) {
+      if (b.not_before > now) ++skip;
+    }
+    const uint64_t generation = queue_generation_;
+    lock.unlock();
+    const auto peek_start = Clock::now();
+    Status st = index_->PeekQueue(skip + want, &peek);
+    const auto peek_end = Clock::now();
+    lock.lock();
+    // Spend at most ~5% of the time looking at the queue.
+    next_peek = peek_end + std::min<Clock::duration>(
+                               (peek_end - peek_start) * 20, options_.gather);
+    if (stop_) break;
+    if (!st.ok()) {
+      TripLocked(peek_end, "cannot read the upload queue: " + st.ToString());
+      continue;
+    }
+    // Entries that left the queue meanwhile may be listed and no longer
+    // claimed: look again. (Only the uploader removes queue entries, and
+    // only claimed ones, so an entry unclaimed now stays queued until it
+    // is handed out: candidates_ never goes stale.)
+    if (generation != queue_generation_) continue;
+    Clock::time_point next_backoff = peek_end + std::chrono::seconds(1);
+    for (const auto& [address, length] : peek) {
+      if (candidates_.size() >= want) break;
+      if (claimed_.count(address) > 0) continue;
+      auto b = backoff_.find(address);
+      if (b != backoff_.end() && b->second.not_before > peek_end) {
+        next_backoff = std::min(next_backoff, b->second.not_before);
+        continue;
+      }
+      candidates_.push_back(Chunk{address, length});
+    }
+    exhausted = candidates_.empty();
+    poll_at = next_backoff;
+  }
+}
+
+void Uploader::WorkerLoop() {
+  std::vector<uint8_t> scratch;  // this worker's one buffer
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    work_cv_.wait(lock, [&] { return stop_ || !ready_.empty(); });
+    if (stop_) return;
+    const Chunk chunk = ready_.front();
+    ready_.pop_front();
+    in_flight_ += 1;
+    cv_.notify_all();  // room for the dispatcher
+    lock.unlock();
+
+    const auto start = Clock::now();
+    bool dropped = false;
+    Status st = UploadOne(chunk.address, chunk.length, &scratch, &dropped);
+    const auto end = Clock::now();
+
+    lock.lock();
+    in_flight_ -= 1;
+    if (st.ok()) {
+      backoff_.erase(chunk.address);
+      tripped_ = false;  // the store answers again
+      if (start < invalid_before_) {
+        // A completion failed after this put began: its bytes may not
+        // have reached the disk. Put it again.
+        claimed_.erase(chunk.address);
+        notified_ = true;
+      } else {
+        done_.push_back(Finished{chunk, start, end});
+      }
+    } else if (dropped) {
+      // Its queue entry is gone: a PeekQueue that overlapped the drop must
+      // not hand it out again.
+      queue_generation_ += 1;
+      claimed_.erase(chunk.address);
+      backoff_.erase(chunk.address);
+      lost_chunks_ += 1;
+      lost_error_ = st.message();
+      sticky_error_ = st.ToString();
+      done_cv_.notify_all();
+    } else {
+      claimed_.erase(chunk.address);
+      if (!stop_) {
+        Backoff& b = backoff_[chunk.address];
+        b.delay = b.delay.count() == 0
+                      ? options_.initial_backoff
+                      : std::min(b.delay * 2, options_.max_backoff);
+        b.not_before = end + b.delay;
+        TripLocked(end, st.ToString());
+      }
+    }
+    complete_cv_.notify_all();
+    cv_.notify_all();
+  }
+}
+
+bool Uploader::BatchDueLocked(Clock::time_point now,
+                              Clock::time_point* wake) const {
+  if (done_.empty()) return false;
+  if (done_.size() >= options_.wave_size || stop_) return true;
+  // Nothing in flight and nothing else queued: waiting cannot fill the
+  // batch. Complete at once when someone waits for it or it is cheap;
+  // otherwise (syncfs) let the batch gather while a writer keeps staging.
+  const bool idle = in_flight_ == 0 && ready_.empty() &&
+                    index_->pending_chunks() <= done_.size();
+  if (idle && (draining_ > 0 || cheap_sync_)) return true;
+  const auto due = done_.front().put_end + options_.gather;
+  if (now >= due) return true;
+  *wake = std::min(*wake, due);
+  return false;
+}
+
+Status Uploader::CompleteBatch(const std::vector<Finished>& batch,
+                               double* sync_seconds) {
+  const auto t0 = Clock::now();
+  Status synced = store_->Sync();
+  *sync_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  WAVEFS_RETURN_IF_ERROR(synced);
+  std::vector<std::pair<Address, uint64_t>> entries;
+  entries.reserve(batch.size());
+  for (const Finished& f : batch) {
+    entries.emplace_back(f.chunk.address, f.chunk.length);
+  }
+  WAVEFS_RETURN_IF_ERROR(index_->CompleteUploads(entries));
   // Only now may the staged copies go (a rename into the store already
   // moved them; then this is a no-op).
-  for (const auto& [address, length] : done) {
-    Status rm = spill_->Remove(address);
+  for (const Finished& f : batch) {
+    Status rm = spill_->Remove(f.chunk.address);
     if (!rm.ok()) spdlog::warn("cannot remove staged chunk: {}", rm.ToString());
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    uploaded_chunks_ += done.size();
-    for (const auto& d : done) uploaded_bytes_ += d.second;
-    last_progress_ = std::chrono::steady_clock::now();
-    sticky_error_.clear();  // a put went through: the store works again
-  }
-  done_cv_.notify_all();
-  std::lock_guard<std::mutex> lock(callback_mu_);
-  if (space_freed_) space_freed_();
   return Status::Ok();
 }
 
-void Uploader::Run() {
-  std::vector<std::pair<Address, uint64_t>> wave;
-  auto backoff = options_.initial_backoff;
-  bool failing = false;
+void Uploader::CompleteLoop() {
+  std::vector<Finished> batch;
+  std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      auto wait = failing ? backoff : std::chrono::milliseconds(1000);
-      cv_.wait_for(lock, wait, [&] { return stop_ || notified_; });
-      if (stop_) return;
-      notified_ = false;
-      // While a writer keeps staging, let a wave fill: one store sync per
-      // wave instead of one per chunk.
-      if (draining_ == 0 && !failing) {
-        cv_.wait_for(lock, options_.gather, [&] {
-          return stop_ || draining_ > 0 ||
-                 index_->pending_chunks() >= options_.wave_size;
-        });
-        if (stop_) return;
-      }
+    const auto now = Clock::now();
+    const bool final = stop_ && workers_joined_;
+    if (final && done_.empty()) return;
+    Clock::time_point wake = now + std::chrono::seconds(1);
+    if (!final && !BatchDueLocked(now, &wake)) {
+      complete_cv_.wait_until(lock, wake);
+      continue;
     }
-    while (true) {
-      Status st = index_->PeekQueue(options_.wave_size, &wave);
-      if (!st.ok()) {
-        spdlog::error("cannot read the upload queue: {}", st.ToString());
-        failing = true;
-        break;
+    const size_t n = std::min(done_.size(), options_.wave_size);
+    batch.assign(done_.begin(), done_.begin() + static_cast<ptrdiff_t>(n));
+    done_.erase(done_.begin(), done_.begin() + static_cast<ptrdiff_t>(n));
+    completing_ = n;
+    lock.unlock();
+
+    double sync_seconds = 0;
+    Status st = CompleteBatch(batch, &sync_seconds);
+    const auto end = Clock::now();
+
+    lock.lock();
+    completing_ = 0;
+    cheap_sync_ = sync_seconds < kCheapSyncSeconds;
+    if (!st.ok()) {
+      // Not durable, or not recorded: every put that returned so far is put
+      // again (after a failed syncfs a later one may return ok although the
+      // bytes never reached the disk), and so is every put in flight.
+      for (const Finished& f : batch) claimed_.erase(f.chunk.address);
+      for (const Finished& f : done_) claimed_.erase(f.chunk.address);
+      done_.clear();
+      invalid_before_ = end;
+      if (final) {
+        spdlog::error("cannot complete {} uploaded chunks at stop: {}",
+                      batch.size(), st.ToString());
+        sticky_error_ = st.ToString();
+        return;
       }
-      if (wave.empty()) break;
-      const auto start = std::chrono::steady_clock::now();
-      std::atomic<size_t> next{0};
-      std::mutex done_mu;
-      std::vector<std::pair<Address, uint64_t>> done;
-      std::string first_error;
-      auto worker = [&] {
-        std::vector<uint8_t> scratch;
-        for (size_t i = next++; i < wave.size(); i = next++) {
-          Status s = UploadOne(wave[i].first, wave[i].second, &scratch);
-          std::lock_guard<std::mutex> lock(done_mu);
-          if (s.ok()) {
-            done.push_back(wave[i]);
-          } else if (first_error.empty()) {
-            first_error = s.ToString();
-          }
-        }
-      };
-      const int n = std::max<int>(
-          1,
-          std::min<int>(options_.concurrency, static_cast<int>(wave.size())));
-      std::vector<std::thread> workers;
-      for (int i = 1; i < n; ++i) workers.emplace_back(worker);
-      worker();
-      for (auto& t : workers) t.join();
-      Status completed = Complete(done);
-      if (!completed.ok()) {
-        if (first_error.empty()) first_error = completed.ToString();
-        done.clear();
-      }
-      const double secs = std::chrono::duration<double>(
-                              std::chrono::steady_clock::now() - start)
-                              .count();
-      uint64_t bytes = 0;
-      for (const auto& d : done) bytes += d.second;
-      const double mib = bytes / 1048576.0;
-      const double rate = secs > 0 ? mib / secs : 0;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        waves_ += 1;
-        last_rate_ = rate;
-        if (!first_error.empty()) sticky_error_ = first_error;
-        spdlog::info(
-            "wave {}: {}/{} chunks, {:.1f} MiB in {:.2f} s ({:.1f} MiB/s), "
-            "{} chunks pending",
-            waves_, done.size(), wave.size(), mib, secs, rate,
-            index_->pending_chunks());
-      }
+      TripLocked(end, "completing uploads failed: " + st.ToString());
       done_cv_.notify_all();
-      if (!first_error.empty()) {
-        spdlog::error("upload wave failed: {}", first_error);
-        failing = true;
-        backoff = std::min(backoff * 2, options_.max_backoff);
-        break;
-      }
-      failing = false;
-      backoff = options_.initial_backoff;
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-      // Less than a wave left: go back and let it fill (unless draining).
-      if (draining_ == 0 && index_->pending_chunks() < options_.wave_size) {
-        notified_ = index_->pending_chunks() > 0;
-        break;
-      }
+      continue;
     }
+    // Their queue entries are gone: a PeekQueue that overlapped may still
+    // list them.
+    queue_generation_ += 1;
+    uint64_t bytes = 0;
+    Clock::time_point first_start = batch.front().put_start;
+    for (const Finished& f : batch) {
+      claimed_.erase(f.chunk.address);
+      backoff_.erase(f.chunk.address);
+      bytes += f.chunk.length;
+      first_start = std::min(first_start, f.put_start);
+    }
+    // Batches overlap (the next one's puts run while this one completes):
+    // time it from its first put's start, or from the previous batch's
+    // completion when that is later, so back-to-back batches add up to the
+    // wall-clock time and their rates to the pipeline's throughput.
+    const Clock::time_point since = std::max(first_start, last_completed_);
+    last_completed_ = end;
+    const double secs = std::chrono::duration<double>(end - since).count();
+    const double mib = bytes / 1048576.0;
+    const double rate = secs > 0 ? mib / secs : 0;
+    // stats() reports a sliding rate: small batches (a trickle, a local
+    // store renaming chunks in) make any one batch's rate noisy, and
+    // `wavefs status` computes its ETA from it.
+    recent_.push_back(RecentBatch{since, end, bytes});
+    while (recent_.size() > 1 && end - recent_.front().end > kRateWindow) {
+      recent_.pop_front();
+    }
+    uint64_t window_bytes = 0;
+    for (const RecentBatch& r : recent_) window_bytes += r.bytes;
+    const double window_secs =
+        std::chrono::duration<double>(end - recent_.front().since).count();
+    uploaded_chunks_ += batch.size();
+    uploaded_bytes_ += bytes;
+    waves_ += 1;
+    last_rate_ =
+        window_secs > 0 ? window_bytes / 1048576.0 / window_secs : rate;
+    last_progress_ = end;
+    sticky_error_.clear();  // a batch went through: the store works again
+    trip_delay_ = std::chrono::milliseconds(0);
+    spdlog::info(
+        "wave {}: {} chunks, {:.1f} MiB in {:.2f} s ({:.1f} MiB/s), {} "
+        "chunks pending",
+        waves_, batch.size(), mib, secs, rate, index_->pending_chunks());
+    done_cv_.notify_all();
+    cv_.notify_all();  // room for more finished puts
+    lock.unlock();
+    {
+      std::lock_guard<std::mutex> cb(callback_mu_);
+      if (space_freed_) space_freed_();
+    }
+    lock.lock();
   }
 }
 

@@ -1,30 +1,61 @@
-// Uploader: moves queued chunks from the spill to the chunk store in waves.
+// Uploader: moves queued chunks from the spill to the chunk store as a
+// continuous pipeline, completing them in batches ("waves").
 //
-// A background thread takes up to `wave_size` queue entries from the index
-// (a wave; it waits up to `gather` for a wave to fill while chunks keep
-// coming) and puts them with `concurrency` worker threads. Each chunk is
-// read from the spill only when its worker sends it. After the wave's puts,
-// one store Sync() makes them durable; only then are the queue entries
-// completed (one batch) and the spill files removed (a spill file never
-// goes before the store has the chunk durably). Failed puts are
-// retried with exponential backoff; a failure that persists becomes the
-// sticky error shown by stats() until a later put succeeds. One log line per
-// wave: chunks, bytes, rate.
+// Threads: a dispatcher, `concurrency` long-lived workers and a completer.
+// - The dispatcher reads the index queue (PeekQueue, a wave's worth of
+//   candidates at a time: it gets slower as completed entries leave
+//   tombstones) and hands chunks to the workers through a short ready
+//   list, so a worker that finishes a put starts the next one at once. A chunk
+//   that is handed out, in flight, or put but not yet completed is "claimed"
+//   and never handed out twice. Chunks queued meanwhile (Notify) are picked up
+//   without waiting for anything else to finish.
+// - Each worker reads its chunk from the spill only when it sends it
+//   (UploadOne: retries with exponential backoff; one scratch buffer per
+//   worker, none when the store streams the file or moves it by rename).
+// - The completer batches finished puts. A batch is completed when it holds
+//   `wave_size` chunks, or when nothing is in flight or queued besides it
+//   (at once only while that is cheap: a Drain waits or the last Sync()
+//   took no time, as on S3), or `gather` after its oldest put finished.
+//   Completing = one store Sync() (at most one at a time), then one index
+//   write batch completing the queue entries, then removing the spill
+//   files, then the space-freed callback. Workers keep uploading meanwhile.
+// A spill file is removed and its queue entry completed only after the
+// store confirmed the put AND a Sync() called after that returned ok. A
+// failed Sync (or index write) sends every put that returned so far, and
+// those in flight, back to be put again (after a failed syncfs a later one
+// may return ok although the bytes never reached the disk).
 //
-// Memory: at most `concurrency` scratch buffers of one chunk each, and none
-// when the store moves spill files in by rename.
+// Failures: a put that still fails after its retries is the sticky error
+// (stats) until a later batch completes; the chunk backs off on its own
+// (doubling up to max_backoff) and the whole uploader backs off too: no
+// new chunk is handed out before the backoff ends, then one chunk at a
+// time until a put succeeds again.
+//
+// Stats: `waves` counts completed batches. A batch's time runs from its
+// earliest put's start (or from the previous batch's completion, when that
+// is later: batches overlap) to the end of its completion; the log line of
+// each batch gives its own rate, and `last_rate_mib_s` is a sliding rate:
+// the bytes of the batches completed in the 3 s up to the last one (at
+// least the last one) over the time they span.
+//
 // Thread safety: all public methods are thread-safe. Lifecycle: Start once,
-// Drain any number of times, Stop once (the destructor stops).
+// Drain any number of times, Stop once (the destructor stops). Stop lets the
+// puts in flight finish (a put cannot be interrupted), completes what they
+// finished, and joins every thread.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "store/chunk_store.h"
@@ -37,9 +68,10 @@ namespace wavefs {
 class Uploader {
  public:
   struct Options {
-    size_t wave_size = 64;
-    int concurrency = 2;
-    int max_attempts = 5;  // per chunk inside one wave, then the wave ends
+    size_t wave_size = 64;  // most chunks completed by one Sync()
+    int concurrency = 2;    // puts in flight (worker threads)
+    int max_attempts = 5;   // per chunk and hand-out, then it backs off
+    // The longest a finished put waits for more to join its batch.
     std::chrono::milliseconds gather{200};
     std::chrono::milliseconds initial_backoff{100};
     std::chrono::milliseconds max_backoff{5000};
@@ -49,8 +81,8 @@ class Uploader {
     uint64_t pending_bytes = 0;
     uint64_t uploaded_chunks = 0;
     uint64_t uploaded_bytes = 0;
-    uint64_t waves = 0;
-    double last_rate_mib_s = 0;  // of the last completed wave
+    uint64_t waves = 0;          // completed batches
+    double last_rate_mib_s = 0;  // of the last ~3 s of completed batches
     std::string sticky_error;    // empty when the last attempt succeeded
     // Queued chunks found in neither the spill nor the store (their data
     // is gone): counted and reported until the daemon restarts, never
@@ -63,9 +95,10 @@ class Uploader {
   ~Uploader();
 
   void Start();
-  // Wakes the background thread (new chunks were queued).
+  // Wakes the dispatcher (new chunks were queued).
   void Notify();
-  // Blocks until the queue is empty, calling progress about once a second.
+  // Blocks until the queue is empty (and the spill files of the last batch
+  // are removed), calling progress about once a second.
   // Gives up with the sticky error when no chunk could be uploaded for
   // `give_up_after` (the queue stays persisted and resumes next mount).
   Status Drain(std::chrono::seconds give_up_after,
@@ -76,37 +109,100 @@ class Uploader {
   void SetSpaceFreedCallback(std::function<void()> fn);
 
  private:
-  void Run();
+  using Clock = std::chrono::steady_clock;
+  struct Chunk {
+    Address address;
+    uint64_t length = 0;
+  };
+  struct Finished {  // put, not yet completed
+    Chunk chunk;
+    Clock::time_point put_start;
+    Clock::time_point put_end;
+  };
+  struct Backoff {  // a chunk whose put kept failing
+    Clock::time_point not_before;
+    std::chrono::milliseconds delay{0};
+  };
+
+  void DispatchLoop();
+  void WorkerLoop();
+  void CompleteLoop();
+  // Chunks the dispatcher may hand out now (0: none; *wake: when to look
+  // again). Called with mu_ held.
+  size_t RoomLocked(Clock::time_point now, Clock::time_point* wake) const;
+  // Whether the completer should complete a batch now (else *wake: when).
+  // Called with mu_ held.
+  bool BatchDueLocked(Clock::time_point now, Clock::time_point* wake) const;
+  // Syncs the store, completes the batch in the index and removes its spill
+  // files. Called without mu_.
+  // *sync_seconds: how long Sync() took.
+  Status CompleteBatch(const std::vector<Finished>& batch,
+                       double* sync_seconds);
+  // After a failed put or completion: stop handing out chunks for a while.
+  void TripLocked(Clock::time_point now, const std::string& error);
   // Puts one chunk with retries; ok when the store has it (not yet synced).
+  // *dropped: the chunk was lost (in neither the spill nor the store) and
+  // its queue entry is gone.
   Status UploadOne(const Address& address, uint64_t length,
-                   std::vector<uint8_t>* scratch);
+                   std::vector<uint8_t>* scratch, bool* dropped);
   // Checks that the store holds intact bytes for address (recovery path).
   bool StoreHoldsIntact(const Address& address, std::vector<uint8_t>* scratch);
-  // Syncs the store and completes the given uploads.
-  Status Complete(const std::vector<std::pair<Address, uint64_t>>& done);
 
   Index* index_;
   Spill* spill_;
   ChunkStore* store_;
   const Options options_;
 
-  mutable std::mutex mu_;            // guards everything below
-  std::condition_variable cv_;       // wakes Run
-  std::condition_variable done_cv_;  // wakes Drain
+  mutable std::mutex mu_;                // guards everything below
+  std::condition_variable cv_;           // dispatcher
+  std::condition_variable stop_cv_;      // backoff waits inside UploadOne
+  std::condition_variable work_cv_;      // workers: ready_ or stop_
+  std::condition_variable complete_cv_;  // completer
+  std::condition_variable done_cv_;      // Drain
   bool stop_ = false;
+  bool workers_joined_ = false;  // Stop: the completer may finish up
   bool notified_ = false;
-  int draining_ = 0;  // Drain calls waiting: no gathering delay
+  int draining_ = 0;  // Drain calls waiting: complete batches at once
+  // Pipeline state.
+  std::deque<Chunk> candidates_;  // queued, unclaimed: next to hand out
+  std::deque<Chunk> ready_;       // handed out, not yet taken by a worker
+  int in_flight_ = 0;             // puts running
+  std::deque<Finished> done_;     // put ok, waiting for a batch
+  size_t completing_ = 0;         // chunks of the batch being completed
+  std::set<Address> claimed_;  // in ready_, in flight, in done_ or completing
+  // Bumped whenever the uploader removes queue entries (completion, lost
+  // chunk): a PeekQueue that overlapped it may list them and is redone.
+  uint64_t queue_generation_ = 0;
+  std::map<Address, Backoff> backoff_;  // chunks whose last put failed
+  // Puts that started before this failed to complete are put again.
+  Clock::time_point invalid_before_{};
+  // Uploader-wide backoff after a failure (a "tripped" uploader hands out
+  // one chunk at a time, after tripped_until_, until a put succeeds).
+  bool tripped_ = false;
+  Clock::time_point tripped_until_{};
+  std::chrono::milliseconds trip_delay_{0};  // reset by a completed batch
+  bool cheap_sync_ = true;                   // the last Sync() took no time
+  // Stats.
   uint64_t uploaded_chunks_ = 0;
   uint64_t uploaded_bytes_ = 0;
   uint64_t waves_ = 0;
   double last_rate_ = 0;
+  Clock::time_point last_completed_{};  // when the last batch completed
+  struct RecentBatch {
+    Clock::time_point since;  // its first put's start or the one before's end
+    Clock::time_point end;
+    uint64_t bytes = 0;
+  };
+  std::deque<RecentBatch> recent_;  // for the sliding rate
   std::string sticky_error_;
   uint64_t lost_chunks_ = 0;
   std::string lost_error_;
-  std::chrono::steady_clock::time_point last_progress_;
+  Clock::time_point last_progress_;
   std::mutex callback_mu_;  // guards space_freed_ and serialises its calls
   std::function<void()> space_freed_;
-  std::thread thread_;
+  std::thread dispatcher_;
+  std::thread completer_;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace wavefs

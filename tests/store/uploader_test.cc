@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -45,12 +47,18 @@ class ProbeStore : public ChunkStore {
     int seen = max_active_.load();
     while (now > seen && !max_active_.compare_exchange_weak(seen, now)) {
     }
+    puts_ += 1;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!putting_.insert(address).second) same_chunk_at_once_ += 1;
+    }
     CheckStillStagedAndQueued(address);
     if (put_delay_.count() > 0) std::this_thread::sleep_for(put_delay_);
     Status st = inner_->Put(address, ciphertext);
-    if (st.ok()) {
+    {
       std::lock_guard<std::mutex> lock(mu_);
-      unsynced_.insert(address);
+      putting_.erase(address);
+      if (st.ok()) unsynced_.insert(address);
     }
     --active_;
     return st;
@@ -90,6 +98,9 @@ class ProbeStore : public ChunkStore {
   int max_active() const { return max_active_.load(); }
   int violations() const { return violations_.load(); }
   int syncs() const { return syncs_.load(); }
+  int puts() const { return puts_.load(); }
+  // Puts of one chunk that overlapped (the uploader handed it out twice).
+  int same_chunk_at_once() const { return same_chunk_at_once_.load(); }
 
  private:
   void CheckStillStagedAndQueued(const Address& address) {
@@ -107,8 +118,206 @@ class ProbeStore : public ChunkStore {
   std::atomic<int> violations_{0};
   std::atomic<int> syncs_{0};
   std::atomic<int> fail_syncs_{0};
+  std::atomic<int> puts_{0};
+  std::atomic<int> same_chunk_at_once_{0};
   std::mutex mu_;
   std::set<Address> unsynced_;
+  std::set<Address> putting_;
+};
+
+// Passes every call on, except that the put of one chosen chunk blocks
+// until Release(): a put that takes as long as the test wants.
+class GateStore : public ChunkStore {
+ public:
+  GateStore(ChunkStore* inner, const Address& gated)
+      : inner_(inner), gated_(gated) {}
+
+  Status Put(const Address& address,
+             std::span<const uint8_t> ciphertext) override {
+    if (address == gated_) {
+      std::unique_lock<std::mutex> lock(mu_);
+      entered_ = true;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    }
+    Status st = inner_->Put(address, ciphertext);
+    if (address == gated_) {
+      std::lock_guard<std::mutex> lock(mu_);
+      gated_put_returned_ = true;
+    }
+    return st;
+  }
+  Status Sync() override { return inner_->Sync(); }
+  Status Get(const Address& address, std::vector<uint8_t>* out) override {
+    return inner_->Get(address, out);
+  }
+  Result<bool> Has(const Address& address) override {
+    return inner_->Has(address);
+  }
+  Status Remove(const Address& address) override {
+    return inner_->Remove(address);
+  }
+  Status List(const std::function<void(const Address&)>& fn) override {
+    return inner_->List(fn);
+  }
+  std::string Describe() const override { return "gate"; }
+
+  // Waits until the gated put has begun (and is blocked).
+  bool WaitEntered(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return entered_; });
+  }
+  bool gated_put_returned() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return gated_put_returned_;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  ChunkStore* inner_;
+  const Address gated_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool released_ = false;
+  bool gated_put_returned_ = false;
+};
+
+// Records the order of puts and syncs and checks, at every call and from a
+// thread polling the spill, the uploader's promise: a staged chunk's spill
+// file is gone only once the chunk was put and a Sync() that began after
+// that put returned has returned ok. Every `fail_every`-th sync fails.
+class OrderStore : public ChunkStore {
+ public:
+  OrderStore(ChunkStore* inner, Spill* spill, int fail_every)
+      : inner_(inner), spill_(spill), fail_every_(fail_every) {}
+  ~OrderStore() override { StopWatching(); }
+
+  // The chunks to watch; starts the polling thread.
+  void Watch(const std::vector<Address>& addresses) {
+    watched_ = addresses;
+    watcher_ = std::thread([this] {
+      while (!stop_watching_.load()) {
+        Check("watcher");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+  }
+  void StopWatching() {
+    stop_watching_ = true;
+    if (watcher_.joinable()) watcher_.join();
+  }
+
+  Status Put(const Address& address,
+             std::span<const uint8_t> ciphertext) override {
+    Check("put");
+    Status st = inner_->Put(address, ciphertext);
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t seq = ++seq_;
+    if (st.ok()) put_done_[address] = seq;
+    Log(seq, "put " + ToHex(address).substr(0, 8) + (st.ok() ? "" : " failed"));
+    return st;
+  }
+  Status Sync() override {
+    if (++syncing_ > 1) concurrent_syncs_ += 1;
+    Check("sync");
+    uint64_t start;
+    int n;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      start = ++seq_;
+      n = ++syncs_;
+      Log(start, "sync " + std::to_string(n) + " begins");
+    }
+    // Syncs take a moment (as syncfs does), so puts finish during them.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    Status st = fail_every_ > 0 && n % fail_every_ == 0
+                    ? Status::Error(Code::kIo, "syncfs failed", EIO, true)
+                    : inner_->Sync();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (st.ok()) synced_upto_ = std::max(synced_upto_, start);
+      if (!st.ok()) failed_syncs_ += 1;
+      Log(++seq_, "sync " + std::to_string(n) + (st.ok() ? " ok" : " failed"));
+    }
+    --syncing_;
+    return st;
+  }
+  Status Get(const Address& address, std::vector<uint8_t>* out) override {
+    return inner_->Get(address, out);
+  }
+  Result<bool> Has(const Address& address) override {
+    return inner_->Has(address);
+  }
+  Status Remove(const Address& address) override {
+    return inner_->Remove(address);
+  }
+  Status List(const std::function<void(const Address&)>& fn) override {
+    return inner_->List(fn);
+  }
+  std::string Describe() const override { return "order"; }
+
+  int violations() const { return violations_.load(); }
+  int concurrent_syncs() const { return concurrent_syncs_.load(); }
+  int failed_syncs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failed_syncs_;
+  }
+  std::string first_violation() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return first_violation_;
+  }
+
+  // Every watched chunk whose spill file is gone must have been put, and a
+  // sync begun after that put must have returned ok. (Spill files go only
+  // after such a sync returned, so reading the records after seeing a file
+  // gone never blames a correct uploader.)
+  void Check(const char* who) {
+    for (const Address& a : watched_) {
+      if (spill_->Contains(a)) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = put_done_.find(a);
+      const bool ok = it != put_done_.end() && it->second < synced_upto_;
+      if (ok) continue;
+      violations_ += 1;
+      if (first_violation_.empty()) {
+        first_violation_ =
+            std::string(who) + " saw the spill file of " + ToHex(a) +
+            " gone; put done at " +
+            (it == put_done_.end() ? "never" : std::to_string(it->second)) +
+            ", synced up to " + std::to_string(synced_upto_) + "; events:";
+        for (const std::string& e : events_) first_violation_ += "\n  " + e;
+      }
+    }
+  }
+
+ private:
+  void Log(uint64_t seq, const std::string& what) {  // mu_ held
+    events_.push_back(std::to_string(seq) + " " + what);
+    if (events_.size() > 40) events_.erase(events_.begin());
+  }
+
+  ChunkStore* inner_;
+  Spill* spill_;
+  const int fail_every_;
+  std::vector<Address> watched_;
+  std::thread watcher_;
+  std::atomic<bool> stop_watching_{false};
+  std::atomic<int> violations_{0};
+  std::atomic<int> syncing_{0};
+  std::atomic<int> concurrent_syncs_{0};
+  std::mutex mu_;  // guards the rest
+  uint64_t seq_ = 0;
+  std::map<Address, uint64_t> put_done_;
+  uint64_t synced_upto_ = 0;  // the start of the latest sync that returned ok
+  int syncs_ = 0;
+  int failed_syncs_ = 0;
+  std::string first_violation_;
+  std::vector<std::string> events_;
 };
 
 struct Staged {
@@ -128,7 +337,16 @@ class UploaderTest : public ::testing::Test {
     probe_ = std::make_unique<ProbeStore>(&store_, spill_.get(), index_.get());
   }
   void TearDown() override {
+    if (gate_) gate_->Release();  // else Stop waits for the blocked put
+    if (uploader_) uploader_->Stop();
+    if (order_) order_->StopWatching();
+    if (probe_) {
+      EXPECT_EQ(probe_->same_chunk_at_once(), 0)
+          << "a chunk was handed to two workers at once";
+    }
     uploader_.reset();
+    order_.reset();
+    gate_.reset();
     probe_.reset();
     spill_.reset();
     index_.reset();
@@ -151,6 +369,21 @@ class UploaderTest : public ::testing::Test {
   void MakeUploader(Uploader::Options o = FastOptions()) {
     uploader_ =
         std::make_unique<Uploader>(index_.get(), spill_.get(), probe_.get(), o);
+  }
+  void MakeUploaderOn(ChunkStore* store, Uploader::Options o) {
+    uploader_ =
+        std::make_unique<Uploader>(index_.get(), spill_.get(), store, o);
+  }
+  // The chunk the uploader hands out first (the queue is in address order).
+  static Address FirstInQueueOrder(const std::vector<Staged>& chunks) {
+    Address first = chunks.front().address;
+    for (const Staged& s : chunks) first = std::min(first, s.address);
+    return first;
+  }
+  bool StoredAndGone(const Staged& s) {
+    auto has = store_.Has(s.address);
+    return has.ok() && *has && !spill_->Contains(s.address) &&
+           !Queued(s.address) && Known(s.address);
   }
 
   // What the write path does for each sealed chunk: stage, then queue. The
@@ -217,6 +450,8 @@ class UploaderTest : public ::testing::Test {
   std::unique_ptr<Spill> spill_;
   MemoryStore store_;
   std::unique_ptr<ProbeStore> probe_;
+  std::unique_ptr<GateStore> gate_;    // outlives uploader_ (TearDown)
+  std::unique_ptr<OrderStore> order_;  // likewise
   std::unique_ptr<Uploader> uploader_;
 };
 
@@ -246,6 +481,7 @@ TEST_F(UploaderTest, DrainUploadsEveryStagedChunk) {
   EXPECT_EQ(s.pending_chunks, 0u);
   EXPECT_EQ(s.pending_bytes, 0u);
   EXPECT_TRUE(s.sticky_error.empty()) << s.sticky_error;
+  EXPECT_GT(s.last_rate_mib_s, 0);
   EXPECT_EQ(probe_->violations(), 0);
   EXPECT_GE(probe_->syncs(), 1) << "uploads were never made durable";
 }
@@ -277,7 +513,10 @@ TEST_F(UploaderTest, NotifiedChunksAreUploadedWithoutDrain) {
   uploader_->Start();
   auto chunks = StageMany(1, 3, 100);
   uploader_->Notify();
-  EXPECT_TRUE(WaitFor([&] { return index_->pending_chunks() == 0; }, 5000ms))
+  // The queue empties before the spill files go: wait for both.
+  EXPECT_TRUE(WaitFor(
+      [&] { return index_->pending_chunks() == 0 && SpillCount() == 0; },
+      5000ms))
       << "a notified, non-full wave never went out";
   ExpectAllStored(chunks);
 }
@@ -556,6 +795,154 @@ TEST_F(UploaderTest, StopThenDestroyWithoutStartIsSafe) {
   uploader_->Stop();
   uploader_.reset();
   MakeUploader();  // destroyed in TearDown without Start
+}
+
+// The pipeline: a put that takes long (here: blocked until released) holds
+// up nothing but its own chunk. With waves, the other chunks of its wave
+// waited for it, and so did every chunk queued after them.
+TEST_F(UploaderTest, SlowPutDoesNotHoldUpOtherChunks) {
+  auto chunks = StageMany(1, 21, 1000);
+  const Address slow = FirstInQueueOrder(chunks);
+  gate_ = std::make_unique<GateStore>(probe_.get(), slow);
+  Uploader::Options o = FastOptions();
+  o.concurrency = 2;
+  MakeUploaderOn(gate_.get(), o);
+  uploader_->Start();
+  uploader_->Notify();
+  ASSERT_TRUE(gate_->WaitEntered(5000ms)) << "the slow chunk was never put";
+
+  std::vector<Staged> others;
+  for (const Staged& s : chunks) {
+    if (s.address != slow) others.push_back(s);
+  }
+  ASSERT_EQ(others.size(), 20u);
+  const bool others_done = WaitFor(
+      [&] {
+        for (const Staged& s : others) {
+          if (!StoredAndGone(s)) return false;
+        }
+        return true;
+      },
+      10000ms);
+  EXPECT_TRUE(others_done)
+      << "chunks waited for an unrelated slow put to finish";
+  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().uploaded_chunks == 20u; },
+                      2000ms))
+      << uploader_->stats().uploaded_chunks;
+  // Meanwhile the slow chunk is still being put, still staged and queued.
+  EXPECT_FALSE(gate_->gated_put_returned());
+  EXPECT_TRUE(spill_->Contains(slow));
+  EXPECT_TRUE(Queued(slow));
+  EXPECT_EQ(index_->pending_chunks(), 1u);
+
+  gate_->Release();
+  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  ExpectAllStored(chunks);
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_EQ(probe_->violations(), 0);
+}
+
+// Chunks staged while puts are running are picked up at once: no waiting
+// for the running ones to finish and no Drain needed.
+TEST_F(UploaderTest, ChunksStagedWhileUploadsRunArePickedUpWithoutDrain) {
+  auto first = StageMany(1, 5, 1000);
+  const Address slow = FirstInQueueOrder(first);
+  gate_ = std::make_unique<GateStore>(probe_.get(), slow);
+  Uploader::Options o = FastOptions();
+  o.concurrency = 2;
+  MakeUploaderOn(gate_.get(), o);
+  uploader_->Start();
+  uploader_->Notify();
+  ASSERT_TRUE(gate_->WaitEntered(5000ms));
+
+  // An upload is running (and will until released); a writer stages more.
+  auto second = StageMany(100, 10, 2000);
+  uploader_->Notify();
+  const bool second_done = WaitFor(
+      [&] {
+        for (const Staged& s : second) {
+          if (!StoredAndGone(s)) return false;
+        }
+        return true;
+      },
+      10000ms);
+  EXPECT_TRUE(second_done) << "chunks staged during an upload waited for it";
+  EXPECT_FALSE(gate_->gated_put_returned());
+  EXPECT_TRUE(Queued(slow));
+
+  gate_->Release();
+  EXPECT_TRUE(WaitFor(
+      [&] { return index_->pending_chunks() == 0 && SpillCount() == 0; },
+      10000ms))
+      << "pending: " << index_->pending_chunks();
+  ExpectAllStored(first);
+  ExpectAllStored(second);
+  EXPECT_EQ(probe_->violations(), 0);
+}
+
+// The durability promise, checked at every put and sync and by a thread
+// watching the spill: a spill file goes only after its put AND a later
+// Sync() returned ok, also when syncs fail now and then (every 3rd here:
+// what a failed sync covered must be put and synced again) and while puts
+// overlap completions (several small batches, 3 workers).
+TEST_F(UploaderTest, SpillFileGoesOnlyAfterItsPutAndALaterSync) {
+  auto chunks = StageMany(1, 120, 300);
+  order_ = std::make_unique<OrderStore>(probe_.get(), spill_.get(), 3);
+  std::vector<Address> addresses;
+  for (const Staged& s : chunks) addresses.push_back(s.address);
+  order_->Watch(addresses);
+  probe_->set_put_delay(1ms);  // lets puts overlap completions
+  Uploader::Options o = FastOptions();
+  o.concurrency = 3;
+  o.wave_size = 8;
+  MakeUploaderOn(order_.get(), o);
+  uploader_->Start();
+  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  order_->StopWatching();
+  order_->Check("end");
+
+  ExpectAllStored(chunks);
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_EQ(order_->violations(), 0) << order_->first_violation();
+  EXPECT_GE(order_->failed_syncs(), 1) << "no sync failed: test too weak";
+  EXPECT_EQ(order_->concurrent_syncs(), 0) << "two Sync() calls overlapped";
+  EXPECT_EQ(probe_->violations(), 0);
+  EXPECT_TRUE(
+      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 2000ms))
+      << uploader_->stats().sticky_error;
+}
+
+// A store that keeps failing is not hammered: after a put fails for good
+// the uploader pauses (backoff) and then probes with one chunk at a time,
+// instead of every worker retrying its own chunk in a loop.
+TEST_F(UploaderTest, FailingStoreIsProbedNotHammered) {
+  StageMany(1, 16, 100);
+  store_.FailNextPuts(INT_MAX,
+                      Status::Error(Code::kUnavailable, "store unreachable",
+                                    ECONNREFUSED, true));
+  Uploader::Options o = FastOptions();
+  o.concurrency = 4;
+  o.max_attempts = 2;
+  o.initial_backoff = 20ms;
+  o.max_backoff = 100ms;
+  MakeUploader(o);
+  uploader_->Start();
+  uploader_->Notify();
+  std::this_thread::sleep_for(1000ms);  // the window observed
+  const int puts = probe_->puts();
+  // Four workers retrying freely: ~4 puts per 20-40 ms, over 100 in the
+  // second. Paused and probing: 8 at first, then 2 per pause (20, 40, 80,
+  // 100, 100... ms), ~25. A slower machine only makes fewer.
+  EXPECT_LT(puts, 60) << "the failing store was hammered";
+  EXPECT_GE(puts, 2);
+  EXPECT_FALSE(uploader_->stats().sticky_error.empty());
+  EXPECT_EQ(index_->pending_chunks(), 16u);
+
+  // Once it answers, everything goes.
+  store_.FailNextPuts(0, Status::Ok());
+  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  EXPECT_EQ(index_->pending_chunks(), 0u);
+  EXPECT_EQ(SpillCount(), 0u);
 }
 
 }  // namespace
