@@ -220,13 +220,15 @@ int RunStatus(const std::string& mnt, bool watch) {
           "store:            %s\npid:              %s\npending:          %s "
           "chunks, "
           "%.1f MiB\nuploaded:         %s chunks, %.1f MiB (this mount)\n"
-          "upload rate:      %.1f MiB/s (last wave), ETA %s\nstore reads:      "
+          "upload rate:      %.1f MiB/s (last 3 s), ETA %s\nstore reads:      "
           "%s chunks\n"
-          "upload error:     %s\n",
+          "upload error:     %s\n"
+          "lost chunks:      %s\n",
           s["store"].c_str(), s["pid"].c_str(), s["pending_chunks"].c_str(),
           pending, s["uploaded_chunks"].c_str(), done, rate, eta.c_str(),
           s["store_gets"].c_str(),
-          s["upload_error"].empty() ? "none" : s["upload_error"].c_str());
+          s["upload_error"].empty() ? "none" : s["upload_error"].c_str(),
+          s["lost_chunks"].empty() ? "0" : s["lost_chunks"].c_str());
     }
   } while (watch);
   return 0;

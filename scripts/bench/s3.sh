@@ -281,7 +281,7 @@ bench_s3_curl() {
   record "$size" curl flush "$(secs "$t0" "$t1")"
   rec_until "$size" curl
   rec_upload_reqs "$size" curl "$c0" "$c1" "$b"
-  read -r got want < <(s3_list "$b" | awk '{ n++; s += $2 } END { printf "%d %d\n", n, s }')
+  read -r got want < <(s3_list "$b" | awk '{ n++; s += $2 } END { printf "%d %.0f\n", n, s }')
   [ "$got $want" = "$n $bytes" ] || die "curl $size: bucket holds $got objects, $want bytes; expected $n, $bytes"
 
   drop_caches
