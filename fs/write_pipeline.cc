@@ -292,9 +292,19 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
       if (reserve) reserved_bytes_ += bytes;
       return Status::Ok();
     }
-    // Nothing queued and nobody about to stage: no upload can free space.
-    if ((uploader_->stats().pending_chunks == 0 && reserved_bytes_ == 0) ||
-        std::chrono::steady_clock::now() >= deadline) {
+    // Nothing queued, nobody about to stage, and no staged file left (the
+    // uploader completes a batch's queue entries before it removes their
+    // files: a file still here is space about to come back, and its
+    // removal is followed by the space-freed callback): no upload can free
+    // space.
+    bool can_free =
+        uploader_->stats().pending_chunks > 0 || reserved_bytes_ > 0;
+    if (!can_free) {
+      bool staged = false;
+      spill_->List([&](const Address&) { staged = true; }).IgnoreError();
+      can_free = staged;
+    }
+    if (!can_free || std::chrono::steady_clock::now() >= deadline) {
       return Status::Error(Code::kNoSpace,
                            "spill directory " + spill_->dir() +
                                " is full and no upload can free space",
