@@ -198,6 +198,11 @@ Status Filesystem::Release(std::unique_ptr<FileHandle> h) {
   return Unpin(h->file, h.get());
 }
 
+uint32_t Filesystem::ModeOf(FileHandle* h) {
+  std::lock_guard<std::mutex> lock(h->file->mu);
+  return h->file->attr.mode;
+}
+
 Status Filesystem::Flush(FileHandle* h) {
   std::unique_lock<std::mutex> lock(h->file->mu);
   return committer_.Commit(h->file.get(), lock, false, h);

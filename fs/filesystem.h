@@ -136,6 +136,8 @@ class Filesystem {
   // Reads up to size bytes at offset into out; returns bytes read (short at
   // end of file).
   Result<size_t> Read(FileHandle* h, uint64_t offset, size_t size, char* out);
+  // The open file's mode (cheap: no index read, no copy).
+  uint32_t ModeOf(FileHandle* h);
   Status Flush(FileHandle* h);
   Status Fsync(FileHandle* h);
   Status Release(std::unique_ptr<FileHandle> h);

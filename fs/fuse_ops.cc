@@ -279,7 +279,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size,
              off_t off, fuse_file_info* fi) {
   auto n = Fs(req)->Write(Handle(fi), static_cast<uint64_t>(off), data, size);
   if (!n.ok()) return ReplyErr(req, "write", n.status());
-  DropSgidOfNonMember(req, ino);
+  // Only set-group-ID files pay for the check (a write is the hot path).
+  if (Fs(req)->ModeOf(Handle(fi)) & S_ISGID) DropSgidOfNonMember(req, ino);
   fuse_reply_write(req, *n);
 }
 

@@ -74,7 +74,7 @@ Status Namespace::Commit(Edit* edit) {
       for (auto& fn : fns) fn(rec);
       records[ino] = rec;
     }
-    std::set<uint64_t> deleted = edit->deleted;
+    std::set<uint64_t> deleted;   // closed inodes whose last link went
     std::set<uint64_t> orphaned;  // open: records go at the last release
     for (uint64_t ino : edit->lose_link) {
       if (records[ino].nlink > 0) continue;

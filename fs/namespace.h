@@ -85,7 +85,6 @@ class Namespace {
     IndexBatch batch;
     std::map<uint64_t, std::vector<AttrFn>> changes;
     std::set<uint64_t> lose_link;  // went down by one link: delete at 0
-    std::set<uint64_t> deleted;    // removed outright (empty directories)
     void Change(uint64_t ino, AttrFn fn) {
       changes[ino].push_back(std::move(fn));
     }

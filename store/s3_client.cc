@@ -13,6 +13,8 @@
 #include <random>
 #include <thread>
 
+#include "chunker/types.h"
+
 namespace wavefs {
 namespace {
 
@@ -55,17 +57,6 @@ std::string XmlValue(const std::string& xml, const std::string& tag) {
   return v.empty() ? std::string() : v.front();
 }
 
-std::string Hex(const unsigned char* p, size_t n) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string s;
-  s.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    s.push_back(kDigits[p[i] >> 4]);
-    s.push_back(kDigits[p[i] & 15]);
-  }
-  return s;
-}
-
 // Incremental MD5 through OpenSSL's EVP interface.
 class Md5 {
  public:
@@ -81,7 +72,7 @@ class Md5 {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_DigestFinal_ex(ctx_, d, &n);
-    return Hex(d, n);
+    return ToHex({d, n});
   }
 
  private:
@@ -452,35 +443,27 @@ Status S3Client::Run(const Request& req, Response* out) {
 Status S3Client::Put(const std::string& key, std::span<const uint8_t> body,
                      bool if_absent) {
   Request req;
-  req.method = "PUT";
-  req.key = key;
   req.body = body;
-  req.what = "put " + key;
-  if (if_absent) req.headers.push_back("If-None-Match: *");
-  Response resp;
-  WAVEFS_RETURN_IF_ERROR(Run(req, &resp));
-  if (resp.etag.size() == 32 && resp.etag != resp.sent_md5) {
-    Delete(key).IgnoreError();
-    return Status::Error(Code::kCorrupt,
-                         config_.Describe() + ": put " + key +
-                             ": the stored object's ETag does not match",
-                         EIO, true);
-  }
-  return Status::Ok();
+  return PutObject(key, &req, if_absent);
 }
 
 Status S3Client::PutFile(const std::string& key, const std::string& path,
                          bool if_absent) {
   Request req;
-  req.method = "PUT";
-  req.key = key;
   req.body_path = path;
-  req.what = "put " + key;
-  if (if_absent) req.headers.push_back("If-None-Match: *");
+  return PutObject(key, &req, if_absent);
+}
+
+Status S3Client::PutObject(const std::string& key, Request* req,
+                           bool if_absent) {
+  req->method = "PUT";
+  req->key = key;
+  req->what = "put " + key;
+  if (if_absent) req->headers.push_back("If-None-Match: *");
   Response resp;
-  WAVEFS_RETURN_IF_ERROR(Run(req, &resp));
+  WAVEFS_RETURN_IF_ERROR(Run(*req, &resp));
   // A single-part PUT's ETag is the MD5 of what arrived: the store holds
-  // exactly the bytes read from the file.
+  // exactly the bytes sent (read from the file or memory on the way).
   if (resp.etag.size() == 32 && resp.etag != resp.sent_md5) {
     Delete(key).IgnoreError();
     return Status::Error(Code::kCorrupt,
@@ -568,19 +551,13 @@ Status S3Client::CreateBucket() {
   Request req;
   req.method = "PUT";
   req.what = "create the bucket";
-  if (config_.region != "us-east-1") {
-    const std::string body =
-        "<CreateBucketConfiguration><LocationConstraint>" + config_.region +
-        "</LocationConstraint></CreateBucketConfiguration>";
-    req.body = std::span<const uint8_t>(
-        reinterpret_cast<const uint8_t*>(body.data()), body.size());
-    Response resp;
-    Status st = Run(req, &resp);
-    if (resp.status == 409 &&
-        XmlValue(resp.body, "Code") == "BucketAlreadyOwnedByYou")
-      return Status::Ok();
-    return st;
-  }
+  const std::string body =
+      config_.region == "us-east-1"
+          ? std::string()
+          : "<CreateBucketConfiguration><LocationConstraint>" + config_.region +
+                "</LocationConstraint></CreateBucketConfiguration>";
+  req.body = std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(body.data()), body.size());
   Response resp;
   Status st = Run(req, &resp);
   if (resp.status == 409 &&

@@ -93,6 +93,8 @@ class S3Client {
 
  private:
   struct Handle;
+  // PUT of req's body (memory or file) with the ETag check.
+  Status PutObject(const std::string& key, Request* req, bool if_absent);
   // One attempt.
   Response Perform(const Request& req);
   // With retries; turns the response into a Status.
