@@ -54,9 +54,21 @@ Filesystem::Filesystem(Index* index, Spill* spill, CountingStore* store,
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
                 WriteOptionsOf(options_), &options_.hooks),
       committer_(index, spill, store, &pipeline_),
-      namespace_(index, &files_, &options_.hooks) {}
+      namespace_(index, &files_, &options_.hooks) {
+  // A synced index write (fsync, fsyncdir, an index flush) makes every
+  // earlier record durable, including queue entries and data maps of files
+  // nobody fsynced: their staged chunks must be durable first.
+  index_->SetSyncBarrier([spill, store] {
+    bool moved_out = false;
+    WAVEFS_RETURN_IF_ERROR(spill->SyncStaged(&moved_out));
+    // A staged file the local store moved in before it was synced is
+    // durable only once the store is.
+    return moved_out ? store->Sync() : Status::Ok();
+  });
+}
 
 Filesystem::~Filesystem() {
+  index_->SetSyncBarrier(nullptr);
   // Buffers still held by open files (none after CommitAll) go back.
   for (auto& f : files_.All()) {
     std::lock_guard<std::mutex> lock(f->mu);

@@ -93,55 +93,93 @@ Status WriteAllDirect(int fd, std::span<const uint8_t> data,
 }
 
 Status WriteViaTemp(const std::string& path, std::span<const uint8_t> data,
-                    unsigned mode, bool durable, bool direct = false) {
+                    unsigned mode, bool durable, bool direct, Env* env) {
   const std::string temp = TempPathFor(path);
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                  static_cast<mode_t>(mode));
-  if (fd < 0) return Status::FromErrno(errno, "create " + temp);
-
+  WAVEFS_RETURN_IF_ERROR(env->CreateFile(temp, data, mode, direct));
   auto fail = [&](Status st) {
-    if (fd >= 0) CloseFd(fd);
-    ::unlink(temp.c_str());
+    (void)env->Unlink(temp);
     return st;
   };
-
-  Status st =
-      direct ? WriteAllDirect(fd, data, temp) : WriteAll(fd, data, temp);
-  if (!st.ok()) return fail(st);
-  if (durable && ::fsync(fd) != 0) {
-    return fail(Status::FromErrno(errno, "fsync " + temp));
-  }
-  int rc = CloseFd(fd);
-  fd = -1;
-  if (rc != 0) return fail(Status::FromErrno(errno, "close " + temp));
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    return fail(Status::FromErrno(errno, "rename " + temp + " to " + path));
-  }
   if (durable) {
-    // The rename is only durable once the directory entry is.
-    WAVEFS_RETURN_IF_ERROR(FsyncPath(DirOf(path)));
+    if (Status st = env->SyncPath(temp); !st.ok()) return fail(st);
   }
+  if (Status st = env->Rename(temp, path); !st.ok()) return fail(st);
+  // The rename is only durable once the directory entry is.
+  if (durable) WAVEFS_RETURN_IF_ERROR(env->SyncPath(DirOf(path)));
   return Status::Ok();
 }
 
+class PosixEnv : public Env {
+ public:
+  Status CreateFile(const std::string& path, std::span<const uint8_t> data,
+                    unsigned mode, bool direct) override {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                    static_cast<mode_t>(mode));
+    if (fd < 0) return Status::FromErrno(errno, "create " + path);
+    Status st =
+        direct ? WriteAllDirect(fd, data, path) : WriteAll(fd, data, path);
+    const int rc = CloseFd(fd);
+    if (st.ok() && rc != 0) st = Status::FromErrno(errno, "close " + path);
+    if (!st.ok()) ::unlink(path.c_str());
+    return st;
+  }
+  Status SyncPath(const std::string& path) override { return FsyncPath(path); }
+  Status SyncFs(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::FromErrno(errno, "open " + path);
+    const int rc = ::syncfs(fd);
+    const int err = errno;
+    CloseFd(fd);
+    if (rc != 0) return Status::FromErrno(err, "syncfs " + path);
+    return Status::Ok();
+  }
+  Status Rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) {
+      return Status::FromErrno(errno, "rename " + from + " to " + to);
+    }
+    return Status::Ok();
+  }
+  Status Unlink(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0) {
+      return Status::FromErrno(errno, "unlink " + path);
+    }
+    return Status::Ok();
+  }
+  Status MakeDir(const std::string& path, unsigned mode) override {
+    if (::mkdir(path.c_str(), static_cast<mode_t>(mode)) != 0) {
+      return Status::FromErrno(errno, "mkdir " + path);
+    }
+    return Status::Ok();
+  }
+};
+
 }  // namespace
 
+Env* Env::Default() {
+  static PosixEnv* env = new PosixEnv();
+  return env;
+}
+
 Status WriteFileDurably(const std::string& path, std::span<const uint8_t> data,
-                        unsigned mode) {
-  Status st = WriteViaTemp(path, data, mode, /*durable=*/true);
+                        unsigned mode, Env* env) {
+  Status st = WriteViaTemp(path, data, mode, /*durable=*/true,
+                           /*direct=*/false, env);
   return st.ok() ? st : st.Annotate("writing " + path);
 }
 
 Status WriteFileAtomically(const std::string& path,
-                           std::span<const uint8_t> data, unsigned mode) {
-  Status st = WriteViaTemp(path, data, mode, /*durable=*/false);
+                           std::span<const uint8_t> data, unsigned mode,
+                           Env* env) {
+  Status st = WriteViaTemp(path, data, mode, /*durable=*/false,
+                           /*direct=*/false, env);
   return st.ok() ? st : st.Annotate("writing " + path);
 }
 
 Status WriteFileAtomicallyDirect(const std::string& path,
-                                 std::span<const uint8_t> data, unsigned mode) {
+                                 std::span<const uint8_t> data, unsigned mode,
+                                 Env* env) {
   Status st = WriteViaTemp(path, data, mode, /*durable=*/false,
-                           /*direct=*/true);
+                           /*direct=*/true, env);
   return st.ok() ? st : st.Annotate("writing " + path);
 }
 

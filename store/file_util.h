@@ -11,17 +11,20 @@
 #include <string>
 #include <vector>
 
+#include "store/env.h"
 #include "util/status.h"
 
 namespace wavefs {
 
 // mode: permission bits of the new file (e.g. 0600 for key files).
+// Every mutating call goes through env (store/env.h).
 Status WriteFileDurably(const std::string& path, std::span<const uint8_t> data,
-                        unsigned mode = 0644);
+                        unsigned mode = 0644, Env* env = Env::Default());
 // Same as WriteFileDurably but without any fsync (crash-safe against a
 // killed process through the atomic rename, not against power loss).
 Status WriteFileAtomically(const std::string& path,
-                           std::span<const uint8_t> data, unsigned mode = 0644);
+                           std::span<const uint8_t> data, unsigned mode = 0644,
+                           Env* env = Env::Default());
 // Same as WriteFileAtomically, but bypasses the page cache (O_DIRECT) when
 // data starts on a 4 KiB boundary and the filesystem allows it. For bulk
 // ciphertext that is written once and read rarely: filling the page cache
@@ -29,7 +32,8 @@ Status WriteFileAtomically(const std::string& path,
 // per GiB on a VM whose memory is touched for the first time).
 Status WriteFileAtomicallyDirect(const std::string& path,
                                  std::span<const uint8_t> data,
-                                 unsigned mode = 0644);
+                                 unsigned mode = 0644,
+                                 Env* env = Env::Default());
 Status FsyncPath(const std::string& path);  // a file or a directory
 Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out);
 // Reads exactly bytes [offset, offset + len) of a file into out (resized to

@@ -2,6 +2,9 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -182,6 +185,24 @@ void IndexBatch::DeleteXattrs(uint64_t ino) {
   batch_->DeleteRange(XattrPrefix(ino), XattrPrefix(ino + 1));
 }
 
+// Runs the sync barrier before RocksDB writes a memtable into a table file:
+// the table is durable once written, and with it every record it holds.
+class Index::FlushListener : public rocksdb::EventListener {
+ public:
+  explicit FlushListener(Index* index) : index_(index) {}
+  void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override {
+    // A flush cannot be refused from here; a failing barrier means the
+    // disk fails, which the next synced write reports too.
+    Status st = index_->RunBarrier();
+    if (!st.ok())
+      spdlog::error("making staged chunks durable before an index flush: {}",
+                    st.ToString());
+  }
+
+ private:
+  Index* index_;
+};
+
 Result<std::unique_ptr<Index>> Index::Open(const std::string& dir,
                                            const Options& options) {
   rocksdb::Options o;
@@ -194,6 +215,13 @@ Result<std::unique_ptr<Index>> Index::Open(const std::string& dir,
   o.max_background_jobs = 1;
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   std::unique_ptr<Index> index(new Index());
+  if (options.env != nullptr) {
+    if (auto fs = options.env->RocksFileSystem()) {
+      index->rocks_env_ = rocksdb::NewCompositeEnv(fs);
+      o.env = index->rocks_env_.get();
+    }
+  }
+  o.listeners.push_back(std::make_shared<FlushListener>(index.get()));
   index->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = index->cache_;
@@ -340,9 +368,31 @@ Status Index::ListChunks(
   return FromRocks(it->status(), "list chunks");
 }
 
+void Index::SetSyncBarrier(std::function<Status()> barrier) {
+  std::lock_guard<std::mutex> lock(barrier_mu_);
+  barrier_ = std::move(barrier);
+}
+
+Status Index::RunBarrier() {
+  std::function<Status()> barrier;
+  {
+    std::lock_guard<std::mutex> lock(barrier_mu_);
+    barrier = barrier_;
+  }
+  return barrier ? barrier() : Status::Ok();
+}
+
 Status Index::Commit(IndexBatch* batch, bool sync) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
+  if (!sync) {
+    std::shared_lock<std::shared_mutex> lock(write_mu_);
+    return FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
+  }
+  // No other record may slip into the log between the barrier and this
+  // write: it would become durable with it, naming a chunk that is not.
+  std::unique_lock<std::shared_mutex> lock(write_mu_);
+  WAVEFS_RETURN_IF_ERROR(RunBarrier());
   return FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
 }
 
@@ -367,7 +417,11 @@ Result<uint64_t> Index::ReclaimOrphans() {
   return n;
 }
 
-Status Index::Sync() { return FromRocks(db_->SyncWAL(), "sync index log"); }
+Status Index::Sync() {
+  std::unique_lock<std::shared_mutex> lock(write_mu_);
+  WAVEFS_RETURN_IF_ERROR(RunBarrier());
+  return FromRocks(db_->SyncWAL(), "sync index log");
+}
 
 Result<std::string> Index::GetXattr(uint64_t ino, const std::string& name) {
   std::string v;
@@ -420,8 +474,11 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length) {
   PutLe(&len, length, 8);
   b.Put(AddrKey('Q', address), len);
   b.Put(AddrKey('A', address), std::string(1, '\x01'));
-  WAVEFS_RETURN_IF_ERROR(
-      FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "enqueue upload"));
+  {
+    std::shared_lock<std::shared_mutex> write_lock(write_mu_);
+    WAVEFS_RETURN_IF_ERROR(
+        FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "enqueue upload"));
+  }
   pending_chunks_ += 1;
   pending_bytes_ += length;
   return true;
@@ -459,8 +516,11 @@ Status Index::CompleteUploads(
     b.Put(AddrKey('A', address), std::string(1, '\x02'));
     bytes += length;
   }
-  WAVEFS_RETURN_IF_ERROR(
-      FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "complete uploads"));
+  {
+    std::shared_lock<std::shared_mutex> write_lock(write_mu_);
+    WAVEFS_RETURN_IF_ERROR(
+        FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "complete uploads"));
+  }
   pending_chunks_ -= done.size();
   pending_bytes_ -= bytes;
   return Status::Ok();
@@ -471,8 +531,11 @@ Status Index::DropQueued(const Address& address, uint64_t length) {
   rocksdb::WriteBatch b;
   b.Delete(AddrKey('Q', address));
   b.Delete(AddrKey('A', address));
-  WAVEFS_RETURN_IF_ERROR(
-      FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "drop queue entry"));
+  {
+    std::shared_lock<std::shared_mutex> write_lock(write_mu_);
+    WAVEFS_RETURN_IF_ERROR(
+        FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "drop queue entry"));
+  }
   pending_chunks_ -= 1;
   pending_bytes_ -= length;
   return Status::Ok();

@@ -24,14 +24,18 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "chunker/types.h"
+#include "store/env.h"
 #include "util/status.h"
 
 namespace rocksdb {
 class DB;
+class Env;
+class EventListener;
 class WriteBatch;
 class Cache;
 }  // namespace rocksdb
@@ -96,6 +100,8 @@ class Index {
     size_t write_buffer_bytes = 4 << 20;
     size_t block_cache_bytes = 4 << 20;
     int max_open_files = 128;
+    // Where RocksDB's files go (store/env.h); nullptr: the default.
+    Env* env = nullptr;
   };
 
   // Opens (creating when absent) the database in dir; creates the root
@@ -136,6 +142,14 @@ class Index {
   // Makes every earlier commit durable against power loss (syncs the WAL).
   Status Sync();
 
+  // Durability order: a record that names a staged chunk must not become
+  // durable before the chunk's bytes are. barrier (which makes every staged
+  // chunk durable) runs before each synced write (Commit with sync, Sync),
+  // with all other writes held back until that write is done, and before
+  // RocksDB flushes a memtable to a table file. Set it before the index is
+  // used concurrently; an empty function removes it.
+  void SetSyncBarrier(std::function<Status()> barrier);
+
   // --- upload queue -------------------------------------------------------
   // True when the address is staged or stored (dedup: never stage it again).
   Result<bool> IsKnown(const Address& address);
@@ -157,7 +171,15 @@ class Index {
  private:
   Index() = default;
   Status Init();
+  // Runs the barrier; its error fails the synced write that needed it.
+  Status RunBarrier();
 
+  class FlushListener;
+  std::unique_ptr<rocksdb::Env> rocks_env_;  // before db_: outlives it
+  std::mutex barrier_mu_;  // guards barrier_ (never held while writing)
+  std::function<Status()> barrier_;
+  // Shared by ordinary writes, exclusive for a synced write and its barrier.
+  std::shared_mutex write_mu_;
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<rocksdb::Cache> cache_;
   std::atomic<uint64_t> next_ino_{2};

@@ -24,9 +24,11 @@ bool IsHexPair(std::string_view name) {
 }
 
 // Creates a shard directory when absent (made durable by the next Sync).
-Status EnsureShard(const std::string& shard) {
-  if (::mkdir(shard.c_str(), 0755) == 0 || errno == EEXIST) return Status::Ok();
-  return Status::FromErrno(errno, "mkdir " + shard);
+Status EnsureShard(Env* env, const std::string& shard) {
+  struct stat st;
+  if (::stat(shard.c_str(), &st) == 0) return Status::Ok();
+  Status made = env->MakeDir(shard, 0755);
+  return made.code() == Code::kExists ? Status::Ok() : made;
 }
 
 std::string ShardOf(const std::string& object_path) {
@@ -36,13 +38,13 @@ std::string ShardOf(const std::string& object_path) {
 }  // namespace
 
 Result<std::unique_ptr<LocalStore>> LocalStore::Open(
-    const std::string& chunks_dir) {
+    const std::string& chunks_dir, Env* env) {
   std::string dir = chunks_dir;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   WAVEFS_RETURN_IF_ERROR(MakeDirs(dir, 0755));
   Result<uint64_t> dev = DeviceOf(dir);
   if (!dev.ok()) return dev.status();
-  return std::unique_ptr<LocalStore>(new LocalStore(std::move(dir), *dev));
+  return std::unique_ptr<LocalStore>(new LocalStore(std::move(dir), *dev, env));
 }
 
 std::string LocalStore::PathOf(const Address& address) const {
@@ -64,8 +66,8 @@ Status LocalStore::Put(const Address& address,
         std::equal(have.begin(), have.end(), ciphertext.begin()))
       return Status::Ok();
   }
-  WAVEFS_RETURN_IF_ERROR(EnsureShard(ShardOf(path)));
-  return WriteFileAtomically(path, ciphertext, 0644);
+  WAVEFS_RETURN_IF_ERROR(EnsureShard(env_, ShardOf(path)));
+  return WriteFileAtomically(path, ciphertext, 0644, env_);
 }
 
 Status LocalStore::PutFile(const Address& address, const std::string& path,
@@ -78,24 +80,16 @@ Status LocalStore::PutFile(const Address& address, const std::string& path,
 
   const std::string target = PathOf(address);
   const std::string shard = ShardOf(target);
-  WAVEFS_RETURN_IF_ERROR(EnsureShard(shard));
-  if (::rename(path.c_str(), target.c_str()) != 0) {
-    // One st_dev can still span two mounts (bind mounts): copy instead.
-    if (errno == EXDEV) return ChunkStore::PutFile(address, path, scratch);
-    return Status::FromErrno(errno, "rename " + path + " to " + target);
+  WAVEFS_RETURN_IF_ERROR(EnsureShard(env_, shard));
+  Status moved = env_->Rename(path, target);
+  // One st_dev can still span two mounts (bind mounts): copy instead.
+  if (moved.sys_errno() == EXDEV) {
+    return ChunkStore::PutFile(address, path, scratch);
   }
-  return Status::Ok();
+  return moved;
 }
 
-Status LocalStore::Sync() {
-  int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open " + dir_);
-  const int rc = ::syncfs(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::FromErrno(err, "syncfs " + dir_);
-  return Status::Ok();
-}
+Status LocalStore::Sync() { return env_->SyncFs(dir_); }
 
 Status LocalStore::Get(const Address& address, std::vector<uint8_t>* out) {
   return ReadWholeFileDirect(PathOf(address), out);
@@ -116,11 +110,10 @@ Result<bool> LocalStore::Has(const Address& address) {
 
 Status LocalStore::Remove(const Address& address) {
   const std::string path = PathOf(address);
-  if (::unlink(path.c_str()) != 0) {
-    if (errno == ENOENT) return Status::Ok();
-    return Status::FromErrno(errno, "unlink " + path);
-  }
-  return FsyncPath(ShardOf(path));
+  Status st = env_->Unlink(path);
+  if (st.code() == Code::kNotFound) return Status::Ok();
+  WAVEFS_RETURN_IF_ERROR(st);
+  return env_->SyncPath(ShardOf(path));
 }
 
 Status LocalStore::List(const std::function<void(const Address&)>& fn) {

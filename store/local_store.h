@@ -11,14 +11,15 @@
 #include <string>
 
 #include "store/chunk_store.h"
+#include "store/env.h"
 
 namespace wavefs {
 
 class LocalStore : public ChunkStore {
  public:
   // Creates chunks_dir when absent.
-  static Result<std::unique_ptr<LocalStore>> Open(
-      const std::string& chunks_dir);
+  static Result<std::unique_ptr<LocalStore>> Open(const std::string& chunks_dir,
+                                                  Env* env = Env::Default());
 
   Status Put(const Address& address,
              std::span<const uint8_t> ciphertext) override;
@@ -36,9 +37,11 @@ class LocalStore : public ChunkStore {
   std::string PathOf(const Address& address) const;
 
  private:
-  LocalStore(std::string dir, uint64_t dev) : dir_(std::move(dir)), dev_(dev) {}
+  LocalStore(std::string dir, uint64_t dev, Env* env)
+      : dir_(std::move(dir)), dev_(dev), env_(env) {}
   std::string dir_;
   uint64_t dev_;  // st_dev of dir_: PutFile renames when the source shares it
+  Env* env_;      // every mutating call (store/env.h)
 };
 
 }  // namespace wavefs

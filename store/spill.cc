@@ -17,7 +17,7 @@ constexpr std::string_view kTempPrefix = ".tmp";
 
 }  // namespace
 
-Result<std::unique_ptr<Spill>> Spill::Open(const std::string& dir) {
+Result<std::unique_ptr<Spill>> Spill::Open(const std::string& dir, Env* env) {
   std::string clean = dir;
   while (clean.size() > 1 && clean.back() == '/') clean.pop_back();
   WAVEFS_RETURN_IF_ERROR(MakeDirs(clean, 0700));
@@ -29,12 +29,10 @@ Result<std::unique_ptr<Spill>> Spill::Open(const std::string& dir) {
     return !name.starts_with(kTempPrefix);
   });
   for (const std::string& name : leftovers) {
-    const std::string path = clean + "/" + name;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return Status::FromErrno(errno, "unlink leftover " + path);
-    }
+    Status st = env->Unlink(clean + "/" + name);
+    if (!st.ok() && st.code() != Code::kNotFound) return st;
   }
-  return std::unique_ptr<Spill>(new Spill(std::move(clean)));
+  return std::unique_ptr<Spill>(new Spill(std::move(clean), env));
 }
 
 std::string Spill::PathOf(const Address& address) const {
@@ -45,12 +43,46 @@ Status Spill::Stage(const Address& address,
                     std::span<const uint8_t> ciphertext) {
   // Same address, same bytes: a staged copy is as good as a new one.
   if (Contains(address)) return Status::Ok();
-  return WriteFileAtomicallyDirect(PathOf(address), ciphertext, 0600);
+  WAVEFS_RETURN_IF_ERROR(
+      WriteFileAtomicallyDirect(PathOf(address), ciphertext, 0600, env_));
+  std::lock_guard<std::mutex> lock(mu_);
+  unsynced_.insert(address);
+  return Status::Ok();
 }
 
 Status Spill::Sync(const Address& address) {
-  WAVEFS_RETURN_IF_ERROR(FsyncPath(PathOf(address)));
-  return FsyncPath(dir_);
+  WAVEFS_RETURN_IF_ERROR(env_->SyncPath(PathOf(address)));
+  WAVEFS_RETURN_IF_ERROR(env_->SyncPath(dir_));
+  std::lock_guard<std::mutex> lock(mu_);
+  unsynced_.erase(address);
+  return Status::Ok();
+}
+
+Status Spill::SyncStaged(bool* moved_out) {
+  std::set<Address> todo;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    todo.swap(unsynced_);
+  }
+  if (todo.empty()) return Status::Ok();
+  Status result;
+  for (auto it = todo.begin(); it != todo.end() && result.ok();) {
+    Status st = env_->SyncPath(PathOf(*it));
+    if (st.code() == Code::kNotFound) {
+      if (moved_out != nullptr) *moved_out = true;
+      it = todo.erase(it);
+      continue;
+    }
+    result = st;
+    ++it;
+  }
+  if (result.ok()) result = env_->SyncPath(dir_);
+  if (!result.ok()) {
+    // Not (all) durable: the next SyncStaged syncs them again.
+    std::lock_guard<std::mutex> lock(mu_);
+    unsynced_.merge(todo);
+  }
+  return result;
 }
 
 bool Spill::Contains(const Address& address) const {
@@ -68,10 +100,8 @@ Status Spill::ReadRange(const Address& address, uint64_t offset, size_t len,
 }
 
 Status Spill::Remove(const Address& address) {
-  const std::string path = PathOf(address);
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::FromErrno(errno, "unlink " + path);
-  }
+  Status st = env_->Unlink(PathOf(address));
+  if (!st.ok() && st.code() != Code::kNotFound) return st;
   return Status::Ok();
 }
 

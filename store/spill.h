@@ -5,16 +5,24 @@
 // fsync: Sync(address) makes it durable against power loss, which FUSE fsync
 // asks for). A staged file is only ever ciphertext. Thread-safe: concurrent
 // Stage of the same address is harmless (same bytes, atomic rename).
+//
+// The spill remembers which staged files are not yet durable, so that
+// SyncStaged() can make all of them durable before the index makes a record
+// naming one of them durable (see Index::SetSyncBarrier). Every mutating
+// call goes through the Env (store/env.h).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "chunker/types.h"
+#include "store/env.h"
 #include "util/status.h"
 
 namespace wavefs {
@@ -22,10 +30,18 @@ namespace wavefs {
 class Spill {
  public:
   // Creates dir (0700) when absent and removes leftover temporary files.
-  static Result<std::unique_ptr<Spill>> Open(const std::string& dir);
+  static Result<std::unique_ptr<Spill>> Open(const std::string& dir,
+                                             Env* env = Env::Default());
 
   Status Stage(const Address& address, std::span<const uint8_t> ciphertext);
+  // Makes one staged file and its name durable.
   Status Sync(const Address& address);
+  // Makes every file staged so far durable (each file, then the directory
+  // once). *moved_out (optional) is set when a file staged since the last
+  // SyncStaged has left the spill before it was synced (the local store
+  // moves files in by rename): its bytes are then durable only after the
+  // store's Sync().
+  Status SyncStaged(bool* moved_out = nullptr);
   bool Contains(const Address& address) const;
   // kNotFound when the address is not staged (e.g. uploaded meanwhile).
   Status Read(const Address& address, std::vector<uint8_t>* out) const;
@@ -40,8 +56,11 @@ class Spill {
   const std::string& dir() const { return dir_; }
 
  private:
-  explicit Spill(std::string dir) : dir_(std::move(dir)) {}
+  Spill(std::string dir, Env* env) : dir_(std::move(dir)), env_(env) {}
   std::string dir_;
+  Env* env_;
+  std::mutex mu_;
+  std::set<Address> unsynced_;  // staged, not yet made durable
 };
 
 }  // namespace wavefs

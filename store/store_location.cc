@@ -11,7 +11,7 @@
 namespace wavefs {
 namespace {
 
-std::string Env(const char* name) {
+std::string GetEnv(const char* name) {
   const char* v = std::getenv(name);
   return v == nullptr ? std::string() : std::string(v);
 }
@@ -75,8 +75,8 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
     return Status::Error(Code::kInvalid,
                          "bad bucket name '" + loc.s3.bucket + "' in " + store +
                              " (3-63 lower-case letters, digits, '.', '-')");
-  loc.s3.region = Env("AWS_REGION");
-  if (loc.s3.region.empty()) loc.s3.region = Env("AWS_DEFAULT_REGION");
+  loc.s3.region = GetEnv("AWS_REGION");
+  if (loc.s3.region.empty()) loc.s3.region = GetEnv("AWS_DEFAULT_REGION");
   if (loc.s3.region.empty()) loc.s3.region = "us-east-1";
   std::optional<bool> path_style;
   size_t pos = 0;
@@ -116,15 +116,15 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
 }
 
 Status LoadS3Credentials(S3Config* config) {
-  config->access_key = Env("AWS_ACCESS_KEY_ID");
-  config->secret_key = Env("AWS_SECRET_ACCESS_KEY");
-  config->session_token = Env("AWS_SESSION_TOKEN");
+  config->access_key = GetEnv("AWS_ACCESS_KEY_ID");
+  config->secret_key = GetEnv("AWS_SECRET_ACCESS_KEY");
+  config->session_token = GetEnv("AWS_SESSION_TOKEN");
   if (!config->access_key.empty() && !config->secret_key.empty())
     return Status::Ok();
-  std::string profile = Env("AWS_PROFILE");
+  std::string profile = GetEnv("AWS_PROFILE");
   if (profile.empty()) profile = "default";
-  std::string file = Env("AWS_SHARED_CREDENTIALS_FILE");
-  if (file.empty()) file = Env("HOME") + "/.aws/credentials";
+  std::string file = GetEnv("AWS_SHARED_CREDENTIALS_FILE");
+  if (file.empty()) file = GetEnv("HOME") + "/.aws/credentials";
   std::ifstream in(file);
   std::map<std::string, std::string> values;
   std::string line, section;
