@@ -40,12 +40,12 @@ Status NoSuchOffset(const char* what) {
 
 }  // namespace
 
-Filesystem::Filesystem(Index* index, Spill* spill, CountingStore* store,
+Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
                        Uploader* uploader, const Secret& secret,
-                       FsOptions options)
+                       FsOptions options, const CountingStore* counts)
     : index_(index),
       spill_(spill),
-      store_(store),
+      counts_(counts),
       uploader_(uploader),
       options_(std::move(options)),
       files_(index),
@@ -528,11 +528,15 @@ std::string Filesystem::StatsText(const std::string& extra) {
   auto add = [&](const std::string& k, const std::string& v) {
     s += k + "=" + v + "\n";
   };
-  add("store_gets", std::to_string(store_->gets()));
+  if (counts_ != nullptr) {
+    add("store_gets", std::to_string(counts_->gets()));
+  }
   add("segment_reads", std::to_string(reader_.segment_reads()));
-  add("store_puts", std::to_string(store_->puts()));
-  add("store_bytes_got", std::to_string(store_->bytes_got()));
-  add("store_bytes_put", std::to_string(store_->bytes_put()));
+  if (counts_ != nullptr) {
+    add("store_puts", std::to_string(counts_->puts()));
+    add("store_bytes_got", std::to_string(counts_->bytes_got()));
+    add("store_bytes_put", std::to_string(counts_->bytes_put()));
+  }
   add("pending_chunks", std::to_string(u.pending_chunks));
   add("pending_bytes", std::to_string(u.pending_bytes));
   add("uploaded_chunks", std::to_string(u.uploaded_chunks));

@@ -32,6 +32,7 @@
 #include "fs/namespace.h"
 #include "fs/open_file.h"
 #include "fs/write_pipeline.h"
+#include "store/chunk_store.h"
 #include "store/counting_store.h"
 #include "store/index.h"
 #include "store/spill.h"
@@ -89,8 +90,13 @@ struct AttrChange {
 
 class Filesystem {
  public:
-  Filesystem(Index* index, Spill* spill, CountingStore* store,
-             Uploader* uploader, const Secret& secret, FsOptions options);
+  // `store` is any ChunkStore (usually a stack of decorators). `counts`,
+  // when not null, is the CountingStore in that stack whose counters
+  // user.wavefs.stats shows (store_gets, store_puts, ...); without it those
+  // lines are left out. Neither is owned; both outlive the Filesystem.
+  Filesystem(Index* index, Spill* spill, ChunkStore* store, Uploader* uploader,
+             const Secret& secret, FsOptions options,
+             const CountingStore* counts = nullptr);
   ~Filesystem();
 
   // Called (with an internal lock held: it must only queue work) with the
@@ -184,7 +190,7 @@ class Filesystem {
 
   Index* index_;
   Spill* spill_;
-  CountingStore* store_;
+  const CountingStore* counts_;  // may be null
   Uploader* uploader_;
   const FsOptions options_;
   OpenFileTable files_;

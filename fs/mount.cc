@@ -154,7 +154,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   Uploader uploader(index->get(), spill->get(), &store, uo);
   uploader.Start();
   auto fs = std::make_unique<Filesystem>(index->get(), spill->get(), &store,
-                                         &uploader, secret, budget.fs);
+                                         &uploader, secret, budget.fs, &store);
 
   FuseContext ctx;
   ctx.fs = fs.get();

@@ -1,8 +1,11 @@
 // ChunkStore: where ciphertext chunks live, keyed by their address.
 //
-// Implementations: LocalStore (a directory, the default), MemoryStore (tests,
-// with fault injection), CountingStore (a decorator that counts calls), and
-// later S3. A store only ever sees ciphertext.
+// Implementations: LocalStore (a directory, the default), S3Store (an
+// S3-compatible bucket) and MemoryStore (tests). Decorators derive from
+// ForwardingStore (store/forwarding_store.h), which forwards every call:
+// CountingStore (counts calls and bytes for user.wavefs.stats) and
+// FaultStore (tests: injected failures, torn and corrupt puts, latency).
+// A store only ever sees ciphertext.
 //
 // Contract (tests/store/chunk_store_contract_test.cc runs it against each):
 // - Put is idempotent; once it returns ok a Get returns the same bytes, and

@@ -8,7 +8,7 @@ namespace wavefs {
 
 Status CountingStore::Put(const Address& address,
                           std::span<const uint8_t> ciphertext) {
-  Status st = inner_->Put(address, ciphertext);
+  Status st = ForwardingStore::Put(address, ciphertext);
   if (st.ok()) {
     puts_.fetch_add(1);
     bytes_put_.fetch_add(ciphertext.size());
@@ -23,7 +23,7 @@ Status CountingStore::PutFile(const Address& address, const std::string& path,
   if (::stat(path.c_str(), &st) != 0) {
     return Status::FromErrno(errno, "stat " + path);
   }
-  Status status = inner_->PutFile(address, path, scratch);
+  Status status = ForwardingStore::PutFile(address, path, scratch);
   if (status.ok()) {
     puts_.fetch_add(1);
     bytes_put_.fetch_add(static_cast<uint64_t>(st.st_size));
@@ -32,7 +32,7 @@ Status CountingStore::PutFile(const Address& address, const std::string& path,
 }
 
 Status CountingStore::Get(const Address& address, std::vector<uint8_t>* out) {
-  Status st = inner_->Get(address, out);
+  Status st = ForwardingStore::Get(address, out);
   if (st.ok()) {
     gets_.fetch_add(1);
     bytes_got_.fetch_add(out->size());
@@ -42,24 +42,12 @@ Status CountingStore::Get(const Address& address, std::vector<uint8_t>* out) {
 
 Status CountingStore::GetRange(const Address& address, uint64_t offset,
                                size_t len, std::vector<uint8_t>* out) {
-  Status st = inner_->GetRange(address, offset, len, out);
+  Status st = ForwardingStore::GetRange(address, offset, len, out);
   if (st.ok()) {
     gets_.fetch_add(1);
     bytes_got_.fetch_add(out->size());
   }
   return st;
-}
-
-Result<bool> CountingStore::Has(const Address& address) {
-  return inner_->Has(address);
-}
-
-Status CountingStore::Remove(const Address& address) {
-  return inner_->Remove(address);
-}
-
-Status CountingStore::List(const std::function<void(const Address&)>& fn) {
-  return inner_->List(fn);
 }
 
 }  // namespace wavefs

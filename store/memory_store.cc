@@ -5,10 +5,6 @@ namespace wavefs {
 Status MemoryStore::Put(const Address& address,
                         std::span<const uint8_t> ciphertext) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (fail_puts_ > 0) {
-    --fail_puts_;
-    return put_error_;
-  }
   // Idempotent: a second put of the same address keeps the first object, as
   // a content-addressed store would.
   objects_.try_emplace(address, ciphertext.begin(), ciphertext.end());
@@ -17,10 +13,6 @@ Status MemoryStore::Put(const Address& address,
 
 Status MemoryStore::Get(const Address& address, std::vector<uint8_t>* out) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (fail_gets_ > 0) {
-    --fail_gets_;
-    return get_error_;
-  }
   auto it = objects_.find(address);
   if (it == objects_.end()) {
     return Status::Error(Code::kNotFound,
@@ -51,18 +43,6 @@ Status MemoryStore::List(const std::function<void(const Address&)>& fn) {
   }
   for (const Address& address : addresses) fn(address);
   return Status::Ok();
-}
-
-void MemoryStore::FailNextPuts(int n, Status status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  fail_puts_ = n;
-  put_error_ = std::move(status);
-}
-
-void MemoryStore::FailNextGets(int n, Status status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  fail_gets_ = n;
-  get_error_ = std::move(status);
 }
 
 bool MemoryStore::CorruptObject(const Address& address) {

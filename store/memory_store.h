@@ -1,8 +1,9 @@
-// MemoryStore: an in-memory ChunkStore for tests, with fault injection.
+// MemoryStore: an in-memory ChunkStore for tests. Faults are injected by
+// wrapping it in a FaultStore (store/fault_store.h); CorruptObject damages
+// an object at rest (bit rot after an intact put).
 // Thread-safe (one mutex; tests only).
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -21,9 +22,6 @@ class MemoryStore : public ChunkStore {
   Status List(const std::function<void(const Address&)>& fn) override;
   std::string Describe() const override { return "memory"; }
 
-  // The next `n` calls of Put (or Get) fail with `status`.
-  void FailNextPuts(int n, Status status);
-  void FailNextGets(int n, Status status);
   // Flips one bit of a stored object (to test corruption detection).
   bool CorruptObject(const Address& address);
   size_t object_count() const;
@@ -31,10 +29,6 @@ class MemoryStore : public ChunkStore {
  private:
   mutable std::mutex mu_;
   std::map<Address, std::vector<uint8_t>> objects_;
-  int fail_puts_ = 0;
-  int fail_gets_ = 0;
-  Status put_error_;
-  Status get_error_;
 };
 
 }  // namespace wavefs

@@ -18,6 +18,9 @@ constexpr double kCheapSyncSeconds = 0.002;
 // last one (and at least the last one).
 constexpr std::chrono::seconds kRateWindow{3};
 
+// While uploads keep failing, the error is logged again this often.
+constexpr std::chrono::seconds kErrorLogInterval{60};
+
 }  // namespace
 
 Uploader::Uploader(Index* index, Spill* spill, ChunkStore* store,
@@ -132,6 +135,37 @@ Status Uploader::Drain(std::chrono::seconds give_up_after,
   return result;
 }
 
+Status Uploader::VerifyPut(const Address& address,
+                           std::vector<uint8_t>* scratch) {
+  Status got = store_->Get(address, scratch);
+  if (got.ok() && AddressOf(*scratch) == address) return Status::Ok();
+  if (!got.ok() && got.code() != Code::kNotFound &&
+      got.code() != Code::kCorrupt) {
+    // Cannot tell (the store did not answer): the put is tried again.
+    return got.Annotate("read back chunk " + ToHex(address));
+  }
+  const std::string what = got.ok() ? std::to_string(scratch->size()) +
+                                          " bytes that do not hash "
+                                          "to its address"
+                                    : got.ToString();
+  if (!spill_->Contains(address)) {
+    // The store moved the staged file in: that was the only copy. The next
+    // attempt finds it in neither place and reports the chunk lost.
+    return Status::Error(
+        Code::kCorrupt,
+        "store acknowledged chunk " + ToHex(address) + " but holds " + what,
+        EIO);
+  }
+  // The bad object goes first: a put that skips addresses already present
+  // (S3's If-None-Match) would otherwise keep it.
+  WAVEFS_RETURN_IF_ERROR(store_->Remove(address).Annotate(
+      "remove damaged chunk " + ToHex(address)));
+  return Status::Error(Code::kCorrupt,
+                       "store acknowledged chunk " + ToHex(address) +
+                           " but holds " + what + "; putting it again",
+                       EIO, /*retryable=*/true);
+}
+
 bool Uploader::StoreHoldsIntact(const Address& address,
                                 std::vector<uint8_t>* scratch) {
   // After a power loss a renamed-in object may exist without its bytes;
@@ -147,6 +181,7 @@ Status Uploader::UploadOne(const Address& address, uint64_t length,
   Status st;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     st = store_->PutFile(address, path, scratch);
+    if (st.ok() && options_.verify_puts) st = VerifyPut(address, scratch);
     if (st.ok()) return st;
     if (st.code() == Code::kNotFound && !spill_->Contains(address)) {
       // The staged file is gone: fine when the store already has the chunk
@@ -166,8 +201,11 @@ Status Uploader::UploadOne(const Address& address, uint64_t length,
                                "the store); files naming it read EIO "
                                "there");
     }
-    spdlog::warn("upload of chunk {} failed (attempt {}/{}): {}",
-                 ToHex(address), attempt, options_.max_attempts, st.ToString());
+    // Per attempt only at debug level: a failing store fails every chunk,
+    // and TripLocked logs the spell once.
+    spdlog::debug("upload of chunk {} failed (attempt {}/{}): {}",
+                  ToHex(address), attempt, options_.max_attempts,
+                  st.ToString());
     if (!st.retryable() && attempt >= 2) break;
     if (attempt == options_.max_attempts) break;
     std::unique_lock<std::mutex> lock(mu_);
@@ -193,8 +231,26 @@ void Uploader::TripLocked(Clock::time_point now, const std::string& error) {
   ready_.clear();
   notified_ = true;  // look at the queue again once the pause is over
   cv_.notify_all();
-  spdlog::error("upload failed; pausing uploads for {} ms: {}",
-                trip_delay_.count(), error);
+  // One line when uploads start failing (and a reminder a minute), not one
+  // per chunk: a store that refuses everything would flood the log.
+  if (!failing_ || now - last_error_log_ >= kErrorLogInterval) {
+    if (unlogged_failures_ > 0) {
+      spdlog::error(
+          "upload failed ({} more failures since the last report); pausing "
+          "uploads for {} ms: {}",
+          unlogged_failures_, trip_delay_.count(), error);
+    } else {
+      spdlog::error("upload failed; pausing uploads for {} ms: {}",
+                    trip_delay_.count(), error);
+    }
+    last_error_log_ = now;
+    unlogged_failures_ = 0;
+  } else {
+    unlogged_failures_ += 1;
+    spdlog::debug("upload failed; pausing uploads for {} ms: {}",
+                  trip_delay_.count(), error);
+  }
+  failing_ = true;
 }
 
 size_t Uploader::RoomLocked(Clock::time_point now,
@@ -467,6 +523,12 @@ void Uploader::CompleteLoop() {
     last_progress_ = end;
     sticky_error_.clear();  // a batch went through: the store works again
     trip_delay_ = std::chrono::milliseconds(0);
+    if (failing_) {
+      spdlog::info("uploads work again ({} failures not logged)",
+                   unlogged_failures_);
+      failing_ = false;
+      unlogged_failures_ = 0;
+    }
     spdlog::info(
         "wave {}: {} chunks, {:.1f} MiB in {:.2f} s ({:.1f} MiB/s), {} "
         "chunks pending",

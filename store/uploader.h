@@ -29,7 +29,21 @@
 // (stats) until a later batch completes; the chunk backs off on its own
 // (doubling up to max_backoff) and the whole uploader backs off too: no
 // new chunk is handed out before the backoff ends, then one chunk at a
-// time until a put succeeds again.
+// time until a put succeeds again. A failing store is logged once when it
+// starts failing (not once per chunk or attempt), again at most once a
+// minute while it keeps failing, and once when a batch completes again.
+//
+// Torn or corrupted puts (a store that acknowledged bytes it does not
+// hold): a chunk's spill file is the last copy the daemon has, so what
+// keeps it from being lost is checking the store before that copy goes.
+// S3Store checks every PUT (the ETag must be the MD5 of what was sent) and
+// LocalStore moves the staged file itself in (start-up recovery hashes
+// staged files), so by default the uploader trusts an ok put. With
+// `verify_puts` it reads each put back and hashes it before the chunk can
+// be completed: for stores that check nothing (an S3 clone whose ETag is
+// not an MD5, a network mount), at the cost of one read per chunk. Either
+// way a read of a damaged chunk is kCorrupt (EIO), never wrong bytes: the
+// AEAD tag authenticates every byte.
 //
 // Stats: `waves` counts completed batches. A batch's time runs from its
 // earliest put's start (or from the previous batch's completion, when that
@@ -75,6 +89,9 @@ class Uploader {
     std::chrono::milliseconds gather{200};
     std::chrono::milliseconds initial_backoff{100};
     std::chrono::milliseconds max_backoff{5000};
+    // Read every put back and check its hash before completing it; a
+    // mismatch removes the bad object and puts the chunk again.
+    bool verify_puts = false;
   };
   struct Stats {
     uint64_t pending_chunks = 0;
@@ -147,6 +164,10 @@ class Uploader {
                    std::vector<uint8_t>* scratch, bool* dropped);
   // Checks that the store holds intact bytes for address (recovery path).
   bool StoreHoldsIntact(const Address& address, std::vector<uint8_t>* scratch);
+  // verify_puts: ok when the store holds intact bytes for a chunk it just
+  // acknowledged. Otherwise removes the bad object while the spill still
+  // has the chunk, and returns a (retryable) kCorrupt.
+  Status VerifyPut(const Address& address, std::vector<uint8_t>* scratch);
 
   Index* index_;
   Spill* spill_;
@@ -181,7 +202,11 @@ class Uploader {
   bool tripped_ = false;
   Clock::time_point tripped_until_{};
   std::chrono::milliseconds trip_delay_{0};  // reset by a completed batch
-  bool cheap_sync_ = true;                   // the last Sync() took no time
+  // Logging of failures: once per failing spell, not once per chunk.
+  bool failing_ = false;  // a put or completion failed since the last batch
+  uint64_t unlogged_failures_ = 0;  // since the last error line
+  Clock::time_point last_error_log_{};
+  bool cheap_sync_ = true;  // the last Sync() took no time
   // Stats.
   uint64_t uploaded_chunks_ = 0;
   uint64_t uploaded_bytes_ = 0;

@@ -871,8 +871,8 @@ TEST_F(FsTest, TransientGetFailureIsNotRemembered) {
   const std::string data = RandomBytes(kC + 10, 103);
   const uint64_t ino = WriteFile("f", data);
   Remount();
-  memory_->FailNextGets(
-      1, Status::Error(Code::kUnavailable, "store timed out", 0, true));
+  faults_->FailGets(
+      Status::Error(Code::kUnavailable, "store timed out", 0, true), 1);
   auto h = OpenH(ino);
   ASSERT_TRUE(h);
   std::string buf(100, '\0');
@@ -891,14 +891,14 @@ TEST_F(FsTest, TransientGetFailureIsNotRemembered) {
 // AcquireDirty fails; the size stays, so every chunk past the new end reads
 // as zeros and the next commit deletes their refs for good. The user sees
 // `truncate` fail with EIO and the file's tail silently zeroed.
-// Repro: 3-chunk file, uploaded, remount, FailNextGets(1), truncate to
+// Repro: 3-chunk file, uploaded, remount, one failing get, truncate to
 // kChunkSize + 100 -> error; read the file -> chunks 2.. are zeros.
 TEST_F(FsTest, FailedTruncateLeavesTheFileAlone) {
   const std::string data = RandomBytes(3 * kC, 106);
   const uint64_t ino = WriteFile("f", data);
   Remount();
-  memory_->FailNextGets(
-      1, Status::Error(Code::kUnavailable, "store timed out", 0, true));
+  faults_->FailGets(
+      Status::Error(Code::kUnavailable, "store timed out", 0, true), 1);
   Status st = Truncate(ino, kC + 100);
   ASSERT_FALSE(st.ok()) << "truncate needed the unreachable chunk";
   EXPECT_EQ(ErrnoOf(st), EIO);
@@ -988,11 +988,12 @@ TEST_F(FsTest, FileStateGoesDirtyUploadingStored) {
   ASSERT_TRUE(h);
   WriteAt(h.get(), 0, RandomBytes(1000, 105));
   EXPECT_EQ(*fs_->FileState(ino), "dirty");
-  memory_->FailNextPuts(
-      1 << 30, Status::Error(Code::kUnavailable, "store down", 0, true));
+  const auto down = faults_->FailPuts(
+      Status::Error(Code::kUnavailable, "store down", 0, true),
+      FaultStore::kForever);
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
   EXPECT_EQ(*fs_->FileState(ino), "uploading");
-  memory_->FailNextPuts(0, Status::Ok());
+  faults_->Lift(down);
   Drain();
   EXPECT_EQ(*fs_->FileState(ino), "stored");
 }

@@ -1,6 +1,7 @@
 // FsTest: the fixture every fs/ unit test uses. A real index and spill in
-// a temporary directory, an in-memory chunk store behind a counting store,
-// and a running uploader. "Remount" means tearing all of that down
+// a temporary directory, an in-memory chunk store behind a fault-injecting
+// store (no faults unless a test adds them) behind a counting store, and a
+// running uploader. "Remount" means tearing all of that down
 // (draining uploads) and opening it again over the same directories and
 // store.
 #pragma once
@@ -26,6 +27,7 @@
 #include "fs/errno_map.h"
 #include "fs/filesystem.h"
 #include "store/counting_store.h"
+#include "store/fault_store.h"
 #include "store/index.h"
 #include "store/memory_store.h"
 #include "store/recovery.h"
@@ -81,12 +83,20 @@ class FsTest : public ::testing::Test {
     tmp_ = std::make_unique<TempDir>();
     auto memory = MakeMemoryStore();
     memory_ = memory.get();
-    store_ = std::make_unique<CountingStore>(std::move(memory));
+    auto faults = std::make_unique<FaultStore>(std::move(memory));
+    faults_ = faults.get();
+    store_ = std::make_unique<CountingStore>(std::move(faults));
     Mount();
   }
-  // The store under the counting decorator (tests may substitute one).
+  // The store under the decorators (tests may substitute one).
   virtual std::unique_ptr<MemoryStore> MakeMemoryStore() {
     return std::make_unique<MemoryStore>();
+  }
+  virtual Uploader::Options UploaderOptions() {
+    Uploader::Options uo;
+    uo.initial_backoff = 1ms;
+    uo.max_backoff = 20ms;
+    return uo;
   }
   void TearDown() override {
     if (fs_) Unmount(/*drain=*/false);
@@ -111,14 +121,12 @@ class FsTest : public ::testing::Test {
     // As the daemon does at start-up (fs/mount.cc).
     auto recovered = RecoverAtStart(index_.get(), spill_.get());
     ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
-    Uploader::Options uo;
-    uo.initial_backoff = 1ms;
-    uo.max_backoff = 20ms;
     uploader_ = std::make_unique<Uploader>(index_.get(), spill_.get(),
-                                           store_.get(), uo);
+                                           store_.get(), UploaderOptions());
     uploader_->Start();
     fs_ = std::make_unique<Filesystem>(index_.get(), spill_.get(), store_.get(),
-                                       uploader_.get(), secret_, options);
+                                       uploader_.get(), secret_, options,
+                                       store_.get());
   }
   // What the daemon does at unmount (fs/mount.cc), in its order: commit
   // open files, drain, destroy the Filesystem, stop the uploader, close.
@@ -228,7 +236,8 @@ class FsTest : public ::testing::Test {
 
   Secret secret_{};
   std::unique_ptr<TempDir> tmp_;
-  MemoryStore* memory_ = nullptr;  // owned by store_
+  MemoryStore* memory_ = nullptr;  // owned by faults_
+  FaultStore* faults_ = nullptr;   // owned by store_
   std::unique_ptr<CountingStore> store_;
   std::unique_ptr<Index> index_;
   std::unique_ptr<Spill> spill_;

@@ -15,6 +15,7 @@
 
 #include "store/chunk_store.h"
 #include "store/counting_store.h"
+#include "store/fault_store.h"
 #include "store/file_util.h"
 #include "store/local_store.h"
 #include "store/memory_store.h"
@@ -55,6 +56,26 @@ struct CountingEnv {
   TempDir tmp;
   std::unique_ptr<ChunkStore> store =
       std::make_unique<CountingStore>(std::make_unique<MemoryStore>());
+};
+
+// A FaultStore without rules is transparent, over a store that moves files
+// in (its PutFile must reach the inner store's) and over one that does not.
+struct FaultLocalEnv {
+  static constexpr bool kMovesSourceFile = true;
+  TempDir tmp;
+  std::unique_ptr<ChunkStore> store;
+  FaultLocalEnv() {
+    auto opened = LocalStore::Open(tmp / "chunks");
+    EXPECT_TRUE(opened.ok()) << opened.status().ToString();
+    if (opened.ok()) store = std::make_unique<FaultStore>(std::move(*opened));
+  }
+};
+
+struct FaultMemoryEnv {
+  static constexpr bool kMovesSourceFile = false;
+  TempDir tmp;
+  std::unique_ptr<ChunkStore> store =
+      std::make_unique<FaultStore>(std::make_unique<MemoryStore>());
 };
 
 // An S3 store on a real server (Ceph RGW, started by scripts/ceph-rgw.sh;
@@ -113,7 +134,8 @@ class ChunkStoreContractTest : public ::testing::Test {
 #ifdef WAVEFS_CONTRACT_S3
 using StoreEnvs = ::testing::Types<S3Env>;
 #else
-using StoreEnvs = ::testing::Types<LocalEnv, MemoryEnv, CountingEnv>;
+using StoreEnvs = ::testing::Types<LocalEnv, MemoryEnv, CountingEnv,
+                                   FaultLocalEnv, FaultMemoryEnv>;
 #endif
 TYPED_TEST_SUITE(ChunkStoreContractTest, StoreEnvs);
 
@@ -319,45 +341,6 @@ TYPED_TEST(ChunkStoreContractTest, DescribeIsNotEmpty) {
 
 // ---- MemoryStore ----
 
-TEST(MemoryStoreTest, FailNextPutsFailsExactlyThatMany) {
-  MemoryStore store;
-  store.FailNextPuts(
-      2, Status::Error(Code::kUnavailable, "injected", 0, /*retryable=*/true));
-  const Address a = MakeAddress(1);
-  const auto bytes = MakeBytes(10, 1);
-  for (int i = 0; i < 2; ++i) {
-    Status st = store.Put(a, bytes);
-    EXPECT_EQ(st.code(), Code::kUnavailable);
-    EXPECT_TRUE(st.retryable());
-    EXPECT_EQ(store.object_count(), 0u);
-  }
-  WAVEFS_EXPECT_OK(store.Put(a, bytes));
-  EXPECT_EQ(store.object_count(), 1u);
-}
-
-TEST(MemoryStoreTest, FailNextGetsFailsExactlyThatMany) {
-  MemoryStore store;
-  const Address a = MakeAddress(1);
-  const auto bytes = MakeBytes(10, 1);
-  WAVEFS_ASSERT_OK(store.Put(a, bytes));
-  store.FailNextGets(1, Status::Error(Code::kIo, "injected"));
-  std::vector<uint8_t> out;
-  EXPECT_EQ(store.Get(a, &out).code(), Code::kIo);
-  WAVEFS_ASSERT_OK(store.Get(a, &out));
-  EXPECT_EQ(out, bytes);
-}
-
-TEST(MemoryStoreTest, FailuresHitPutFileToo) {
-  MemoryStore store;
-  TempDir tmp;
-  WriteTestFile(tmp / "f", MakeBytes(10, 2));
-  store.FailNextPuts(1, Status::Error(Code::kUnavailable, "injected"));
-  std::vector<uint8_t> scratch;
-  EXPECT_EQ(store.PutFile(MakeAddress(2), tmp / "f", &scratch).code(),
-            Code::kUnavailable);
-  WAVEFS_EXPECT_OK(store.PutFile(MakeAddress(2), tmp / "f", &scratch));
-}
-
 TEST(MemoryStoreTest, CorruptObjectChangesStoredBytes) {
   MemoryStore store;
   const Address a = MakeAddress(3);
@@ -376,12 +359,14 @@ TEST(MemoryStoreTest, CorruptObjectChangesStoredBytes) {
 TEST(CountingStoreTest, CountsSuccessfulCallsAndBytes) {
   auto inner = std::make_unique<MemoryStore>();
   MemoryStore* memory = inner.get();
-  CountingStore store(std::move(inner));
+  auto faulty = std::make_unique<FaultStore>(std::move(inner));
+  FaultStore* faults = faulty.get();
+  CountingStore store(std::move(faulty));
   const Address a = MakeAddress(1);
   const Address b = MakeAddress(2);
 
   WAVEFS_ASSERT_OK(store.Put(a, MakeBytes(100, 1)));
-  memory->FailNextPuts(1, Status::Error(Code::kUnavailable, "injected"));
+  faults->FailPuts(Status::Error(Code::kUnavailable, "injected"));
   EXPECT_FALSE(store.Put(b, MakeBytes(50, 2)).ok());
   EXPECT_EQ(store.puts(), 1u);
   EXPECT_EQ(store.bytes_put(), 100u);
@@ -390,7 +375,7 @@ TEST(CountingStoreTest, CountsSuccessfulCallsAndBytes) {
   WAVEFS_ASSERT_OK(store.Get(a, &out));
   WAVEFS_ASSERT_OK(store.Get(a, &out));
   EXPECT_EQ(store.Get(b, &out).code(), Code::kNotFound);
-  memory->FailNextGets(1, Status::Error(Code::kIo, "injected"));
+  faults->FailGets(Status::Error(Code::kIo, "injected"));
   EXPECT_FALSE(store.Get(a, &out).ok());
   EXPECT_EQ(store.gets(), 2u);
   EXPECT_EQ(store.bytes_got(), 200u);
@@ -403,7 +388,7 @@ TEST(CountingStoreTest, CountsSuccessfulCallsAndBytes) {
   EXPECT_EQ(memory->object_count(), 0u);
   EXPECT_EQ(store.puts(), 1u);
   EXPECT_EQ(store.gets(), 2u);
-  EXPECT_EQ(store.Describe(), "memory");
+  EXPECT_EQ(store.Describe(), "faults+memory");
 }
 
 TEST(CountingStoreTest, PutFileCountsAsOnePutOfTheFileSize) {

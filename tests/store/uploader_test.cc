@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "chunker/crypto.h"
+#include "store/fault_store.h"
 #include "store/index.h"
 #include "store/memory_store.h"
 #include "store/spill.h"
@@ -32,13 +33,13 @@ using testing_util::MakeBytes;
 using testing_util::TempDir;
 using namespace std::chrono_literals;
 
-// Passes every call to a MemoryStore and checks what the uploader promised
+// Passes every call to an inner store and checks what the uploader promised
 // at the moment of each put and each sync: the chunk is still staged and
 // still queued (nothing is forgotten before the store has it durably).
 // Also measures how many puts run at once, and can fail syncs.
 class ProbeStore : public ChunkStore {
  public:
-  ProbeStore(MemoryStore* inner, Spill* spill, Index* index)
+  ProbeStore(ChunkStore* inner, Spill* spill, Index* index)
       : inner_(inner), spill_(spill), index_(index) {}
 
   Status Put(const Address& address,
@@ -109,7 +110,7 @@ class ProbeStore : public ChunkStore {
     if (!queued.ok() || !*queued) violations_ += 1;
   }
 
-  MemoryStore* inner_;
+  ChunkStore* inner_;
   Spill* spill_;
   Index* index_;
   std::chrono::milliseconds put_delay_{0};
@@ -334,7 +335,7 @@ class UploaderTest : public ::testing::Test {
     auto spill = Spill::Open(*tmp_ / "spill");
     ASSERT_TRUE(spill.ok()) << spill.status().ToString();
     spill_ = std::move(*spill);
-    probe_ = std::make_unique<ProbeStore>(&store_, spill_.get(), index_.get());
+    probe_ = std::make_unique<ProbeStore>(&faults_, spill_.get(), index_.get());
   }
   void TearDown() override {
     if (gate_) gate_->Release();  // else Stop waits for the blocked put
@@ -449,6 +450,8 @@ class UploaderTest : public ::testing::Test {
   std::unique_ptr<Index> index_;
   std::unique_ptr<Spill> spill_;
   MemoryStore store_;
+  FaultStore faults_{
+      &store_};  // between probe_ and store_; no rules by default
   std::unique_ptr<ProbeStore> probe_;
   std::unique_ptr<GateStore> gate_;    // outlives uploader_ (TearDown)
   std::unique_ptr<OrderStore> order_;  // likewise
@@ -563,8 +566,8 @@ TEST_F(UploaderTest, ConcurrentPutsAreBoundedByConcurrency) {
 
 TEST_F(UploaderTest, TransientPutFailuresAreRetried) {
   auto chunks = StageMany(1, 20, 500);
-  store_.FailNextPuts(
-      7, Status::Error(Code::kUnavailable, "store timed out", ETIMEDOUT, true));
+  faults_.FailPuts(
+      Status::Error(Code::kUnavailable, "store timed out", ETIMEDOUT, true), 7);
   MakeUploader();
   uploader_->Start();
   WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
@@ -581,7 +584,7 @@ TEST_F(UploaderTest, TransientPutFailuresAreRetried) {
 
 TEST_F(UploaderTest, NonRetryableFailureIsRetriedByALaterWave) {
   auto chunks = StageMany(1, 3, 500);
-  store_.FailNextPuts(2, Status::Error(Code::kIo, "disk hiccup"));
+  faults_.FailPuts(Status::Error(Code::kIo, "disk hiccup"), 2);
   MakeUploader();
   uploader_->Start();
   WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
@@ -590,9 +593,9 @@ TEST_F(UploaderTest, NonRetryableFailureIsRetriedByALaterWave) {
 
 TEST_F(UploaderTest, StoreThatAlwaysFailsGivesUpAndKeepsTheChunk) {
   auto chunks = StageMany(1, 3, 777);
-  store_.FailNextPuts(INT_MAX,
-                      Status::Error(Code::kUnavailable, "store unreachable",
-                                    ECONNREFUSED, true));
+  faults_.FailPuts(Status::Error(Code::kUnavailable, "store unreachable",
+                                 ECONNREFUSED, true),
+                   FaultStore::kForever);
   MakeUploader();
   uploader_->Start();
   const auto start = std::chrono::steady_clock::now();
@@ -616,7 +619,7 @@ TEST_F(UploaderTest, StoreThatAlwaysFailsGivesUpAndKeepsTheChunk) {
   EXPECT_EQ(s.uploaded_chunks, 0u);
 
   // Once the store answers again, the same queue drains and the error goes.
-  store_.FailNextPuts(0, Status::Ok());
+  faults_.LiftAll();
   WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_TRUE(uploader_->stats().sticky_error.empty())
@@ -645,8 +648,8 @@ TEST_F(UploaderTest, FailedSyncKeepsChunksStagedAndQueued) {
 
 TEST_F(UploaderTest, StopIsPromptWhileBackingOff) {
   StageMany(1, 2, 100);
-  store_.FailNextPuts(INT_MAX,
-                      Status::Error(Code::kUnavailable, "down", 0, true));
+  faults_.FailPuts(Status::Error(Code::kUnavailable, "down", 0, true),
+                   FaultStore::kForever);
   Uploader::Options o;
   o.initial_backoff = 3s;
   o.max_backoff = 10s;
@@ -744,7 +747,7 @@ TEST_F(UploaderTest, PendingUploadsResumeAfterReopen) {
   auto chunks = StageMany(1, 5, 300);
   // "Crash": close the index with the queue full and nothing uploaded.
   OpenIndex();
-  probe_ = std::make_unique<ProbeStore>(&store_, spill_.get(), index_.get());
+  probe_ = std::make_unique<ProbeStore>(&faults_, spill_.get(), index_.get());
   EXPECT_EQ(index_->pending_chunks(), 5u);
   MakeUploader();
   uploader_->Start();
@@ -917,9 +920,9 @@ TEST_F(UploaderTest, SpillFileGoesOnlyAfterItsPutAndALaterSync) {
 // instead of every worker retrying its own chunk in a loop.
 TEST_F(UploaderTest, FailingStoreIsProbedNotHammered) {
   StageMany(1, 16, 100);
-  store_.FailNextPuts(INT_MAX,
-                      Status::Error(Code::kUnavailable, "store unreachable",
-                                    ECONNREFUSED, true));
+  faults_.FailPuts(Status::Error(Code::kUnavailable, "store unreachable",
+                                 ECONNREFUSED, true),
+                   FaultStore::kForever);
   Uploader::Options o = FastOptions();
   o.concurrency = 4;
   o.max_attempts = 2;
@@ -939,7 +942,7 @@ TEST_F(UploaderTest, FailingStoreIsProbedNotHammered) {
   EXPECT_EQ(index_->pending_chunks(), 16u);
 
   // Once it answers, everything goes.
-  store_.FailNextPuts(0, Status::Ok());
+  faults_.LiftAll();
   WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
   EXPECT_EQ(index_->pending_chunks(), 0u);
   EXPECT_EQ(SpillCount(), 0u);

@@ -1,0 +1,48 @@
+#include "store/forwarding_store.h"
+
+namespace wavefs {
+
+ForwardingStore::ForwardingStore(std::unique_ptr<ChunkStore> inner)
+    : owned_(std::move(inner)), inner_(owned_.get()) {}
+
+ForwardingStore::ForwardingStore(ChunkStore* inner) : inner_(inner) {}
+
+Status ForwardingStore::Put(const Address& address,
+                            std::span<const uint8_t> ciphertext) {
+  return inner_->Put(address, ciphertext);
+}
+
+// Forwarded rather than left to ChunkStore's default: the inner store may
+// move the file in by rename or stream it (S3).
+Status ForwardingStore::PutFile(const Address& address, const std::string& path,
+                                std::vector<uint8_t>* scratch) {
+  return inner_->PutFile(address, path, scratch);
+}
+
+Status ForwardingStore::Sync() { return inner_->Sync(); }
+
+Status ForwardingStore::Get(const Address& address, std::vector<uint8_t>* out) {
+  return inner_->Get(address, out);
+}
+
+// Forwarded: the inner store may read just the range (pread, HTTP Range).
+Status ForwardingStore::GetRange(const Address& address, uint64_t offset,
+                                 size_t len, std::vector<uint8_t>* out) {
+  return inner_->GetRange(address, offset, len, out);
+}
+
+Result<bool> ForwardingStore::Has(const Address& address) {
+  return inner_->Has(address);
+}
+
+Status ForwardingStore::Remove(const Address& address) {
+  return inner_->Remove(address);
+}
+
+Status ForwardingStore::List(const std::function<void(const Address&)>& fn) {
+  return inner_->List(fn);
+}
+
+std::string ForwardingStore::Describe() const { return inner_->Describe(); }
+
+}  // namespace wavefs

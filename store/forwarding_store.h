@@ -1,0 +1,42 @@
+// ForwardingStore: the base of ChunkStore decorators (counting, fault
+// injection, ...). Every call goes to an inner store unchanged; a decorator
+// overrides only the calls it changes.
+//
+// Ownership: either owns the inner store (the unique_ptr constructor) or
+// borrows it (the pointer constructor; the inner store must then outlive
+// this one). Thread safety: as safe as the inner store (every ChunkStore is
+// safe for concurrent calls); a subclass that keeps state guards it itself.
+#pragma once
+
+#include <memory>
+
+#include "store/chunk_store.h"
+
+namespace wavefs {
+
+class ForwardingStore : public ChunkStore {
+ public:
+  explicit ForwardingStore(std::unique_ptr<ChunkStore> inner);
+  explicit ForwardingStore(ChunkStore* inner);
+
+  Status Put(const Address& address,
+             std::span<const uint8_t> ciphertext) override;
+  Status PutFile(const Address& address, const std::string& path,
+                 std::vector<uint8_t>* scratch) override;
+  Status Sync() override;
+  Status Get(const Address& address, std::vector<uint8_t>* out) override;
+  Status GetRange(const Address& address, uint64_t offset, size_t len,
+                  std::vector<uint8_t>* out) override;
+  Result<bool> Has(const Address& address) override;
+  Status Remove(const Address& address) override;
+  Status List(const std::function<void(const Address&)>& fn) override;
+  std::string Describe() const override;
+
+  ChunkStore* inner() const { return inner_; }
+
+ private:
+  std::unique_ptr<ChunkStore> owned_;  // null when borrowed
+  ChunkStore* inner_;
+};
+
+}  // namespace wavefs
