@@ -180,6 +180,11 @@ int RunUnmount(const std::string& mnt) {
                 mnt.c_str());
     return 0;
   }
+  if (st["state"] == "lost")
+    return Fail("unmounted " + mnt + " but " + st["lost_chunks"] +
+                " chunks were lost this session (in neither the spill nor "
+                "the store): " +
+                st["lost_error"]);
   if (st["state"] == "pending")
     return Fail("unmounted " + mnt + " but " + st["pending_chunks"] +
                 " chunks (" + Mib(st["pending_bytes"]) +

@@ -36,7 +36,8 @@ void WriteDaemonStatus(const std::string& meta_dir, const std::string& state,
                      "\npending_chunks=" + std::to_string(s.pending_chunks) +
                      "\npending_bytes=" + std::to_string(s.pending_bytes) +
                      "\nuploaded_chunks=" + std::to_string(s.uploaded_chunks) +
-                     "\nerror=" + error + "\n";
+                     "\nlost_chunks=" + std::to_string(s.lost_chunks) +
+                     "\nlost_error=" + s.lost_error + "\nerror=" + error + "\n";
   Status st = WriteFileAtomically(
       StatusPath(meta_dir),
       {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 0644);
@@ -137,7 +138,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   CountingStore store(std::move(*opened));
 
   // Orphan inodes, stale and torn staged files (store/recovery.h).
-  auto recovered = RecoverAtStart(index->get(), spill->get());
+  auto recovered = RecoverAtStart(index->get(), spill->get(), &store);
   if (!recovered.ok())
     return report.Fail("start-up recovery failed: " +
                        recovered.status().message());
@@ -247,7 +248,15 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   Uploader::Stats final_stats = uploader.stats();
   Status closed = (*index)->Close();
   int exit_code = 0;
-  if (drained.ok() && committed.ok() && closed.ok()) {
+  if (drained.ok() && committed.ok() && closed.ok() &&
+      final_stats.lost_chunks > 0) {
+    // Everything that could go did, but some chunks were found nowhere:
+    // not a clean stop, and `wavefs unmount` must say so.
+    WriteDaemonStatus(o.meta_dir, "lost", final_stats, final_stats.lost_error);
+    spdlog::error("{} chunks were lost this session: {}",
+                  final_stats.lost_chunks, final_stats.lost_error);
+    exit_code = 1;
+  } else if (drained.ok() && committed.ok() && closed.ok()) {
     WriteDaemonStatus(o.meta_dir, "clean", final_stats, "");
     spdlog::info("every chunk is in the store; {} uploaded this session",
                  final_stats.uploaded_chunks);

@@ -13,11 +13,19 @@
 //   the uploader takes the store's copy if there is an intact one, and
 //   otherwise reports the chunk lost instead of uploading garbage under
 //   that address.
+// - When the store (if given) has no intact copy of a damaged chunk either,
+//   the files naming it are named in the log and in the report, with the
+//   byte ranges that now read EIO: data that was written but never synced
+//   when the power went (an fsync makes every chunk durable first; see
+//   Index::SetSyncBarrier).
 // Thread safety: call alone.
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
+#include "store/chunk_store.h"
 #include "store/index.h"
 #include "store/spill.h"
 #include "util/status.h"
@@ -29,8 +37,11 @@ struct RecoveryReport {
   uint64_t stale_staged_removed = 0;
   uint64_t torn_staged_removed = 0;
   uint64_t staged_verified = 0;
+  // "name (inode N): bytes [a, b) lost" per damaged range of a file.
+  std::vector<std::string> lost_ranges;
 };
 
-Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill);
+Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill,
+                                      ChunkStore* store = nullptr);
 
 }  // namespace wavefs

@@ -83,12 +83,12 @@ class PowerCutTest : public ::testing::Test {
     auto spill = Spill::Open(spill_dir_, env_.get());
     ASSERT_TRUE(spill.ok()) << spill.status().ToString();
     spill_ = std::move(*spill);
-    auto recovered = RecoverAtStart(index_.get(), spill_.get());
-    ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
-    recovery_ = *recovered;
     auto local = LocalStore::Open(store_dir_, env_.get());
     ASSERT_TRUE(local.ok()) << local.status().ToString();
     store_ = std::make_unique<CountingStore>(std::move(*local));
+    auto recovered = RecoverAtStart(index_.get(), spill_.get(), store_.get());
+    ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
+    recovery_ = *recovered;
     Uploader::Options uo;
     uo.concurrency = 1;
     uo.gather = 2ms;
@@ -303,6 +303,8 @@ class PowerCutTest : public ::testing::Test {
     // Everything left pending uploads after the reboot.
     Status drained = uploader_->Drain(30s, nullptr);
     if (strict) {
+      EXPECT_TRUE(recovery_.lost_ranges.empty())
+          << "start-up reported lost data: " << recovery_.lost_ranges[0];
       WAVEFS_EXPECT_OK(drained);
       EXPECT_EQ(uploader_->stats().lost_chunks, 0u)
           << uploader_->stats().lost_error;
