@@ -124,6 +124,14 @@ class PowerCutTest : public ::testing::Test {
   void Version(const std::string& name, const std::string& content) {
     files_[name].versions.push_back(content);
   }
+  // A close (or a create, unlink, truncation) of name returned: after
+  // kill -9 that version must survive.
+  void Closed(const std::string& name) {
+    if (!killed_ || Cut()) return;
+    Expect& e = files_[name];
+    e.durable = static_cast<int>(e.versions.size()) - 1;
+    if (e.unlinked) e.unlink_durable = true;
+  }
   // An fsync or fsyncdir returned: everything committed so far is durable
   // (both sync the whole index log) unless the power was cut before.
   void Synced() {
@@ -138,6 +146,7 @@ class PowerCutTest : public ::testing::Test {
     Version(name, "");
     auto a = fs_->MakeNode(kRootIno, name, kFileMode, 0, 0, 0);
     EXPECT_TRUE(a.ok()) << a.status().ToString();
+    Closed(name);
     return a.ok() ? a->ino : 0;
   }
   void Write(FileHandle* h, uint64_t offset, const std::string& data) {
@@ -178,15 +187,18 @@ class PowerCutTest : public ::testing::Test {
       Write(h->get(), 0, b1);
       Version("b", b1);
       WAVEFS_ASSERT_OK(fs_->Release(std::move(*h)));
+      Closed("b");
     }
     // a: overwritten through O_TRUNC (cp over an existing file).
     {
       Version("a", "");
       auto h = fs_->Open(a, O_TRUNC);
       ASSERT_TRUE(h.ok());
+      Closed("a");  // the truncation is committed at open
       Write(h->get(), 0, a2);
       Version("a", a2);
       WAVEFS_ASSERT_OK(fs_->Release(std::move(*h)));
+      Closed("a");
     }
     // c: fsynced, then appended to.
     const uint64_t c = Create("c");
@@ -200,10 +212,12 @@ class PowerCutTest : public ::testing::Test {
       Write(h->get(), c1.size(), c2.substr(c1.size()));
       Version("c", c2);
       WAVEFS_ASSERT_OK(fs_->Release(std::move(*h)));
+      Closed("c");
     }
     // b goes; fsyncdir makes that (and everything before) durable.
     files_["b"].unlinked = true;
     WAVEFS_ASSERT_OK(fs_->Unlink(kRootIno, "b"));
+    Closed("b");
     WAVEFS_ASSERT_OK(fs_->FsyncDir());
     Synced();
     // d: closed, not synced; then the uploads run to the end.
@@ -214,6 +228,7 @@ class PowerCutTest : public ::testing::Test {
       Write(h->get(), 0, d1);
       Version("d", d1);
       WAVEFS_ASSERT_OK(fs_->Release(std::move(*h)));
+      Closed("d");
     }
     WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
     // e: after the uploads, written and fsynced.
@@ -311,7 +326,10 @@ class PowerCutTest : public ::testing::Test {
     }
   }
 
+  // index_tear kKeep: kill -9 instead of a power cut (other bytes kept
+  // too); every close that returned must then hold.
   void RunCuts(Tear index_tear, bool strict) {
+    killed_ = index_tear == Tear::kKeep;
     const char* stride_env = std::getenv("WAVEFS_POWER_CUT_STRIDE");
     const uint64_t stride =
         stride_env != nullptr ? std::max(1l, std::atol(stride_env)) : 1;
@@ -325,7 +343,7 @@ class PowerCutTest : public ::testing::Test {
     ASSERT_GT(total, 40u) << "the workload made too few file calls";
     std::map<std::string, int> kinds;
     for (uint64_t n = 0; n < total + 5; n += stride) {
-      const Tear other = static_cast<Tear>(n % 3);
+      const Tear other = killed_ ? Tear::kKeep : static_cast<Tear>(n % 3);
       Fresh();
       Open();
       env_->ArmCut(n, n * 7919 + 1, index_tear, other);
@@ -369,11 +387,16 @@ class PowerCutTest : public ::testing::Test {
   std::unique_ptr<Uploader> uploader_;
   std::unique_ptr<Filesystem> fs_;
   RecoveryReport recovery_;
+  bool killed_ = false;
   std::map<std::string, Expect> files_;
 };
 
 TEST_F(PowerCutTest, EveryStepKeepsWhatWasPromised) {
   RunCuts(Tear::kDrop, /*strict=*/true);
+}
+
+TEST_F(PowerCutTest, KillAtEveryStepKeepsEveryClosedFile) {
+  RunCuts(Tear::kKeep, /*strict=*/true);
 }
 
 TEST_F(PowerCutTest, WritebackOfUnsyncedIndexBytesNeverYieldsWrongBytes) {

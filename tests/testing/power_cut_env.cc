@@ -276,6 +276,8 @@ const char* TearName(PowerCutEnv::Tear tear) {
       return "prefix";
     case PowerCutEnv::Tear::kZeros:
       return "zeros";
+    case PowerCutEnv::Tear::kKeep:
+      return "keep (kill -9)";
   }
   return "?";
 }
@@ -564,8 +566,12 @@ Status PowerCutEnv::TakeImageLocked() {
   const std::string image = work_ + "/image";
   std::error_code ec;
   fs::remove_all(image, ec);
-  // Every durable change, then a random prefix of the others.
-  const size_t keep = durable_ns_ + rng_() % (ns_.size() - durable_ns_ + 1);
+  // Every durable change, then a random prefix of the others (all of them
+  // when only the process died).
+  const bool killed = index_tear_ == Tear::kKeep && other_tear_ == Tear::kKeep;
+  const size_t keep =
+      killed ? ns_.size()
+             : durable_ns_ + rng_() % (ns_.size() - durable_ns_ + 1);
   std::map<std::string, int> names = base_names_;
   std::set<std::string> dirs = base_dirs_;
   for (size_t i = 0; i < keep; ++i) {
@@ -614,6 +620,9 @@ Status PowerCutEnv::TakeImageLocked() {
           std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(n.synced),
                     bytes.end(), '\0');
         }
+        break;
+      case Tear::kKeep:
+        bytes = ReadPrefix(n.real, n.size);
         break;
     }
     std::ofstream out(image + path, std::ios::binary | std::ios::trunc);

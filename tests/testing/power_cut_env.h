@@ -43,7 +43,9 @@ namespace testing_util {
 
 class PowerCutEnv : public Env {
  public:
-  enum class Tear { kDrop, kPrefix, kZeros };
+  // kKeep: everything written survives, names and bytes: what the disk
+  // holds when only the process dies (kill -9), not the machine.
+  enum class Tear { kDrop, kPrefix, kZeros, kKeep };
 
   // roots: absolute directories whose contents are tracked (they may not
   // exist yet). work: an absolute scratch directory on the same file system
