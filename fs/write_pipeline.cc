@@ -12,6 +12,8 @@ namespace {
 
 // Spill space is reserved in whole blocks.
 constexpr uint64_t kSpaceBlock = 4096;
+// How long "no upload can free space" must hold before it is an ENOSPC.
+constexpr auto kHopelessAfter = std::chrono::milliseconds(200);
 
 }  // namespace
 
@@ -311,6 +313,10 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
   bool warned = false;
   std::unique_lock<std::mutex> lock(space_mu_);
   uint64_t freed_seen = freed_epoch_;
+  // Since when the last looks found that no upload can free space.
+  // (max(): they did not).
+  constexpr auto kNever = std::chrono::steady_clock::time_point::max();
+  auto hopeless_since = kNever;
   while (true) {
     // Under space_mu_ from the check to the reservation: whoever checks
     // next sees this reservation.
@@ -340,12 +346,38 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
       spill_->List([&](const Address&) { staged = true; }).IgnoreError();
       can_free = staged;
     }
+    if (!can_free) {
+      // The last staged files may have been removed after the free bytes
+      // were read and before the listing: look once more. Nobody can
+      // reserve or stage meanwhile (that takes space_mu_, held here), so
+      // after this look the spill can only have grown emptier.
+      auto again = FreeBytes();
+      if (!again.ok()) return again.status();
+      free = again;
+      if (*free >= reserved_bytes_ + bytes + options_.spill_reserve_bytes) {
+        if (reserve) reserved_bytes_ += bytes;
+        if (hooks_ != nullptr && hooks_->space_checked)
+          hooks_->space_checked(bytes, reserve, true);
+        return Status::Ok();
+      }
+    }
     const auto now = std::chrono::steady_clock::now();
-    if (!can_free || now >= deadline) {
+    // "No upload can free space" must hold for a moment before it counts:
+    // space held by a staged file can come back a little after the file
+    // left the listing (it_full_disk's eight writers saw a spill whose
+    // listing was empty still short of a chunk for a few milliseconds).
+    if (can_free) {
+      hopeless_since = kNever;
+    } else if (hopeless_since == kNever) {
+      hopeless_since = now;
+    }
+    const bool hopeless =
+        hopeless_since != kNever && now - hopeless_since >= kHopelessAfter;
+    if (hopeless || now >= deadline) {
       const uint64_t reserved = reserved_bytes_;
       lock.unlock();
-      const char* why = can_free ? "no upload freed space within --space-wait"
-                                 : "no upload can free space";
+      const char* why = hopeless ? "no upload can free space"
+                                 : "no upload freed space within --space-wait";
       spdlog::error(
           "spill directory {} is full ({} bytes free, {} reserved, "
           "{} wanted): {}",
@@ -361,9 +393,10 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
     }
     uploader_->Notify();
     const uint64_t epoch = space_epoch_;
-    space_cv_.wait_until(
-        lock, std::min(deadline, now + std::chrono::milliseconds(500)),
-        [&] { return space_epoch_ != epoch; });
+    auto wake = std::min(deadline, now + std::chrono::milliseconds(500));
+    if (hopeless_since != kNever)
+      wake = std::min(wake, hopeless_since + kHopelessAfter);
+    space_cv_.wait_until(lock, wake, [&] { return space_epoch_ != epoch; });
   }
 }
 

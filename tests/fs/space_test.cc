@@ -316,5 +316,34 @@ TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
   EXPECT_TRUE(SameBytes(c, ReadFile(c_ino)));
 }
 
+// Regression (found by it_full_disk's eight writers): the last staged
+// chunks were removed by the uploader after the writer read the free bytes
+// and before it listed the spill, so it saw a full spill, nothing pending
+// and nothing staged, and gave ENOSPC on a spill that was empty by then.
+// The hook holds the first look that finds no room until the uploader has
+// removed every staged file.
+TEST_F(FsSpaceTest, NoEnospcWhenTheLastStagedChunkLeavesDuringTheCheck) {
+  std::atomic<int> held{0};
+  FsHooks hooks;
+  hooks.space_checked = [&](uint64_t, bool, bool fits) {
+    if (fits || held.fetch_add(1) > 0) return;
+    // Safe under space_mu_: the uploader removes files before it calls
+    // back into the pipeline.
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          return SpillCount() == 0 && uploader_->stats().pending_chunks == 0;
+        },
+        20s));
+  };
+  FsOptions o = TestOptions();
+  o.space_wait = 30s;
+  MountOnDisk(kChunkOnDisk + kBlock, o, hooks);
+  const std::string data = RandomBytes(2 * kC + 5, 41);
+  const uint64_t ino = WriteFile("f", data);
+  EXPECT_GE(held.load(), 1) << "no look found the spill full";
+  EXPECT_EQ(disk_->overflows(), 0);
+  EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
+}
+
 }  // namespace
 }  // namespace wavefs
