@@ -8,6 +8,14 @@
 #include "chunker/crypto.h"
 
 namespace wavefs {
+namespace {
+
+// Spill space is reserved in whole blocks.
+constexpr uint64_t kSpaceBlock = 4096;
+// How long "no upload can free space" must hold before it is an ENOSPC.
+constexpr auto kHopelessAfter = std::chrono::milliseconds(200);
+
+}  // namespace
 
 WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
                              OpenFileTable* files, ChunkReader* reader,
@@ -27,6 +35,7 @@ WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
     {
       std::lock_guard<std::mutex> lock(space_mu_);
       space_epoch_ += 1;
+      freed_epoch_ += 1;
     }
     space_cv_.notify_all();
   });
@@ -203,9 +212,19 @@ Status WritePipeline::StageCiphertext(const Address& address,
   auto known = index_->IsKnown(address);
   if (!known.ok()) return known.status();
   if (*known) return Status::Ok();  // staged or stored already: dedup
-  WAVEFS_RETURN_IF_ERROR(WaitForSpace(len, true));
-  Status st = spill_->Stage(address, {data, len});
-  Unreserve(len);
+  // What the file takes on disk: whole blocks (O_DIRECT writes them).
+  const uint64_t need = (len + kSpaceBlock - 1) / kSpaceBlock * kSpaceBlock;
+  WAVEFS_RETURN_IF_ERROR(WaitForSpace(need, true));
+  Status st = Status::Ok();
+  if (hooks_ != nullptr && hooks_->stage_begin)
+    st = hooks_->stage_begin(address, need);
+  if (st.ok()) {
+    st = spill_->Stage(address, {data, len});
+    if (hooks_ != nullptr && hooks_->stage_end)
+      hooks_->stage_end(address, need);
+  }
+  // Only now: until the file is in, the free-space figure does not count it.
+  Unreserve(need);
   WAVEFS_RETURN_IF_ERROR(st);
   auto added = index_->EnqueueStaged(address, len);
   if (!added.ok()) return added.status();
@@ -281,16 +300,39 @@ bool WritePipeline::EvictOne() {
   return true;
 }
 
+Result<uint64_t> WritePipeline::FreeBytes() const {
+  if (hooks_ != nullptr && hooks_->spill_free_bytes)
+    return hooks_->spill_free_bytes();
+  return spill_->FreeBytes();
+}
+
 Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
-  const auto deadline = std::chrono::steady_clock::now() + options_.space_wait;
+  if (hooks_ != nullptr && hooks_->space_check)
+    hooks_->space_check(bytes, reserve);
+  auto deadline = std::chrono::steady_clock::now() + options_.space_wait;
   bool warned = false;
   std::unique_lock<std::mutex> lock(space_mu_);
+  uint64_t freed_seen = freed_epoch_;
+  // Since when the last looks found that no upload can free space.
+  // (max(): they did not).
+  constexpr auto kNever = std::chrono::steady_clock::time_point::max();
+  auto hopeless_since = kNever;
   while (true) {
-    auto free = spill_->FreeBytes();
+    // Under space_mu_ from the check to the reservation: whoever checks
+    // next sees this reservation.
+    auto free = FreeBytes();
     if (!free.ok()) return free.status();
-    if (*free >= reserved_bytes_ + bytes + options_.spill_reserve_bytes) {
-      if (reserve) reserved_bytes_ += bytes;
-      return Status::Ok();
+    const bool fits =
+        *free >= reserved_bytes_ + bytes + options_.spill_reserve_bytes;
+    if (fits && reserve) reserved_bytes_ += bytes;
+    if (hooks_ != nullptr && hooks_->space_checked)
+      hooks_->space_checked(bytes, reserve, fits);
+    if (fits) return Status::Ok();
+    // Progress: an upload freed space (maybe taken by someone else first).
+    // The wait for space is a wait without progress, so it starts again.
+    if (freed_epoch_ != freed_seen) {
+      freed_seen = freed_epoch_;
+      deadline = std::chrono::steady_clock::now() + options_.space_wait;
     }
     // Nothing queued, nobody about to stage, and no staged file left (the
     // uploader completes a batch's queue entries before it removes their
@@ -304,11 +346,46 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
       spill_->List([&](const Address&) { staged = true; }).IgnoreError();
       can_free = staged;
     }
-    if (!can_free || std::chrono::steady_clock::now() >= deadline) {
-      return Status::Error(Code::kNoSpace,
-                           "spill directory " + spill_->dir() +
-                               " is full and no upload can free space",
-                           ENOSPC, false);
+    if (!can_free) {
+      // The last staged files may have been removed after the free bytes
+      // were read and before the listing: look once more. Nobody can
+      // reserve or stage meanwhile (that takes space_mu_, held here), so
+      // after this look the spill can only have grown emptier.
+      auto again = FreeBytes();
+      if (!again.ok()) return again.status();
+      free = again;
+      if (*free >= reserved_bytes_ + bytes + options_.spill_reserve_bytes) {
+        if (reserve) reserved_bytes_ += bytes;
+        if (hooks_ != nullptr && hooks_->space_checked)
+          hooks_->space_checked(bytes, reserve, true);
+        return Status::Ok();
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    // "No upload can free space" must hold for a moment before it counts:
+    // space held by a staged file can come back a little after the file
+    // left the listing (it_full_disk's eight writers saw a spill whose
+    // listing was empty still short of a chunk for a few milliseconds).
+    if (can_free) {
+      hopeless_since = kNever;
+    } else if (hopeless_since == kNever) {
+      hopeless_since = now;
+    }
+    const bool hopeless =
+        hopeless_since != kNever && now - hopeless_since >= kHopelessAfter;
+    if (hopeless || now >= deadline) {
+      const uint64_t reserved = reserved_bytes_;
+      lock.unlock();
+      const char* why = hopeless ? "no upload can free space"
+                                 : "no upload freed space within --space-wait";
+      spdlog::error(
+          "spill directory {} is full ({} bytes free, {} reserved, "
+          "{} wanted): {}",
+          spill_->dir(), *free, reserved, bytes, why);
+      return Status::Error(
+          Code::kNoSpace,
+          "spill directory " + spill_->dir() + " is full and " + why, ENOSPC,
+          false);
     }
     if (!warned) {
       spdlog::warn("spill directory is full; writers wait for uploads");
@@ -316,8 +393,10 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
     }
     uploader_->Notify();
     const uint64_t epoch = space_epoch_;
-    space_cv_.wait_for(lock, std::chrono::milliseconds(500),
-                       [&] { return space_epoch_ != epoch; });
+    auto wake = std::min(deadline, now + std::chrono::milliseconds(500));
+    if (hopeless_since != kNever)
+      wake = std::min(wake, hopeless_since + kHopelessAfter);
+    space_cv_.wait_until(lock, wake, [&] { return space_epoch_ != epoch; });
   }
 }
 

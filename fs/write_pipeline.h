@@ -44,6 +44,21 @@ struct FsHooks {
   std::function<void(uint64_t ino, uint64_t index)> seal_before_record;
   // Staging a chunk: a non-ok status fails the stage (fault injection).
   std::function<Status(const Address&)> stage_fault;
+  // The spill's free bytes as WritePipeline sees them (a simulated disk);
+  // unset: Spill::FreeBytes.
+  std::function<Result<uint64_t>()> spill_free_bytes;
+  // WaitForSpace, on entry and before taking the space lock (reserve: a
+  // seal thread about to stage; else a writer about to take a buffer).
+  std::function<void(uint64_t bytes, bool reserve)> space_check;
+  // WaitForSpace, after each look at the free space, with space_mu_ held
+  // (must not block): whether the bytes fit (and, with reserve, are now
+  // reserved).
+  std::function<void(uint64_t bytes, bool reserve, bool fits)> space_checked;
+  // StageCiphertext, around Spill::Stage: after the reservation was made,
+  // and after the file is in (before the reservation is dropped). A non-ok
+  // status from stage_begin fails the stage as a full disk would.
+  std::function<Status(const Address&, uint64_t bytes)> stage_begin;
+  std::function<void(const Address&, uint64_t bytes)> stage_end;
   // Namespace::Commit, after the edit is built and before it is applied.
   std::function<void()> ns_before_commit;
   // Namespace::Commit: a non-ok status fails the index write.
@@ -100,8 +115,13 @@ class WritePipeline {
   Status StageCiphertext(const Address& address, const uint8_t* data,
                          size_t len);
   // Waits until the spill has room for bytes more (plus the reserve and
-  // every reservation of other stagers); with reserve, reserves them.
+  // every reservation of other stagers); with reserve, reserves them: the
+  // check and the reservation are one step under space_mu_, so stagers
+  // checking at once cannot all take the same free bytes. kNoSpace when no
+  // upload can free space, or when space_wait passed without any upload
+  // freeing space (each upload that frees some restarts the wait).
   Status WaitForSpace(uint64_t bytes, bool reserve);
+  Result<uint64_t> FreeBytes() const;
   void Unreserve(uint64_t bytes);
   bool EvictOne();
   void SealerLoop();
@@ -126,7 +146,9 @@ class WritePipeline {
 
   std::mutex space_mu_;
   std::condition_variable space_cv_;
-  uint64_t space_epoch_ = 0;     // under space_mu_: bumped by the uploader
+  // A leaf lock (see the lock order in fs/open_file.h).
+  uint64_t space_epoch_ = 0;     // under space_mu_: bumped on any change
+  uint64_t freed_epoch_ = 0;     // under space_mu_: bumped by the uploader
   uint64_t reserved_bytes_ = 0;  // under space_mu_: staged soon
 };
 

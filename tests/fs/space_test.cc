@@ -1,0 +1,349 @@
+// Invariant 6 (a full spill): writers wait while uploads free space, and
+// get ENOSPC only after --space-wait without progress. The spill's free
+// space is a simulated disk of a few chunks (FsHooks::spill_free_bytes) that
+// also fails a stage which would not fit, as a real full disk does; the
+// interleavings are forced through FsHooks and a store whose puts are slow
+// or refused, and every test checks that the case it meant really happened.
+#include <filesystem>
+#include <set>
+
+#include "fs/filesystem.h"
+#include "fs_fixture.h"
+
+namespace wavefs {
+namespace {
+
+using namespace fs_testing;  // NOLINT
+using namespace std::chrono_literals;
+
+constexpr uint64_t kBlock = 4096;
+constexpr uint64_t RoundUp(uint64_t n) {
+  return (n + kBlock - 1) / kBlock * kBlock;
+}
+// What one full chunk takes in the spill.
+constexpr uint64_t kChunkOnDisk = RoundUp(kMaxCiphertextSize);
+
+// A disk of `budget` bytes holding the spill directory. Used bytes are the
+// chunk files in the directory plus the chunks being staged (counted whole
+// from the start of their stage, so a half-written temporary file counts
+// in full). A stage that would not fit fails with ENOSPC and is counted as
+// an overflow: with a correct reservation there is never one.
+class SimulatedDisk {
+ public:
+  SimulatedDisk(std::string dir, uint64_t budget)
+      : dir_(std::move(dir)), budget_(budget) {}
+
+  Result<uint64_t> Free() {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t used = UsedLocked();
+    return used >= budget_ ? 0 : budget_ - used;
+  }
+  Status Begin(const Address& address, uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t used = UsedLocked() + bytes;
+    if (used > budget_) {
+      overflows_ += 1;
+      return Status::Error(Code::kNoSpace, "simulated disk full", ENOSPC);
+    }
+    peak_ = std::max(peak_, used);
+    staging_.insert(ToHex(address));
+    staging_bytes_ += bytes;
+    stages_ += 1;
+    return Status::Ok();
+  }
+  void End(const Address& address, uint64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    staging_.erase(staging_.find(ToHex(address)));
+    staging_bytes_ -= bytes;
+  }
+  uint64_t budget() const { return budget_; }
+  uint64_t peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_;
+  }
+  int overflows() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return overflows_;
+  }
+  int stages() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stages_;
+  }
+
+ private:
+  uint64_t UsedLocked() {
+    uint64_t used = staging_bytes_;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+      const std::string name = e.path().filename().string();
+      if (!IsAddressName(name) || staging_.count(name)) continue;
+      std::error_code size_ec;
+      const uint64_t size = e.file_size(size_ec);
+      if (!size_ec) used += RoundUp(size);  // else removed meanwhile
+    }
+    return used;
+  }
+
+  const std::string dir_;
+  const uint64_t budget_;
+  std::mutex mu_;
+  std::multiset<std::string> staging_;  // hex addresses being staged
+  uint64_t staging_bytes_ = 0;
+  uint64_t peak_ = 0;
+  int overflows_ = 0;
+  int stages_ = 0;
+};
+
+// Puts take at least `delay`; while `full`, they fail as a full store does
+// (retryable: the uploader keeps trying, and frees nothing meanwhile).
+class GatedStore : public MemoryStore {
+ public:
+  Status Put(const Address& address,
+             std::span<const uint8_t> ciphertext) override {
+    if (full.load())
+      return Status::Error(Code::kNoSpace, "store full (test)", ENOSPC,
+                           /*retryable=*/true);
+    std::this_thread::sleep_for(delay.load());
+    return MemoryStore::Put(address, ciphertext);
+  }
+  std::atomic<bool> full{false};
+  std::atomic<std::chrono::milliseconds> delay{0ms};
+};
+
+class FsSpaceTest : public FsTest {
+ protected:
+  std::unique_ptr<MemoryStore> MakeMemoryStore() override {
+    auto s = std::make_unique<GatedStore>();
+    gated_ = s.get();
+    return s;
+  }
+  // Remounts on a simulated disk of `budget` bytes, with `hooks` (whose
+  // space hooks are filled in here).
+  void MountOnDisk(uint64_t budget, FsOptions o, FsHooks hooks) {
+    Unmount();
+    disk_ = std::make_unique<SimulatedDisk>(*tmp_ / "spill", budget);
+    hooks.spill_free_bytes = [this] { return disk_->Free(); };
+    hooks.stage_begin = [this](const Address& a, uint64_t n) {
+      if (on_stage_) on_stage_();
+      return disk_->Begin(a, n);
+    };
+    hooks.stage_end = [this](const Address& a, uint64_t n) {
+      disk_->End(a, n);
+    };
+    o.spill_reserve_bytes = 0;
+    o.hooks = std::move(hooks);
+    Mount(o);
+  }
+  void TearDown() override {
+    gated_->full = false;
+    gated_->delay = 0ms;
+    FsTest::TearDown();
+  }
+
+  GatedStore* gated_ = nullptr;
+  std::unique_ptr<SimulatedDisk> disk_;
+  // Called in a seal thread when its stage begins (after its wait).
+  std::function<void()> on_stage_;
+};
+
+// Regression (issue 9: it_full_disk got ENOSPC while uploads were freeing
+// space). Eight writers on a spill with room for two chunks. The first
+// round of the eight seal threads all look at the free space before any of
+// them may begin its stage (a gate in stage_begin), so a check that did not
+// reserve would let all eight through onto a disk with room for two. Only
+// two may stage; the others wait, some of them longer than --space-wait
+// while uploads keep freeing space (each put takes 500 ms, two chunks at a
+// time), and none gets ENOSPC.
+TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
+  constexpr int kWriters = 8;
+  std::mutex mu;
+  std::condition_variable cv;
+  int checked = 0;  // seal threads that looked at the free space
+  int fitted_first_round = 0;
+  bool gate_opened = false;
+  std::atomic<int64_t> longest_wait_ms{0};
+  std::atomic<int> waited_past_space_wait{0};
+  thread_local std::chrono::steady_clock::time_point check_start;
+  thread_local bool counted = false;
+  FsHooks hooks;
+  hooks.space_check = [&](uint64_t, bool reserve) {
+    if (reserve) check_start = std::chrono::steady_clock::now();
+  };
+  hooks.space_checked = [&](uint64_t, bool reserve, bool fits) {
+    if (!reserve || counted) return;
+    counted = true;  // a seal thread counts once, at its first look
+    std::lock_guard<std::mutex> lock(mu);
+    checked += 1;
+    if (fits && !gate_opened) fitted_first_round += 1;
+    if (checked >= kWriters) gate_opened = true;
+    cv.notify_all();
+  };
+  FsOptions o = TestOptions();
+  o.seal_threads = kWriters;
+  o.dirty_buffers = 2 * kWriters;
+  o.max_buffers_per_file = 2;
+  o.space_wait = 1s;
+  on_stage_ = [&] {
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - check_start);
+    int64_t seen = longest_wait_ms.load();
+    while (waited.count() > seen &&
+           !longest_wait_ms.compare_exchange_weak(seen, waited.count())) {
+    }
+    if (waited > o.space_wait) waited_past_space_wait += 1;
+    // The gate: no stage begins before every seal thread has looked.
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, 30s, [&] { return gate_opened; });
+  };
+  MountOnDisk(2 * kChunkOnDisk + kBlock, o, hooks);
+  gated_->delay = 500ms;
+
+  std::vector<std::string> data;
+  std::vector<uint64_t> inos;
+  for (int i = 0; i < kWriters; ++i) {
+    data.push_back(RandomBytes(2 * kC + 1000 + i, 900 + i));
+    inos.push_back(Create("w" + std::to_string(i)));
+  }
+  std::vector<Status> results(kWriters);
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kWriters; ++i) {
+    writers.emplace_back([&, i] {
+      auto h = fs_->Open(inos[i]);
+      if (!h.ok()) {
+        results[i] = h.status();
+        return;
+      }
+      for (size_t done = 0; done < data[i].size();) {
+        const size_t n = std::min<size_t>(1 << 20, data[i].size() - done);
+        auto r = fs_->Write(h->get(), done, data[i].data() + done, n);
+        if (!r.ok() || *r != n) {
+          results[i] =
+              r.ok() ? Status::Error(Code::kIo, "short write") : r.status();
+          fs_->Release(std::move(*h)).IgnoreError();
+          return;
+        }
+        done += n;
+      }
+      results[i] = fs_->Release(std::move(*h));
+    });
+  }
+  for (auto& t : writers) t.join();
+  for (int i = 0; i < kWriters; ++i)
+    EXPECT_TRUE(results[i].ok())
+        << "writer " << i << ": " << results[i].ToString();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_TRUE(gate_opened) << "only " << checked << " seal threads looked";
+    // All eight looked before anyone staged, and only two got space.
+    EXPECT_EQ(fitted_first_round, 2);
+  }
+  EXPECT_EQ(disk_->overflows(), 0);
+  EXPECT_LE(disk_->peak(), disk_->budget());
+  EXPECT_GE(disk_->stages(), 3 * kWriters);
+  // Some seal thread waited longer than --space-wait while uploads freed
+  // space: the case where a wait that does not restart on progress fails.
+  EXPECT_GE(waited_past_space_wait.load(), 1)
+      << "longest wait " << longest_wait_ms.load() << " ms: case missed";
+  for (int i = 0; i < kWriters; ++i)
+    EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "writer " << i;
+  Drain();
+  gated_->delay = 0ms;
+  Remount();
+  for (int i = 0; i < kWriters; ++i)
+    EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "writer " << i;
+}
+
+// The store refuses every put, so nothing can free space: the writer whose
+// chunk does not fit gets ENOSPC, and only after --space-wait. A file whose
+// chunk fit before is committed by its own close; a committed file reads
+// back meanwhile; the failed writer's file keeps its committed (empty)
+// content. Once the store takes puts again, the same file can be written.
+TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
+  FsOptions o = TestOptions();
+  o.seal_threads = 2;
+  o.space_wait = 1s;
+  MountOnDisk(2 * kChunkOnDisk + kBlock, o, FsHooks{});
+  const std::string a = RandomBytes(2 * kC + 10, 31);
+  const uint64_t a_ino = WriteFile("a", a);
+  Drain();
+  ASSERT_EQ(SpillCount(), 0u);
+
+  gated_->full = true;
+  // c's one chunk takes the first of the two places, and its close commits.
+  const std::string c = RandomBytes(kC, 32);
+  const uint64_t c_ino = WriteFile("c", c);
+  EXPECT_EQ(SpillCount(), 1u);
+
+  // b's first chunk takes the second place; its second cannot fit.
+  const std::string b = RandomBytes(3 * kC, 33);
+  const uint64_t b_ino = Create("b");
+  auto h = OpenH(b_ino);
+  const uint64_t uploaded = uploader_->stats().uploaded_chunks;
+  const auto start = std::chrono::steady_clock::now();
+  Status first_error;
+  for (size_t done = 0; done < b.size() && first_error.ok();) {
+    const size_t n = std::min<size_t>(1 << 20, b.size() - done);
+    auto r = fs_->Write(h.get(), done, b.data() + done, n);
+    if (!r.ok()) first_error = r.status();
+    done += n;
+  }
+  Status closed = fs_->Release(std::move(h));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  if (first_error.ok()) first_error = closed;
+  EXPECT_EQ(ErrnoOf(first_error), ENOSPC) << first_error.ToString();
+  EXPECT_FALSE(closed.ok()) << "close of b must report the lost writes";
+  EXPECT_GE(waited, o.space_wait) << "ENOSPC before the space wait";
+  EXPECT_EQ(uploader_->stats().uploaded_chunks, uploaded) << "progress made";
+  EXPECT_EQ(disk_->overflows(), 0);
+  EXPECT_LE(disk_->peak(), disk_->budget());
+
+  // Nobody else was touched.
+  EXPECT_TRUE(SameBytes(a, ReadFile(a_ino)));
+  EXPECT_TRUE(SameBytes(c, ReadFile(c_ino)));
+  EXPECT_EQ(SizeOf(b_ino), 0u);
+
+  // Space returns: b can be written now, through the same tiny spill (its
+  // chunks were dropped, so they are staged again, not deduplicated).
+  gated_->full = false;
+  h = OpenH(b_ino);
+  WriteAt(h.get(), 0, b);
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
+  EXPECT_TRUE(SameBytes(b, ReadFile(b_ino)));
+  EXPECT_EQ(disk_->overflows(), 0);
+  Remount();
+  EXPECT_TRUE(SameBytes(a, ReadFile(a_ino)));
+  EXPECT_TRUE(SameBytes(b, ReadFile(b_ino)));
+  EXPECT_TRUE(SameBytes(c, ReadFile(c_ino)));
+}
+
+// Regression (found by it_full_disk's eight writers): the last staged
+// chunks were removed by the uploader after the writer read the free bytes
+// and before it listed the spill, so it saw a full spill, nothing pending
+// and nothing staged, and gave ENOSPC on a spill that was empty by then.
+// The hook holds the first look that finds no room until the uploader has
+// removed every staged file.
+TEST_F(FsSpaceTest, NoEnospcWhenTheLastStagedChunkLeavesDuringTheCheck) {
+  std::atomic<int> held{0};
+  FsHooks hooks;
+  hooks.space_checked = [&](uint64_t, bool, bool fits) {
+    if (fits || held.fetch_add(1) > 0) return;
+    // Safe under space_mu_: the uploader removes files before it calls
+    // back into the pipeline.
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          return SpillCount() == 0 && uploader_->stats().pending_chunks == 0;
+        },
+        20s));
+  };
+  FsOptions o = TestOptions();
+  o.space_wait = 30s;
+  MountOnDisk(kChunkOnDisk + kBlock, o, hooks);
+  const std::string data = RandomBytes(2 * kC + 5, 41);
+  const uint64_t ino = WriteFile("f", data);
+  EXPECT_GE(held.load(), 1) << "no look found the spill full";
+  EXPECT_EQ(disk_->overflows(), 0);
+  EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
+}
+
+}  // namespace
+}  // namespace wavefs
