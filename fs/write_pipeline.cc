@@ -228,6 +228,15 @@ Status WritePipeline::StageCiphertext(const Address& address,
   WAVEFS_RETURN_IF_ERROR(st);
   auto added = index_->EnqueueStaged(address, len);
   if (!added.ok()) return added.status();
+  if (!*added) {
+    // Another copy was queued after our "not known" look. If it is still
+    // queued, the staged file is that copy's too; if it is stored already,
+    // ours is a stray no queue entry names: it would hold spill space that
+    // no upload frees until the next mount.
+    auto queued = index_->IsQueued(address);
+    if (!queued.ok()) return queued.status();
+    if (!*queued) WAVEFS_RETURN_IF_ERROR(spill_->Remove(address));
+  }
   uploader_->Notify();
   return Status::Ok();
 }

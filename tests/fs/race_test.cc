@@ -125,6 +125,40 @@ TEST_F(FsRaceTest, TruncateDiscardsAChunkSealedInItsWindow) {
   EXPECT_TRUE(SameBytes(want, ReadFile(f)));
 }
 
+// Two files with the same chunk: the first writer checks "not known yet",
+// and before it stages, the second writer's copy is staged, uploaded and
+// removed from the spill. The first then stages a copy nobody queues: it
+// must not stay in the spill (taking space no upload frees) until the next
+// mount.
+TEST_F(FsRaceTest, LateDuplicateStageLeavesNoStrayFileInTheSpill) {
+  std::atomic<int> stages{0};
+  std::atomic<bool> other_done{false};
+  FsHooks hooks;
+  hooks.stage_begin = [&](const Address&, uint64_t) {
+    if (stages.fetch_add(1) != 0) return Status::Ok();
+    // The first stage waits until the other copy went all the way.
+    EXPECT_TRUE(WaitFor([&] { return other_done.load(); }, 30s));
+    return Status::Ok();
+  };
+  MountWithHooks(hooks);
+  const std::string data = RandomBytes(kC, 9);
+  const uint64_t a = Create("a");
+  auto ha = OpenH(a);
+  WriteAt(ha.get(), 0, data);
+  fs_->SealDirtyForTest(a);  // a's seal thread blocks in stage_begin
+  ASSERT_TRUE(WaitFor([&] { return stages.load() == 1; }, 20s));
+  const uint64_t b = WriteFile("b", data);  // stages, queues the same chunk
+  Drain();                                  // uploaded, gone from the spill
+  EXPECT_EQ(SpillCount(), 0u);
+  other_done = true;
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(ha)));
+  Drain();
+  EXPECT_EQ(stages.load(), 2);
+  EXPECT_EQ(SpillCount(), 0u) << "a staged copy no queue entry names";
+  EXPECT_TRUE(SameBytes(data, ReadFile(a)));
+  EXPECT_TRUE(SameBytes(data, ReadFile(b)));
+}
+
 // An unlink whose index write fails leaves the name, so the file must
 // survive its last close too.
 TEST_F(FsRaceTest, FailedUnlinkOfAnOpenFileKeepsIt) {
