@@ -1,5 +1,8 @@
 #include "store/buffer_pool.h"
 
+#include <sodium.h>
+#include <sys/mman.h>
+
 #include <chrono>
 #include <cstdlib>
 
@@ -8,8 +11,18 @@ namespace wavefs {
 BufferPool::BufferPool(size_t capacity, size_t buffer_bytes)
     : capacity_(capacity < 1 ? 1 : capacity), buffer_bytes_(buffer_bytes) {}
 
+size_t BufferPool::AllocatedBytes() const {
+  return (buffer_bytes_ + 4095) / 4096 * 4096;
+}
+
 BufferPool::~BufferPool() {
-  for (uint8_t* b : free_) std::free(b);
+  // The buffers held plaintext: wiped before they go back to the allocator
+  // (cheap here, once per buffer; not on every Release, which would cost a
+  // 4 MiB memset per chunk written).
+  for (uint8_t* b : free_) {
+    sodium_memzero(b, AllocatedBytes());
+    std::free(b);
+  }
 }
 
 void BufferPool::SetEvictCallback(std::function<bool()> evict) {
@@ -29,9 +42,12 @@ uint8_t* BufferPool::Acquire() {
       ++allocated_;
       lock.unlock();
       // Page-aligned so staging can write it with O_DIRECT.
-      const size_t bytes = (buffer_bytes_ + 4095) / 4096 * 4096;
+      const size_t bytes = AllocatedBytes();
       auto* b = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes));
       if (b == nullptr) std::abort();  // out of memory: nothing sane to do
+      // Plaintext: never in a core dump, even if dumps are turned back on
+      // (the daemon also makes itself non-dumpable).
+      (void)::madvise(b, bytes, MADV_DONTDUMP);
       return b;
     }
     // Holders usually finish their chunk within milliseconds; evicting a

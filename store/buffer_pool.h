@@ -30,6 +30,7 @@ class BufferPool {
   size_t buffer_bytes() const { return buffer_bytes_; }
 
  private:
+  size_t AllocatedBytes() const;  // buffer_bytes_ rounded up to pages
   const size_t capacity_;
   const size_t buffer_bytes_;
   std::mutex mu_;
