@@ -20,6 +20,7 @@
 
 #include "chunker/crypto.h"
 #include "fs/options.h"
+#include "fs/utab.h"
 #include "store/store_config.h"
 #include "store/store_location.h"
 
@@ -152,6 +153,11 @@ int RunUnmount(const std::string& mnt) {
   }
   if (rc != 0)
     return Fail("cannot unmount " + mnt + " (busy or not permitted)");
+  // An entry mount.fuse.wavefs recorded (fs/utab.h) goes with the mount.
+  if (geteuid() == 0) {
+    char buf[PATH_MAX];
+    if (::realpath(mnt.c_str(), buf) != nullptr) RemoveUtabEntries(buf);
+  }
   const bool tty = isatty(2);
   auto last_print = std::chrono::steady_clock::now();
   std::map<std::string, std::string> st;

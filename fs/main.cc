@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "fs/commands.h"
+#include "fs/mount_helper.h"
 
 int main(int argc, char** argv) {
   using wavefs::MountOptions;
@@ -96,6 +97,24 @@ int main(int argc, char** argv) {
   status->add_flag("--watch", watch,
                    "Refresh every second with a progress bar");
 
+  // Started as mount(8)'s or umount(8)'s helper (fs/mount_helper.h).
+  const auto helper = wavefs::HelperKindOf(argv[0]);
+  if (helper == wavefs::HelperKind::kUmount)
+    return wavefs::RunUmountHelper({argv, argv + argc});
+  wavefs::MountHelperCall helper_call;
+  std::vector<char*> helper_argv;
+  if (helper == wavefs::HelperKind::kMount) {
+    auto call = wavefs::TranslateMountHelperArgs(*mount, {argv, argv + argc});
+    if (!call.ok())
+      return std::fprintf(stderr, "mount.fuse.wavefs: %s\n",
+                          call.status().message().c_str()),
+             1;
+    helper_call = std::move(*call);
+    for (auto& a : helper_call.args) helper_argv.push_back(a.data());
+    argc = static_cast<int>(helper_argv.size());
+    argv = helper_argv.data();
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -122,6 +141,10 @@ int main(int argc, char** argv) {
              2;
     mo.memory_limit = *limit;
     mo.spill_reserve = *reserve;
+    if (helper == wavefs::HelperKind::kMount)
+      return helper_call.fake
+                 ? 0
+                 : wavefs::FinishMountHelper(helper_call, wavefs::RunMount(mo));
     return wavefs::RunMount(mo);
   }
   if (*unmount) return wavefs::RunUnmount(mountpoint);

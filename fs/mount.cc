@@ -17,6 +17,7 @@
 #include "chunker/crypto.h"
 #include "fs/commands.h"
 #include "fs/fuse_ops.h"
+#include "fs/sd_notify.h"
 #include "store/counting_store.h"
 #include "store/file_util.h"
 #include "store/recovery.h"
@@ -213,6 +214,8 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   spdlog::info("mounted at {}", o.mountpoint);
   WriteDaemonStatus(o.meta_dir, "mounted", uploader.stats(), "");
   report.Ready();
+  // Under a Type=notify unit (packaging/wavefs@.service): started now.
+  if (o.foreground) NotifySystemd("READY=1\nSTATUS=mounted at " + o.mountpoint);
   if (!o.foreground) {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
@@ -238,10 +241,15 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   spdlog::info("unmounted (loop status {}); flushing {} pending chunks", rc,
                uploader.stats().pending_chunks);
 
+  if (o.foreground)
+    NotifySystemd("STOPPING=1\nSTATUS=unmounted; flushing pending chunks");
   Status committed = fs->CommitAll();
   Status drained = uploader.Drain(
       std::chrono::seconds(o.drain_timeout_s), [&](const Uploader::Stats& s) {
         WriteDaemonStatus(o.meta_dir, "draining", s, s.sticky_error);
+        if (o.foreground)
+          NotifySystemd("STATUS=flushing, " + std::to_string(s.pending_chunks) +
+                        " chunks left");
       });
   fs.reset();
   uploader.Stop();

@@ -10,8 +10,11 @@ PACKAGES=(
   # libraries
   libfuse3-dev libsodium-dev librocksdb-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcurl4-openssl-dev libssl-dev libcli11-dev
+  libmount-dev
   # runtime and test tools
   fuse3 attr rsync clang-format coreutils diffutils findutils grep util-linux procps psmisc
+  # man pages from docs/*.md (packaging/CMakeLists.txt); chattr (e2fsprogs) for it_fstab
+  go-md2man e2fsprogs
   openssl python3 curl
   # a real S3 server on loopback for integration tests (scripts/ceph-rgw.sh):
   # single-node Ceph mon + OSD + RGW, no ceph-mgr, no systemd
