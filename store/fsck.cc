@@ -249,17 +249,25 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
       }
       what += "; putting it again from the spill failed: " + st.ToString();
     }
-    if (o.repair && obj != objects.end()) {
-      // Nothing can restore it: the bad object goes, and the address is
-      // forgotten so the next writer of these bytes uploads them again.
-      Status st = store->Remove(a);
+    if (o.repair && !queued.count(a)) {
+      // Nothing can restore it: a bad object goes (a put of the address
+      // would otherwise keep it), and the address is forgotten ('A'), so
+      // the next writer of these bytes uploads them again, which heals
+      // every file naming them.
+      Status st = obj != objects.end() ? store->Remove(a) : Status::Ok();
       if (st.ok()) {
         auto retired = index->RetireStored({a});
         if (!retired.ok()) st = retired.status();
       }
-      what += st.ok()
-                  ? "; the damaged object was removed"
-                  : "; removing the damaged object failed: " + st.ToString();
+      if (!st.ok()) {
+        what += "; removing the damaged object failed: " + st.ToString();
+      } else {
+        what += obj != objects.end()
+                    ? "; the damaged object was removed and its address "
+                      "forgotten (writing the same data again restores it)"
+                    : "; its address was forgotten (writing the same data "
+                      "again restores it)";
+      }
     }
     if (o.repair && queued.count(a) && !in_spill) {
       Status st = index->DropQueued(a, queued[a]);
