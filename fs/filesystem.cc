@@ -464,6 +464,9 @@ Result<uint64_t> Filesystem::CopyRange(FileHandle* in, uint64_t off_in,
       // A whole source chunk onto a chunk boundary: share its ref.
       std::optional<ChunkRef> ref;
       bool clean = false;
+      // gc (store/gc.h): between reading the source's ref and recording it
+      // in the destination, the copy's reference is nowhere gc looks.
+      std::shared_lock<std::shared_mutex> gate(index_->ref_gate());
       {
         std::lock_guard<std::mutex> lock(src->mu);
         const uint64_t idx = si / kChunkSize;

@@ -169,6 +169,10 @@ class Filesystem {
   Result<std::string> FileState(uint64_t ino);
   Result<DataMap> GetDataMap(uint64_t ino);
 
+  // gc (store/gc.h): every address the open files' uncommitted (sealed,
+  // not yet committed) refs name. Takes each file's lock in turn.
+  Status ForEachUncommittedRef(const std::function<void(const Address&)>& fn);
+
   // Commits every open file (called when the kernel unmounts).
   Status CommitAll();
 

@@ -13,6 +13,7 @@
 
 #include "chunker/data_map.h"
 #include "fs/errno_map.h"
+#include "fs/maintenance.h"
 
 namespace wavefs {
 namespace {
@@ -383,6 +384,9 @@ bool IsOwnXattr(const std::string& name) {
 // Value of one of wavefs's own attributes, or kNotFound (ENODATA).
 Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
                                   const std::string& name) {
+  if (ino == kRootIno && (name == kXattrGc || name == kXattrFsck) &&
+      Ctx(req)->maintenance != nullptr)
+    return Ctx(req)->maintenance->StatusText(name);
   if (ino == kRootIno && name == kXattrStats) {
     const FuseContext* c = Ctx(req);
     std::string extra = c->stats_extra;
@@ -438,6 +442,21 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
                 const char* value, size_t size, int flags) {
+  if (ino == kRootIno && Ctx(req)->maintenance != nullptr &&
+      (std::string_view(name) == kXattrGc ||
+       std::string_view(name) == kXattrFsck)) {
+    // `wavefs gc|fsck MOUNTPOINT` (fs/maintenance.h): root or the owner.
+    const fuse_ctx* who = fuse_req_ctx(req);
+    if (who->uid != 0 && who->uid != getuid())
+      return ReplyErr(req, "setxattr",
+                      Status::Error(Code::kPermission,
+                                    "only root or the mount's owner may run "
+                                    "gc or fsck",
+                                    EPERM));
+    Status st = Ctx(req)->maintenance->Start(name, std::string(value, size));
+    if (!st.ok()) return ReplyErr(req, "setxattr", st);
+    return (void)fuse_reply_err(req, 0);
+  }
   Status st = Fs(req)->SetXattr(ino, name, std::string(value, size), flags);
   if (!st.ok()) return ReplyErr(req, "setxattr", st);
   fuse_reply_err(req, 0);

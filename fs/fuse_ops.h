@@ -18,6 +18,7 @@
 namespace wavefs {
 
 class KernelInvalidator;
+class Maintenance;
 
 struct FuseContext {
   Filesystem* fs = nullptr;
@@ -29,6 +30,8 @@ struct FuseContext {
   // without page or inode locks, so a worker may send them itself before it
   // replies; may be null.
   fuse_session* session = nullptr;
+  // Runs gc and fsck for `wavefs gc|fsck MOUNTPOINT`; may be null.
+  Maintenance* maintenance = nullptr;
 };
 
 // The operation table; userdata of the session must be a FuseContext*.

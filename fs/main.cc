@@ -4,6 +4,7 @@
 
 #include "fs/commands.h"
 #include "fs/mount_helper.h"
+#include "fs/gc_command.h"
 
 int main(int argc, char** argv) {
   using wavefs::MountOptions;
@@ -97,6 +98,36 @@ int main(int argc, char** argv) {
   status->add_flag("--watch", watch,
                    "Refresh every second with a progress bar");
 
+  wavefs::MaintOptions gco, fsko;
+  gco.command = "gc";
+  fsko.command = "fsck";
+  auto* gc = app.add_subcommand(
+      "gc", "Remove store chunks no file, queue entry or pin names");
+  gc->add_option("TARGET", gco.target,
+                 "Mount point (gc runs in its daemon, safe while in use), "
+                 "or STORE when it is not mounted")
+      ->required();
+  gc->add_flag("--dry-run", gco.dry_run,
+               "Only count what would be removed, and its bytes");
+  gc->add_option(
+      "--meta-dir", gco.meta_dir,
+      "STORE only: index directory (default $WAVEFS_HOME/<id>/meta)");
+  gc->add_option(
+      "--spill-dir", gco.spill_dir,
+      "STORE only: spill directory (default $WAVEFS_HOME/<id>/spill)");
+  auto* fsck = app.add_subcommand(
+      "fsck",
+      "Check the index, the spill and the store; exit 0 clean, 1 corrected, "
+      "4 errors left, 8 operational error, 16 usage");
+  fsck->add_option("TARGET", fsko.target, "Mount point, or STORE")->required();
+  fsck->add_flag("--verify", fsko.verify,
+                 "Read every chunk and check it against its address");
+  fsck->add_flag("--repair", fsko.repair,
+                 "Put damaged chunks again from the spill; fix the index "
+                 "(STORE only)");
+  fsck->add_option("--meta-dir", fsko.meta_dir, "STORE only: index directory");
+  fsck->add_option("--spill-dir", fsko.spill_dir,
+                   "STORE only: spill directory");
   // Started as mount(8)'s or umount(8)'s helper (fs/mount_helper.h).
   const auto helper = wavefs::HelperKindOf(argv[0]);
   if (helper == wavefs::HelperKind::kUmount)
@@ -125,7 +156,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "wavefs: %s (see 'wavefs --help')\n", e.what());
-    return 2;
+    // fsck(8): 16 is a usage error.
+    return argc > 1 && std::string(argv[1]) == "fsck" ? 16 : 2;
   }
   if (*init) return wavefs::RunInit(store, key_file);
   if (*mount) {
@@ -149,5 +181,7 @@ int main(int argc, char** argv) {
   }
   if (*unmount) return wavefs::RunUnmount(mountpoint);
   if (*status) return wavefs::RunStatus(mountpoint, watch);
+  if (*gc) return wavefs::RunGc(gco);
+  if (*fsck) return wavefs::RunFsck(fsko);
   return 2;
 }

@@ -18,6 +18,7 @@
 #include "fs/commands.h"
 #include "fs/fuse_ops.h"
 #include "fs/sd_notify.h"
+#include "fs/maintenance.h"
 #include "store/counting_store.h"
 #include "store/file_util.h"
 #include "store/recovery.h"
@@ -158,8 +159,12 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   auto fs = std::make_unique<Filesystem>(index->get(), spill->get(), &store,
                                          &uploader, secret, budget.fs, &store);
 
+  // `wavefs gc|fsck MOUNTPOINT` run here (fs/maintenance.h).
+  auto maintenance = std::make_unique<Maintenance>(
+      fs.get(), index->get(), spill->get(), &store, o.chunk_format);
   FuseContext ctx;
   ctx.fs = fs.get();
+  ctx.maintenance = maintenance.get();
   ctx.stats_extra = "pid=" + std::to_string(getpid()) +
                     "\nstore=" + o.store_desc + "\nmeta_dir=" + o.meta_dir +
                     "\nspill_dir=" + o.spill_dir + "\nlog_file=" + o.log_file +
@@ -237,6 +242,8 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   ctx.session = nullptr;
   invalidator.reset();  // it writes to the session's /dev/fuse
   fuse_session_unmount(se);
+  ctx.maintenance = nullptr;
+  maintenance.reset();       // cancels a running gc, joins its thread
   fuse_session_destroy(se);  // runs destroy: commits every open file
   spdlog::info("unmounted (loop status {}); flushing {} pending chunks", rc,
                uploader.stats().pending_chunks);

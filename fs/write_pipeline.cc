@@ -205,13 +205,17 @@ void WritePipeline::SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock) {
   });
 }
 
-Status WritePipeline::StageCiphertext(const Address& address,
-                                      const uint8_t* data, size_t len) {
+Status WritePipeline::StageCiphertext(
+    const Address& address, const uint8_t* data, size_t len,
+    std::shared_lock<std::shared_mutex>* gate) {
   if (hooks_ != nullptr && hooks_->stage_fault)
     WAVEFS_RETURN_IF_ERROR(hooks_->stage_fault(address));
   auto known = index_->IsKnown(address);
   if (!known.ok()) return known.status();
   if (*known) return Status::Ok();  // staged or stored already: dedup
+  // A fresh stage relies on no lookup until EnqueueStaged (which looks
+  // again): gc need not wait for the space wait and the disk write.
+  gate->unlock();
   // What the file takes on disk: whole blocks (O_DIRECT writes them).
   const uint64_t need = (len + kSpaceBlock - 1) / kSpaceBlock * kSpaceBlock;
   WAVEFS_RETURN_IF_ERROR(WaitForSpace(need, true));
@@ -225,6 +229,7 @@ Status WritePipeline::StageCiphertext(const Address& address,
   }
   // Only now: until the file is in, the free-space figure does not count it.
   Unreserve(need);
+  gate->lock();
   WAVEFS_RETURN_IF_ERROR(st);
   auto added = index_->EnqueueStaged(address, len);
   if (!added.ok()) return added.status();
@@ -245,8 +250,12 @@ void WritePipeline::SealAndRecord(const SealJob& job) {
   const ChunkFormat format = options_.chunk_format;
   ChunkRef ref = SealChunk(secret_, format, job.buf, job.len);
   Status st;
+  // gc (store/gc.h): from the dedup lookup until the ref is recorded as
+  // pending, this chunk's reference is in neither the index nor the file.
+  std::shared_lock<std::shared_mutex> gate(index_->ref_gate());
   if (!ref.hole)
-    st = StageCiphertext(ref.address, job.buf, CiphertextSize(format, job.len));
+    st = StageCiphertext(ref.address, job.buf, CiphertextSize(format, job.len),
+                         &gate);
   pool_.Release(job.buf);
   OpenFile* f = job.file.get();
   if (hooks_ != nullptr && hooks_->seal_before_record)
@@ -264,6 +273,7 @@ void WritePipeline::SealAndRecord(const SealJob& job) {
     }
     f->inflight.erase(job.index);
   }
+  if (gate.owns_lock()) gate.unlock();  // a failed stage may have let go
   seals_in_flight_ -= 1;
   f->cv.notify_all();
 }

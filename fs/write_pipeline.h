@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -112,8 +113,10 @@ class WritePipeline {
   SealJob TakeForSeal(OpenFile* f, uint64_t index);
   void SubmitSeal(OpenFile* f, uint64_t index);
   void SealAndRecord(const SealJob& job);
+  // gate: Index::ref_gate(), held shared; released while a fresh chunk is
+  // staged and taken again before it is queued.
   Status StageCiphertext(const Address& address, const uint8_t* data,
-                         size_t len);
+                         size_t len, std::shared_lock<std::shared_mutex>* gate);
   // Waits until the spill has room for bytes more (plus the reserve and
   // every reservation of other stagers); with reserve, reserves them: the
   // check and the reservation are one step under space_mu_, so stagers

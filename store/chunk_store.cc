@@ -24,4 +24,9 @@ Status ChunkStore::GetRange(const Address& address, uint64_t offset, size_t len,
   return Status::Ok();
 }
 
+Status ChunkStore::ListSized(
+    const std::function<void(const Address&, uint64_t)>& fn) {
+  return List([&](const Address& a) { fn(a, 0); });
+}
+
 }  // namespace wavefs

@@ -57,6 +57,10 @@ class ChunkStore {
   virtual Status Remove(const Address& address) = 0;
   // Calls fn for every stored address, in no particular order.
   virtual Status List(const std::function<void(const Address&)>& fn) = 0;
+  // The same with each object's size in bytes (gc and fsck report bytes).
+  // The default lists and reports size 0 ("unknown").
+  virtual Status ListSized(
+      const std::function<void(const Address&, uint64_t size)>& fn);
   // For log lines: "local:/srv/store", "memory".
   virtual std::string Describe() const = 0;
 };

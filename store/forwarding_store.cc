@@ -43,6 +43,11 @@ Status ForwardingStore::List(const std::function<void(const Address&)>& fn) {
   return inner_->List(fn);
 }
 
+Status ForwardingStore::ListSized(
+    const std::function<void(const Address&, uint64_t)>& fn) {
+  return inner_->ListSized(fn);
+}
+
 std::string ForwardingStore::Describe() const { return inner_->Describe(); }
 
 }  // namespace wavefs

@@ -30,6 +30,8 @@ class ForwardingStore : public ChunkStore {
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;
   Status List(const std::function<void(const Address&)>& fn) override;
+  Status ListSized(
+      const std::function<void(const Address&, uint64_t)>& fn) override;
   std::string Describe() const override;
 
   ChunkStore* inner() const { return inner_; }

@@ -498,7 +498,10 @@ Result<bool> Index::IsQueued(const Address& address) {
 }
 
 Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length) {
-  std::lock_guard<std::mutex> lock(queue_mu_);
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  // gc is deleting the store's object of this address: queue it only once
+  // the delete is done, so the upload re-creates the object (store/gc.h).
+  deleting_cv_.wait(lock, [&] { return deleting_.count(address) == 0; });
   auto known = IsKnown(address);
   if (!known.ok()) return known.status();
   if (*known) return false;
@@ -572,6 +575,145 @@ Status Index::DropQueued(const Address& address, uint64_t length) {
   pending_chunks_ -= 1;
   pending_bytes_ -= length;
   return Status::Ok();
+}
+
+// --- gc coordination ---------------------------------------------------------
+
+IndexView::~IndexView() { db_->ReleaseSnapshot(snapshot_); }
+
+std::unique_ptr<IndexView> Index::NewView() {
+  return std::unique_ptr<IndexView>(
+      new IndexView(db_.get(), db_->GetSnapshot()));
+}
+
+Status IndexView::ForEachChunk(
+    const std::function<void(uint64_t, uint64_t, const ChunkRef&)>& fn) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek("C"); it->Valid() && it->key()[0] == 'C'; it->Next()) {
+    if (it->key().size() != 17) continue;
+    auto ref = DecodeChunkRef(
+        std::string_view(it->value().data(), it->value().size()));
+    if (!ref.ok()) return ref.status();
+    fn(GetBe64(it->key().data() + 1), GetBe64(it->key().data() + 9), *ref);
+  }
+  return FromRocks(it->status(), "scan chunk refs");
+}
+
+Status IndexView::ForEachAddressKey(
+    char tag, const std::function<void(const Address&, std::string_view)>& fn) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  const std::string prefix(1, tag);
+  for (it->Seek(prefix); it->Valid() && it->key()[0] == tag; it->Next()) {
+    if (it->key().size() != 33) continue;
+    Address a;
+    std::memcpy(a.data(), it->key().data() + 1, a.size());
+    fn(a, std::string_view(it->value().data(), it->value().size()));
+  }
+  return FromRocks(it->status(), "scan address keys");
+}
+
+Status IndexView::ForEachInode(
+    const std::function<void(const InodeAttr&)>& fn,
+    const std::function<void(uint64_t, const Status&)>& bad) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek("I"); it->Valid() && it->key()[0] == 'I'; it->Next()) {
+    if (it->key().size() != 9) continue;
+    const uint64_t ino = GetBe64(it->key().data() + 1);
+    auto a = DecodeInode(
+        ino, std::string_view(it->value().data(), it->value().size()));
+    if (a.ok()) {
+      fn(*a);
+    } else {
+      bad(ino, a.status());
+    }
+  }
+  return FromRocks(it->status(), "scan inodes");
+}
+
+Status IndexView::ForEachDirEntry(
+    const std::function<void(uint64_t, const DirEntry&)>& fn) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek("D"); it->Valid() && it->key()[0] == 'D'; it->Next()) {
+    if (it->key().size() < 9) continue;
+    std::string_view in(it->value().data(), it->value().size());
+    DirEntry e;
+    uint64_t ino, mode;
+    if (!GetLe(&in, &ino, 8) || !GetLe(&in, &mode, 4))
+      return Status::Error(Code::kCorrupt, "directory entry damaged");
+    e.name.assign(it->key().data() + 9, it->key().size() - 9);
+    e.ino = ino;
+    e.mode = static_cast<uint32_t>(mode);
+    fn(GetBe64(it->key().data() + 1), e);
+  }
+  return FromRocks(it->status(), "scan directory entries");
+}
+
+Result<std::vector<Address>> Index::RetireStored(
+    const std::vector<Address>& candidates) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  rocksdb::WriteBatch b;
+  std::vector<Address> retired;
+  for (const Address& a : candidates) {
+    std::string v;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), AddrKey('Q', a), &v);
+    if (s.ok()) continue;  // queued: live
+    if (!s.IsNotFound()) return FromRocks(s, "read queue");
+    b.Delete(AddrKey('A', a));
+    retired.push_back(a);
+  }
+  if (!retired.empty()) {
+    std::shared_lock<std::shared_mutex> write_lock(write_mu_);
+    WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b),
+                                     "retire stored addresses"));
+  }
+  return retired;
+}
+
+Status Index::RestoreStored(const std::vector<Address>& kept) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  rocksdb::WriteBatch b;
+  size_t n = 0;
+  for (const Address& a : kept) {
+    std::string v;
+    rocksdb::Status q = db_->Get(rocksdb::ReadOptions(), AddrKey('Q', a), &v);
+    rocksdb::Status k = db_->Get(rocksdb::ReadOptions(), AddrKey('A', a), &v);
+    if (!q.IsNotFound() || !k.IsNotFound()) continue;
+    b.Put(AddrKey('A', a), std::string(1, '\x02'));
+    ++n;
+  }
+  if (n == 0) return Status::Ok();
+  std::shared_lock<std::shared_mutex> write_lock(write_mu_);
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &b),
+                   "restore stored addresses");
+}
+
+Result<bool> Index::BeginDelete(const Address& address) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  for (char tag : {'Q', 'A', 'P'}) {
+    std::string v;
+    rocksdb::Status s =
+        db_->Get(rocksdb::ReadOptions(), AddrKey(tag, address), &v);
+    if (s.ok()) return false;
+    if (!s.IsNotFound()) return FromRocks(s, "read address state");
+  }
+  deleting_.insert(address);
+  return true;
+}
+
+void Index::EndDelete(const Address& address) {
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    deleting_.erase(address);
+  }
+  deleting_cv_.notify_all();
 }
 
 }  // namespace wavefs

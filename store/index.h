@@ -7,6 +7,8 @@
 //   'Q' address                  -> ciphertext length (upload queue)
 //   'A' address                  -> 1 staged, 2 stored (addresses known here)
 //   'X' ino name                 -> extended attribute value (setxattr)
+//   'P' address                  -> pin count (shared data maps; gc keeps
+//                                   every pinned address)
 // Every change that must be atomic goes through one IndexBatch and Commit().
 // Non-sync commits are durable against a killed process (RocksDB's WAL is in
 // the page cache); sync commits survive power loss.
@@ -19,11 +21,13 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -38,6 +42,7 @@ class Env;
 class EventListener;
 class WriteBatch;
 class Cache;
+class Snapshot;
 }  // namespace rocksdb
 
 namespace wavefs {
@@ -92,6 +97,40 @@ class IndexBatch {
  private:
   friend class Index;
   std::unique_ptr<rocksdb::WriteBatch> batch_;
+};
+
+// A consistent read-only view of the index (a RocksDB snapshot taken by
+// Index::NewView): what gc and fsck scan, so that a cut taken under a lock
+// can be read at leisure after the lock is released. Valid while its Index
+// is open. Thread safety: one thread at a time.
+class IndexView {
+ public:
+  ~IndexView();
+  IndexView(const IndexView&) = delete;
+  IndexView& operator=(const IndexView&) = delete;
+
+  // Every chunk ref of every inode, in (ino, index) order.
+  Status ForEachChunk(const std::function<void(uint64_t ino, uint64_t index,
+                                               const ChunkRef&)>& fn);
+  // Every key tag + 32-byte address ('Q' queue, 'A' known, 'P' pins), with
+  // its value, in address order.
+  Status ForEachAddressKey(
+      char tag,
+      const std::function<void(const Address&, std::string_view value)>& fn);
+  // Every inode record (a damaged one is reported through `bad`).
+  Status ForEachInode(
+      const std::function<void(const InodeAttr&)>& fn,
+      const std::function<void(uint64_t ino, const Status&)>& bad);
+  // Every directory entry, parent by parent.
+  Status ForEachDirEntry(
+      const std::function<void(uint64_t parent, const DirEntry&)>& fn);
+
+ private:
+  friend class Index;
+  IndexView(rocksdb::DB* db, const rocksdb::Snapshot* snapshot)
+      : db_(db), snapshot_(snapshot) {}
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_;
 };
 
 class Index {
@@ -176,6 +215,29 @@ class Index {
   uint64_t pending_chunks() const { return pending_chunks_.load(); }
   uint64_t pending_bytes() const { return pending_bytes_.load(); }
 
+  // --- gc coordination (the protocol and its argument: store/gc.h) -------
+  // A view of everything committed so far (see IndexView).
+  std::unique_ptr<IndexView> NewView();
+  // Held shared by code that turns an address it looked up into a file's
+  // reference (a dedup hit recorded as a pending ref, copy_file_range
+  // sharing a ref), from the lookup until the reference is recorded; gc
+  // holds it exclusively while it takes its cut of the live references.
+  std::shared_mutex& ref_gate() { return ref_gate_; }
+  // For each address that is known as stored and not queued: deletes its
+  // 'A' entry, under the lock EnqueueStaged takes, so that from now on a
+  // writer of the same bytes stages and queues them again instead of
+  // deduplicating against the store's copy. Returns the addresses retired.
+  Result<std::vector<Address>> RetireStored(
+      const std::vector<Address>& candidates);
+  // Marks the retired addresses gc kept as stored again (those still
+  // neither known nor queued).
+  Status RestoreStored(const std::vector<Address>& kept);
+  // True when the address is neither queued, known nor pinned; it is then
+  // "being deleted" until EndDelete, and EnqueueStaged of it waits, so its
+  // upload cannot start before the store's delete has finished.
+  Result<bool> BeginDelete(const Address& address);
+  void EndDelete(const Address& address);
+
  private:
   Index() = default;
   Status Init();
@@ -192,6 +254,11 @@ class Index {
   std::shared_ptr<rocksdb::Cache> cache_;
   std::atomic<uint64_t> next_ino_{2};
   std::mutex queue_mu_;  // serialises EnqueueStaged / CompleteUpload
+  // gc: addresses whose store object is being deleted (under queue_mu_);
+  // EnqueueStaged of one waits on deleting_cv_.
+  std::set<Address> deleting_;
+  std::condition_variable deleting_cv_;
+  std::shared_mutex ref_gate_;  // see ref_gate()
   std::atomic<uint64_t> pending_chunks_{0};
   std::atomic<uint64_t> pending_bytes_{0};
 };

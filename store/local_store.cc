@@ -117,6 +117,11 @@ Status LocalStore::Remove(const Address& address) {
 }
 
 Status LocalStore::List(const std::function<void(const Address&)>& fn) {
+  return ListSized([&](const Address& a, uint64_t) { fn(a); });
+}
+
+Status LocalStore::ListSized(
+    const std::function<void(const Address&, uint64_t)>& fn) {
   std::vector<std::string> shards;
   WAVEFS_RETURN_IF_ERROR(ListDirNames(dir_, &shards));
   std::vector<std::string> names;
@@ -134,7 +139,10 @@ Status LocalStore::List(const std::function<void(const Address&)>& fn) {
       }
       Result<Address> address = AddressFromHex(name);
       if (!address.ok()) continue;
-      fn(*address);
+      struct stat st;
+      if (::stat((dir_ + "/" + shard + "/" + name).c_str(), &st) != 0)
+        continue;  // removed meanwhile
+      fn(*address, static_cast<uint64_t>(st.st_size));
     }
   }
   return Status::Ok();

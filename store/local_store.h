@@ -32,6 +32,8 @@ class LocalStore : public ChunkStore {
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;
   Status List(const std::function<void(const Address&)>& fn) override;
+  Status ListSized(
+      const std::function<void(const Address&, uint64_t)>& fn) override;
   std::string Describe() const override;
 
   std::string PathOf(const Address& address) const;

@@ -58,4 +58,17 @@ size_t MemoryStore::object_count() const {
   return objects_.size();
 }
 
+Status MemoryStore::ListSized(
+    const std::function<void(const Address&, uint64_t)>& fn) {
+  std::vector<std::pair<Address, uint64_t>> objects;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    objects.reserve(objects_.size());
+    for (const auto& [address, object] : objects_)
+      objects.emplace_back(address, object.size());
+  }
+  for (const auto& [address, size] : objects) fn(address, size);
+  return Status::Ok();
+}
+
 }  // namespace wavefs

@@ -20,6 +20,8 @@ class MemoryStore : public ChunkStore {
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;
   Status List(const std::function<void(const Address&)>& fn) override;
+  Status ListSized(
+      const std::function<void(const Address&, uint64_t)>& fn) override;
   std::string Describe() const override { return "memory"; }
 
   // Flips one bit of a stored object (to test corruption detection).

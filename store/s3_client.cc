@@ -524,6 +524,12 @@ Status S3Client::Delete(const std::string& key) {
 
 Status S3Client::List(const std::string& prefix,
                       const std::function<void(const std::string&)>& fn) {
+  return ListSized(prefix, [&](const std::string& key, uint64_t) { fn(key); });
+}
+
+Status S3Client::ListSized(
+    const std::string& prefix,
+    const std::function<void(const std::string&, uint64_t)>& fn) {
   std::string token;
   while (true) {
     Request req;
@@ -537,7 +543,12 @@ Status S3Client::List(const std::string& prefix,
     Response resp;
     WAVEFS_RETURN_IF_ERROR(Run(req, &resp));
     const std::string xml(page.begin(), page.end());
-    for (const std::string& k : XmlValues(xml, "Key")) fn(k);
+    // Every <Contents> holds one <Key> and one <Size>, in that order.
+    const auto keys = XmlValues(xml, "Key");
+    const auto sizes = XmlValues(xml, "Size");
+    for (size_t i = 0; i < keys.size(); ++i)
+      fn(keys[i],
+         i < sizes.size() ? std::strtoull(sizes[i].c_str(), nullptr, 10) : 0);
     if (XmlValue(xml, "IsTruncated") != "true") return Status::Ok();
     token = XmlValue(xml, "NextContinuationToken");
     if (token.empty())

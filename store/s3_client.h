@@ -77,6 +77,9 @@ class S3Client {
   // Every key under prefix (full keys), page by page.
   Status List(const std::string& prefix,
               const std::function<void(const std::string&)>& fn);
+  // The same with each object's size.
+  Status ListSized(const std::string& prefix,
+                   const std::function<void(const std::string&, uint64_t)>& fn);
   // A signed request to the bucket itself: tells wrong keys, a missing
   // bucket, a bad region or an unreachable endpoint apart, in one line.
   Status CheckBucket();

@@ -48,14 +48,20 @@ Status S3Store::Remove(const Address& address) {
 }
 
 Status S3Store::List(const std::function<void(const Address&)>& fn) {
-  return client_->List(chunks_prefix_, [&](const std::string& key) {
-    const size_t slash = key.rfind('/');
-    const std::string name =
-        slash == std::string::npos ? key : key.substr(slash + 1);
-    if (!IsAddressName(name)) return;  // not ours (a stray object)
-    auto a = AddressFromHex(name);
-    if (a.ok()) fn(*a);
-  });
+  return ListSized([&](const Address& a, uint64_t) { fn(a); });
+}
+
+Status S3Store::ListSized(
+    const std::function<void(const Address&, uint64_t)>& fn) {
+  return client_->ListSized(
+      chunks_prefix_, [&](const std::string& key, uint64_t size) {
+        const size_t slash = key.rfind('/');
+        const std::string name =
+            slash == std::string::npos ? key : key.substr(slash + 1);
+        if (!IsAddressName(name)) return;  // not ours (a stray object)
+        auto a = AddressFromHex(name);
+        if (a.ok()) fn(*a, size);
+      });
 }
 
 std::string S3Store::Describe() const { return client_->config().Describe(); }

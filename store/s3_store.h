@@ -32,6 +32,8 @@ class S3Store : public ChunkStore {
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;
   Status List(const std::function<void(const Address&)>& fn) override;
+  Status ListSized(
+      const std::function<void(const Address&, uint64_t)>& fn) override;
   std::string Describe() const override;
 
   // The object key of a chunk.

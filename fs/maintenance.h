@@ -1,0 +1,74 @@
+// Maintenance: `wavefs gc` and `wavefs fsck` run inside the daemon when
+// they are given a mount point.
+//
+// Why inside the daemon: the index is the daemon's (RocksDB allows one
+// process), and gc is only safe when it can see and hold off what the
+// daemon does with references: the uncommitted refs of open files, dedup
+// lookups, copy_file_range (store/gc.h). The channel is the mount root's
+// extended attributes, which need no socket and carry the caller's
+// credentials: setxattr user.wavefs.gc ("run" or "dry-run") or
+// user.wavefs.fsck ("check", with ",verify" and/or ",repair") starts a task
+// on a thread of its own and returns at once; getxattr of the same name
+// returns its state as key=value lines (state=idle|running|done|failed,
+// phase, done, total, then the report). One task at a time: kBusy
+// (EBUSY) otherwise. Only root or the daemon's owner may start one.
+// Thread safety: thread-safe. Destroy (or Stop) before the Filesystem.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "chunker/types.h"
+#include "fs/filesystem.h"
+#include "store/chunk_store.h"
+#include "store/index.h"
+#include "store/spill.h"
+#include "util/status.h"
+
+namespace wavefs {
+
+inline constexpr const char* kXattrGc = "user.wavefs.gc";
+inline constexpr const char* kXattrFsck = "user.wavefs.fsck";
+
+class Maintenance {
+ public:
+  Maintenance(Filesystem* fs, Index* index, Spill* spill, ChunkStore* store,
+              ChunkFormat format);
+  ~Maintenance();
+
+  // name: kXattrGc or kXattrFsck; args as above. kInvalid on bad args,
+  // kBusy while a task runs.
+  Status Start(const std::string& name, const std::string& args);
+  // The state of the last task started under that name.
+  std::string StatusText(const std::string& name);
+  // Cancels a running gc (what it deleted stays deleted) and joins.
+  void Stop();
+
+ private:
+  struct Task {
+    std::string state = "idle";  // idle, running, done, failed
+    std::string phase;
+    uint64_t done = 0;
+    uint64_t total = 0;
+    std::string report;  // the finished task's lines
+    int exit_code = 0;
+  };
+  Task* TaskOf(const std::string& name);
+
+  Filesystem* fs_;
+  Index* index_;
+  Spill* spill_;
+  ChunkStore* store_;
+  const ChunkFormat format_;
+  std::mutex mu_;  // guards the tasks and thread_
+  Task gc_;
+  Task fsck_;
+  bool running_ = false;
+  std::thread thread_;
+  std::atomic<bool> cancel_{false};
+};
+
+}  // namespace wavefs
