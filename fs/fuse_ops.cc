@@ -13,6 +13,7 @@
 
 #include "chunker/data_map.h"
 #include "fs/errno_map.h"
+#include "fs/share_service.h"
 
 namespace wavefs {
 namespace {
@@ -393,6 +394,8 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
     }
     return Fs(req)->StatsText(extra);
   }
+  if (Ctx(req)->shares != nullptr && ShareService::Handles(name))
+    return Ctx(req)->shares->Get(name);
   auto a = Fs(req)->GetAttr(ino);
   if (!a.ok()) return a.status();
   if (S_ISREG(a->mode) && name == kXattrState) return Fs(req)->FileState(ino);
@@ -438,7 +441,10 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
                 const char* value, size_t size, int flags) {
-  Status st = Fs(req)->SetXattr(ino, name, std::string(value, size), flags);
+  Status st =
+      Ctx(req)->shares != nullptr && ShareService::Handles(name)
+          ? Ctx(req)->shares->Set(ino, name, std::string(value, size))
+          : Fs(req)->SetXattr(ino, name, std::string(value, size), flags);
   if (!st.ok()) return ReplyErr(req, "setxattr", st);
   fuse_reply_err(req, 0);
 }

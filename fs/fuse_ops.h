@@ -18,6 +18,7 @@
 namespace wavefs {
 
 class KernelInvalidator;
+class ShareService;
 
 struct FuseContext {
   Filesystem* fs = nullptr;
@@ -29,6 +30,9 @@ struct FuseContext {
   // without page or inode locks, so a worker may send them itself before it
   // replies; may be null.
   fuse_session* session = nullptr;
+  // Answers user.wavefs.share* and user.wavefs.unshare (fs/share_service.h);
+  // null: those names are not served.
+  ShareService* shares = nullptr;
 };
 
 // The operation table; userdata of the session must be a FuseContext*.
