@@ -198,3 +198,30 @@ TEST_F(WfmapTest, IdHex) {
 
 }  // namespace
 }  // namespace wavefs
+
+namespace wavefs {
+namespace {
+
+// The example of docs/format.md, section 7b: its first 96 bytes are frozen.
+TEST(WfmapGolden, GoldenEmptyFile) {
+  WfMap w;
+  w.chunk_format = ChunkFormat::kSegmented;
+  for (size_t i = 0; i < 16; ++i) w.store_id[i] = i;
+  for (size_t i = 0; i < 16; ++i) w.share_id[i] = 0xf0 + i;
+  w.created_unix = 1764500000;
+  const std::string bytes = EncodeWfmap(w);
+  ASSERT_EQ(bytes.size(), 128u);
+  EXPECT_EQ(ToHex({reinterpret_cast<const uint8_t*>(bytes.data()), 96}),
+            "8957464d41500d0a0100020000004000"  // magic v1 format 2 4 MiB
+            "000102030405060708090a0b0c0d0e0f"  // store id
+            "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"  // share id
+            "20222c6900000000"                  // created
+            "0000000000000000"                  // file size 0
+            "1800000000000000"                  // map length 24
+            "5746444d01000000"                  // data map magic v1
+            "00000000000000000000000000000000"  // size 0, 0 entries
+  );
+}
+
+}  // namespace
+}  // namespace wavefs
