@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "chunker/le_codec.h"
+
 namespace wavefs {
 namespace {
 
@@ -13,74 +15,6 @@ constexpr uint8_t kChunkRefVersion = 1;
 constexpr size_t kDataMapHeaderSize = 4 + 2 + 2 + 8 + 8;
 // Smallest entry (a hole): index, kind, length.
 constexpr size_t kMinEntrySize = 8 + 1 + 4;
-
-// Appends little-endian integers and raw bytes to a string.
-class Writer {
- public:
-  explicit Writer(std::string* out) : out_(out) {}
-  void U8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
-  void U16(uint16_t v) { Le(v, 2); }
-  void U32(uint32_t v) { Le(v, 4); }
-  void U64(uint64_t v) { Le(v, 8); }
-  void Bytes(const std::array<uint8_t, 32>& b) {
-    out_->append(reinterpret_cast<const char*>(b.data()), b.size());
-  }
-
- private:
-  void Le(uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  std::string* out_;
-};
-
-// Reads little-endian integers and raw bytes; every read fails (returns
-// false) rather than run past the end.
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  size_t remaining() const { return in_.size() - pos_; }
-  size_t pos() const { return pos_; }
-  bool U8(uint8_t* v) {
-    uint64_t x;
-    if (!Le(1, &x)) return false;
-    *v = static_cast<uint8_t>(x);
-    return true;
-  }
-  bool U16(uint16_t* v) {
-    uint64_t x;
-    if (!Le(2, &x)) return false;
-    *v = static_cast<uint16_t>(x);
-    return true;
-  }
-  bool U32(uint32_t* v) {
-    uint64_t x;
-    if (!Le(4, &x)) return false;
-    *v = static_cast<uint32_t>(x);
-    return true;
-  }
-  bool U64(uint64_t* v) { return Le(8, v); }
-  bool Bytes(std::array<uint8_t, 32>* b) {
-    if (remaining() < b->size()) return false;
-    std::memcpy(b->data(), in_.data() + pos_, b->size());
-    pos_ += b->size();
-    return true;
-  }
-
- private:
-  bool Le(size_t n, uint64_t* v) {
-    if (remaining() < n) return false;
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; ++i) {
-      x |= static_cast<uint64_t>(static_cast<uint8_t>(in_[pos_ + i]))
-           << (8 * i);
-    }
-    pos_ += n;
-    *v = x;
-    return true;
-  }
-  std::string_view in_;
-  size_t pos_ = 0;
-};
 
 Status Corrupt(const std::string& what) {
   return Status::Error(Code::kCorrupt, "data map: " + what);

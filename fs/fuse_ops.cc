@@ -14,6 +14,7 @@
 #include "chunker/data_map.h"
 #include "fs/errno_map.h"
 #include "fs/maintenance.h"
+#include "fs/share_service.h"
 
 namespace wavefs {
 namespace {
@@ -397,6 +398,8 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
     }
     return Fs(req)->StatsText(extra);
   }
+  if (Ctx(req)->shares != nullptr && ShareService::Handles(name))
+    return Ctx(req)->shares->Get(name);
   auto a = Fs(req)->GetAttr(ino);
   if (!a.ok()) return a.status();
   if (S_ISREG(a->mode) && name == kXattrState) return Fs(req)->FileState(ino);
@@ -457,7 +460,10 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
     if (!st.ok()) return ReplyErr(req, "setxattr", st);
     return (void)fuse_reply_err(req, 0);
   }
-  Status st = Fs(req)->SetXattr(ino, name, std::string(value, size), flags);
+  Status st =
+      Ctx(req)->shares != nullptr && ShareService::Handles(name)
+          ? Ctx(req)->shares->Set(ino, name, std::string(value, size))
+          : Fs(req)->SetXattr(ino, name, std::string(value, size), flags);
   if (!st.ok()) return ReplyErr(req, "setxattr", st);
   fuse_reply_err(req, 0);
 }

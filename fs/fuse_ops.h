@@ -19,6 +19,7 @@ namespace wavefs {
 
 class KernelInvalidator;
 class Maintenance;
+class ShareService;
 
 struct FuseContext {
   Filesystem* fs = nullptr;
@@ -32,6 +33,9 @@ struct FuseContext {
   fuse_session* session = nullptr;
   // Runs gc and fsck for `wavefs gc|fsck MOUNTPOINT`; may be null.
   Maintenance* maintenance = nullptr;
+  // Answers user.wavefs.share* and user.wavefs.unshare (fs/share_service.h);
+  // null: those names are not served.
+  ShareService* shares = nullptr;
 };
 
 // The operation table; userdata of the session must be a FuseContext*.

@@ -5,6 +5,7 @@
 #include "fs/commands.h"
 #include "fs/mount_helper.h"
 #include "fs/gc_command.h"
+#include "fs/share_command.h"
 
 int main(int argc, char** argv) {
   using wavefs::MountOptions;
@@ -98,6 +99,37 @@ int main(int argc, char** argv) {
   status->add_flag("--watch", watch,
                    "Refresh every second with a progress bar");
 
+  wavefs::ShareArgs share_args;
+  auto* share = app.add_subcommand(
+      "share",
+      "Write a file's data map as a .wfmap file (stdout) and pin its chunks");
+  share->add_option("FILE", share_args.file, "A file inside a wavefs mount")
+      ->required();
+  share->add_option("-o,--output", share_args.output,
+                    "Write the map here (mode 0600) instead of stdout");
+  share->add_flag("--no-wait", share_args.no_wait,
+                  "Do not wait until every chunk is in the store");
+  std::string unshare_target, unshare_mount;
+  auto* unshare = app.add_subcommand(
+      "unshare", "Release the pins of a share (by its .wfmap or share id)");
+  unshare->add_option("TARGET", unshare_target, "A .wfmap file or a share id")
+      ->required();
+  unshare->add_option("--mount", unshare_mount,
+                      "The mount that made the share (default: ask every "
+                      "wavefs mount)");
+  wavefs::GetArgs get_args;
+  auto* get = app.add_subcommand(
+      "get", "Fetch, verify and decrypt a shared file from a store");
+  get->add_option("WFMAP", get_args.wfmap, "The .wfmap file")->required();
+  get->add_option("STORE", get_args.store,
+                  "Store directory, file:// URL or s3://BUCKET/PREFIX")
+      ->required();
+  get->add_option("DEST", get_args.dest, "Where to write the file")->required();
+  get->add_flag("--force", get_args.force, "Replace DEST if it exists");
+  get->add_option("--s3-endpoint", get_args.s3_endpoint, "S3 endpoint URL");
+  get->add_option("--s3-region", get_args.s3_region, "S3 region");
+  get->add_option("--s3-path-style", get_args.s3_path_style,
+                  "1: path-style URLs, 0: virtual-host style");
   wavefs::MaintOptions gco, fsko;
   gco.command = "gc";
   fsko.command = "fsck";
@@ -183,5 +215,8 @@ int main(int argc, char** argv) {
   if (*status) return wavefs::RunStatus(mountpoint, watch);
   if (*gc) return wavefs::RunGc(gco);
   if (*fsck) return wavefs::RunFsck(fsko);
+  if (*share) return wavefs::RunShare(share_args);
+  if (*unshare) return wavefs::RunUnshare(unshare_target, unshare_mount);
+  if (*get) return wavefs::RunGet(get_args);
   return 2;
 }

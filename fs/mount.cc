@@ -19,6 +19,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/sd_notify.h"
 #include "fs/maintenance.h"
+#include "fs/share_service.h"
 #include "store/counting_store.h"
 #include "store/file_util.h"
 #include "store/recovery.h"
@@ -165,6 +166,15 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   FuseContext ctx;
   ctx.fs = fs.get();
   ctx.maintenance = maintenance.get();
+  std::unique_ptr<ShareService> shares;
+  if (auto sid = IdFromHex(o.store_id); sid.ok()) {
+    shares = std::make_unique<ShareService>(fs.get(), index->get(),
+                                            o.chunk_format, *sid);
+    ctx.shares = shares.get();
+  } else {
+    spdlog::warn("store id '{}' is not 32 hex characters: sharing is off",
+                 o.store_id);
+  }
   ctx.stats_extra = "pid=" + std::to_string(getpid()) +
                     "\nstore=" + o.store_desc + "\nmeta_dir=" + o.meta_dir +
                     "\nspill_dir=" + o.spill_dir + "\nlog_file=" + o.log_file +
@@ -310,6 +320,7 @@ int RunMount(MountOptions o) {
   auto cfg = ReadStoreConfigAt(o.location);
   if (!cfg.ok()) return Fail(cfg.status().message());
   o.chunk_format = cfg->chunk_format();
+  o.store_id = cfg->store_id;
   const std::string base = WavefsHome() + "/" + cfg->store_id;
   if (o.key_file.empty()) o.key_file = base + "/key";
   auto secret = ReadKeyFile(o.key_file);

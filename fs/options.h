@@ -31,6 +31,7 @@ struct MountOptions {
   std::string s3_path_style;
   // The store's chunk format (from its config), set while validating.
   ChunkFormat chunk_format = kNewestChunkFormat;
+  std::string store_id;    // the store config's, set while validating
   std::string mountpoint;  // absolute
   bool foreground = false;
   std::string spill_dir;

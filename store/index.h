@@ -7,8 +7,9 @@
 //   'Q' address                  -> ciphertext length (upload queue)
 //   'A' address                  -> 1 staged, 2 stored (addresses known here)
 //   'X' ino name                 -> extended attribute value (setxattr)
-//   'P' address                  -> pin count (shared data maps; gc keeps
+//   'P' address                  -> u64le pin count (shared maps; gc keeps
 //                                   every pinned address)
+//   'S' share id (16 bytes)      -> share record (store/index_shares.cc)
 // Every change that must be atomic goes through one IndexBatch and Commit().
 // Non-sync commits are durable against a killed process (RocksDB's WAL is in
 // the page cache); sync commits survive power loss.
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "chunker/types.h"
+#include "chunker/wfmap.h"
 #include "store/env.h"
 #include "util/status.h"
 
@@ -238,6 +240,39 @@ class Index {
   Result<bool> BeginDelete(const Address& address);
   void EndDelete(const Address& address);
 
+  // --- pins and shares (store/index_shares.cc) ----------------------------
+  // A pin keeps a chunk alive for gc although no data map may name it any
+  // more: 'P' + 32-byte address -> its pin count as a u64 little-endian.
+  // Every share of a file (wavefs share) adds one pin to each distinct data
+  // address of its map, and records them under 'S' + share id, so that
+  // RemoveShare drops exactly those pins. gc treats every 'P' key as live.
+  // Pin counts change under pins_mu_ (read-modify-write), in synced writes.
+  //
+  // Adds one pin to each distinct address (a duplicate counts once).
+  Status PinChunks(const std::vector<Address>& addresses);
+  // Drops one pin of each distinct address (the key goes at zero);
+  // kInvalid, with nothing changed, when one of them is not pinned.
+  Status UnpinChunks(const std::vector<Address>& addresses);
+  // Pin count of an address (0 when not pinned).
+  Result<uint64_t> PinCount(const Address& address);
+  // Every pinned address and its count, in address order; fn returns
+  // false to stop.
+  Status ListPinned(
+      const std::function<bool(const Address&, uint64_t count)>& fn);
+  // Records a share (its addresses and an opaque payload: the .wfmap bytes)
+  // and pins its addresses, in one synced write. kExists when id is taken.
+  Status AddShare(const ShareId& id, const std::vector<Address>& addresses,
+                  std::string_view payload);
+  // kNotFound when there is no such share.
+  Result<std::string> GetSharePayload(const ShareId& id);
+  Result<std::vector<Address>> GetShareAddresses(const ShareId& id);
+  // Unpins exactly the addresses AddShare pinned for id and deletes its
+  // record, in one synced write. kNotFound when there is no such share.
+  Status RemoveShare(const ShareId& id);
+  // Every share id and how many addresses it pins, in id order.
+  Status ListShares(
+      const std::function<bool(const ShareId&, uint64_t addresses)>& fn);
+
  private:
   Index() = default;
   Status Init();
@@ -261,6 +296,13 @@ class Index {
   std::shared_mutex ref_gate_;  // see ref_gate()
   std::atomic<uint64_t> pending_chunks_{0};
   std::atomic<uint64_t> pending_bytes_{0};
+  // Serialises pin-count read-modify-writes (PinChunks, UnpinChunks,
+  // AddShare, RemoveShare); taken before write_mu_.
+  std::mutex pins_mu_;
+  // Adds delta (+1/-1) to each distinct address's pin count in batch b;
+  // pins_mu_ held.
+  Status AdjustPins(const std::vector<Address>& addresses, int delta,
+                    IndexBatch* b);
 };
 
 }  // namespace wavefs
