@@ -30,12 +30,6 @@ int Fail(int code, const std::string& message) {
   return code;
 }
 
-std::string MiB(uint64_t bytes) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.1f MiB", bytes / 1048576.0);
-  return b;
-}
-
 // One progress line on a terminal (stderr), overwritten in place.
 class ProgressLine {
  public:

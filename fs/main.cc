@@ -3,8 +3,8 @@
 #include <cstdio>
 
 #include "fs/commands.h"
-#include "fs/mount_helper.h"
 #include "fs/gc_command.h"
+#include "fs/mount_helper.h"
 #include "fs/share_command.h"
 
 int main(int argc, char** argv) {

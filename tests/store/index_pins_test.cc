@@ -20,10 +20,14 @@ class IndexPinsTest : public ::testing::Test {
  protected:
   void SetUp() override { Reopen(); }
   void TearDown() override {
-    if (index_) EXPECT_TRUE(index_->Close().ok());
+    if (index_) {
+      EXPECT_TRUE(index_->Close().ok());
+    }
   }
   void Reopen() {
-    if (index_) ASSERT_TRUE(index_->Close().ok());
+    if (index_) {
+      ASSERT_TRUE(index_->Close().ok());
+    }
     index_.reset();
     auto opened = Index::Open(tmp_ / "index", Index::Options{});
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
