@@ -333,39 +333,6 @@ Status Index::ListDir(uint64_t parent, const std::string& after,
   return FromRocks(it->status(), "list directory");
 }
 
-Status Index::ListAllChunks(
-    const std::function<void(uint64_t, uint64_t, const ChunkRef&)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions()));
-  for (it->Seek("C"); it->Valid() && it->key()[0] == 'C'; it->Next()) {
-    if (it->key().size() != 17) continue;
-    auto ref = DecodeChunkRef(
-        std::string_view(it->value().data(), it->value().size()));
-    if (!ref.ok()) return ref.status();
-    fn(GetBe64(it->key().data() + 1), GetBe64(it->key().data() + 9), *ref);
-  }
-  return FromRocks(it->status(), "list all chunks");
-}
-
-Status Index::ListAllDirEntries(
-    const std::function<void(uint64_t, const DirEntry&)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions()));
-  for (it->Seek("D"); it->Valid() && it->key()[0] == 'D'; it->Next()) {
-    if (it->key().size() < 9) continue;
-    std::string_view in(it->value().data(), it->value().size());
-    DirEntry e;
-    uint64_t ino, mode;
-    if (!GetLe(&in, &ino, 8) || !GetLe(&in, &mode, 4))
-      return Status::Error(Code::kCorrupt, "directory entry damaged");
-    e.name.assign(it->key().data() + 9, it->key().size() - 9);
-    e.ino = ino;
-    e.mode = static_cast<uint32_t>(mode);
-    fn(GetBe64(it->key().data() + 1), e);
-  }
-  return FromRocks(it->status(), "list all directory entries");
-}
-
 Result<bool> Index::DirIsEmpty(uint64_t ino) {
   bool empty = true;
   WAVEFS_RETURN_IF_ERROR(ListDir(ino, "", [&](const DirEntry&) {

@@ -174,14 +174,6 @@ class Index {
       uint64_t ino,
       const std::function<void(const std::string&, const std::string&)>& fn);
 
-  // Every chunk ref of every inode, in (ino, index) order: for the rare
-  // whole-index checks (a loss report after a power cut, fsck).
-  Status ListAllChunks(const std::function<void(uint64_t ino, uint64_t index,
-                                                const ChunkRef&)>& fn);
-  // Every directory entry of every directory, parent by parent.
-  Status ListAllDirEntries(
-      const std::function<void(uint64_t parent, const DirEntry&)>& fn);
-
   // Deletes every inode record without links (files unlinked while open
   // when the daemon died), with its chunk refs and attributes. Returns how
   // many went. Run at start-up, before anything is open.

@@ -26,14 +26,15 @@ bool SurelyNotInStore(ChunkStore* store, const Address& a) {
 Status ReportLost(Index* index, const std::set<Address>& lost,
                   RecoveryReport* r) {
   std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> ranges;
+  std::unique_ptr<IndexView> view = index->NewView();
   WAVEFS_RETURN_IF_ERROR(
-      index->ListAllChunks([&](uint64_t ino, uint64_t i, const ChunkRef& ref) {
+      view->ForEachChunk([&](uint64_t ino, uint64_t i, const ChunkRef& ref) {
         if (!ref.hole && lost.count(ref.address))
           ranges[ino].emplace_back(i * kChunkSize, i * kChunkSize + ref.length);
       }));
   std::map<uint64_t, std::string> names;
   WAVEFS_RETURN_IF_ERROR(
-      index->ListAllDirEntries([&](uint64_t, const DirEntry& e) {
+      view->ForEachDirEntry([&](uint64_t, const DirEntry& e) {
         if (ranges.count(e.ino) && !names.count(e.ino)) names[e.ino] = e.name;
       }));
   for (const auto& [ino, list] : ranges) {
