@@ -71,6 +71,7 @@ grep -q -- "--force" <<<"$out" || fail "refusal does not mention --force: $out"
 pass "an existing index is not overwritten ($out)"
 
 # More changes, the same on both sides.
+cp -a "$LOCAL" "$T/first-tree"
 wfs_mount
 for d in "$LOCAL" "$MNT"; do
   cp "$SRC/small" "$d/big.bin"             # cp over a bigger file
@@ -93,6 +94,15 @@ grep -q "$second_id" <<<"$list" || fail "--list does not show $second_id"
 wfs_mount
 compare_tree "second restore"
 [ ! -e "$MNT/docs/deep/small.bin" ] || fail "a deleted file came back"
+wfs_unmount
+
+# gc keeps what older snapshots name: the first tree (its big.bin was
+# overwritten, small.bin deleted since) still restores completely.
+out=$(wfs gc "$STORE" 2>&1) || fail "offline gc failed: $out"
+it_log "$out"
+out=$(wfs restore "$STORE" --snapshot "$first_id" --force 2>&1) || fail "restore of $first_id failed: $out"
+wfs_mount
+check "diff -r equal (the first snapshot, after gc)" diff -r --no-dereference "$T/first-tree" "$MNT"
 wfs_unmount
 
 # A wrong key fails with one clear line; the index stays as it was.

@@ -177,7 +177,9 @@ class SnapshotStoreTest : public ::testing::Test {
     index_ = std::move(*opened);
   }
   void TearDown() override {
-    if (index_) EXPECT_TRUE(index_->Close().ok());
+    if (index_) {
+      EXPECT_TRUE(index_->Close().ok());
+    }
   }
   // One file /f with two data chunks (the second still queued), a hole and
   // an attribute; a third address only queued.
