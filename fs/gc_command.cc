@@ -20,6 +20,7 @@
 #include "fs/options.h"
 #include "store/fsck.h"
 #include "store/gc.h"
+#include "store/snapshot.h"
 #include "store/store_location.h"
 
 namespace wavefs {
@@ -220,6 +221,24 @@ int RunGc(const MaintOptions& o) {
   go.progress = [&](const GcProgress& p) {
     line.Show(p.phase, p.done, p.total);
   };
+  // Chunks the index snapshots name stay: reading them needs the key.
+  auto snapshots = ListSnapshots(off.store.get());
+  if (!snapshots.ok())
+    return Fail(
+        1, "cannot list the index snapshots: " + snapshots.status().message());
+  if (!snapshots->empty()) {
+    const std::string key_file =
+        WavefsHome() + "/" + off.config.store_id + "/key";
+    auto secret = ReadKeyFile(key_file);
+    if (!secret.ok())
+      return Fail(1, "gc must read the index snapshots to keep their chunks: " +
+                         secret.status().message());
+    go.snapshot_addresses = [store = off.store.get(),
+                             key = DeriveSnapshotKey(*secret)](
+                                const std::function<void(const Address&)>& fn) {
+      return ForEachSnapshotAddress(store, key, fn);
+    };
+  }
   auto r = CollectGarbage(off.index.get(), off.store.get(), go);
   line.Clear();
   if (!r.ok()) return Fail(1, "gc failed: " + r.status().message());

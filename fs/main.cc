@@ -5,6 +5,7 @@
 #include "fs/commands.h"
 #include "fs/gc_command.h"
 #include "fs/mount_helper.h"
+#include "fs/restore_command.h"
 #include "fs/share_command.h"
 
 int main(int argc, char** argv) {
@@ -88,6 +89,25 @@ int main(int argc, char** argv) {
                    "(chunks stay queued)")
       ->capture_default_str();
 
+  mount
+      ->add_option("--snapshot-interval", mo.snapshot_interval_s,
+                   "Seconds between index snapshots in the store while "
+                   "anything changes (0: no snapshots)")
+      ->capture_default_str();
+  mount
+      ->add_option("--snapshot-changes", mo.snapshot_changes,
+                   "Changes that make a burst, snapshotted once the index "
+                   "has been quiet for --snapshot-quiet seconds")
+      ->capture_default_str();
+  mount
+      ->add_option("--snapshot-quiet", mo.snapshot_quiet_s,
+                   "Quiet seconds after a burst before its snapshot")
+      ->capture_default_str();
+  mount
+      ->add_option("--snapshot-keep", mo.snapshot_keep,
+                   "Index snapshots kept in the store")
+      ->capture_default_str();
+
   auto* unmount = app.add_subcommand(
       "unmount", "Unmount and wait until every pending wave is in the store");
   unmount->alias("umount");
@@ -160,6 +180,30 @@ int main(int argc, char** argv) {
   fsck->add_option("--meta-dir", fsko.meta_dir, "STORE only: index directory");
   fsck->add_option("--spill-dir", fsko.spill_dir,
                    "STORE only: spill directory");
+  wavefs::RestoreArgs restore_args;
+  auto* restore = app.add_subcommand(
+      "restore",
+      "Rebuild this machine's index from a snapshot in the store, or list "
+      "the snapshots");
+  restore
+      ->add_option("STORE", restore_args.store,
+                   "Store directory, file:// URL or s3://BUCKET/PREFIX")
+      ->required();
+  restore->add_option("--key-file", restore_args.key_file,
+                      "The store's key file (default $WAVEFS_HOME/<id>/key; "
+                      "copied there when absent)");
+  restore->add_option("--snapshot", restore_args.snapshot,
+                      "Snapshot id (default: the newest usable one)");
+  restore->add_flag("--list", restore_args.list,
+                    "List the snapshots with their times and sizes");
+  restore->add_flag("--force", restore_args.force, "Replace an existing index");
+  restore->add_option("--meta-dir", restore_args.meta_dir,
+                      "Index directory (default $WAVEFS_HOME/<id>/meta)");
+  restore->add_option("--s3-endpoint", restore_args.s3_endpoint,
+                      "S3 endpoint URL");
+  restore->add_option("--s3-region", restore_args.s3_region, "S3 region");
+  restore->add_option("--s3-path-style", restore_args.s3_path_style,
+                      "1: path-style URLs, 0: virtual-host style");
   // Started as mount(8)'s or umount(8)'s helper (fs/mount_helper.h).
   const auto helper = wavefs::HelperKindOf(argv[0]);
   if (helper == wavefs::HelperKind::kUmount)
@@ -218,5 +262,6 @@ int main(int argc, char** argv) {
   if (*share) return wavefs::RunShare(share_args);
   if (*unshare) return wavefs::RunUnshare(unshare_target, unshare_mount);
   if (*get) return wavefs::RunGet(get_args);
+  if (*restore) return wavefs::RunRestore(restore_args);
   return 2;
 }

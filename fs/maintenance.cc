@@ -91,6 +91,7 @@ Status Maintenance::Start(const std::string& name, const std::string& args) {
       GcOptions o;
       o.dry_run = dry_run;
       o.cancel = &cancel_;
+      o.snapshot_addresses = snapshot_addresses_;
       o.memory_refs = [this](const std::function<void(const Address&)>& fn) {
         return fs_->ForEachUncommittedRef(fn);
       };

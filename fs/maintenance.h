@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -46,6 +47,12 @@ class Maintenance {
   std::string StatusText(const std::string& name);
   // Cancels a running gc (what it deleted stays deleted) and joins.
   void Stop();
+  // What gc keeps for the index snapshots (GcOptions::snapshot_addresses).
+  // Set before the first Start.
+  void SetSnapshotAddresses(
+      std::function<Status(const std::function<void(const Address&)>&)> fn) {
+    snapshot_addresses_ = std::move(fn);
+  }
 
  private:
   struct Task {
@@ -69,6 +76,8 @@ class Maintenance {
   bool running_ = false;
   std::thread thread_;
   std::atomic<bool> cancel_{false};
+  std::function<Status(const std::function<void(const Address&)>&)>
+      snapshot_addresses_;
 };
 
 }  // namespace wavefs

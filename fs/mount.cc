@@ -23,6 +23,7 @@
 #include "store/counting_store.h"
 #include "store/file_util.h"
 #include "store/recovery.h"
+#include "store/snapshotter.h"
 #include "store/store_config.h"
 
 namespace wavefs {
@@ -163,6 +164,28 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   // `wavefs gc|fsck MOUNTPOINT` run here (fs/maintenance.h).
   auto maintenance = std::make_unique<Maintenance>(
       fs.get(), index->get(), spill->get(), &store, o.chunk_format);
+  // Index snapshots in the store (store/snapshotter.h); gc keeps what the
+  // retained ones name, whether or not this mount takes new ones.
+  const SnapshotKey snapshot_key = DeriveSnapshotKey(secret);
+  maintenance->SetSnapshotAddresses(
+      [&store, snapshot_key](const std::function<void(const Address&)>& fn) {
+        return ForEachSnapshotAddress(&store, snapshot_key, fn);
+      });
+  std::unique_ptr<Snapshotter> snapshotter;
+  if (auto sid = IdFromHex(o.store_id); sid.ok()) {
+    SnapshotterOptions so;
+    so.interval = std::chrono::seconds(o.snapshot_interval_s);
+    so.burst_changes = o.snapshot_changes;
+    so.quiet = std::chrono::seconds(o.snapshot_quiet_s);
+    so.keep = static_cast<size_t>(o.snapshot_keep);
+    so.marker = o.meta_dir + "/snapshot-clean";
+    snapshotter = std::make_unique<Snapshotter>(index->get(), &store,
+                                                snapshot_key, *sid, so);
+    snapshotter->Start();
+  } else {
+    spdlog::warn("store id '{}' is not 32 hex characters: no index snapshots",
+                 o.store_id);
+  }
   FuseContext ctx;
   ctx.fs = fs.get();
   ctx.maintenance = maintenance.get();
@@ -270,6 +293,17 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
       });
   fs.reset();
   uploader.Stop();
+  // After the drain, so the snapshot names uploaded chunks only (those
+  // still queued after a failed drain are marked pending in it).
+  if (snapshotter && committed.ok()) {
+    Status snap = snapshotter->Final();
+    if (!snap.ok())
+      spdlog::error(
+          "final index snapshot failed: {} (the store's newest "
+          "snapshot is older than this unmount)",
+          snap.ToString());
+  }
+  snapshotter.reset();
   Uploader::Stats final_stats = uploader.stats();
   Status closed = (*index)->Close();
   int exit_code = 0;
@@ -364,6 +398,12 @@ int RunMount(MountOptions o) {
     return Fail("--space-wait must be between 0 and 86400 seconds");
   if (o.drain_timeout_s < 1 || o.drain_timeout_s > 86400)
     return Fail("--drain-timeout must be between 1 and 86400 seconds");
+  if (o.snapshot_interval_s < 0 || o.snapshot_interval_s > 7 * 86400)
+    return Fail("--snapshot-interval must be between 0 and 604800 seconds");
+  if (o.snapshot_quiet_s < 0 || o.snapshot_quiet_s > 86400)
+    return Fail("--snapshot-quiet must be between 0 and 86400 seconds");
+  if (o.snapshot_keep < 1 || o.snapshot_keep > 10000)
+    return Fail("--snapshot-keep must be between 1 and 10000");
 
   // The metadata directory holds every chunk key: only its owner may read
   // it.

@@ -48,6 +48,13 @@ struct MountOptions {
   int drain_timeout_s = 120;
   // How long a writer waits for uploads to free spill space before ENOSPC.
   int space_wait_s = 60;
+  // Index snapshots (store/snapshotter.h): at most this long between
+  // snapshots while anything changes (0: no snapshots), a burst of this many
+  // changes followed by this many quiet seconds, and how many to keep.
+  int snapshot_interval_s = 900;
+  uint64_t snapshot_changes = 1000;
+  int snapshot_quiet_s = 10;
+  int snapshot_keep = 10;
 };
 
 // What each memory user gets out of --memory-limit.

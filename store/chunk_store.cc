@@ -29,4 +29,45 @@ Status ChunkStore::ListSized(
   return List([&](const Address& a) { fn(a, 0); });
 }
 
+namespace {
+Status NoNamedObjects(const ChunkStore& store) {
+  return Status::Error(Code::kNotSupported,
+                       store.Describe() + " keeps no named objects");
+}
+}  // namespace
+
+bool IsValidObjectPart(const std::string& part) {
+  if (part.empty() || part.size() > 200 || part[0] == '.') return false;
+  for (char c : part) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool IsValidObjectName(const std::string& name) {
+  const size_t slash = name.find('/');
+  if (slash == std::string::npos) return false;
+  const std::string dir = name.substr(0, slash);
+  // "chunks" is the chunk objects' own namespace.
+  return dir != "chunks" && IsValidObjectPart(dir) &&
+         IsValidObjectPart(name.substr(slash + 1));
+}
+
+Status ChunkStore::PutObject(const std::string&, std::span<const uint8_t>) {
+  return NoNamedObjects(*this);
+}
+Status ChunkStore::GetObject(const std::string&, std::vector<uint8_t>*) {
+  return NoNamedObjects(*this);
+}
+Status ChunkStore::RemoveObject(const std::string&) {
+  return NoNamedObjects(*this);
+}
+Status ChunkStore::ListObjects(
+    const std::string&,
+    const std::function<void(const std::string&, uint64_t)>&) {
+  return NoNamedObjects(*this);
+}
+
 }  // namespace wavefs

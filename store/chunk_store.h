@@ -63,6 +63,27 @@ class ChunkStore {
       const std::function<void(const Address&, uint64_t size)>& fn);
   // For log lines: "local:/srv/store", "memory".
   virtual std::string Describe() const = 0;
+
+  // --- named objects beside the chunks (index snapshots, store/snapshot.h)
+  // A name is "DIR/LEAF": two parts of [A-Za-z0-9._-] not starting with '.'
+  // (IsValidObjectName); a local store keeps it as STORE/DIR/LEAF, an S3
+  // store as PREFIX/DIR/LEAF. PutObject replaces an object of that name and
+  // is durable when it returns. GetObject of an absent name is kNotFound.
+  // RemoveObject of an absent name is ok. ListObjects calls fn with the
+  // leaf and size of every object under DIR. Stores that keep no named
+  // objects keep these defaults (kNotSupported).
+  virtual Status PutObject(const std::string& name,
+                           std::span<const uint8_t> bytes);
+  virtual Status GetObject(const std::string& name, std::vector<uint8_t>* out);
+  virtual Status RemoveObject(const std::string& name);
+  virtual Status ListObjects(
+      const std::string& dir,
+      const std::function<void(const std::string& leaf, uint64_t size)>& fn);
 };
+
+// True for "DIR/LEAF" as ChunkStore's named objects want it.
+bool IsValidObjectName(const std::string& name);
+// True for one part of such a name (a DIR or a LEAF).
+bool IsValidObjectPart(const std::string& part);
 
 }  // namespace wavefs

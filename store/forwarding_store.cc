@@ -50,4 +50,24 @@ Status ForwardingStore::ListSized(
 
 std::string ForwardingStore::Describe() const { return inner_->Describe(); }
 
+Status ForwardingStore::PutObject(const std::string& name,
+                                  std::span<const uint8_t> bytes) {
+  return inner_->PutObject(name, bytes);
+}
+
+Status ForwardingStore::GetObject(const std::string& name,
+                                  std::vector<uint8_t>* out) {
+  return inner_->GetObject(name, out);
+}
+
+Status ForwardingStore::RemoveObject(const std::string& name) {
+  return inner_->RemoveObject(name);
+}
+
+Status ForwardingStore::ListObjects(
+    const std::string& dir,
+    const std::function<void(const std::string&, uint64_t)>& fn) {
+  return inner_->ListObjects(dir, fn);
+}
+
 }  // namespace wavefs

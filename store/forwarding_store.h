@@ -33,6 +33,13 @@ class ForwardingStore : public ChunkStore {
   Status ListSized(
       const std::function<void(const Address&, uint64_t)>& fn) override;
   std::string Describe() const override;
+  Status PutObject(const std::string& name,
+                   std::span<const uint8_t> bytes) override;
+  Status GetObject(const std::string& name, std::vector<uint8_t>* out) override;
+  Status RemoveObject(const std::string& name) override;
+  Status ListObjects(
+      const std::string& dir,
+      const std::function<void(const std::string&, uint64_t)>& fn) override;
 
   ChunkStore* inner() const { return inner_; }
 

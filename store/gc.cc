@@ -86,9 +86,18 @@ Result<GcReport> CollectGarbage(Index* index, ChunkStore* store,
   for (const auto& [a, size] : objects) r.object_bytes += size;
   report("listing", r.objects, r.objects);
 
+  // What retained snapshots name. A snapshot uploaded later only names
+  // refs that are in the cut below or were queued after the retirement
+  // (so kept, or uploaded again).
+  AddressSet by_snapshots;
+  if (o.snapshot_addresses)
+    WAVEFS_RETURN_IF_ERROR(o.snapshot_addresses([&](const Address& a) {
+                              by_snapshots.insert(a);
+                            }).Annotate("read the index snapshots"));
+
   // First look at the live set: memory first, then the index (refs move
   // from memory to the index when a file commits).
-  AddressSet live;
+  AddressSet live = by_snapshots;
   if (o.memory_refs) {
     std::shared_lock<std::shared_mutex> gate(index->ref_gate());
     WAVEFS_RETURN_IF_ERROR(
@@ -123,7 +132,7 @@ Result<GcReport> CollectGarbage(Index* index, ChunkStore* store,
 
   // 3. The cut.
   if (o.before_gate) o.before_gate();
-  live.clear();
+  live = by_snapshots;
   std::unique_ptr<IndexView> view;
   {
     std::unique_lock<std::shared_mutex> gate(index->ref_gate());

@@ -2,7 +2,8 @@
 //
 // A store object is live when its address is named by a chunk ref of any
 // inode ('C', including inodes unlinked while open), a queue entry ('Q'), a
-// pin ('P', shared data maps), or a mounted Filesystem's uncommitted refs
+// pin ('P', shared data maps), a retained index snapshot (GcOptions::
+// snapshot_addresses), or a mounted Filesystem's uncommitted refs
 // (GcOptions::memory_refs). Everything else in the store is garbage.
 //
 // Safety while the mount is in use (docs/gc.md has the whole argument):
@@ -61,6 +62,11 @@ struct GcOptions {
   // committed refs). Called with Index::ref_gate() held exclusively; must
   // not take that gate. Empty: none (the store is not mounted).
   std::function<Status(const std::function<void(const Address&)>&)> memory_refs;
+  // Addresses the index snapshots in the store name (store/snapshot.h:
+  // ForEachSnapshotAddress), kept so every retained snapshot stays
+  // restorable. Read once, after the listing. Empty: none.
+  std::function<Status(const std::function<void(const Address&)>&)>
+      snapshot_addresses;
   std::function<void(const GcProgress&)> progress;
   // Set from another thread to stop early (what is deleted stays deleted).
   const std::atomic<bool>* cancel = nullptr;

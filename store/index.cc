@@ -185,6 +185,14 @@ void IndexBatch::DeleteXattrs(uint64_t ino) {
   batch_->DeleteRange(XattrPrefix(ino), XattrPrefix(ino + 1));
 }
 
+void IndexBatch::PutRecord(std::string_view key, std::string_view value) {
+  batch_->Put(rocksdb::Slice(key.data(), key.size()),
+              rocksdb::Slice(value.data(), value.size()));
+}
+void IndexBatch::MarkStored(const Address& address) {
+  batch_->Put(AddrKey('A', address), std::string(1, '\x02'));
+}
+
 // Runs the sync barrier before RocksDB writes a memtable into a table file:
 // the table is durable once written, and with it every record it holds.
 class Index::FlushListener : public rocksdb::EventListener {
@@ -385,15 +393,19 @@ Status Index::RunBarrier() {
 Status Index::Commit(IndexBatch* batch, bool sync) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
+  Status st;
   if (!sync) {
     std::shared_lock<std::shared_mutex> lock(write_mu_);
-    return FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
+    st = FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
+  } else {
+    // No other record may slip into the log between the barrier and this
+    // write: it would become durable with it, naming a chunk that is not.
+    std::unique_lock<std::shared_mutex> lock(write_mu_);
+    WAVEFS_RETURN_IF_ERROR(RunBarrier());
+    st = FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
   }
-  // No other record may slip into the log between the barrier and this
-  // write: it would become durable with it, naming a chunk that is not.
-  std::unique_lock<std::shared_mutex> lock(write_mu_);
-  WAVEFS_RETURN_IF_ERROR(RunBarrier());
-  return FromRocks(db_->Write(wo, batch->batch_.get()), "commit index batch");
+  if (st.ok()) commits_.fetch_add(1);
+  return st;
 }
 
 Result<uint64_t> Index::ReclaimOrphans() {
@@ -621,6 +633,19 @@ Status IndexView::ForEachDirEntry(
     fn(GetBe64(it->key().data() + 1), e);
   }
   return FromRocks(it->status(), "scan directory entries");
+}
+
+Status IndexView::ForEachRecord(
+    const std::function<Status(std::string_view, std::string_view)>& fn) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    WAVEFS_RETURN_IF_ERROR(
+        fn(std::string_view(it->key().data(), it->key().size()),
+           std::string_view(it->value().data(), it->value().size())));
+  }
+  return FromRocks(it->status(), "scan index records");
 }
 
 Result<std::vector<Address>> Index::RetireStored(

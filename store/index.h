@@ -95,6 +95,10 @@ class IndexBatch {
   void DeleteXattr(uint64_t ino, const std::string& name);
   // Every extended attribute of ino (when its inode goes).
   void DeleteXattrs(uint64_t ino);
+  // Restoring a snapshot (store/snapshot.h): a record as IndexView::
+  // ForEachRecord gave it, and an address known as stored ('A' = 2).
+  void PutRecord(std::string_view key, std::string_view value);
+  void MarkStored(const Address& address);
 
  private:
   friend class Index;
@@ -126,6 +130,10 @@ class IndexView {
   // Every directory entry, parent by parent.
   Status ForEachDirEntry(
       const std::function<void(uint64_t parent, const DirEntry&)>& fn);
+  // Every record, raw, in key order (index snapshots, store/snapshot.h);
+  // stops at the first error fn returns.
+  Status ForEachRecord(const std::function<Status(std::string_view key,
+                                                  std::string_view value)>& fn);
 
  private:
   friend class Index;
@@ -180,6 +188,9 @@ class Index {
   Result<uint64_t> ReclaimOrphans();
 
   Status Commit(IndexBatch* batch, bool sync);
+  // How many Commit calls succeeded since open (namespace changes and file
+  // commits; not upload-queue traffic): what triggers index snapshots.
+  uint64_t commit_count() const { return commits_.load(); }
   // Makes every earlier commit durable against power loss (syncs the WAL).
   Status Sync();
 
@@ -280,6 +291,7 @@ class Index {
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<rocksdb::Cache> cache_;
   std::atomic<uint64_t> next_ino_{2};
+  std::atomic<uint64_t> commits_{0};
   std::mutex queue_mu_;  // serialises EnqueueStaged / CompleteUpload
   // gc: addresses whose store object is being deleted (under queue_mu_);
   // EnqueueStaged of one waits on deleting_cv_.

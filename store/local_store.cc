@@ -150,4 +150,57 @@ Status LocalStore::ListSized(
 
 std::string LocalStore::Describe() const { return "local:" + dir_; }
 
+std::string LocalStore::Root() const {
+  const size_t slash = dir_.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : dir_.substr(0, slash);
+}
+
+Status LocalStore::PutObject(const std::string& name,
+                             std::span<const uint8_t> bytes) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  const std::string path = Root() + "/" + name;
+  WAVEFS_RETURN_IF_ERROR(MakeDirs(ShardOf(path), 0755));
+  return WriteFileDurably(path, bytes, 0644, env_);
+}
+
+Status LocalStore::GetObject(const std::string& name,
+                             std::vector<uint8_t>* out) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  return ReadWholeFile(Root() + "/" + name, out);
+}
+
+Status LocalStore::RemoveObject(const std::string& name) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  const std::string path = Root() + "/" + name;
+  Status st = env_->Unlink(path);
+  if (st.code() == Code::kNotFound) return Status::Ok();
+  WAVEFS_RETURN_IF_ERROR(st);
+  return env_->SyncPath(ShardOf(path));
+}
+
+Status LocalStore::ListObjects(
+    const std::string& dir,
+    const std::function<void(const std::string&, uint64_t)>& fn) {
+  if (!IsValidObjectPart(dir) || dir == "chunks")
+    return Status::Error(Code::kInvalid, "bad object directory " + dir);
+  const std::string path = Root() + "/" + dir;
+  std::vector<std::string> names;
+  Status st = ListDirNames(path, &names);
+  if (st.code() == Code::kNotFound) return Status::Ok();  // none yet
+  WAVEFS_RETURN_IF_ERROR(st);
+  for (const std::string& leaf : names) {
+    if (!IsValidObjectPart(leaf)) continue;  // temporary files (".tmp.*")
+    struct stat st_leaf;
+    if (::stat((path + "/" + leaf).c_str(), &st_leaf) != 0 ||
+        !S_ISREG(st_leaf.st_mode))
+      continue;
+    fn(leaf, static_cast<uint64_t>(st_leaf.st_size));
+  }
+  return Status::Ok();
+}
+
 }  // namespace wavefs

@@ -4,7 +4,10 @@
 // first byte). Put writes a temporary file and renames it in. PutFile moves
 // a spill file in with rename(2) when both are on one filesystem, and falls
 // back to copy otherwise. Neither fsyncs: Sync() makes everything put so far
-// durable with one syncfs(2) of the store's filesystem. Thread-safe.
+// durable with one syncfs(2) of the store's filesystem. Named objects
+// (ChunkStore::PutObject) live beside `chunks_dir`, in its parent (the
+// store directory): `DIR/LEAF`, each written durably on its own.
+// Thread-safe.
 #pragma once
 
 #include <memory>
@@ -35,12 +38,21 @@ class LocalStore : public ChunkStore {
   Status ListSized(
       const std::function<void(const Address&, uint64_t)>& fn) override;
   std::string Describe() const override;
+  Status PutObject(const std::string& name,
+                   std::span<const uint8_t> bytes) override;
+  Status GetObject(const std::string& name, std::vector<uint8_t>* out) override;
+  Status RemoveObject(const std::string& name) override;
+  Status ListObjects(
+      const std::string& dir,
+      const std::function<void(const std::string&, uint64_t)>& fn) override;
 
   std::string PathOf(const Address& address) const;
 
  private:
   LocalStore(std::string dir, uint64_t dev, Env* env)
       : dir_(std::move(dir)), dev_(dev), env_(env) {}
+  // The store directory (chunks_dir's parent), where named objects live.
+  std::string Root() const;
   std::string dir_;
   uint64_t dev_;  // st_dev of dir_: PutFile renames when the source shares it
   Env* env_;      // every mutating call (store/env.h)

@@ -71,4 +71,50 @@ Status MemoryStore::ListSized(
   return Status::Ok();
 }
 
+Status MemoryStore::PutObject(const std::string& name,
+                              std::span<const uint8_t> bytes) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  std::lock_guard<std::mutex> lock(mu_);
+  named_[name].assign(bytes.begin(), bytes.end());
+  return Status::Ok();
+}
+
+Status MemoryStore::GetObject(const std::string& name,
+                              std::vector<uint8_t>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = named_.find(name);
+  if (it == named_.end())
+    return Status::Error(Code::kNotFound, name + " not in memory store");
+  out->assign(it->second.begin(), it->second.end());
+  return Status::Ok();
+}
+
+Status MemoryStore::RemoveObject(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  named_.erase(name);
+  return Status::Ok();
+}
+
+Status MemoryStore::ListObjects(
+    const std::string& dir,
+    const std::function<void(const std::string&, uint64_t)>& fn) {
+  std::vector<std::pair<std::string, uint64_t>> found;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string prefix = dir + "/";
+    for (const auto& [name, bytes] : named_)
+      if (name.compare(0, prefix.size(), prefix) == 0)
+        found.emplace_back(name.substr(prefix.size()), bytes.size());
+  }
+  for (const auto& [leaf, size] : found) fn(leaf, size);
+  return Status::Ok();
+}
+
+std::vector<uint8_t>* MemoryStore::MutableObject(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = named_.find(name);
+  return it == named_.end() ? nullptr : &it->second;
+}
+
 }  // namespace wavefs

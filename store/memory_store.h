@@ -23,6 +23,15 @@ class MemoryStore : public ChunkStore {
   Status ListSized(
       const std::function<void(const Address&, uint64_t)>& fn) override;
   std::string Describe() const override { return "memory"; }
+  Status PutObject(const std::string& name,
+                   std::span<const uint8_t> bytes) override;
+  Status GetObject(const std::string& name, std::vector<uint8_t>* out) override;
+  Status RemoveObject(const std::string& name) override;
+  Status ListObjects(
+      const std::string& dir,
+      const std::function<void(const std::string&, uint64_t)>& fn) override;
+  // Tests: the named object itself, to damage it (nullptr when absent).
+  std::vector<uint8_t>* MutableObject(const std::string& name);
 
   // Flips one bit of a stored object (to test corruption detection).
   bool CorruptObject(const Address& address);
@@ -31,6 +40,7 @@ class MemoryStore : public ChunkStore {
  private:
   mutable std::mutex mu_;
   std::map<Address, std::vector<uint8_t>> objects_;
+  std::map<std::string, std::vector<uint8_t>> named_;
 };
 
 }  // namespace wavefs

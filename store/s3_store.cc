@@ -66,4 +66,35 @@ Status S3Store::ListSized(
 
 std::string S3Store::Describe() const { return client_->config().Describe(); }
 
+Status S3Store::PutObject(const std::string& name,
+                          std::span<const uint8_t> bytes) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  return client_->Put(S3KeyOf(client_->config(), name), bytes, false);
+}
+
+Status S3Store::GetObject(const std::string& name, std::vector<uint8_t>* out) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  return client_->Get(S3KeyOf(client_->config(), name), std::nullopt, out);
+}
+
+Status S3Store::RemoveObject(const std::string& name) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  return client_->Delete(S3KeyOf(client_->config(), name));
+}
+
+Status S3Store::ListObjects(
+    const std::string& dir,
+    const std::function<void(const std::string&, uint64_t)>& fn) {
+  if (!IsValidObjectPart(dir) || dir == "chunks")
+    return Status::Error(Code::kInvalid, "bad object directory " + dir);
+  const std::string prefix = S3KeyOf(client_->config(), dir + "/");
+  return client_->ListSized(prefix, [&](const std::string& key, uint64_t size) {
+    const std::string leaf = key.substr(prefix.size());
+    if (IsValidObjectPart(leaf)) fn(leaf, size);  // not deeper keys
+  });
+}
+
 }  // namespace wavefs
