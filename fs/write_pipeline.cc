@@ -198,6 +198,7 @@ void WritePipeline::SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock) {
     SealAndRecord(job);
     lock.lock();
   }
+  if (hooks_ != nullptr && hooks_->seal_all_wait) hooks_->seal_all_wait(f->ino);
   f->cv.wait(lock, [&] {
     for (uint64_t i : awaited)
       if (f->inflight.count(i)) return false;

@@ -43,6 +43,10 @@ struct FsHooks {
   std::function<void(uint64_t ino, uint64_t index)> acquire_unlocked;
   // A seal thread, after staging and before recording the ref.
   std::function<void(uint64_t ino, uint64_t index)> seal_before_record;
+  // SealAll (every flush, fsync and close), with f->mu held, after sealing
+  // its own dirty buffers and before waiting for the seals it awaits; the
+  // wait releases f->mu. Must not block.
+  std::function<void(uint64_t ino)> seal_all_wait;
   // Staging a chunk: a non-ok status fails the stage (fault injection).
   std::function<Status(const Address&)> stage_fault;
   // The spill's free bytes as WritePipeline sees them (a simulated disk);
