@@ -94,7 +94,7 @@ class SimulatedDisk {
   int stages_ = 0;
 };
 
-// Puts take at least `delay`; while `full`, they fail as a full store does
+// While `full`, puts fail as a full store does
 // (retryable: the uploader keeps trying, and frees nothing meanwhile).
 class GatedStore : public MemoryStore {
  public:
@@ -103,11 +103,9 @@ class GatedStore : public MemoryStore {
     if (full.load())
       return Status::Error(Code::kNoSpace, "store full (test)", ENOSPC,
                            /*retryable=*/true);
-    std::this_thread::sleep_for(delay.load());
     return MemoryStore::Put(address, ciphertext);
   }
   std::atomic<bool> full{false};
-  std::atomic<std::chrono::milliseconds> delay{0ms};
 };
 
 class FsSpaceTest : public FsTest {
@@ -136,7 +134,6 @@ class FsSpaceTest : public FsTest {
   }
   void TearDown() override {
     gated_->full = false;
-    gated_->delay = 0ms;
     FsTest::TearDown();
   }
 
@@ -152,8 +149,12 @@ class FsSpaceTest : public FsTest {
 // them may begin its stage (a gate in stage_begin), so a check that did not
 // reserve would let all eight through onto a disk with room for two. Only
 // two may stage; the others wait, some of them longer than --space-wait
-// while uploads keep freeing space (each put takes 500 ms, two chunks at a
-// time), and none gets ENOSPC.
+// while uploads keep freeing space, and none gets ENOSPC. The wait is
+// measured on a test clock that moves 600 ms (less than --space-wait) each
+// time an upload frees space, just after the waiters were told: a wait that
+// restarts on progress never times out, however slow the machine is, and a
+// seal thread that waits through two frees has waited longer than
+// --space-wait (the case where a wait that does not restart fails).
 TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   constexpr int kWriters = 8;
   std::mutex mu;
@@ -165,9 +166,16 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   std::atomic<int> waited_past_space_wait{0};
   thread_local std::chrono::steady_clock::time_point check_start;
   thread_local bool counted = false;
+  std::atomic<int64_t> clock_ms{0};
+  const auto now = [&] {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::milliseconds(clock_ms.load()));
+  };
   FsHooks hooks;
+  hooks.space_now = now;
+  hooks.space_freed = [&] { clock_ms += 600; };
   hooks.space_check = [&](uint64_t, bool reserve) {
-    if (reserve) check_start = std::chrono::steady_clock::now();
+    if (reserve) check_start = now();
   };
   hooks.space_checked = [&](uint64_t, bool reserve, bool fits) {
     if (!reserve || counted) return;
@@ -185,7 +193,7 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   o.space_wait = 1s;
   on_stage_ = [&] {
     const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - check_start);
+        now() - check_start);
     int64_t seen = longest_wait_ms.load();
     while (waited.count() > seen &&
            !longest_wait_ms.compare_exchange_weak(seen, waited.count())) {
@@ -196,7 +204,6 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
     cv.wait_for(lock, 30s, [&] { return gate_opened; });
   };
   MountOnDisk(2 * kChunkOnDisk + kBlock, o, hooks);
-  gated_->delay = 500ms;
 
   std::vector<std::string> data;
   std::vector<uint64_t> inos;
@@ -247,8 +254,7 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   for (int i = 0; i < kWriters; ++i)
     EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "writer " << i;
   Drain();
-  gated_->delay = 0ms;
-  Remount();
+  Remount();  // drops the hooks (they refer to this test's locals)
   for (int i = 0; i < kWriters; ++i)
     EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "writer " << i;
 }
