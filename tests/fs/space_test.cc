@@ -326,28 +326,45 @@ TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
 // chunks were removed by the uploader after the writer read the free bytes
 // and before it listed the spill, so it saw a full spill, nothing pending
 // and nothing staged, and gave ENOSPC on a spill that was empty by then.
-// The hook holds the first look that finds no room until the uploader has
-// removed every staged file.
+// Forced: the store refuses puts, so chunk 0 stays staged and queued, with
+// no reservation left; the writer's look for chunk 1's buffer then finds no
+// room, and the hook lets the puts through and holds that look until the
+// uploader has removed every staged file. (Holding a look while another
+// chunk is being staged would block that stage's end, so the test waits for
+// chunk 0 to be queued before it writes chunk 1.)
 TEST_F(FsSpaceTest, NoEnospcWhenTheLastStagedChunkLeavesDuringTheCheck) {
   std::atomic<int> held{0};
   FsHooks hooks;
   hooks.space_checked = [&](uint64_t, bool, bool fits) {
     if (fits || held.fetch_add(1) > 0) return;
+    gated_->full = false;
     // Safe under space_mu_: the uploader removes files before it calls
     // back into the pipeline.
     EXPECT_TRUE(WaitFor(
         [&] {
           return SpillCount() == 0 && uploader_->stats().pending_chunks == 0;
         },
-        20s));
+        30s));
   };
   FsOptions o = TestOptions();
   o.space_wait = 30s;
   MountOnDisk(kChunkOnDisk + kBlock, o, hooks);
+  gated_->full = true;  // chunk 0 stays in the spill
   const std::string data = RandomBytes(2 * kC + 5, 41);
-  const uint64_t ino = WriteFile("f", data);
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  WriteAt(h.get(), 0, data.substr(0, kC));  // full: sealed, staged, queued
+  ASSERT_TRUE(
+      WaitFor([&] { return uploader_->stats().pending_chunks == 1; }, 30s));
+  EXPECT_EQ(held.load(), 0);
+  WriteAt(h.get(), kC, data.substr(kC));  // chunk 1's buffer does not fit
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
   EXPECT_GE(held.load(), 1) << "no look found the spill full";
+  EXPECT_FALSE(gated_->full.load());
   EXPECT_EQ(disk_->overflows(), 0);
+  EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
+  Remount();  // drops the hooks (they refer to this test's locals)
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
 }
 
