@@ -335,10 +335,14 @@ std::chrono::steady_clock::time_point WritePipeline::SpaceNow() const {
 Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
   if (hooks_ != nullptr && hooks_->space_check)
     hooks_->space_check(bytes, reserve);
-  auto deadline = SpaceNow() + options_.space_wait;
   bool warned = false;
   std::unique_lock<std::mutex> lock(space_mu_);
+  // The deadline starts with the first freed_epoch_ it is compared with:
+  // started before the lock, a wait for the lock (others are looking) during
+  // which uploads freed space would count against --space-wait, and those
+  // frees would not restart it.
   uint64_t freed_seen = freed_epoch_;
+  auto deadline = SpaceNow() + options_.space_wait;
   // Since when the last looks found that no upload can free space.
   // (max(): they did not).
   constexpr auto kNever = std::chrono::steady_clock::time_point::max();
