@@ -262,8 +262,8 @@ TEST_P(UploaderFaultsTest, PermanentErrorIsStickyLoggedOnceAndKeepsChunks) {
   RecordPuts();
   Start();
   // Every chunk has been tried (and failed) at least once.
-  ASSERT_TRUE(WaitFor([&] { return ChunksTried() == chunks.size(); }, 20s));
-  ASSERT_TRUE(WaitFor([&] { return faults_->fired(Op::kPut) >= 16; }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return ChunksTried() == chunks.size(); }, 30s));
+  ASSERT_TRUE(WaitFor([&] { return faults_->fired(Op::kPut) >= 16; }, 30s));
 
   const Uploader::Stats st = uploader_->stats();
   EXPECT_NE(st.sticky_error.find("403 AccessDenied"), std::string::npos)
@@ -291,9 +291,9 @@ TEST_P(UploaderFaultsTest, NoSpaceInTheStoreKeepsDataInTheSpill) {
   const auto full = faults_->FillUp();
   RecordPuts();
   Start();
-  ASSERT_TRUE(WaitFor([&] { return ChunksTried() == chunks.size(); }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return ChunksTried() == chunks.size(); }, 30s));
   ASSERT_TRUE(
-      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 20s));
+      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 30s));
   EXPECT_NE(uploader_->stats().sticky_error.find("No space left"),
             std::string::npos)
       << uploader_->stats().sticky_error;
