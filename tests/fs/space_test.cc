@@ -264,11 +264,37 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
 // chunk fit before is committed by its own close; a committed file reads
 // back meanwhile; the failed writer's file keeps its committed (empty)
 // content. Once the store takes puts again, the same file can be written.
+//
+// b's writer takes the buffers of its first two chunks before any of its
+// seals may look for spill space (the hooks below): else, when b's first
+// seal staged before the writer looked for the second buffer, the writer
+// itself got ENOSPC for that buffer, nothing it had accepted was lost, and
+// its close committed the first chunk (a different case, and this test
+// failed now and then under load).
 TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool armed = false;     // under mu: b is being written
+  int buffers_taken = 0;  // under mu: buffers b's writer got since
+  FsHooks hooks;
+  hooks.space_check = [&](uint64_t, bool reserve) {
+    if (!reserve) return;
+    std::unique_lock<std::mutex> lock(mu);
+    if (!armed) return;
+    // Bounds a hang only.
+    cv.wait_for(lock, 60s, [&] { return buffers_taken >= 2; });
+  };
+  hooks.space_checked = [&](uint64_t, bool reserve, bool fits) {
+    if (reserve || !fits) return;
+    std::lock_guard<std::mutex> lock(mu);  // space_mu_ -> mu: a leaf
+    if (!armed) return;
+    buffers_taken += 1;
+    cv.notify_all();
+  };
   FsOptions o = TestOptions();
   o.seal_threads = 2;
   o.space_wait = 1s;
-  MountOnDisk(2 * kChunkOnDisk + kBlock, o, FsHooks{});
+  MountOnDisk(2 * kChunkOnDisk + kBlock, o, hooks);
   const std::string a = RandomBytes(2 * kC + 10, 31);
   const uint64_t a_ino = WriteFile("a", a);
   Drain();
@@ -285,6 +311,10 @@ TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
   const uint64_t b_ino = Create("b");
   auto h = OpenH(b_ino);
   const uint64_t uploaded = uploader_->stats().uploaded_chunks;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    armed = true;
+  }
   const auto start = std::chrono::steady_clock::now();
   Status first_error;
   for (size_t done = 0; done < b.size() && first_error.ok();) {
@@ -295,6 +325,11 @@ TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
   }
   Status closed = fs_->Release(std::move(h));
   const auto waited = std::chrono::steady_clock::now() - start;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    armed = false;
+    EXPECT_GE(buffers_taken, 2);
+  }
   if (first_error.ok()) first_error = closed;
   EXPECT_EQ(ErrnoOf(first_error), ENOSPC) << first_error.ToString();
   EXPECT_FALSE(closed.ok()) << "close of b must report the lost writes";
