@@ -38,6 +38,7 @@ WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
       freed_epoch_ += 1;
     }
     space_cv_.notify_all();
+    if (hooks_ != nullptr && hooks_->space_freed) hooks_->space_freed();
   });
   for (int i = 0; i < std::max(1, options_.seal_threads); ++i)
     sealers_.emplace_back([this] { SealerLoop(); });
@@ -198,6 +199,7 @@ void WritePipeline::SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock) {
     SealAndRecord(job);
     lock.lock();
   }
+  if (hooks_ != nullptr && hooks_->seal_all_wait) hooks_->seal_all_wait(f->ino);
   f->cv.wait(lock, [&] {
     for (uint64_t i : awaited)
       if (f->inflight.count(i)) return false;
@@ -325,13 +327,22 @@ Result<uint64_t> WritePipeline::FreeBytes() const {
   return spill_->FreeBytes();
 }
 
+std::chrono::steady_clock::time_point WritePipeline::SpaceNow() const {
+  if (hooks_ != nullptr && hooks_->space_now) return hooks_->space_now();
+  return std::chrono::steady_clock::now();
+}
+
 Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
   if (hooks_ != nullptr && hooks_->space_check)
     hooks_->space_check(bytes, reserve);
-  auto deadline = std::chrono::steady_clock::now() + options_.space_wait;
   bool warned = false;
   std::unique_lock<std::mutex> lock(space_mu_);
+  // The deadline starts with the first freed_epoch_ it is compared with:
+  // started before the lock, a wait for the lock (others are looking) during
+  // which uploads freed space would count against --space-wait, and those
+  // frees would not restart it.
   uint64_t freed_seen = freed_epoch_;
+  auto deadline = SpaceNow() + options_.space_wait;
   // Since when the last looks found that no upload can free space.
   // (max(): they did not).
   constexpr auto kNever = std::chrono::steady_clock::time_point::max();
@@ -351,7 +362,7 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
     // The wait for space is a wait without progress, so it starts again.
     if (freed_epoch_ != freed_seen) {
       freed_seen = freed_epoch_;
-      deadline = std::chrono::steady_clock::now() + options_.space_wait;
+      deadline = SpaceNow() + options_.space_wait;
     }
     // Nothing queued, nobody about to stage, and no staged file left (the
     // uploader completes a batch's queue entries before it removes their
@@ -380,7 +391,7 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
         return Status::Ok();
       }
     }
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = SpaceNow();
     // "No upload can free space" must hold for a moment before it counts:
     // space held by a staged file can come back a little after the file
     // left the listing (it_full_disk's eight writers saw a spill whose
@@ -415,7 +426,8 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
     auto wake = std::min(deadline, now + std::chrono::milliseconds(500));
     if (hopeless_since != kNever)
       wake = std::min(wake, hopeless_since + kHopelessAfter);
-    space_cv_.wait_until(lock, wake, [&] { return space_epoch_ != epoch; });
+    // A relative wait: `now` is on the hooks' clock in tests.
+    space_cv_.wait_for(lock, wake - now, [&] { return space_epoch_ != epoch; });
   }
 }
 

@@ -43,6 +43,10 @@ struct FsHooks {
   std::function<void(uint64_t ino, uint64_t index)> acquire_unlocked;
   // A seal thread, after staging and before recording the ref.
   std::function<void(uint64_t ino, uint64_t index)> seal_before_record;
+  // SealAll (every flush, fsync and close), with f->mu held, after sealing
+  // its own dirty buffers and before waiting for the seals it awaits; the
+  // wait releases f->mu. Must not block.
+  std::function<void(uint64_t ino)> seal_all_wait;
   // Staging a chunk: a non-ok status fails the stage (fault injection).
   std::function<Status(const Address&)> stage_fault;
   // The spill's free bytes as WritePipeline sees them (a simulated disk);
@@ -55,6 +59,14 @@ struct FsHooks {
   // (must not block): whether the bytes fit (and, with reserve, are now
   // reserved).
   std::function<void(uint64_t bytes, bool reserve, bool fits)> space_checked;
+  // The clock WaitForSpace measures --space-wait (and how long no upload
+  // could free space) by; unset: std::chrono::steady_clock. A test clock
+  // makes "waited longer than --space-wait" independent of how fast the
+  // machine is. WaitForSpace still looks again at least every 500 ms.
+  std::function<std::chrono::steady_clock::time_point()> space_now;
+  // After an upload freed spill space and the waiting writers were woken
+  // (from the uploader's thread, holding no lock of the pipeline).
+  std::function<void()> space_freed;
   // StageCiphertext, around Spill::Stage: after the reservation was made,
   // and after the file is in (before the reservation is dropped). A non-ok
   // status from stage_begin fails the stage as a full disk would.
@@ -125,6 +137,7 @@ class WritePipeline {
   // freeing space (each upload that frees some restarts the wait).
   Status WaitForSpace(uint64_t bytes, bool reserve);
   Result<uint64_t> FreeBytes() const;
+  std::chrono::steady_clock::time_point SpaceNow() const;
   void Unreserve(uint64_t bytes);
   bool EvictOne();
   void SealerLoop();

@@ -34,7 +34,12 @@ TEST_F(FsFaultTest, RefusedPutsKeepTheFileReadableUntilTheStoreAnswers) {
       FaultStore::Permanent("403 AccessDenied"), FaultStore::kForever);
   const std::string data = RandomBytes(2 * kC + 12345, 901);
   const uint64_t ino = WriteFile("f", data);
-  ASSERT_TRUE(WaitFor([&] { return faults_->fired(Op::kPut) >= 3; }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return faults_->fired(Op::kPut) >= 3; }, 30s));
+  // A refused put is tried twice before its worker records the error, so
+  // three refusals can all have happened (two workers) while the error is
+  // not recorded yet: wait for the record itself.
+  ASSERT_TRUE(
+      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 30s));
 
   // The error is visible where `wavefs status` reads it.
   auto stats = ParseStats(fs_->StatsText(""));
@@ -54,7 +59,7 @@ TEST_F(FsFaultTest, RefusedPutsKeepTheFileReadableUntilTheStoreAnswers) {
   EXPECT_EQ(SpillCount(), 0u);
   EXPECT_EQ(memory_->object_count(), 3u);
   EXPECT_TRUE(
-      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 2s));
+      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 30s));
   stats = ParseStats(fs_->StatsText(""));
   EXPECT_EQ(stats["upload_error"], "");
   EXPECT_EQ(stats["pending_chunks"], "0");

@@ -2,6 +2,9 @@
 // mount (the fixture is in fs_fixture.h).
 #include "fs/filesystem.h"
 
+#include <condition_variable>
+#include <mutex>
+
 #include "fs_fixture.h"
 
 namespace wavefs {
@@ -1156,39 +1159,75 @@ TEST_F(FsTest, ReaderAndFlusherRaceAWriterOnOneFile) {
 // process hangs while another process (or thread) has the same file open
 // for writing, e.g. a log reader's editor closing while the logger appends;
 // each hung close also holds a FUSE worker thread.
-// Repro: seal_threads=1; write 8 full chunks through h1 (8 seals queued);
-// Flush(h2) in a thread; meanwhile write 1 byte at chunk 9 through h1;
-// the Flush never returns.
+// Repro, forced with hooks: the one seal thread holds the last full chunk
+// of h1's writes; Flush(h2) starts waiting for it; only then h1 writes 1
+// byte at chunk 9 (a dirty buffer nobody seals); then the held seal ends.
+// The Flush must return without h1 flushing.
 TEST_F(FsTest, FlushReturnsWhileAnotherHandleKeepsWriting) {
+  std::atomic<uint64_t> watched{0};  // the file the hooks act on (0: none)
+  std::mutex mu;
+  std::condition_variable cv;
+  bool flush_waiting = false;  // under mu
+  bool other_wrote = false;    // under mu
   FsOptions options = TestOptions();
   options.seal_threads = 1;
   options.dirty_buffers = 12;
+  options.hooks.seal_before_record = [&](uint64_t ino, uint64_t index) {
+    if (ino != watched.load() || index != 7) return;
+    std::unique_lock<std::mutex> lock(mu);
+    // Bounds a hang only: the test releases it.
+    cv.wait_for(lock, 60s, [&] { return other_wrote; });
+  };
+  options.hooks.seal_all_wait = [&](uint64_t ino) {
+    if (ino != watched.load()) return;
+    std::lock_guard<std::mutex> lock(mu);
+    flush_waiting = true;
+    cv.notify_all();
+  };
   Unmount();
   Mount(options);
   const uint64_t ino = Create("f");
   auto h1 = OpenH(ino);
   auto h2 = OpenH(ino);
   ASSERT_TRUE(h1 && h2);
+  watched = ino;
   const std::string data = RandomBytes(8 * kC, 140);
-  WriteAt(h1.get(), 0, data, 4 << 20);  // 8 full chunks queued for sealing
+  // 8 full chunks; the seal of the last one (index 7) is held.
+  WriteAt(h1.get(), 0, data, 4 << 20);
   std::atomic<bool> flushed{false};
   Status flush_status;
   std::thread flusher([&] {
     flush_status = fs_->Flush(h2.get());
     flushed = true;
   });
-  std::this_thread::sleep_for(5ms);
-  WriteAt(h1.get(), 9 * kC, "x");  // another handle keeps writing
-  const bool returned = WaitFor([&] { return flushed.load(); }, 5000ms);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, 60s, [&] { return flush_waiting; }))
+        << "the flush never waited for its seals";
+  }
+  // The flush waits (with the file lock released) for chunk 7's seal;
+  // another handle keeps writing meanwhile.
+  WriteAt(h1.get(), 9 * kC, "x");
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    other_wrote = true;
+    cv.notify_all();
+  }
+  // Only bounds the hang of the bug: with the fix the flush returns as soon
+  // as chunk 7 is recorded.
+  const bool returned = WaitFor([&] { return flushed.load(); }, 60s);
   EXPECT_TRUE(returned) << "Flush blocked while another handle wrote";
   if (!returned) WAVEFS_EXPECT_OK(fs_->Flush(h1.get()));  // unstick it
   flusher.join();
   WAVEFS_EXPECT_OK(flush_status);
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h1)));
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h2)));
+  watched = 0;
   std::string want = data;
   want.resize(9 * kC, '\0');
   want += "x";
+  EXPECT_TRUE(SameBytes(want, ReadFile(ino)));
+  Remount();  // drops the hooks (they refer to this test's locals)
   EXPECT_TRUE(SameBytes(want, ReadFile(ino)));
 }
 

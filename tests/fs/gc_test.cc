@@ -117,7 +117,7 @@ TEST_F(GcTest, UncommittedChunksOfOpenFilesSurvive) {
   WriteAt(h.get(), 0, data);
   fs_->SealDirtyForTest(ino);
   ASSERT_TRUE(
-      WaitFor([&] { return SpillCount() == 0 && StoreCount() == 1; }, 10s));
+      WaitFor([&] { return SpillCount() == 0 && StoreCount() == 1; }, 30s));
   Drain();
   auto committed = index_->GetChunk(ino, 0);
   ASSERT_TRUE(committed.ok());

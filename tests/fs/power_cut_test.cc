@@ -371,10 +371,15 @@ class PowerCutTest : public ::testing::Test {
       seen += k + "=" + std::to_string(count) + " ";
     std::printf("[ power cut ] %llu calls; cuts by kind: %s\n",
                 static_cast<unsigned long long>(total), seen.c_str());
-    // Every kind of step was cut at least once.
-    for (const char* k :
-         {"create", "rename", "sync", "syncfs", "unlink", "index"})
-      EXPECT_GT(kinds[k], 0) << "no cut before a '" << k << "' call";
+    // Every kind of step was cut at least once. Only when every call was
+    // cut: the uploader's threads make the order of the calls vary from
+    // run to run, so whether every 7th call (WAVEFS_POWER_CUT_STRIDE=7)
+    // hits one of the few unlink or syncfs calls is chance.
+    if (stride == 1) {
+      for (const char* k :
+           {"create", "rename", "sync", "syncfs", "unlink", "index"})
+        EXPECT_GT(kinds[k], 0) << "no cut before a '" << k << "' call";
+    }
   }
 
   std::unique_ptr<TempDir> tmp_;

@@ -103,7 +103,7 @@ TEST_F(FsRaceTest, TruncateDiscardsAChunkSealedInItsWindow) {
   hooks.seal_before_record = [&](uint64_t i, uint64_t idx) {
     if (i != ino.load() || idx != 2) return;
     // Record only once the truncate has cut the file.
-    ASSERT_TRUE(WaitFor([&] { return SizeOf(i) == cut; }, 20s));
+    ASSERT_TRUE(WaitFor([&] { return SizeOf(i) == cut; }, 30s));
     recorded_late += 1;
   };
   MountWithHooks(hooks);
@@ -146,7 +146,7 @@ TEST_F(FsRaceTest, LateDuplicateStageLeavesNoStrayFileInTheSpill) {
   auto ha = OpenH(a);
   WriteAt(ha.get(), 0, data);
   fs_->SealDirtyForTest(a);  // a's seal thread blocks in stage_begin
-  ASSERT_TRUE(WaitFor([&] { return stages.load() == 1; }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return stages.load() == 1; }, 30s));
   const uint64_t b = WriteFile("b", data);  // stages, queues the same chunk
   Drain();                                  // uploaded, gone from the spill
   EXPECT_EQ(SpillCount(), 0u);
@@ -252,7 +252,14 @@ TEST_F(FsMovingStoreTest, FsyncSyncsAChunkMovedIntoTheStoreButNotSynced) {
   const uint64_t ino = Create("f");
   auto h = OpenH(ino);
   WriteAt(h.get(), 0, RandomBytes(kC, 71));  // a full chunk: sealed, staged
-  ASSERT_TRUE(WaitFor([&] { return moving_->puts() == 1; }, 20s));
+  // The seal thread records the ref after it queued the chunk, so the put
+  // can come first: wait for both.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = fs_->GetDataMap(ino);
+        return moving_->puts() == 1 && m.ok() && m->chunks.size() == 1;
+      },
+      30s));
   auto refs = fs_->GetDataMap(ino);
   ASSERT_TRUE(refs.ok() && refs->chunks.size() == 1);
   const Address a = refs->chunks[0].second.address;

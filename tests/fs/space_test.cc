@@ -94,7 +94,7 @@ class SimulatedDisk {
   int stages_ = 0;
 };
 
-// Puts take at least `delay`; while `full`, they fail as a full store does
+// While `full`, puts fail as a full store does
 // (retryable: the uploader keeps trying, and frees nothing meanwhile).
 class GatedStore : public MemoryStore {
  public:
@@ -103,11 +103,9 @@ class GatedStore : public MemoryStore {
     if (full.load())
       return Status::Error(Code::kNoSpace, "store full (test)", ENOSPC,
                            /*retryable=*/true);
-    std::this_thread::sleep_for(delay.load());
     return MemoryStore::Put(address, ciphertext);
   }
   std::atomic<bool> full{false};
-  std::atomic<std::chrono::milliseconds> delay{0ms};
 };
 
 class FsSpaceTest : public FsTest {
@@ -136,7 +134,6 @@ class FsSpaceTest : public FsTest {
   }
   void TearDown() override {
     gated_->full = false;
-    gated_->delay = 0ms;
     FsTest::TearDown();
   }
 
@@ -152,8 +149,12 @@ class FsSpaceTest : public FsTest {
 // them may begin its stage (a gate in stage_begin), so a check that did not
 // reserve would let all eight through onto a disk with room for two. Only
 // two may stage; the others wait, some of them longer than --space-wait
-// while uploads keep freeing space (each put takes 500 ms, two chunks at a
-// time), and none gets ENOSPC.
+// while uploads keep freeing space, and none gets ENOSPC. The wait is
+// measured on a test clock that moves 600 ms (less than --space-wait) each
+// time an upload frees space, just after the waiters were told: a wait that
+// restarts on progress never times out, however slow the machine is, and a
+// seal thread that waits through two frees has waited longer than
+// --space-wait (the case where a wait that does not restart fails).
 TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   constexpr int kWriters = 8;
   std::mutex mu;
@@ -165,9 +166,16 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   std::atomic<int> waited_past_space_wait{0};
   thread_local std::chrono::steady_clock::time_point check_start;
   thread_local bool counted = false;
+  std::atomic<int64_t> clock_ms{0};
+  const auto now = [&] {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::milliseconds(clock_ms.load()));
+  };
   FsHooks hooks;
+  hooks.space_now = now;
+  hooks.space_freed = [&] { clock_ms += 600; };
   hooks.space_check = [&](uint64_t, bool reserve) {
-    if (reserve) check_start = std::chrono::steady_clock::now();
+    if (reserve) check_start = now();
   };
   hooks.space_checked = [&](uint64_t, bool reserve, bool fits) {
     if (!reserve || counted) return;
@@ -185,7 +193,7 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   o.space_wait = 1s;
   on_stage_ = [&] {
     const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - check_start);
+        now() - check_start);
     int64_t seen = longest_wait_ms.load();
     while (waited.count() > seen &&
            !longest_wait_ms.compare_exchange_weak(seen, waited.count())) {
@@ -196,7 +204,6 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
     cv.wait_for(lock, 30s, [&] { return gate_opened; });
   };
   MountOnDisk(2 * kChunkOnDisk + kBlock, o, hooks);
-  gated_->delay = 500ms;
 
   std::vector<std::string> data;
   std::vector<uint64_t> inos;
@@ -247,8 +254,7 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   for (int i = 0; i < kWriters; ++i)
     EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "writer " << i;
   Drain();
-  gated_->delay = 0ms;
-  Remount();
+  Remount();  // drops the hooks (they refer to this test's locals)
   for (int i = 0; i < kWriters; ++i)
     EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "writer " << i;
 }
@@ -258,11 +264,37 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
 // chunk fit before is committed by its own close; a committed file reads
 // back meanwhile; the failed writer's file keeps its committed (empty)
 // content. Once the store takes puts again, the same file can be written.
+//
+// b's writer takes the buffers of its first two chunks before any of its
+// seals may look for spill space (the hooks below): else, when b's first
+// seal staged before the writer looked for the second buffer, the writer
+// itself got ENOSPC for that buffer, nothing it had accepted was lost, and
+// its close committed the first chunk (a different case, and this test
+// failed now and then under load).
 TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool armed = false;     // under mu: b is being written
+  int buffers_taken = 0;  // under mu: buffers b's writer got since
+  FsHooks hooks;
+  hooks.space_check = [&](uint64_t, bool reserve) {
+    if (!reserve) return;
+    std::unique_lock<std::mutex> lock(mu);
+    if (!armed) return;
+    // Bounds a hang only.
+    cv.wait_for(lock, 60s, [&] { return buffers_taken >= 2; });
+  };
+  hooks.space_checked = [&](uint64_t, bool reserve, bool fits) {
+    if (reserve || !fits) return;
+    std::lock_guard<std::mutex> lock(mu);  // space_mu_ -> mu: a leaf
+    if (!armed) return;
+    buffers_taken += 1;
+    cv.notify_all();
+  };
   FsOptions o = TestOptions();
   o.seal_threads = 2;
   o.space_wait = 1s;
-  MountOnDisk(2 * kChunkOnDisk + kBlock, o, FsHooks{});
+  MountOnDisk(2 * kChunkOnDisk + kBlock, o, hooks);
   const std::string a = RandomBytes(2 * kC + 10, 31);
   const uint64_t a_ino = WriteFile("a", a);
   Drain();
@@ -279,6 +311,10 @@ TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
   const uint64_t b_ino = Create("b");
   auto h = OpenH(b_ino);
   const uint64_t uploaded = uploader_->stats().uploaded_chunks;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    armed = true;
+  }
   const auto start = std::chrono::steady_clock::now();
   Status first_error;
   for (size_t done = 0; done < b.size() && first_error.ok();) {
@@ -289,6 +325,11 @@ TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
   }
   Status closed = fs_->Release(std::move(h));
   const auto waited = std::chrono::steady_clock::now() - start;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    armed = false;
+    EXPECT_GE(buffers_taken, 2);
+  }
   if (first_error.ok()) first_error = closed;
   EXPECT_EQ(ErrnoOf(first_error), ENOSPC) << first_error.ToString();
   EXPECT_FALSE(closed.ok()) << "close of b must report the lost writes";
@@ -320,28 +361,45 @@ TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
 // chunks were removed by the uploader after the writer read the free bytes
 // and before it listed the spill, so it saw a full spill, nothing pending
 // and nothing staged, and gave ENOSPC on a spill that was empty by then.
-// The hook holds the first look that finds no room until the uploader has
-// removed every staged file.
+// Forced: the store refuses puts, so chunk 0 stays staged and queued, with
+// no reservation left; the writer's look for chunk 1's buffer then finds no
+// room, and the hook lets the puts through and holds that look until the
+// uploader has removed every staged file. (Holding a look while another
+// chunk is being staged would block that stage's end, so the test waits for
+// chunk 0 to be queued before it writes chunk 1.)
 TEST_F(FsSpaceTest, NoEnospcWhenTheLastStagedChunkLeavesDuringTheCheck) {
   std::atomic<int> held{0};
   FsHooks hooks;
   hooks.space_checked = [&](uint64_t, bool, bool fits) {
     if (fits || held.fetch_add(1) > 0) return;
+    gated_->full = false;
     // Safe under space_mu_: the uploader removes files before it calls
     // back into the pipeline.
     EXPECT_TRUE(WaitFor(
         [&] {
           return SpillCount() == 0 && uploader_->stats().pending_chunks == 0;
         },
-        20s));
+        30s));
   };
   FsOptions o = TestOptions();
   o.space_wait = 30s;
   MountOnDisk(kChunkOnDisk + kBlock, o, hooks);
+  gated_->full = true;  // chunk 0 stays in the spill
   const std::string data = RandomBytes(2 * kC + 5, 41);
-  const uint64_t ino = WriteFile("f", data);
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  WriteAt(h.get(), 0, data.substr(0, kC));  // full: sealed, staged, queued
+  ASSERT_TRUE(
+      WaitFor([&] { return uploader_->stats().pending_chunks == 1; }, 30s));
+  EXPECT_EQ(held.load(), 0);
+  WriteAt(h.get(), kC, data.substr(kC));  // chunk 1's buffer does not fit
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
   EXPECT_GE(held.load(), 1) << "no look found the spill full";
+  EXPECT_FALSE(gated_->full.load());
   EXPECT_EQ(disk_->overflows(), 0);
+  EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
+  Remount();  // drops the hooks (they refer to this test's locals)
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
 }
 

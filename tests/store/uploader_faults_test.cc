@@ -231,7 +231,7 @@ TEST_P(UploaderFaultsTest, RetryablePutErrorsAreRetriedWithBackoff) {
   faults_->FailPuts(FaultStore::Retryable("timed out"), 4, /*skip=*/2);
   RecordPuts();
   Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
 
   ExpectAllStored(chunks);
   EXPECT_EQ(faults_->fired(Op::kPut), 7u);
@@ -249,7 +249,7 @@ TEST_P(UploaderFaultsTest, RetryablePutErrorsAreRetriedWithBackoff) {
   }
   EXPECT_TRUE(WaitFor(
       [&] { return uploader_->stats().uploaded_chunks == chunks.size(); },
-      2000ms));
+      30s));
   EXPECT_TRUE(uploader_->stats().sticky_error.empty())
       << uploader_->stats().sticky_error;
 }
@@ -262,8 +262,8 @@ TEST_P(UploaderFaultsTest, PermanentErrorIsStickyLoggedOnceAndKeepsChunks) {
   RecordPuts();
   Start();
   // Every chunk has been tried (and failed) at least once.
-  ASSERT_TRUE(WaitFor([&] { return ChunksTried() == chunks.size(); }, 20s));
-  ASSERT_TRUE(WaitFor([&] { return faults_->fired(Op::kPut) >= 16; }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return ChunksTried() == chunks.size(); }, 30s));
+  ASSERT_TRUE(WaitFor([&] { return faults_->fired(Op::kPut) >= 16; }, 30s));
 
   const Uploader::Stats st = uploader_->stats();
   EXPECT_NE(st.sticky_error.find("403 AccessDenied"), std::string::npos)
@@ -277,10 +277,10 @@ TEST_P(UploaderFaultsTest, PermanentErrorIsStickyLoggedOnceAndKeepsChunks) {
   EXPECT_EQ(sink_->Count(spdlog::level::warn, "403 AccessDenied"), 0);
 
   faults_->Lift(denied);
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_TRUE(
-      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 2000ms))
+      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 30s))
       << uploader_->stats().sticky_error;
   EXPECT_EQ(sink_->Count(spdlog::level::info, "uploads work again"), 1);
 }
@@ -291,9 +291,9 @@ TEST_P(UploaderFaultsTest, NoSpaceInTheStoreKeepsDataInTheSpill) {
   const auto full = faults_->FillUp();
   RecordPuts();
   Start();
-  ASSERT_TRUE(WaitFor([&] { return ChunksTried() == chunks.size(); }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return ChunksTried() == chunks.size(); }, 30s));
   ASSERT_TRUE(
-      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 20s));
+      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 30s));
   EXPECT_NE(uploader_->stats().sticky_error.find("No space left"),
             std::string::npos)
       << uploader_->stats().sticky_error;
@@ -301,7 +301,7 @@ TEST_P(UploaderFaultsTest, NoSpaceInTheStoreKeepsDataInTheSpill) {
   EXPECT_EQ(StoredCount(), 0u);
 
   faults_->Lift(full);
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
 }
 
@@ -327,7 +327,7 @@ TEST_P(UploaderFaultsTest, FailedSyncCompletesNothingAndPutsChunksAgain) {
     }
   });
   Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   // Hooks run on the uploader's threads: stop them before reading.
   uploader_->Stop();
 
@@ -349,12 +349,12 @@ TEST_P(UploaderFaultsTest, TornAndCorruptPutsAreCaughtByVerification) {
   Uploader::Options o = Options();
   o.verify_puts = true;
   Start(o);
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   EXPECT_EQ(faults_->fired(Op::kPut), 2u);
   ExpectAllStored(chunks);
   EXPECT_EQ(faults_->calls(Op::kPut), 6u) << "the two damaged puts, again";
   EXPECT_TRUE(
-      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 2000ms));
+      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 30s));
 }
 
 TEST_P(UploaderFaultsTest, UnverifiedTornPutIsDetectableNotSilentlyRight) {
@@ -367,7 +367,7 @@ TEST_P(UploaderFaultsTest, UnverifiedTornPutIsDetectableNotSilentlyRight) {
   Staged s = StageOne(1, 5000);
   faults_->TearPuts(100, 1);
   Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   EXPECT_EQ(faults_->fired(Op::kPut), 1u);
   std::vector<uint8_t> got;
   WAVEFS_ASSERT_OK(inner_->Get(s.address, &got));
@@ -380,17 +380,17 @@ TEST_P(UploaderFaultsTest, LostChunkStaysReportedAfterLaterWavesSucceed) {
   Staged lost = StageOne(1, 100);
   WAVEFS_ASSERT_OK(spill_->Remove(lost.address));
   Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ASSERT_EQ(uploader_->stats().lost_chunks, 1u);
   // A failing spell and a recovery in between do not wipe it either.
   const auto down = faults_->FailPuts(FaultStore::Permanent(), 2);
   auto later = StageMany(10, 3);
   uploader_->Notify();
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   (void)down;
   ExpectAllStored(later);
   // The lost chunk made no wave; the later chunks made at least one.
-  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 1; }, 2000ms));
+  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 1; }, 30s));
   EXPECT_EQ(faults_->fired(Op::kPut), 2u);
   const Uploader::Stats st = uploader_->stats();
   EXPECT_EQ(st.lost_chunks, 1u);

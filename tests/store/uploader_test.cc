@@ -468,7 +468,7 @@ TEST_F(UploaderTest, DrainUploadsEveryStagedChunk) {
 
   MakeUploader();
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
 
   ExpectAllStored(chunks);
   EXPECT_EQ(store_.object_count(), chunks.size());
@@ -477,7 +477,7 @@ TEST_F(UploaderTest, DrainUploadsEveryStagedChunk) {
   EXPECT_EQ(index_->pending_chunks(), 0u);
   EXPECT_EQ(index_->pending_bytes(), 0u);
   // The wave's own bookkeeping may end just after Drain saw the empty queue.
-  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 1; }, 2000ms));
+  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 1; }, 30s));
   const Uploader::Stats s = uploader_->stats();
   EXPECT_EQ(s.uploaded_chunks, chunks.size());
   EXPECT_EQ(s.uploaded_bytes, total);
@@ -493,7 +493,7 @@ TEST_F(UploaderTest, DrainWithNothingQueuedReturnsAtOnce) {
   MakeUploader();
   uploader_->Start();
   const auto start = std::chrono::steady_clock::now();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
   EXPECT_EQ(store_.object_count(), 0u);
 }
@@ -503,9 +503,9 @@ TEST_F(UploaderTest, ChunksQueuedAfterStartAreUploaded) {
   uploader_->Start();
   auto first = StageMany(1, 3, 100);
   uploader_->Notify();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   auto second = StageMany(100, 3, 200);
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(first);
   ExpectAllStored(second);
   EXPECT_EQ(uploader_->stats().uploaded_chunks, 6u);
@@ -518,8 +518,7 @@ TEST_F(UploaderTest, NotifiedChunksAreUploadedWithoutDrain) {
   uploader_->Notify();
   // The queue empties before the spill files go: wait for both.
   EXPECT_TRUE(WaitFor(
-      [&] { return index_->pending_chunks() == 0 && SpillCount() == 0; },
-      5000ms))
+      [&] { return index_->pending_chunks() == 0 && SpillCount() == 0; }, 30s))
       << "a notified, non-full wave never went out";
   ExpectAllStored(chunks);
 }
@@ -528,12 +527,12 @@ TEST_F(UploaderTest, MoreThanOneWaveOfChunksGoesInSeveralWaves) {
   auto chunks = StageMany(1, 150, 64);
   MakeUploader();
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_EQ(SpillCount(), 0u);
   EXPECT_EQ(QueueCount(), 0u);
   // A wave holds at most 64 chunks, so 150 need at least 3.
-  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 3; }, 2000ms))
+  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 3; }, 30s))
       << "waves: " << uploader_->stats().waves;
   EXPECT_EQ(uploader_->stats().uploaded_chunks, 150u);
   EXPECT_EQ(probe_->violations(), 0);
@@ -545,9 +544,9 @@ TEST_F(UploaderTest, WaveSizeOptionBoundsEachWave) {
   o.wave_size = 4;
   MakeUploader(o);
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
-  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 3; }, 2000ms))
+  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().waves >= 3; }, 30s))
       << "waves: " << uploader_->stats().waves;
 }
 
@@ -558,7 +557,7 @@ TEST_F(UploaderTest, ConcurrentPutsAreBoundedByConcurrency) {
   o.concurrency = 3;
   MakeUploader(o);
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_LE(probe_->max_active(), 3);
   EXPECT_GE(probe_->max_active(), 1);
@@ -570,7 +569,7 @@ TEST_F(UploaderTest, TransientPutFailuresAreRetried) {
       Status::Error(Code::kUnavailable, "store timed out", ETIMEDOUT, true), 7);
   MakeUploader();
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_EQ(SpillCount(), 0u);
   EXPECT_EQ(QueueCount(), 0u);
@@ -587,7 +586,7 @@ TEST_F(UploaderTest, NonRetryableFailureIsRetriedByALaterWave) {
   faults_.FailPuts(Status::Error(Code::kIo, "disk hiccup"), 2);
   MakeUploader();
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
 }
 
@@ -620,7 +619,7 @@ TEST_F(UploaderTest, StoreThatAlwaysFailsGivesUpAndKeepsTheChunk) {
 
   // Once the store answers again, the same queue drains and the error goes.
   faults_.LiftAll();
-  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_TRUE(uploader_->stats().sticky_error.empty())
       << "uploads work again but stats() still says: "
@@ -641,7 +640,7 @@ TEST_F(UploaderTest, FailedSyncKeepsChunksStagedAndQueued) {
   EXPECT_EQ(uploader_->stats().uploaded_chunks, 0u);
 
   probe_->FailNextSyncs(0);
-  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_EQ(probe_->violations(), 0);
 }
@@ -650,16 +649,20 @@ TEST_F(UploaderTest, StopIsPromptWhileBackingOff) {
   StageMany(1, 2, 100);
   faults_.FailPuts(Status::Error(Code::kUnavailable, "down", 0, true),
                    FaultStore::kForever);
+  // A backoff far longer than the bound below, so that a Stop that waits
+  // for it fails however fast or slow the machine is.
   Uploader::Options o;
-  o.initial_backoff = 3s;
-  o.max_backoff = 10s;
+  o.initial_backoff = 300s;
+  o.max_backoff = 300s;
   MakeUploader(o);
   uploader_->Start();
   uploader_->Notify();
-  std::this_thread::sleep_for(100ms);
+  // A put has failed: its worker is backing off (or about to).
+  ASSERT_TRUE(
+      WaitFor([&] { return faults_.fired(FaultStore::Op::kPut) >= 1; }, 30s));
   const auto start = std::chrono::steady_clock::now();
   uploader_->Stop();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s)
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 60s)
       << "unmount would hang for the whole backoff";
   EXPECT_EQ(index_->pending_chunks(), 2u);
   EXPECT_EQ(SpillCount(), 2u);
@@ -674,7 +677,7 @@ TEST_F(UploaderTest, QueuedChunkAlreadyInStoreButMissingFromSpillCompletes) {
   auto other = StageMany(10, 2, 50);
   MakeUploader();
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   EXPECT_FALSE(Queued(s.address));
   EXPECT_TRUE(Known(s.address));
   EXPECT_EQ(index_->pending_chunks(), 0u);
@@ -692,7 +695,7 @@ TEST_F(UploaderTest, QueuedChunkLostEverywhereIsDroppedLoudly) {
   WAVEFS_ASSERT_OK(spill_->Remove(s.address));
   MakeUploader();
   uploader_->Start();
-  Status st = uploader_->Drain(5s, nullptr);
+  Status st = uploader_->Drain(60s, nullptr);
   (void)st;  // the queue is empty either way
   EXPECT_FALSE(Queued(s.address));
   // The address is forgotten so the next write of that content stages it
@@ -700,7 +703,7 @@ TEST_F(UploaderTest, QueuedChunkLostEverywhereIsDroppedLoudly) {
   EXPECT_FALSE(Known(s.address));
   EXPECT_EQ(index_->pending_chunks(), 0u);
   EXPECT_TRUE(
-      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 2000ms))
+      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 30s))
       << "a lost chunk must not be dropped silently";
   EXPECT_EQ(uploader_->stats().lost_chunks, 1u);
 }
@@ -712,11 +715,11 @@ TEST_F(UploaderTest, LostChunkStaysReportedAfterLaterWavesSucceed) {
   WAVEFS_ASSERT_OK(spill_->Remove(lost.address));
   MakeUploader();
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(5s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ASSERT_EQ(uploader_->stats().lost_chunks, 1u);
   Staged good = StageOne(2, 100);
   uploader_->Notify();
-  WAVEFS_ASSERT_OK(uploader_->Drain(5s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   EXPECT_FALSE(Queued(good.address));
   const Uploader::Stats st = uploader_->stats();
   EXPECT_EQ(st.lost_chunks, 1u);
@@ -734,13 +737,13 @@ TEST_F(UploaderTest, DamagedStoreCopyDoesNotCountAsUploaded) {
   WAVEFS_ASSERT_OK(spill_->Remove(s.address));
   MakeUploader();
   uploader_->Start();
-  Status st = uploader_->Drain(5s, nullptr);
+  Status st = uploader_->Drain(60s, nullptr);
   (void)st;
   EXPECT_FALSE(Known(s.address))
       << "a damaged store copy was taken for the chunk: later writes of the "
          "same content would deduplicate against it";
-  EXPECT_TRUE(WaitFor([&] { return !uploader_->stats().sticky_error.empty(); },
-                      2000ms));
+  EXPECT_TRUE(
+      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 30s));
 }
 
 TEST_F(UploaderTest, PendingUploadsResumeAfterReopen) {
@@ -751,7 +754,7 @@ TEST_F(UploaderTest, PendingUploadsResumeAfterReopen) {
   EXPECT_EQ(index_->pending_chunks(), 5u);
   MakeUploader();
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_EQ(SpillCount(), 0u);
 }
@@ -762,8 +765,8 @@ TEST_F(UploaderTest, SpaceFreedCallbackRunsAsChunksLeaveTheSpill) {
   std::atomic<int> freed{0};
   uploader_->SetSpaceFreedCallback([&] { freed += 1; });
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
-  EXPECT_TRUE(WaitFor([&] { return freed.load() >= 1; }, 2000ms));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
+  EXPECT_TRUE(WaitFor([&] { return freed.load() >= 1; }, 30s));
   uploader_->SetSpaceFreedCallback(nullptr);
 }
 
@@ -782,7 +785,7 @@ TEST_F(UploaderTest, SpaceFreedCallbackDoesNotRunAfterItIsCleared) {
     if (cleared.load()) ran_after_clear = true;
   });
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   // What ~Filesystem does before its members go away.
   uploader_->SetSpaceFreedCallback(nullptr);
   cleared = true;
@@ -812,7 +815,7 @@ TEST_F(UploaderTest, SlowPutDoesNotHoldUpOtherChunks) {
   MakeUploaderOn(gate_.get(), o);
   uploader_->Start();
   uploader_->Notify();
-  ASSERT_TRUE(gate_->WaitEntered(5000ms)) << "the slow chunk was never put";
+  ASSERT_TRUE(gate_->WaitEntered(30s)) << "the slow chunk was never put";
 
   std::vector<Staged> others;
   for (const Staged& s : chunks) {
@@ -826,11 +829,11 @@ TEST_F(UploaderTest, SlowPutDoesNotHoldUpOtherChunks) {
         }
         return true;
       },
-      10000ms);
+      30s);
   EXPECT_TRUE(others_done)
       << "chunks waited for an unrelated slow put to finish";
-  EXPECT_TRUE(WaitFor([&] { return uploader_->stats().uploaded_chunks == 20u; },
-                      2000ms))
+  EXPECT_TRUE(
+      WaitFor([&] { return uploader_->stats().uploaded_chunks == 20u; }, 30s))
       << uploader_->stats().uploaded_chunks;
   // Meanwhile the slow chunk is still being put, still staged and queued.
   EXPECT_FALSE(gate_->gated_put_returned());
@@ -839,7 +842,7 @@ TEST_F(UploaderTest, SlowPutDoesNotHoldUpOtherChunks) {
   EXPECT_EQ(index_->pending_chunks(), 1u);
 
   gate_->Release();
-  WAVEFS_ASSERT_OK(uploader_->Drain(10s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   ExpectAllStored(chunks);
   EXPECT_EQ(SpillCount(), 0u);
   EXPECT_EQ(probe_->violations(), 0);
@@ -856,7 +859,7 @@ TEST_F(UploaderTest, ChunksStagedWhileUploadsRunArePickedUpWithoutDrain) {
   MakeUploaderOn(gate_.get(), o);
   uploader_->Start();
   uploader_->Notify();
-  ASSERT_TRUE(gate_->WaitEntered(5000ms));
+  ASSERT_TRUE(gate_->WaitEntered(30s));
 
   // An upload is running (and will until released); a writer stages more.
   auto second = StageMany(100, 10, 2000);
@@ -868,15 +871,14 @@ TEST_F(UploaderTest, ChunksStagedWhileUploadsRunArePickedUpWithoutDrain) {
         }
         return true;
       },
-      10000ms);
+      30s);
   EXPECT_TRUE(second_done) << "chunks staged during an upload waited for it";
   EXPECT_FALSE(gate_->gated_put_returned());
   EXPECT_TRUE(Queued(slow));
 
   gate_->Release();
   EXPECT_TRUE(WaitFor(
-      [&] { return index_->pending_chunks() == 0 && SpillCount() == 0; },
-      10000ms))
+      [&] { return index_->pending_chunks() == 0 && SpillCount() == 0; }, 30s))
       << "pending: " << index_->pending_chunks();
   ExpectAllStored(first);
   ExpectAllStored(second);
@@ -900,7 +902,7 @@ TEST_F(UploaderTest, SpillFileGoesOnlyAfterItsPutAndALaterSync) {
   o.wave_size = 8;
   MakeUploaderOn(order_.get(), o);
   uploader_->Start();
-  WAVEFS_ASSERT_OK(uploader_->Drain(30s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   order_->StopWatching();
   order_->Check("end");
 
@@ -911,7 +913,7 @@ TEST_F(UploaderTest, SpillFileGoesOnlyAfterItsPutAndALaterSync) {
   EXPECT_EQ(order_->concurrent_syncs(), 0) << "two Sync() calls overlapped";
   EXPECT_EQ(probe_->violations(), 0);
   EXPECT_TRUE(
-      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 2000ms))
+      WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 30s))
       << uploader_->stats().sticky_error;
 }
 
@@ -931,19 +933,26 @@ TEST_F(UploaderTest, FailingStoreIsProbedNotHammered) {
   MakeUploader(o);
   uploader_->Start();
   uploader_->Notify();
-  std::this_thread::sleep_for(1000ms);  // the window observed
-  const int puts = probe_->puts();
+  // The store was found failing (a chunk's two attempts failed): wait for
+  // that instead of hoping a fixed time is enough for it.
+  ASSERT_TRUE(
+      WaitFor([&] { return !uploader_->stats().sticky_error.empty(); }, 30s));
+  const int before = probe_->puts();
+  EXPECT_GE(before, 2);
+  // The window observed. It only bounds the puts from above, and a slower
+  // machine only makes fewer.
+  std::this_thread::sleep_for(1000ms);
+  const int puts = probe_->puts() - before;
   // Four workers retrying freely: ~4 puts per 20-40 ms, over 100 in the
-  // second. Paused and probing: 8 at first, then 2 per pause (20, 40, 80,
-  // 100, 100... ms), ~25. A slower machine only makes fewer.
+  // second. Paused and probing: 2 per pause (20, 40, 80, 100, 100... ms),
+  // ~20.
   EXPECT_LT(puts, 60) << "the failing store was hammered";
-  EXPECT_GE(puts, 2);
   EXPECT_FALSE(uploader_->stats().sticky_error.empty());
   EXPECT_EQ(index_->pending_chunks(), 16u);
 
   // Once it answers, everything goes.
   faults_.LiftAll();
-  WAVEFS_ASSERT_OK(uploader_->Drain(20s, nullptr));
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
   EXPECT_EQ(index_->pending_chunks(), 0u);
   EXPECT_EQ(SpillCount(), 0u);
 }
