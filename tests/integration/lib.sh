@@ -463,6 +463,9 @@ it_cleanup() {
     pid_alive "$pid" || continue
     if ! wait_pid_exit "$pid" 30; then
       it_log "cleanup: daemon $pid still running, sending SIGTERM"
+      # Name the process: a leftover that is not one of our daemons was
+      # seen once in a chroot run and could not be identified afterwards.
+      it_log "cleanup: $(ps -o pid=,ppid=,stat=,etime=,args= -p "$pid" 2>/dev/null | cut -c1-300)"
       kill -TERM "$pid" 2>/dev/null
       if ! wait_pid_exit "$pid" 10; then
         it_log "cleanup: daemon $pid ignores SIGTERM, sending SIGKILL"
