@@ -48,25 +48,26 @@ void FaultStore::LiftAll() {
   for (auto& hook : hooks_) hook = nullptr;
 }
 
-FaultStore::RuleId FaultStore::FailPuts(Status status, uint64_t times,
-                                        uint64_t skip) {
-  Rule r = MakeRule(Op::kPut, Effect::kFail, times, skip);
+FaultStore::RuleId FaultStore::Fail(Op op, Status status, uint64_t times,
+                                    uint64_t skip) {
+  Rule r = MakeRule(op, Effect::kFail, times, skip);
   r.status = std::move(status);
   return Add(std::move(r));
+}
+
+FaultStore::RuleId FaultStore::FailPuts(Status status, uint64_t times,
+                                        uint64_t skip) {
+  return Fail(Op::kPut, std::move(status), times, skip);
 }
 
 FaultStore::RuleId FaultStore::FailGets(Status status, uint64_t times,
                                         uint64_t skip) {
-  Rule r = MakeRule(Op::kGet, Effect::kFail, times, skip);
-  r.status = std::move(status);
-  return Add(std::move(r));
+  return Fail(Op::kGet, std::move(status), times, skip);
 }
 
 FaultStore::RuleId FaultStore::FailSyncs(Status status, uint64_t times,
                                          uint64_t skip) {
-  Rule r = MakeRule(Op::kSync, Effect::kFail, times, skip);
-  r.status = std::move(status);
-  return Add(std::move(r));
+  return Fail(Op::kSync, std::move(status), times, skip);
 }
 
 FaultStore::RuleId FaultStore::TearPuts(size_t keep_bytes, uint64_t times,

@@ -72,6 +72,8 @@ class FaultStore : public ForwardingStore {
   void LiftAll();
 
   // Shorthands for the common rules.
+  // op fails with status (`times` firings after `skip` matching calls).
+  RuleId Fail(Op op, Status status, uint64_t times = 1, uint64_t skip = 0);
   RuleId FailPuts(Status status, uint64_t times = 1, uint64_t skip = 0);
   RuleId FailGets(Status status, uint64_t times = 1, uint64_t skip = 0);
   RuleId FailSyncs(Status status, uint64_t times = 1, uint64_t skip = 0);

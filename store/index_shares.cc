@@ -174,24 +174,28 @@ Status Index::AddShare(const ShareId& id, const std::vector<Address>& addresses,
   return Commit(&b, true);
 }
 
-Result<std::string> Index::GetSharePayload(const ShareId& id) {
+namespace {
+
+// The decoded record of share id; kNotFound when there is none.
+Result<ShareRecord> ReadShareRecord(rocksdb::DB* db, const ShareId& id) {
   std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ShareKey(id), &v);
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ShareKey(id), &v);
   if (s.IsNotFound())
     return Status::Error(Code::kNotFound, "no share " + IdToHex(id));
   WAVEFS_RETURN_IF_ERROR(Rocks(s, "read share record"));
-  auto r = DecodeShareRecord(v, id);
+  return DecodeShareRecord(v, id);
+}
+
+}  // namespace
+
+Result<std::string> Index::GetSharePayload(const ShareId& id) {
+  auto r = ReadShareRecord(db_.get(), id);
   if (!r.ok()) return r.status();
   return std::move(r->payload);
 }
 
 Result<std::vector<Address>> Index::GetShareAddresses(const ShareId& id) {
-  std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ShareKey(id), &v);
-  if (s.IsNotFound())
-    return Status::Error(Code::kNotFound, "no share " + IdToHex(id));
-  WAVEFS_RETURN_IF_ERROR(Rocks(s, "read share record"));
-  auto r = DecodeShareRecord(v, id);
+  auto r = ReadShareRecord(db_.get(), id);
   if (!r.ok()) return r.status();
   return std::move(r->addresses);
 }
