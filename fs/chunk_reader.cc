@@ -31,7 +31,8 @@ ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
       format_(format),
       options_(options),
       cache_(options.cache_chunks),
-      windows_(options.read_window > 0 ? options.window_entries : 0) {
+      windows_(options.read_window > 0 ? options.window_entries : 0),
+      read_window_(options.read_window) {
   for (int i = 0; i < options_.prefetch_depth; ++i)
     prefetchers_.emplace_back([this] { PrefetchLoop(); });
 }
@@ -101,8 +102,9 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
       // windows around them), and keep no whole chunk (the page cache keeps
       // what the reader reads again).
       lock.unlock();
-      Status st = options_.read_window > 0 ? ReadWindows(r, in, stored, dst)
-                                           : ReadSegments(r, in, stored, dst);
+      const uint64_t window = read_window_.load(std::memory_order_relaxed);
+      Status st = window > 0 ? ReadWindows(r, window, in, stored, dst)
+                             : ReadSegments(r, in, stored, dst);
       lock.lock();
       if (!st.ok()) {
         spdlog::error("inode {} chunk {}: {}", f->ino, idx, st.ToString());
@@ -189,9 +191,8 @@ Status ChunkReader::ReadObject(
   return st.ok() ? st : st.Annotate("fetch chunk " + ToHex(address));
 }
 
-Status ChunkReader::ReadWindows(const ChunkRef& ref, uint64_t offset,
-                                uint64_t len, char* dst) {
-  const uint64_t window = options_.read_window;
+Status ChunkReader::ReadWindows(const ChunkRef& ref, uint64_t window,
+                                uint64_t offset, uint64_t len, char* dst) {
   uint64_t pos = offset;
   while (pos < offset + len) {
     const uint64_t w = pos / window;

@@ -54,6 +54,11 @@ class ChunkReader {
   // The whole decrypted chunk (through the cache).
   Result<ChunkData> FetchChunk(const ChunkRef& ref);
   uint64_t segment_reads() const { return segment_reads_.load(); }
+  // Turns the read windows off (0) once the kernel sends whole reads in one
+  // request (fs/kernel_readahead.h): a random read then fetches exactly the
+  // segments it covers, one request, however it sits against the windows.
+  void DisableReadWindows() { read_window_.store(0); }
+  uint64_t read_window() const { return read_window_.load(); }
 
  private:
   // The ciphertext object (range: {offset, length} of it; none: all), from
@@ -64,10 +69,10 @@ class ChunkReader {
   // Format 2 only: plaintext [offset, offset + len) of a chunk to dst.
   Status ReadSegments(const ChunkRef& ref, uint64_t offset, uint64_t len,
                       char* dst);
-  // The same through aligned windows of options_.read_window bytes, each
-  // fetched once (single-flight) and kept in windows_.
-  Status ReadWindows(const ChunkRef& ref, uint64_t offset, uint64_t len,
-                     char* dst);
+  // The same through aligned windows of `window` bytes, each fetched once
+  // (single-flight) and kept in windows_.
+  Status ReadWindows(const ChunkRef& ref, uint64_t window, uint64_t offset,
+                     uint64_t len, char* dst);
   std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
   void PrefetchLoop();
 
@@ -89,6 +94,7 @@ class ChunkReader {
   bool stopping_ = false;  // under prefetch_mu_
   std::vector<std::thread> prefetchers_;
   std::atomic<uint64_t> segment_reads_{0};
+  std::atomic<uint64_t> read_window_;  // options_.read_window until disabled
 };
 
 }  // namespace wavefs

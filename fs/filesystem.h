@@ -103,6 +103,9 @@ class Filesystem {
   // inode whenever a failed commit drops a file's changes, so the FUSE layer
   // can tell the kernel to forget the pages it cached of them. Empty: none.
   void SetDroppedListener(std::function<void(uint64_t ino)> listener);
+  // The kernel sends whole reads in one request: random reads need no
+  // windows (ChunkReader::DisableReadWindows).
+  void DisableReadWindows() { reader_.DisableReadWindows(); }
 
   // --- names ---------------------------------------------------------------
   Result<InodeAttr> Lookup(uint64_t parent, const std::string& name);

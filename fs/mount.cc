@@ -17,6 +17,7 @@
 #include "chunker/crypto.h"
 #include "fs/commands.h"
 #include "fs/fuse_ops.h"
+#include "fs/kernel_readahead.h"
 #include "fs/maintenance.h"
 #include "fs/sd_notify.h"
 #include "fs/share_service.h"
@@ -28,6 +29,10 @@
 
 namespace wavefs {
 namespace {
+
+// The mount's kernel readahead: FUSE requests carry at most 1 MiB
+// (max_pages follows max_write), so more would only add requests in flight.
+constexpr uint32_t kKernelReadaheadKib = 1024;
 
 // Where the daemon tells `wavefs unmount` how draining goes.
 std::string StatusPath(const std::string& meta_dir) {
@@ -241,6 +246,18 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     fuse_session_destroy(se);
     return report.Fail("cannot mount at " + o.mountpoint + " (details in " +
                        o.log_file + ")");
+  }
+  // Whole reads in one request (fs/kernel_readahead.h). Root only; others
+  // keep the kernel's 128 KiB pieces, which the S3 read windows then join.
+  if (auto ra = SetKernelReadahead(o.mountpoint, kKernelReadaheadKib);
+      ra.ok() && *ra >= kKernelReadaheadKib) {
+    fs->DisableReadWindows();
+    spdlog::info("kernel readahead of the mount: {} KiB", *ra);
+  } else {
+    spdlog::info(
+        "kernel readahead of the mount stays at the kernel's default ({}): "
+        "reads arrive in 128 KiB pieces",
+        ra.ok() ? std::to_string(*ra) + " KiB" : ra.status().ToString());
   }
   // A failed commit drops a file's changes; pages the kernel cached of them
   // must go, for handles open now too.

@@ -69,8 +69,9 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   b.fs.spill_reserve_bytes = o.spill_reserve;
   if (o.location.kind == StoreLocation::Kind::kS3) {
     // A GET costs milliseconds before its first byte: keep two in flight
-    // for a sequential reader, and make a random read one request per
-    // 1 MiB instead of one per 128 KiB piece the kernel sends.
+    // for a sequential reader, and, where the kernel readahead cannot be
+    // raised (not root; fs/kernel_readahead.h), make a random read one
+    // request per 1 MiB instead of one per 128 KiB piece the kernel sends.
     b.fs.prefetch_depth = 2;
     b.fs.read_window = 1 << 20;
     // The deeper prefetch needs one more cached chunk; one reused fetch

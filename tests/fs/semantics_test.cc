@@ -286,6 +286,45 @@ TEST_F(FsTest, ReadWindowsServeTheKernelsPiecesWithOneFetch) {
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
 }
 
+// Once the kernel sends a whole 1 MiB read in one request (the mount's
+// readahead raised, fs/kernel_readahead.h), windows would turn a read that
+// straddles two of them into two fetches of 1 MiB each; without windows it
+// is one fetch of the segments it covers.
+TEST_F(FsTest, WithoutWindowsAWholeReadIsOneFetchOfItsSegments) {
+  const std::string data = RandomBytes(2 * kC, 62);
+  const uint64_t ino = WriteFile("f", data);
+  Drain();
+  FsOptions o = TestOptions();
+  o.read_window = 1 << 20;
+  Remount(o);
+  const uint64_t at = kC + (1 << 19);  // half a window in
+  auto h = OpenH(ino);
+  uint64_t gets = store_->gets(), bytes = store_->bytes_got();
+  std::string got = ReadAt(h.get(), at, 1 << 20, 1 << 20);
+  EXPECT_TRUE(SameBytes(data.substr(at, 1 << 20), got));
+  EXPECT_EQ(store_->gets() - gets, 2u) << "windows: one fetch per window";
+  EXPECT_GE(store_->bytes_got() - bytes, 2u << 20);
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
+
+  Remount(o);
+  fs_->DisableReadWindows();
+  h = OpenH(ino);
+  gets = store_->gets();
+  bytes = store_->bytes_got();
+  got = ReadAt(h.get(), at, 1 << 20, 1 << 20);
+  EXPECT_TRUE(SameBytes(data.substr(at, 1 << 20), got));
+  EXPECT_EQ(store_->gets() - gets, 1u);
+  // 16 segments of 64 KiB and their tags, nothing around them.
+  EXPECT_LE(store_->bytes_got() - bytes, (1u << 20) + 16 * 64);
+  EXPECT_GE(store_->bytes_got() - bytes, 1u << 20);
+  // Unaligned to segments too: 17 segments, still one fetch.
+  gets = store_->gets();
+  got = ReadAt(h.get(), at + 1000, 1 << 20, 1 << 20);
+  EXPECT_TRUE(SameBytes(data.substr(at + 1000, 1 << 20), got));
+  EXPECT_EQ(store_->gets() - gets, 1u);
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
+}
+
 TEST(ErrnoMapTest, KeepsTheSavedErrnoWhereItSaysMore) {
   EXPECT_EQ(ErrnoOf(Status::FromErrno(EROFS, "x")), EROFS);
   EXPECT_EQ(ErrnoOf(Status::FromErrno(EMFILE, "x")), EMFILE);

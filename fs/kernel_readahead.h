@@ -1,0 +1,28 @@
+// The kernel's readahead for a FUSE mount.
+//
+// The kernel caps a FUSE mount's readahead at its block-device default
+// (128 KiB), whatever max_readahead the daemon asks for in FUSE_INIT. Every
+// cold read then reaches the daemon in 128 KiB pieces: a 1 MiB read is eight
+// requests, and against S3 eight GETs or one shared window. Raising the
+// mount's backing-device readahead (/sys/class/bdi/MAJ:MIN/read_ahead_kb,
+// root only) makes a 1 MiB read one 1 MiB request, and gives a sequential
+// reader 1 MiB requests instead of 128 KiB ones.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "util/status.h"
+
+namespace wavefs {
+
+// The backing-device id ("MAJ:MIN") of the mount at `mountpoint`, from
+// /proc/self/mountinfo (no FUSE request: safe before the session loop runs).
+Result<std::string> MountDeviceId(const std::string& mountpoint);
+
+// Sets the readahead of the mount at `mountpoint` to `kib` KiB; returns the
+// value now in effect. `sysfs_root` is "/sys" except in tests.
+Result<uint32_t> SetKernelReadahead(const std::string& mountpoint, uint32_t kib,
+                                    const std::string& sysfs_root = "/sys");
+
+}  // namespace wavefs
