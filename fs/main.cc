@@ -107,6 +107,12 @@ int main(int argc, char** argv) {
       ->add_option("--snapshot-keep", mo.snapshot_keep,
                    "Index snapshots kept in the store")
       ->capture_default_str();
+  mount
+      ->add_option("--gc-interval", mo.gc_interval_s,
+                   "Seconds between automatic gc runs in the daemon, as "
+                   "'wavefs gc MOUNTPOINT' does them (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 
   auto* unmount = app.add_subcommand(
       "unmount", "Unmount and wait until every pending wave is in the store");

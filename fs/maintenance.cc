@@ -26,7 +26,32 @@ Maintenance::Maintenance(Filesystem* fs, Index* index, Spill* spill,
 
 Maintenance::~Maintenance() { Stop(); }
 
+void Maintenance::ScheduleGc(std::chrono::seconds interval) {
+  scheduler_ = std::thread([this, interval] {
+    std::unique_lock<std::mutex> lock(schedule_mu_);
+    while (!schedule_cv_.wait_for(lock, interval,
+                                  [this] { return schedule_stop_; })) {
+      lock.unlock();
+      Status st = Start(kXattrGc, "run");
+      if (st.code() == Code::kBusy)
+        spdlog::info("scheduled gc skipped: a gc or fsck is running");
+      else if (!st.ok())
+        spdlog::warn("scheduled gc did not start: {}", st.ToString());
+      else
+        spdlog::info("scheduled gc started (--gc-interval {} s)",
+                     interval.count());
+      lock.lock();
+    }
+  });
+}
+
 void Maintenance::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(schedule_mu_);
+    schedule_stop_ = true;
+  }
+  schedule_cv_.notify_all();
+  if (scheduler_.joinable()) scheduler_.join();
   cancel_ = true;
   std::thread t;
   {

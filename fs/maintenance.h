@@ -12,10 +12,15 @@
 // returns its state as key=value lines (state=idle|running|done|failed,
 // phase, done, total, then the report). One task at a time: kBusy
 // (EBUSY) otherwise. Only root or the daemon's owner may start one.
+// ScheduleGc runs a gc every interval on its own (`--gc-interval`), exactly
+// as `wavefs gc MOUNTPOINT` would; a gc or fsck already running when one is
+// due makes it skip that turn.
 // Thread safety: thread-safe. Destroy (or Stop) before the Filesystem.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -45,7 +50,11 @@ class Maintenance {
   Status Start(const std::string& name, const std::string& args);
   // The state of the last task started under that name.
   std::string StatusText(const std::string& name);
-  // Cancels a running gc (what it deleted stays deleted) and joins.
+  // Starts a gc every `interval` (the first one `interval` after this call).
+  // Call once.
+  void ScheduleGc(std::chrono::seconds interval);
+  // Ends the schedule, cancels a running gc (what it deleted stays
+  // deleted) and joins.
   void Stop();
   // What gc keeps for the index snapshots (GcOptions::snapshot_addresses).
   // Set before the first Start.
@@ -78,6 +87,11 @@ class Maintenance {
   std::atomic<bool> cancel_{false};
   std::function<Status(const std::function<void(const Address&)>&)>
       snapshot_addresses_;
+  // The gc schedule (ScheduleGc).
+  std::mutex schedule_mu_;
+  std::condition_variable schedule_cv_;
+  bool schedule_stop_ = false;  // under schedule_mu_
+  std::thread scheduler_;
 };
 
 }  // namespace wavefs

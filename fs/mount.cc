@@ -176,6 +176,8 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
       [&store, snapshot_key](const std::function<void(const Address&)>& fn) {
         return ForEachSnapshotAddress(&store, snapshot_key, fn);
       });
+  if (o.gc_interval_s > 0)
+    maintenance->ScheduleGc(std::chrono::seconds(o.gc_interval_s));
   std::unique_ptr<Snapshotter> snapshotter;
   if (auto sid = IdFromHex(o.store_id); sid.ok()) {
     SnapshotterOptions so;

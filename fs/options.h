@@ -55,6 +55,8 @@ struct MountOptions {
   uint64_t snapshot_changes = 1000;
   int snapshot_quiet_s = 10;
   int snapshot_keep = 10;
+  // Seconds between automatic gc runs in the daemon (0: none).
+  int gc_interval_s = 0;
 };
 
 // What each memory user gets out of --memory-limit.

@@ -146,3 +146,26 @@ wfs_unmount
 # Not mounted: gc opens the index itself.
 out=$(wfs gc "$STORE" 2>&1) || fail "gc of the unmounted store failed: $out"
 expect_eq "offline gc finds nothing more" "removed 0 of $live" "$(grep -o 'removed [0-9]* of [0-9]*' <<<"$out")"
+
+# Automatic gc (--gc-interval): the chunks of a deleted file go without
+# anyone running gc, while the mount is in use; the rest stays readable.
+wfs_mount --gc-interval 1
+garbage_before=$(store_chunk_count)
+rm "$MNT/new" "$LOCAL/new"
+read -r live live_bytes < <(live_chunks "$LOCAL")
+expect_lt "deleting 'new' left garbage" "$live" "$garbage_before"
+deadline=$(( $(date +%s) + 60 ))
+while [ "$(store_chunk_count)" -ne "$live" ] && [ "$(date +%s)" -lt "$deadline" ]; do
+  sleep 0.5
+done
+expect_eq "the scheduled gc removed the deleted file's chunks" "$live" "$(store_chunk_count)"
+state=$(getfattr --only-values -n user.wavefs.gc "$MNT" 2>/dev/null | sed -n 's/^state=//p')
+grep -qx 'done\|running' <<<"$state" || fail "user.wavefs.gc says state '$state', not a gc that ran"
+pass "user.wavefs.gc shows the scheduled gc ($state)"
+drop_caches
+verify_all "after the scheduled gc"
+wfs_unmount
+log=$(sed -n '/scheduled gc started (--gc-interval 1 s)/,$p' "$WAVEFS_HOME"/*/wavefs.log)
+grep -q 'gc: removed [1-9][0-9]* of' <<<"$log" ||
+  fail "the daemon log shows no scheduled gc that removed chunks"
+pass "the daemon log names the scheduled gc and what it removed"
