@@ -10,6 +10,12 @@ Status ChunkStore::PutFile(const Address& address, const std::string& path,
   return Put(address, *scratch);
 }
 
+void ChunkStore::RemoveMany(std::span<const Address> addresses,
+                            std::vector<Status>* results) {
+  results->clear();
+  for (const Address& a : addresses) results->push_back(Remove(a));
+}
+
 Status ChunkStore::GetRange(const Address& address, uint64_t offset, size_t len,
                             std::vector<uint8_t>* out) {
   WAVEFS_RETURN_IF_ERROR(Get(address, out));

@@ -55,6 +55,11 @@ class ChunkStore {
                           std::vector<uint8_t>* out);
   virtual Result<bool> Has(const Address& address) = 0;
   virtual Status Remove(const Address& address) = 0;
+  // Removes every address; (*results)[i] is the outcome for addresses[i]
+  // (an absent object is ok, as for Remove). The default calls Remove for
+  // each; S3 sends one DeleteObjects request per 1000 addresses (gc).
+  virtual void RemoveMany(std::span<const Address> addresses,
+                          std::vector<Status>* results);
   // Calls fn for every stored address, in no particular order.
   virtual Status List(const std::function<void(const Address&)>& fn) = 0;
   // The same with each object's size in bytes (gc and fsck report bytes).

@@ -111,6 +111,11 @@ class FaultStore : public ForwardingStore {
                   std::vector<uint8_t>* out) override;
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;
+  // One Remove per address, so kRemove rules match each of a batch.
+  void RemoveMany(std::span<const Address> addresses,
+                  std::vector<Status>* results) override {
+    ChunkStore::RemoveMany(addresses, results);
+  }
   Status List(const std::function<void(const Address&)>& fn) override;
   std::string Describe() const override;
 

@@ -39,6 +39,11 @@ Status ForwardingStore::Remove(const Address& address) {
   return inner_->Remove(address);
 }
 
+void ForwardingStore::RemoveMany(std::span<const Address> addresses,
+                                 std::vector<Status>* results) {
+  inner_->RemoveMany(addresses, results);
+}
+
 Status ForwardingStore::List(const std::function<void(const Address&)>& fn) {
   return inner_->List(fn);
 }

@@ -29,6 +29,8 @@ class ForwardingStore : public ChunkStore {
                   std::vector<uint8_t>* out) override;
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;
+  void RemoveMany(std::span<const Address> addresses,
+                  std::vector<Status>* results) override;
   Status List(const std::function<void(const Address&)>& fn) override;
   Status ListSized(
       const std::function<void(const Address&, uint64_t)>& fn) override;

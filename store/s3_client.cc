@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -74,6 +75,15 @@ class Md5 {
     EVP_DigestFinal_ex(ctx_, d, &n);
     return ToHex({d, n});
   }
+  // The digest in base64 (a Content-MD5 header).
+  std::string Base64Digest() {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_, d, &n);
+    unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    const int len = EVP_EncodeBlock(b64, d, static_cast<int>(n));
+    return std::string(reinterpret_cast<char*>(b64), static_cast<size_t>(len));
+  }
 
  private:
   EVP_MD_CTX* ctx_;
@@ -121,11 +131,11 @@ struct S3Client::Handle {
 };
 
 struct S3Client::Request {
-  std::string method = "GET";  // GET PUT HEAD DELETE
+  std::string method = "GET";  // GET PUT HEAD DELETE POST
   std::string key;             // full object key; empty: the bucket
   std::string query;           // sorted and encoded, without '?'
   std::vector<std::string> headers;
-  std::span<const uint8_t> body;        // PUT from memory
+  std::span<const uint8_t> body;        // PUT from memory, POST
   std::string body_path;                // PUT streamed from a file
   std::vector<uint8_t>* out = nullptr;  // GET body (2xx only)
   std::string what;                     // for messages: "put chunk ab12..."
@@ -352,6 +362,11 @@ S3Client::Response S3Client::Perform(const Request& req) {
     curl_easy_setopt(c, CURLOPT_SEEKDATA, &t);
   } else if (req.method == "HEAD") {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (req.method == "POST") {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(req.body.size()));
   } else if (req.method != "GET") {
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
@@ -520,6 +535,95 @@ Status S3Client::Delete(const std::string& key) {
   Status st = Run(req, &resp);
   if (st.code() == Code::kNotFound && resp.status == 404) return Status::Ok();
   return st;
+}
+
+void S3Client::DeleteMany(const std::vector<std::string>& keys,
+                          std::vector<Status>* results) {
+  constexpr size_t kMaxKeys = 1000;  // S3's limit per DeleteObjects
+  results->assign(keys.size(), Status::Ok());
+  auto escape = [](const std::string& s) {
+    std::string o;
+    for (char ch : s) {
+      switch (ch) {
+        case '&':
+          o += "&amp;";
+          break;
+        case '<':
+          o += "&lt;";
+          break;
+        case '>':
+          o += "&gt;";
+          break;
+        case '"':
+          o += "&quot;";
+          break;
+        case '\'':
+          o += "&apos;";
+          break;
+        default:
+          o += ch;
+      }
+    }
+    return o;
+  };
+  for (size_t from = 0; from < keys.size(); from += kMaxKeys) {
+    const size_t to = std::min(keys.size(), from + kMaxKeys);
+    std::map<std::string, size_t> index_of;
+    std::string xml = "<Delete><Quiet>true</Quiet>";
+    for (size_t i = from; i < to; ++i) {
+      xml += "<Object><Key>" + escape(keys[i]) + "</Key></Object>";
+      index_of[keys[i]] = i;
+    }
+    xml += "</Delete>";
+    Md5 md5;
+    md5.Update(xml.data(), xml.size());
+    Request req;
+    req.method = "POST";
+    // SigV4 signs the query as given: a valueless subresource as "name=".
+    req.query = "delete=";
+    req.body = std::span<const uint8_t>(
+        reinterpret_cast<const uint8_t*>(xml.data()), xml.size());
+    req.headers = {"Content-Type: application/xml",
+                   "Content-MD5: " + md5.Base64Digest()};
+    req.what = "delete " + std::to_string(to - from) + " objects";
+    std::vector<uint8_t> answer;
+    req.out = &answer;
+    Response resp;
+    Status st = Run(req, &resp);
+    if (!st.ok()) {
+      for (size_t i = from; i < to; ++i) (*results)[i] = st;
+      continue;
+    }
+    // Quiet: only the keys that failed, each an <Error> with <Key>, <Code>
+    // and <Message>.
+    const std::string body(answer.begin(), answer.end());
+    size_t pos = 0;
+    while ((pos = body.find("<Error>", pos)) != std::string::npos) {
+      const size_t end = body.find("</Error>", pos);
+      if (end == std::string::npos) break;
+      const std::string one = body.substr(pos, end - pos);
+      pos = end;
+      std::string key = XmlValue(one, "Key");
+      for (const auto& [entity, ch] :
+           {std::pair<std::string, char>{"&lt;", '<'},
+            {"&gt;", '>'},
+            {"&quot;", '"'},
+            {"&apos;", '\''},
+            {"&amp;", '&'}}) {
+        for (size_t at; (at = key.find(entity)) != std::string::npos;)
+          key.replace(at, entity.size(), 1, ch);
+      }
+      auto it = index_of.find(key);
+      if (it == index_of.end()) continue;
+      const std::string code = XmlValue(one, "Code");
+      if (code == "NoSuchKey") continue;  // absent: ok, as for Delete
+      (*results)[it->second] = Status::Error(
+          code == "SlowDown" || code == "InternalError" ? Code::kUnavailable
+                                                        : Code::kIo,
+          config_.Describe() + ": delete " + it->first + ": " + code + " " +
+              XmlValue(one, "Message"));
+    }
+  }
 }
 
 Status S3Client::List(const std::string& prefix,

@@ -74,6 +74,11 @@ class S3Client {
   // The object's size, or nullopt when absent.
   Result<std::optional<uint64_t>> Head(const std::string& key);
   Status Delete(const std::string& key);
+  // DeleteObjects (POST ?delete, quiet), up to 1000 keys a request;
+  // (*results)[i] is the outcome for keys[i]: a key S3 reports an error for
+  // gets it, a failed request gives its status to every key it carried.
+  void DeleteMany(const std::vector<std::string>& keys,
+                  std::vector<Status>* results);
   // Every key under prefix (full keys), page by page.
   Status List(const std::string& prefix,
               const std::function<void(const std::string&)>& fn);

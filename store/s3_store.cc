@@ -47,6 +47,14 @@ Status S3Store::Remove(const Address& address) {
   return client_->Delete(KeyOf(address));
 }
 
+void S3Store::RemoveMany(std::span<const Address> addresses,
+                         std::vector<Status>* results) {
+  std::vector<std::string> keys;
+  keys.reserve(addresses.size());
+  for (const Address& a : addresses) keys.push_back(KeyOf(a));
+  client_->DeleteMany(keys, results);
+}
+
 Status S3Store::List(const std::function<void(const Address&)>& fn) {
   return ListSized([&](const Address& a, uint64_t) { fn(a); });
 }

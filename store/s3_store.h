@@ -31,6 +31,9 @@ class S3Store : public ChunkStore {
                   std::vector<uint8_t>* out) override;
   Result<bool> Has(const Address& address) override;
   Status Remove(const Address& address) override;
+  // DeleteObjects, 1000 keys a request.
+  void RemoveMany(std::span<const Address> addresses,
+                  std::vector<Status>* results) override;
   Status List(const std::function<void(const Address&)>& fn) override;
   Status ListSized(
       const std::function<void(const Address&, uint64_t)>& fn) override;

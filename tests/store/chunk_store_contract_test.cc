@@ -84,6 +84,7 @@ struct FaultMemoryEnv {
 struct S3Env {
   static constexpr bool kMovesSourceFile = false;
   TempDir tmp;
+  std::shared_ptr<S3Client> client;
   std::unique_ptr<ChunkStore> store;
   S3Env() {
     const char* endpoint = std::getenv("WAVEFS_S3_ENDPOINT");
@@ -100,7 +101,7 @@ struct S3Env {
     if (!loc.ok()) return;
     Status creds = LoadS3Credentials(&loc->s3);
     EXPECT_TRUE(creds.ok()) << creds.ToString();
-    auto client = std::make_shared<S3Client>(loc->s3);
+    client = std::make_shared<S3Client>(loc->s3);
     Status made = client->CreateBucket();
     EXPECT_TRUE(made.ok()) << made.ToString();
     store = std::make_unique<S3Store>(client);
@@ -234,6 +235,49 @@ TYPED_TEST(ChunkStoreContractTest, RemoveDeletesTheObject) {
 TYPED_TEST(ChunkStoreContractTest, RemoveMissingIsOk) {
   WAVEFS_EXPECT_OK(this->store().Remove(MakeAddress(14)));
 }
+
+// gc's batched delete (S3: DeleteObjects): every listed object goes, an
+// absent one is ok, and nothing else is touched.
+TYPED_TEST(ChunkStoreContractTest, RemoveManyRemovesExactlyThoseListed) {
+  std::vector<Address> doomed;
+  for (int seed = 40; seed < 45; ++seed) {
+    doomed.push_back(MakeAddress(seed));
+    WAVEFS_ASSERT_OK(this->store().Put(doomed.back(), MakeBytes(100, seed)));
+  }
+  const Address kept = MakeAddress(50);
+  WAVEFS_ASSERT_OK(this->store().Put(kept, MakeBytes(100, 50)));
+  doomed.push_back(MakeAddress(51));  // never stored
+  std::vector<Status> results;
+  this->store().RemoveMany(doomed, &results);
+  ASSERT_EQ(results.size(), doomed.size());
+  for (size_t i = 0; i < results.size(); ++i)
+    EXPECT_TRUE(results[i].ok()) << i << ": " << results[i].ToString();
+  EXPECT_EQ(this->ListAll(), std::set<Address>{kept});
+  this->store().RemoveMany({}, &results);
+  EXPECT_TRUE(results.empty());
+}
+
+#ifdef WAVEFS_CONTRACT_S3
+// gc on S3 deletes with DeleteObjects: 1,001 objects cost two requests, not
+// 1,001 DELETEs.
+TEST(S3StoreTest, RemoveManyIsOneRequestPerThousandObjects) {
+  S3Env env;
+  ASSERT_NE(env.store, nullptr);
+  std::vector<Address> doomed;
+  for (int seed = 0; seed < 1001; ++seed) doomed.push_back(MakeAddress(seed));
+  WAVEFS_ASSERT_OK(env.store->Put(doomed.front(), MakeBytes(10, 1)));
+  WAVEFS_ASSERT_OK(env.store->Put(doomed.back(), MakeBytes(10, 2)));
+  const uint64_t before = env.client->requests();
+  std::vector<Status> results;
+  env.store->RemoveMany(doomed, &results);
+  EXPECT_EQ(env.client->requests() - before, 2u);
+  ASSERT_EQ(results.size(), doomed.size());
+  for (const Status& st : results) EXPECT_TRUE(st.ok()) << st.ToString();
+  auto has = env.store->Has(doomed.back());
+  ASSERT_TRUE(has.ok());
+  EXPECT_FALSE(*has);
+}
+#endif
 
 TYPED_TEST(ChunkStoreContractTest, ListOfEmptyStoreIsEmpty) {
   EXPECT_TRUE(this->ListAll().empty());
