@@ -131,6 +131,7 @@ struct Offline {
   std::unique_ptr<ChunkStore> store;
   std::unique_ptr<Index> index;
   std::unique_ptr<Spill> spill;
+  std::string meta_dir;
   std::vector<int> lock_fds;
   ~Offline() {
     index.reset();
@@ -157,6 +158,7 @@ Status OpenOffline(const MaintOptions& o, Offline* off) {
   const std::string base = WavefsHome() + "/" + cfg->store_id;
   const std::string meta = o.meta_dir.empty() ? base + "/meta" : o.meta_dir;
   const std::string spill = o.spill_dir.empty() ? base + "/spill" : o.spill_dir;
+  off->meta_dir = meta;
   if (access((meta + "/index").c_str(), F_OK) != 0)
     return Status::Error(Code::kNotFound, "no index for " +
                                               off->where.Describe() + " in " +
@@ -233,11 +235,11 @@ int RunGc(const MaintOptions& o) {
     if (!secret.ok())
       return Fail(1, "gc must read the index snapshots to keep their chunks: " +
                          secret.status().message());
-    go.snapshot_addresses = [store = off.store.get(),
-                             key = DeriveSnapshotKey(*secret)](
-                                const std::function<void(const Address&)>& fn) {
-      return ForEachSnapshotAddress(store, key, fn);
-    };
+    go.snapshot_addresses =
+        [store = off.store.get(), key = DeriveSnapshotKey(*secret),
+         work = off.meta_dir](const std::function<void(const Address&)>& fn) {
+          return ForEachSnapshotAddress(store, key, work, fn);
+        };
   }
   auto r = CollectGarbage(off.index.get(), off.store.get(), go);
   line.Clear();

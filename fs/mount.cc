@@ -173,8 +173,9 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   // retained ones name, whether or not this mount takes new ones.
   const SnapshotKey snapshot_key = DeriveSnapshotKey(secret);
   maintenance->SetSnapshotAddresses(
-      [&store, snapshot_key](const std::function<void(const Address&)>& fn) {
-        return ForEachSnapshotAddress(&store, snapshot_key, fn);
+      [&store, snapshot_key,
+       work = o.meta_dir](const std::function<void(const Address&)>& fn) {
+        return ForEachSnapshotAddress(&store, snapshot_key, work, fn);
       });
   if (o.gc_interval_s > 0)
     maintenance->ScheduleGc(std::chrono::seconds(o.gc_interval_s));
@@ -186,6 +187,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     so.quiet = std::chrono::seconds(o.snapshot_quiet_s);
     so.keep = static_cast<size_t>(o.snapshot_keep);
     so.marker = o.meta_dir + "/snapshot-clean";
+    so.work_dir = o.meta_dir;
     snapshotter = std::make_unique<Snapshotter>(index->get(), &store,
                                                 snapshot_key, *sid, so);
     snapshotter->Start();

@@ -67,6 +67,18 @@ Status ChunkStore::PutObject(const std::string&, std::span<const uint8_t>) {
 Status ChunkStore::GetObject(const std::string&, std::vector<uint8_t>*) {
   return NoNamedObjects(*this);
 }
+Status ChunkStore::PutObjectFile(const std::string& name,
+                                 const std::string& path) {
+  std::vector<uint8_t> bytes;
+  WAVEFS_RETURN_IF_ERROR(ReadWholeFile(path, &bytes));
+  return PutObject(name, bytes);
+}
+Status ChunkStore::GetObjectToFile(const std::string& name,
+                                   const std::string& path) {
+  std::vector<uint8_t> bytes;
+  WAVEFS_RETURN_IF_ERROR(GetObject(name, &bytes));
+  return WriteFileAtomically(path, bytes, 0600);
+}
 Status ChunkStore::RemoveObject(const std::string&) {
   return NoNamedObjects(*this);
 }

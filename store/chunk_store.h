@@ -80,6 +80,13 @@ class ChunkStore {
   virtual Status PutObject(const std::string& name,
                            std::span<const uint8_t> bytes);
   virtual Status GetObject(const std::string& name, std::vector<uint8_t>* out);
+  // The same from and into local files, for objects too big to hold in
+  // memory (snapshots of large indexes). The defaults go through memory;
+  // the local and S3 stores stream. GetObjectToFile replaces `path`.
+  virtual Status PutObjectFile(const std::string& name,
+                               const std::string& path);
+  virtual Status GetObjectToFile(const std::string& name,
+                                 const std::string& path);
   virtual Status RemoveObject(const std::string& name);
   virtual Status ListObjects(
       const std::string& dir,

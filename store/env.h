@@ -42,6 +42,11 @@ class Env {
   virtual Status CreateFile(const std::string& path,
                             std::span<const uint8_t> data, unsigned mode,
                             bool direct) = 0;
+  // Creates `to` (O_EXCL) holding the bytes of the file `from`, without any
+  // fsync, like CreateFile. The default reads `from` whole and calls
+  // CreateFile (test envs); the POSIX Env copies in bounded blocks.
+  virtual Status CopyFile(const std::string& from, const std::string& to,
+                          unsigned mode);
   // fsync(2) of a file (its data and size) or of a directory (its entries).
   virtual Status SyncPath(const std::string& path) = 0;
   // syncfs(2) of the file system holding path: everything on it.

@@ -109,6 +109,20 @@ Status WriteViaTemp(const std::string& path, std::span<const uint8_t> data,
   return Status::Ok();
 }
 
+// Copies every byte of in_fd to out_fd in 1 MiB blocks.
+Status CopyFd(int in_fd, int out_fd, const std::string& from,
+              const std::string& to) {
+  std::vector<uint8_t> buf(1 << 20);
+  while (true) {
+    const ssize_t n = ::read(in_fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno(errno, "read " + from);
+    if (n == 0) return Status::Ok();
+    WAVEFS_RETURN_IF_ERROR(
+        WriteAll(out_fd, {buf.data(), static_cast<size_t>(n)}, to));
+  }
+}
+
 class PosixEnv : public Env {
  public:
   Status CreateFile(const std::string& path, std::span<const uint8_t> data,
@@ -121,6 +135,24 @@ class PosixEnv : public Env {
     const int rc = CloseFd(fd);
     if (st.ok() && rc != 0) st = Status::FromErrno(errno, "close " + path);
     if (!st.ok()) ::unlink(path.c_str());
+    return st;
+  }
+  Status CopyFile(const std::string& from, const std::string& to,
+                  unsigned mode) override {
+    int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return Status::FromErrno(errno, "open " + from);
+    int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                     static_cast<mode_t>(mode));
+    if (out < 0) {
+      const int err = errno;
+      CloseFd(in);
+      return Status::FromErrno(err, "create " + to);
+    }
+    Status st = CopyFd(in, out, from, to);
+    CloseFd(in);
+    const int rc = CloseFd(out);
+    if (st.ok() && rc != 0) st = Status::FromErrno(errno, "close " + to);
+    if (!st.ok()) ::unlink(to.c_str());
     return st;
   }
   Status SyncPath(const std::string& path) override { return FsyncPath(path); }
@@ -154,6 +186,13 @@ class PosixEnv : public Env {
 };
 
 }  // namespace
+
+Status Env::CopyFile(const std::string& from, const std::string& to,
+                     unsigned mode) {
+  std::vector<uint8_t> bytes;
+  WAVEFS_RETURN_IF_ERROR(ReadWholeFile(from, &bytes));
+  return CreateFile(to, bytes, mode, false);
+}
 
 Env* Env::Default() {
   static PosixEnv* env = new PosixEnv();
@@ -319,6 +358,36 @@ Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out) {
   if (!got.ok()) return got.status();
   out->resize(*got);  // the file shrank since fstat
   return Status::Ok();
+}
+
+Status CopyFileDurably(const std::string& from, const std::string& path,
+                       unsigned mode, Env* env) {
+  const std::string temp = TempPathFor(path);
+  WAVEFS_RETURN_IF_ERROR(env->CopyFile(from, temp, mode));
+  Status st = env->SyncPath(temp);
+  if (st.ok()) st = env->Rename(temp, path);
+  if (!st.ok()) {
+    (void)env->Unlink(temp);
+    return st.Annotate("writing " + path);
+  }
+  Status synced = env->SyncPath(DirOf(path));
+  return synced.ok() ? synced : synced.Annotate("writing " + path);
+}
+
+Status CopyFilePlain(const std::string& from, const std::string& to) {
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return Status::FromErrno(errno, "open " + from);
+  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out < 0) {
+    const int err = errno;
+    CloseFd(in);
+    return Status::FromErrno(err, "create " + to);
+  }
+  Status st = CopyFd(in, out, from, to);
+  CloseFd(in);
+  const int rc = CloseFd(out);
+  if (st.ok() && rc != 0) st = Status::FromErrno(errno, "close " + to);
+  return st;
 }
 
 void SetDirectIoForTesting(bool enabled) { direct_io_enabled.store(enabled); }

@@ -36,6 +36,14 @@ Status WriteFileAtomicallyDirect(const std::string& path,
                                  Env* env = Env::Default());
 Status FsyncPath(const std::string& path);  // a file or a directory
 Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out);
+// Like WriteFileDurably, with the bytes of the file `from` (copied through
+// env->CopyFile, so in bounded memory on the POSIX Env).
+Status CopyFileDurably(const std::string& from, const std::string& path,
+                       unsigned mode, Env* env = Env::Default());
+// Copies the file `from` to a new file `to` (replaced if present), in
+// 1 MiB blocks, without any fsync: scratch copies nobody relies on after
+// a crash.
+Status CopyFilePlain(const std::string& from, const std::string& to);
 // Reads exactly bytes [offset, offset + len) of a file into out (resized to
 // len). kNotFound when the file is absent, kCorrupt when it is shorter.
 // Uses O_DIRECT where the filesystem allows (see ReadWholeFileDirect).

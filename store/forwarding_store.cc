@@ -65,6 +65,16 @@ Status ForwardingStore::GetObject(const std::string& name,
   return inner_->GetObject(name, out);
 }
 
+Status ForwardingStore::PutObjectFile(const std::string& name,
+                                      const std::string& path) {
+  return inner_->PutObjectFile(name, path);
+}
+
+Status ForwardingStore::GetObjectToFile(const std::string& name,
+                                        const std::string& path) {
+  return inner_->GetObjectToFile(name, path);
+}
+
 Status ForwardingStore::RemoveObject(const std::string& name) {
   return inner_->RemoveObject(name);
 }

@@ -172,6 +172,22 @@ Status LocalStore::GetObject(const std::string& name,
   return ReadWholeFile(Root() + "/" + name, out);
 }
 
+Status LocalStore::PutObjectFile(const std::string& name,
+                                 const std::string& path) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  const std::string to = Root() + "/" + name;
+  WAVEFS_RETURN_IF_ERROR(MakeDirs(ShardOf(to), 0755));
+  return CopyFileDurably(path, to, 0644, env_);
+}
+
+Status LocalStore::GetObjectToFile(const std::string& name,
+                                   const std::string& path) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  return CopyFilePlain(Root() + "/" + name, path);
+}
+
 Status LocalStore::RemoveObject(const std::string& name) {
   if (!IsValidObjectName(name))
     return Status::Error(Code::kInvalid, "bad object name " + name);

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <map>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -138,6 +138,7 @@ struct S3Client::Request {
   std::span<const uint8_t> body;        // PUT from memory, POST
   std::string body_path;                // PUT streamed from a file
   std::vector<uint8_t>* out = nullptr;  // GET body (2xx only)
+  int out_fd = -1;                      // or GET body into this file
   std::string what;                     // for messages: "put chunk ab12..."
 };
 
@@ -214,6 +215,8 @@ namespace {
 struct Transfer {
   S3Client::Response* resp = nullptr;
   std::vector<uint8_t>* out = nullptr;
+  int out_fd = -1;
+  uint64_t written = 0;  // to out_fd
   // upload source
   std::span<const uint8_t> body;
   int fd = -1;
@@ -253,7 +256,19 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t len = size * n;
-  if (t->out != nullptr && t->resp->status / 100 == 2) {
+  if (t->out_fd >= 0 && t->resp->status / 100 == 2) {
+    for (size_t done = 0; done < len;) {
+      const ssize_t w = ::write(t->out_fd, data + done, len - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        t->resp->body_failed = true;
+        t->resp->body_error = std::string("write: ") + std::strerror(errno);
+        return 0;  // aborts the transfer
+      }
+      done += static_cast<size_t>(w);
+    }
+    t->written += len;
+  } else if (t->out != nullptr && t->resp->status / 100 == 2) {
     t->out->insert(t->out->end(), data, data + len);
   } else if (t->resp->body.size() < kMaxErrorBody) {
     t->resp->body.append(data, std::min(len, kMaxErrorBody));
@@ -322,6 +337,13 @@ S3Client::Response S3Client::Perform(const Request& req) {
     }
   }
   if (req.out != nullptr) req.out->clear();
+  t.out_fd = req.out_fd;
+  if (req.out_fd >= 0 && (::ftruncate(req.out_fd, 0) != 0 ||
+                          ::lseek(req.out_fd, 0, SEEK_SET) != 0)) {
+    resp.body_failed = true;
+    resp.body_error = std::string("truncate: ") + std::strerror(errno);
+    return resp;
+  }
 
   std::unique_ptr<Handle> h = TakeHandle();
   CURL* c = h->easy;
@@ -511,6 +533,29 @@ Status S3Client::Get(const std::string& key,
                          config_.Describe() + ": get " + key +
                              ": short range (object shorter than expected)");
   return Status::Ok();
+}
+
+Status S3Client::GetToFile(const std::string& key, const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno(errno, "create " + path);
+  Request req;
+  req.key = key;
+  req.out_fd = fd;
+  req.what = "get " + key;
+  Response resp;
+  Status st = Run(req, &resp);
+  struct stat sb {};
+  if (st.ok() && ::fstat(fd, &sb) != 0)
+    st = Status::FromErrno(errno, "stat " + path);
+  if (::close(fd) != 0 && st.ok())
+    st = Status::FromErrno(errno, "close " + path);
+  if (st.ok() && resp.content_length > 0 &&
+      static_cast<uint64_t>(sb.st_size) != resp.content_length)
+    st = Status::Error(Code::kCorrupt,
+                       config_.Describe() + ": get " + key + ": short body (" +
+                           std::to_string(sb.st_size) + " of " +
+                           std::to_string(resp.content_length) + " bytes)");
+  return st;
 }
 
 Result<std::optional<uint64_t>> S3Client::Head(const std::string& key) {

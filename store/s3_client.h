@@ -71,6 +71,8 @@ class S3Client {
   Status Get(const std::string& key,
              std::optional<std::pair<uint64_t, uint64_t>> range,
              std::vector<uint8_t>* out);
+  // The whole object into the file at path (replaced), streamed.
+  Status GetToFile(const std::string& key, const std::string& path);
   // The object's size, or nullopt when absent.
   Result<std::optional<uint64_t>> Head(const std::string& key);
   Status Delete(const std::string& key);

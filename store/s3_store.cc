@@ -87,6 +87,20 @@ Status S3Store::GetObject(const std::string& name, std::vector<uint8_t>* out) {
   return client_->Get(S3KeyOf(client_->config(), name), std::nullopt, out);
 }
 
+Status S3Store::PutObjectFile(const std::string& name,
+                              const std::string& path) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  return client_->PutFile(S3KeyOf(client_->config(), name), path, false);
+}
+
+Status S3Store::GetObjectToFile(const std::string& name,
+                                const std::string& path) {
+  if (!IsValidObjectName(name))
+    return Status::Error(Code::kInvalid, "bad object name " + name);
+  return client_->GetToFile(S3KeyOf(client_->config(), name), path);
+}
+
 Status S3Store::RemoveObject(const std::string& name) {
   if (!IsValidObjectName(name))
     return Status::Error(Code::kInvalid, "bad object name " + name);

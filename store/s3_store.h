@@ -42,6 +42,10 @@ class S3Store : public ChunkStore {
   Status PutObject(const std::string& name,
                    std::span<const uint8_t> bytes) override;
   Status GetObject(const std::string& name, std::vector<uint8_t>* out) override;
+  Status PutObjectFile(const std::string& name,
+                       const std::string& path) override;
+  Status GetObjectToFile(const std::string& name,
+                         const std::string& path) override;
   Status RemoveObject(const std::string& name) override;
   Status ListObjects(
       const std::string& dir,

@@ -1,8 +1,10 @@
 #include "store/snapshot.h"
 
+#include <fcntl.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -128,22 +130,24 @@ std::string SnapshotObjectName(const std::string& id) {
 
 SnapshotWriter::SnapshotWriter(const SnapshotKey& key,
                                const StoreIdBytes& store_id,
-                               const std::string& id, uint64_t created_ms) {
-  out_.insert(out_.end(), std::begin(kMagic), std::end(kMagic));
-  PutLe(&out_, kSnapshotVersion, 2);
-  PutLe(&out_, 0, 2);  // flags
-  out_.insert(out_.end(), store_id.begin(), store_id.end());
-  PutLe(&out_, created_ms, 8);
+                               const std::string& id, uint64_t created_ms,
+                               Sink sink)
+    : sink_(std::move(sink)) {
+  header_.insert(header_.end(), std::begin(kMagic), std::end(kMagic));
+  PutLe(&header_, kSnapshotVersion, 2);
+  PutLe(&header_, 0, 2);  // flags
+  header_.insert(header_.end(), store_id.begin(), store_id.end());
+  PutLe(&header_, created_ms, 8);
   const auto check = KeyCheck(key);
-  out_.insert(out_.end(), check.begin(), check.end());
-  PutLe(&out_, id.size(), 2);
-  out_.insert(out_.end(), id.begin(), id.end());
-  header_len_ = out_.size();
-  out_.resize(header_len_ + kStreamHeader);
+  header_.insert(header_.end(), check.begin(), check.end());
+  PutLe(&header_, id.size(), 2);
+  header_.insert(header_.end(), id.begin(), id.end());
+  out_ = header_;
+  out_.resize(header_.size() + kStreamHeader);
   auto* st = reinterpret_cast<crypto_secretstream_xchacha20poly1305_state*>(
       state_.data());
-  crypto_secretstream_xchacha20poly1305_init_push(st, out_.data() + header_len_,
-                                                  key.data());
+  crypto_secretstream_xchacha20poly1305_init_push(
+      st, out_.data() + header_.size(), key.data());
 }
 
 void SnapshotWriter::AddRecord(std::string_view key, std::string_view value) {
@@ -173,12 +177,19 @@ void SnapshotWriter::Seal(bool final) {
       state_.data());
   crypto_secretstream_xchacha20poly1305_push(
       st, out_.data() + at + 4, nullptr,
-      reinterpret_cast<const uint8_t*>(plain_.data()), n, out_.data(),
-      header_len_,
+      reinterpret_cast<const uint8_t*>(plain_.data()), n, header_.data(),
+      header_.size(),
       final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
             : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
   sodium_memzero(plain_.data(), n);
   plain_.erase(0, n);
+  // With a sink, the sealed bytes leave at once: the writer holds at most
+  // a frame of plaintext and one of ciphertext.
+  if (sink_) {
+    if (sink_status_.ok()) sink_status_ = sink_(out_);
+    bytes_ += out_.size();
+    out_.clear();
+  }
 }
 
 std::vector<uint8_t> SnapshotWriter::Finish() {
@@ -188,69 +199,83 @@ std::vector<uint8_t> SnapshotWriter::Finish() {
   while (plain_.size() > kSnapshotFrame) Seal(false);
   Seal(true);
   sodium_memzero(state_.data(), state_.size());
+  bytes_ += out_.size();
   return std::move(out_);
 }
 
 // --- reader --------------------------------------------------------------
 
-Status DecodeSnapshot(
-    std::span<const uint8_t> in, const SnapshotKey& key,
+namespace {
+
+// Reads exactly n bytes into dst; fewer only at the end of the object.
+using SnapshotSource = std::function<Result<size_t>(uint8_t* dst, size_t n)>;
+
+Status DecodeSnapshotFrom(
+    const SnapshotSource& read, const SnapshotKey& key,
     const std::string& expected_id, SnapshotHeader* header,
     const std::function<Status(std::string_view, std::string_view)>& record,
     const std::function<Status(const Address&)>& pending) {
   const std::string& name = expected_id;
-  if (in.size() < kFixedHeader) return Corrupt(name, "truncated header");
-  if (std::memcmp(in.data(), kMagic, sizeof kMagic) != 0)
+  // Reads exactly n bytes, or fails as truncated (`what`).
+  auto need = [&](std::vector<uint8_t>* buf, size_t at, size_t n,
+                  const std::string& id, const std::string& what) -> Status {
+    buf->resize(at + n);
+    auto got = read(buf->data() + at, n);
+    if (!got.ok()) return got.status();
+    if (*got != n)
+      return Corrupt(id, what == "header" ? "truncated header"
+                                          : "truncated (" + what + ")");
+    return Status::Ok();
+  };
+  std::vector<uint8_t> hdr;  // the header: every frame's associated data
+  WAVEFS_RETURN_IF_ERROR(need(&hdr, 0, kFixedHeader, name, "header"));
+  if (std::memcmp(hdr.data(), kMagic, sizeof kMagic) != 0)
     return Corrupt(name, "bad magic (not a wavefs snapshot)");
-  const uint64_t version = GetLe(in.data() + 8, 2);
+  const uint64_t version = GetLe(hdr.data() + 8, 2);
   if (version != kSnapshotVersion)
     return Status::Error(Code::kNotSupported,
                          "snapshot " + name + " has version " +
                              std::to_string(version) +
                              ", which this wavefs cannot read");
-  if (GetLe(in.data() + 10, 2) != 0) return Corrupt(name, "unknown flags");
+  if (GetLe(hdr.data() + 10, 2) != 0) return Corrupt(name, "unknown flags");
   SnapshotHeader h;
-  std::memcpy(h.store_id.data(), in.data() + 12, h.store_id.size());
-  h.created_ms = GetLe(in.data() + 28, 8);
-  const size_t id_len = GetLe(in.data() + kFixedHeader - 2, 2);
+  std::memcpy(h.store_id.data(), hdr.data() + 12, h.store_id.size());
+  h.created_ms = GetLe(hdr.data() + 28, 8);
+  const size_t id_len = GetLe(hdr.data() + kFixedHeader - 2, 2);
   if (id_len > kMaxIdLength) return Corrupt(name, "bad id length");
-  const size_t header_len = kFixedHeader + id_len;
-  if (in.size() < header_len + kStreamHeader)
-    return Corrupt(name, "truncated header");
-  h.id.assign(reinterpret_cast<const char*>(in.data()) + kFixedHeader, id_len);
+  WAVEFS_RETURN_IF_ERROR(need(&hdr, kFixedHeader, id_len, name, "header"));
+  h.id.assign(reinterpret_cast<const char*>(hdr.data()) + kFixedHeader, id_len);
+  std::vector<uint8_t> stream_header;
+  WAVEFS_RETURN_IF_ERROR(
+      need(&stream_header, 0, kStreamHeader, name, "header"));
   if (!expected_id.empty() && h.id != expected_id)
     return Corrupt(name, "it says it is snapshot " + h.id);
   const auto check = KeyCheck(key);
-  if (sodium_memcmp(check.data(), in.data() + 36, check.size()) != 0)
+  if (sodium_memcmp(check.data(), hdr.data() + 36, check.size()) != 0)
     return Status::Error(
         Code::kPermission,
         "wrong key: snapshot " + h.id + " was not made with this key file");
   crypto_secretstream_xchacha20poly1305_state st;
-  if (crypto_secretstream_xchacha20poly1305_init_pull(
-          &st, in.data() + header_len, key.data()) != 0)
+  if (crypto_secretstream_xchacha20poly1305_init_pull(&st, stream_header.data(),
+                                                      key.data()) != 0)
     return Corrupt(h.id, "bad stream header");
-  size_t pos = header_len + kStreamHeader;
   std::string plain;  // authenticated bytes not parsed yet
-  std::vector<uint8_t> frame;
+  std::vector<uint8_t> sealed, frame;
   bool final = false, ended = false;
   uint64_t records = 0, pendings = 0;
   for (uint64_t n = 0; !final; ++n) {
-    if (in.size() - pos < 4)
-      return Corrupt(h.id, "truncated (frame " + std::to_string(n) + ")");
-    const size_t len = GetLe(in.data() + pos, 4);
-    pos += 4;
+    const std::string where = "frame " + std::to_string(n);
+    WAVEFS_RETURN_IF_ERROR(need(&sealed, 0, 4, h.id, where));
+    const size_t len = GetLe(sealed.data(), 4);
     if (len < kFrameOverhead || len > kSnapshotFrame + kFrameOverhead)
       return Corrupt(h.id, "bad frame length");
-    if (in.size() - pos < len)
-      return Corrupt(h.id, "truncated (frame " + std::to_string(n) + ")");
+    WAVEFS_RETURN_IF_ERROR(need(&sealed, 0, len, h.id, where));
     frame.resize(len - kFrameOverhead);
     unsigned char tag = 0;
     if (crypto_secretstream_xchacha20poly1305_pull(&st, frame.data(), nullptr,
-                                                   &tag, in.data() + pos, len,
-                                                   in.data(), header_len) != 0)
-      return Corrupt(h.id,
-                     "authentication failed (frame " + std::to_string(n) + ")");
-    pos += len;
+                                                   &tag, sealed.data(), len,
+                                                   hdr.data(), hdr.size()) != 0)
+      return Corrupt(h.id, "authentication failed (" + where + ")");
     final = tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL;
     if (ended && !frame.empty()) return Corrupt(h.id, "bytes after the end");
     plain.append(reinterpret_cast<const char*>(frame.data()), frame.size());
@@ -295,9 +320,54 @@ Status DecodeSnapshot(
     if (ended && !plain.empty()) return Corrupt(h.id, "bytes after the end");
   }
   if (!ended) return Corrupt(h.id, "no end record");
-  if (pos != in.size()) return Corrupt(h.id, "trailing bytes");
+  uint8_t extra = 0;
+  auto more = read(&extra, 1);
+  if (!more.ok()) return more.status();
+  if (*more != 0) return Corrupt(h.id, "trailing bytes");
   if (header) *header = std::move(h);
   return Status::Ok();
+}
+
+}  // namespace
+
+Status DecodeSnapshot(
+    std::span<const uint8_t> in, const SnapshotKey& key,
+    const std::string& expected_id, SnapshotHeader* header,
+    const std::function<Status(std::string_view, std::string_view)>& record,
+    const std::function<Status(const Address&)>& pending) {
+  size_t pos = 0;
+  return DecodeSnapshotFrom(
+      [&](uint8_t* dst, size_t n) -> Result<size_t> {
+        const size_t got = std::min(n, in.size() - pos);
+        if (got > 0) std::memcpy(dst, in.data() + pos, got);
+        pos += got;
+        return got;
+      },
+      key, expected_id, header, record, pending);
+}
+
+Status DecodeSnapshotFile(
+    const std::string& path, const SnapshotKey& key,
+    const std::string& expected_id, SnapshotHeader* header,
+    const std::function<Status(std::string_view, std::string_view)>& record,
+    const std::function<Status(const Address&)>& pending) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  Status st = DecodeSnapshotFrom(
+      [&](uint8_t* dst, size_t n) -> Result<size_t> {
+        size_t got = 0;
+        while (got < n) {
+          const ssize_t r = ::read(fd, dst + got, n - got);
+          if (r < 0 && errno == EINTR) continue;
+          if (r < 0) return Status::FromErrno(errno, "read " + path);
+          if (r == 0) break;
+          got += static_cast<size_t>(r);
+        }
+        return got;
+      },
+      key, expected_id, header, record, pending);
+  ::close(fd);
+  return st;
 }
 
 // --- in the store --------------------------------------------------------
@@ -326,17 +396,61 @@ Result<size_t> PruneSnapshots(ChunkStore* store, size_t keep) {
   return removed;
 }
 
+namespace {
+
+// A file in a work directory that goes when this does: where a snapshot
+// waits between the store and the encoder or decoder.
+class ScratchFile {
+ public:
+  explicit ScratchFile(const std::string& dir) {
+    std::array<uint8_t, 8> r;
+    randombytes_buf(r.data(), r.size());
+    path_ = dir + "/.snapshot-" + ToHex(r) + ".tmp";
+  }
+  ~ScratchFile() { ::unlink(path_.c_str()); }
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
 Result<TakenSnapshot> TakeSnapshot(Index* index, ChunkStore* store,
                                    const SnapshotKey& key,
-                                   const StoreIdBytes& store_id, size_t keep) {
+                                   const StoreIdBytes& store_id, size_t keep,
+                                   const std::string& work_dir) {
   const auto now = std::chrono::system_clock::now();
   TakenSnapshot t;
   t.id = NewSnapshotId(now);
-  SnapshotWriter w(key, store_id, t.id,
-                   static_cast<uint64_t>(
-                       std::chrono::duration_cast<std::chrono::milliseconds>(
-                           now.time_since_epoch())
-                           .count()));
+  ScratchFile scratch(work_dir);
+  int fd = ::open(scratch.path().c_str(),
+                  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno(errno, "create " + scratch.path());
+  SnapshotWriter w(
+      key, store_id, t.id,
+      static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(
+              now.time_since_epoch())
+              .count()),
+      [&](std::span<const uint8_t> bytes) -> Status {
+        for (size_t done = 0; done < bytes.size();) {
+          const ssize_t n =
+              ::write(fd, bytes.data() + done, bytes.size() - done);
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0) return Status::FromErrno(errno, "write " + scratch.path());
+          done += static_cast<size_t>(n);
+        }
+        return Status::Ok();
+      });
+  struct Closer {
+    int fd;
+    ~Closer() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closer{fd};
   {
     // One RocksDB snapshot: the records and the queue are of one instant.
     auto view = index->NewView();
@@ -355,10 +469,16 @@ Result<TakenSnapshot> TakeSnapshot(Index* index, ChunkStore* store,
   }
   t.records = w.records();
   t.pending = w.pending();
-  std::vector<uint8_t> object = w.Finish();
-  t.bytes = object.size();
-  WAVEFS_RETURN_IF_ERROR(store->PutObject(SnapshotObjectName(t.id), object)
-                             .Annotate("upload snapshot " + t.id));
+  std::vector<uint8_t> rest = w.Finish();
+  WAVEFS_RETURN_IF_ERROR(w.status());
+  if (!rest.empty()) return Status::Error(Code::kIo, "snapshot not streamed");
+  t.bytes = w.bytes();
+  closer.fd = -1;
+  if (::close(fd) != 0)
+    return Status::FromErrno(errno, "close " + scratch.path());
+  WAVEFS_RETURN_IF_ERROR(
+      store->PutObjectFile(SnapshotObjectName(t.id), scratch.path())
+          .Annotate("upload snapshot " + t.id));
   auto pruned = PruneSnapshots(store, std::max<size_t>(keep, 1));
   if (!pruned.ok())
     spdlog::warn("removing old index snapshots: {}",
@@ -367,16 +487,18 @@ Result<TakenSnapshot> TakeSnapshot(Index* index, ChunkStore* store,
 }
 
 Status ForEachSnapshotAddress(ChunkStore* store, const SnapshotKey& key,
+                              const std::string& work_dir,
                               const std::function<void(const Address&)>& fn) {
   auto all = ListSnapshots(store);
   if (!all.ok()) return all.status();
-  std::vector<uint8_t> object;
+  ScratchFile scratch(work_dir);
   for (const SnapshotInfo& info : *all) {
-    Status got = store->GetObject(SnapshotObjectName(info.id), &object);
+    Status got =
+        store->GetObjectToFile(SnapshotObjectName(info.id), scratch.path());
     if (got.code() == Code::kNotFound) continue;  // pruned meanwhile
     WAVEFS_RETURN_IF_ERROR(got.Annotate("read snapshot " + info.id));
-    Status st = DecodeSnapshot(
-        object, key, info.id, nullptr,
+    Status st = DecodeSnapshotFile(
+        scratch.path(), key, info.id, nullptr,
         [&](std::string_view k, std::string_view v) {
           if (k.size() == 17 && k[0] == 'C') {
             auto ref = DecodeChunkRef(v);
@@ -407,9 +529,11 @@ namespace {
 Status RestoreOne(ChunkStore* store, const SnapshotKey& key,
                   const StoreIdBytes& store_id, const std::string& dir,
                   const std::string& id, RestoreReport* r) {
-  std::vector<uint8_t> object;
-  WAVEFS_RETURN_IF_ERROR(store->GetObject(SnapshotObjectName(id), &object)
-                             .Annotate("read snapshot " + id));
+  // Beside the index being built (its parent is the metadata directory).
+  ScratchFile scratch(std::filesystem::path(dir).parent_path().string());
+  WAVEFS_RETURN_IF_ERROR(
+      store->GetObjectToFile(SnapshotObjectName(id), scratch.path())
+          .Annotate("read snapshot " + id));
   auto opened = Index::Open(dir, Index::Options());
   if (!opened.ok()) return opened.status();
   std::unique_ptr<Index> index = std::move(*opened);
@@ -424,12 +548,17 @@ Status RestoreOne(ChunkStore* store, const SnapshotKey& key,
     in_batch = 0;
     return st;
   };
-  std::set<Address> pending;
+  std::set<Address> pending;  // chunks still queued: few
   SnapshotHeader header;
-  // (ino, address) of every data ref: which files a missing chunk damages.
-  std::vector<std::pair<uint64_t, Address>> data_refs;
-  Status st = DecodeSnapshot(
-      object, key, id, &header,
+  // Every address a chunk ref names is marked stored as its record streams
+  // by (a repeat is harmless): nothing per chunk is held in memory.
+  auto inode_of = [](std::string_view k) {
+    uint64_t ino = 0;
+    for (int i = 1; i <= 8; ++i) ino = (ino << 8) | static_cast<uint8_t>(k[i]);
+    return ino;
+  };
+  Status st = DecodeSnapshotFile(
+      scratch.path(), key, id, &header,
       [&](std::string_view k, std::string_view v) -> Status {
         batch->PutRecord(k, v);
         ++r->records;
@@ -438,10 +567,7 @@ Status RestoreOne(ChunkStore* store, const SnapshotKey& key,
           if (!ref.ok()) return Corrupt(id, ref.status().message());
           if (!ref->hole) {
             ++r->chunk_refs;
-            uint64_t ino = 0;
-            for (int i = 1; i <= 8; ++i)
-              ino = (ino << 8) | static_cast<uint8_t>(k[i]);
-            data_refs.emplace_back(ino, ref->address);
+            batch->MarkStored(ref->address);
           }
         }
         if (++in_batch >= 4096) return flush();
@@ -456,9 +582,8 @@ Status RestoreOne(ChunkStore* store, const SnapshotKey& key,
                                            " belongs to another store (id " +
                                            ToHex(header.store_id) + ")");
   if (st.ok()) st = flush();
-  // Addresses named by the snapshot are stored, except pending ones the
-  // store does not have: those stay unknown, so a writer of the same bytes
-  // uploads them again.
+  // Pending chunks the store does not have stay unknown, so a writer of
+  // the same bytes uploads them again; the files naming them are damaged.
   std::set<Address> missing;
   if (st.ok()) {
     r->pending = pending.size();
@@ -472,20 +597,22 @@ Status RestoreOne(ChunkStore* store, const SnapshotKey& key,
     }
     r->missing = missing.size();
   }
-  if (st.ok()) {
+  if (st.ok() && !missing.empty()) {
+    auto retired = index->RetireStored({missing.begin(), missing.end()});
+    if (!retired.ok()) st = retired.status();
+  }
+  if (st.ok() && !missing.empty()) {
     std::set<uint64_t> damaged;
-    std::set<Address> marked;
-    for (const auto& [ino, a] : data_refs) {
-      if (missing.count(a)) {
-        damaged.insert(ino);
-        continue;
+    auto view = index->NewView();
+    st = view->ForEachRecord([&](std::string_view k, std::string_view v) {
+      if (k.size() == 17 && k[0] == 'C') {
+        auto ref = DecodeChunkRef(v);
+        if (ref.ok() && !ref->hole && missing.count(ref->address))
+          damaged.insert(inode_of(k));
       }
-      if (!marked.insert(a).second) continue;
-      batch->MarkStored(a);
-      if (++in_batch >= 4096 && !(st = flush()).ok()) break;
-    }
+      return Status::Ok();
+    });
     r->damaged_files = damaged.size();
-    if (st.ok()) st = flush();
   }
   if (st.ok()) st = index->Sync();
   Status closed = index->Close();

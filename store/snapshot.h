@@ -22,8 +22,10 @@
 // Objects: `snapshots/<id>` (ChunkStore::PutObject). Ids sort by time:
 // "YYYYMMDDTHHMMSS.mmmZ-<8 hex random>" (UTC).
 //
-// Memory: a snapshot is built and decoded in memory (about 230 bytes per
-// file of one chunk plus 90 per further chunk, docs/format.md).
+// Memory: the daemon, gc and restore stream a snapshot through a file in a
+// work directory (the metadata directory), a frame at a time: memory stays
+// at about two frames whatever the index's size. The object is about 230
+// bytes per file of one chunk plus 90 per further chunk (docs/format.md).
 // Thread safety: the functions are thread-safe; SnapshotWriter is not.
 #pragma once
 
@@ -61,22 +63,33 @@ bool IsSnapshotId(std::string_view id);
 std::string SnapshotTimeOf(std::string_view id);
 std::string SnapshotObjectName(const std::string& id);
 
-// Builds one snapshot object in memory.
+// Builds one snapshot object: in memory (Finish returns it), or, given a
+// sink, handing each sealed frame to the sink as it is made (Finish returns
+// what is left; status() says whether the sink took everything).
 class SnapshotWriter {
  public:
+  using Sink = std::function<Status(std::span<const uint8_t>)>;
   SnapshotWriter(const SnapshotKey& key, const StoreIdBytes& store_id,
-                 const std::string& id, uint64_t created_ms);
+                 const std::string& id, uint64_t created_ms, Sink sink = {});
   void AddRecord(std::string_view key, std::string_view value);
   void AddPending(const Address& address);
-  // The whole object; the writer is spent.
+  // The whole object, or with a sink the bytes it has not taken yet (the
+  // final frame); the writer is spent.
   std::vector<uint8_t> Finish();
   uint64_t records() const { return records_; }
   uint64_t pending() const { return pending_; }
+  // The object's size (after Finish).
+  uint64_t bytes() const { return bytes_; }
+  // The first error of the sink.
+  const Status& status() const { return sink_status_; }
 
  private:
   void Seal(bool final);
-  std::vector<uint8_t> out_;
-  size_t header_len_ = 0;  // the associated data: out_[0, header_len_)
+  std::vector<uint8_t> header_;  // every frame's associated data
+  std::vector<uint8_t> out_;     // sealed bytes not handed out yet
+  Sink sink_;
+  Status sink_status_;
+  uint64_t bytes_ = 0;
   std::array<uint8_t, 52> state_{};  // crypto_secretstream state
   std::string plain_;
   uint64_t records_ = 0;
@@ -88,6 +101,15 @@ struct SnapshotHeader {
   StoreIdBytes store_id{};
   uint64_t created_ms = 0;
 };
+
+// DecodeSnapshot of the object in the file at path, read frame by frame
+// (bounded memory whatever its size).
+Status DecodeSnapshotFile(
+    const std::string& path, const SnapshotKey& key,
+    const std::string& expected_id, SnapshotHeader* header,
+    const std::function<Status(std::string_view key, std::string_view value)>&
+        record,
+    const std::function<Status(const Address&)>& pending);
 
 // Decodes and authenticates a snapshot object, calling record() for every
 // record and pending() for every pending address, in order, as frames are
@@ -120,15 +142,19 @@ struct TakenSnapshot {
 };
 // Snapshots the index as it is now, puts it into the store, then prunes to
 // `keep`. A failed prune is logged, not returned (the snapshot is in).
+// The object is built in a scratch file in work_dir, then streamed up.
 Result<TakenSnapshot> TakeSnapshot(Index* index, ChunkStore* store,
                                    const SnapshotKey& key,
-                                   const StoreIdBytes& store_id, size_t keep);
+                                   const StoreIdBytes& store_id, size_t keep,
+                                   const std::string& work_dir);
 
 // Every address that any snapshot in the store names (chunk refs, pins,
 // pending chunks): what gc must keep so that every retained snapshot stays
 // restorable. A damaged snapshot is skipped with a warning (it cannot be
 // restored anyway); a wrong key is an error.
+// Each snapshot passes through a scratch file in work_dir.
 Status ForEachSnapshotAddress(ChunkStore* store, const SnapshotKey& key,
+                              const std::string& work_dir,
                               const std::function<void(const Address&)>& fn);
 
 struct RestoreReport {

@@ -48,7 +48,7 @@ bool Snapshotter::Changed() const {
 Result<TakenSnapshot> Snapshotter::SnapshotNow() {
   std::lock_guard<std::mutex> take(take_mu_);
   const uint64_t commits = index_->commit_count();
-  auto t = TakeSnapshot(index_, store_, key_, store_id_, o_.keep);
+  auto t = TakeSnapshot(index_, store_, key_, store_id_, o_.keep, o_.work_dir);
   if (!t.ok()) return t.status();
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -36,6 +36,9 @@ struct SnapshotterOptions {
   std::chrono::seconds quiet{10};
   size_t keep = kDefaultSnapshotKeep;
   std::string marker;  // path of the clean-end marker; empty: none
+  // Where a snapshot is built before it is streamed to the store (the
+  // metadata directory).
+  std::string work_dir;
 };
 
 class Snapshotter {

@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <set>
 #include <thread>
 
 #include "chunker/crypto.h"
 #include "chunker/data_map.h"
+#include "store/local_store.h"
 #include "store/memory_store.h"
 #include "tests/store/store_test_util.h"
 
@@ -168,10 +170,19 @@ TEST_F(SnapshotFormatTest, RenamedSnapshotIsRefused) {
 
 // --- in a store --------------------------------------------------------------
 
-class SnapshotStoreTest : public ::testing::Test {
+// Every store test runs on a memory store (PutObject/GetObject through
+// memory) and on a local store (snapshots streamed through files).
+class SnapshotStoreTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     ASSERT_TRUE(InitCrypto().ok());
+    if (GetParam()) {
+      auto local = LocalStore::Open(tmp_.path() + "/store");
+      ASSERT_TRUE(local.ok()) << local.status().ToString();
+      store_ = std::move(*local);
+    } else {
+      store_ = std::make_unique<MemoryStore>();
+    }
     auto opened = Index::Open(tmp_.path() + "/index", Index::Options{});
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     index_ = std::move(*opened);
@@ -211,52 +222,53 @@ class SnapshotStoreTest : public ::testing::Test {
     }
     WAVEFS_ASSERT_OK(index_->CompleteUpload(MakeAddress(1), 100));
     const std::vector<uint8_t> obj(100, 1);
-    WAVEFS_ASSERT_OK(store_.Put(MakeAddress(1), obj));
+    WAVEFS_ASSERT_OK(store_->Put(MakeAddress(1), obj));
   }
   Result<TakenSnapshot> Take(size_t keep = 10) {
     // Ids are per millisecond: keep them in order.
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    return TakeSnapshot(index_.get(), &store_, key_, TestStoreId(), keep);
+    return TakeSnapshot(index_.get(), store_.get(), key_, TestStoreId(), keep,
+                        tmp_.path());
   }
 
   TempDir tmp_;
   std::unique_ptr<Index> index_;
-  MemoryStore store_;
+  std::unique_ptr<ChunkStore> store_;
   const SnapshotKey key_ = DeriveSnapshotKey(TestSecret(0));
 };
 
-TEST_F(SnapshotStoreTest, RetentionKeepsTheNewest) {
+TEST_P(SnapshotStoreTest, RetentionKeepsTheNewest) {
   std::vector<std::string> ids;
   for (int i = 0; i < 13; ++i) {
     auto t = Take(10);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     ids.push_back(t->id);
   }
-  auto all = ListSnapshots(&store_);
+  auto all = ListSnapshots(store_.get());
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 10u);
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ((*all)[i].id, ids[i + 3]);
-  auto pruned = PruneSnapshots(&store_, 4);
+  auto pruned = PruneSnapshots(store_.get(), 4);
   ASSERT_TRUE(pruned.ok());
   EXPECT_EQ(*pruned, 6u);
-  all = ListSnapshots(&store_);
+  all = ListSnapshots(store_.get());
   ASSERT_EQ(all->size(), 4u);
   EXPECT_EQ(all->back().id, ids.back());
   // Objects that are not snapshots are neither listed nor removed.
   const std::vector<uint8_t> junk(3, 0);
-  WAVEFS_ASSERT_OK(store_.PutObject("snapshots/notes.txt", junk));
-  EXPECT_EQ(*PruneSnapshots(&store_, 1), 3u);
+  WAVEFS_ASSERT_OK(store_->PutObject("snapshots/notes.txt", junk));
+  EXPECT_EQ(*PruneSnapshots(store_.get(), 1), 3u);
   std::vector<uint8_t> out;
-  WAVEFS_EXPECT_OK(store_.GetObject("snapshots/notes.txt", &out));
+  WAVEFS_EXPECT_OK(store_->GetObject("snapshots/notes.txt", &out));
 }
 
-TEST_F(SnapshotStoreTest, RestoreRebuildsTheIndex) {
+TEST_P(SnapshotStoreTest, RestoreRebuildsTheIndex) {
   Populate();
   auto t = Take();
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ(t->pending, 1u);  // address 2 was still queued
   const std::string dir = tmp_.path() + "/restored";
-  auto r = RestoreIndex(&store_, key_, TestStoreId(), dir, "");
+  auto r = RestoreIndex(store_.get(), key_, TestStoreId(), dir, "");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->id, t->id);
   EXPECT_EQ(r->chunk_refs, 2u);
@@ -289,7 +301,7 @@ TEST_F(SnapshotStoreTest, RestoreRebuildsTheIndex) {
   EXPECT_TRUE(got.Close().ok());
 }
 
-TEST_F(SnapshotStoreTest, RestoreSkipsADamagedNewestSnapshot) {
+TEST_P(SnapshotStoreTest, RestoreSkipsADamagedNewestSnapshot) {
   Populate();
   auto older = Take();
   ASSERT_TRUE(older.ok());
@@ -298,40 +310,43 @@ TEST_F(SnapshotStoreTest, RestoreSkipsADamagedNewestSnapshot) {
   WAVEFS_ASSERT_OK(index_->Commit(&b, false));
   auto newer = Take();
   ASSERT_TRUE(newer.ok());
-  auto* obj = store_.MutableObject(SnapshotObjectName(newer->id));
-  ASSERT_NE(obj, nullptr);
-  (*obj)[obj->size() - 5] ^= 0x40;
+  // Flip a byte near the end (in the last frame), through the store.
+  const std::string name = SnapshotObjectName(newer->id);
+  std::vector<uint8_t> obj;
+  WAVEFS_ASSERT_OK(store_->GetObject(name, &obj));
+  obj[obj.size() - 5] ^= 0x40;
+  WAVEFS_ASSERT_OK(store_->PutObject(name, obj));
 
   const std::string dir = tmp_.path() + "/restored";
-  auto r = RestoreIndex(&store_, key_, TestStoreId(), dir, "");
+  auto r = RestoreIndex(store_.get(), key_, TestStoreId(), dir, "");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->id, older->id);
   ASSERT_EQ(r->skipped.size(), 1u);
   EXPECT_NE(r->skipped[0].find(newer->id), std::string::npos);
   // The chosen one is not skipped over.
   std::filesystem::remove_all(dir);
-  auto chosen = RestoreIndex(&store_, key_, TestStoreId(), dir, newer->id);
+  auto chosen = RestoreIndex(store_.get(), key_, TestStoreId(), dir, newer->id);
   EXPECT_EQ(chosen.status().code(), Code::kCorrupt);
   EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
-TEST_F(SnapshotStoreTest, RestoreErrors) {
+TEST_P(SnapshotStoreTest, RestoreErrors) {
   const std::string dir = tmp_.path() + "/restored";
-  auto none = RestoreIndex(&store_, key_, TestStoreId(), dir, "");
+  auto none = RestoreIndex(store_.get(), key_, TestStoreId(), dir, "");
   EXPECT_EQ(none.status().code(), Code::kNotFound);
   Populate();
   ASSERT_TRUE(Take().ok());
-  auto wrong = RestoreIndex(&store_, DeriveSnapshotKey(TestSecret(3)),
+  auto wrong = RestoreIndex(store_.get(), DeriveSnapshotKey(TestSecret(3)),
                             TestStoreId(), dir, "");
   EXPECT_EQ(wrong.status().code(), Code::kPermission);
   StoreIdBytes other = TestStoreId();
   other[0] ^= 1;
-  auto foreign = RestoreIndex(&store_, key_, other, dir, "");
+  auto foreign = RestoreIndex(store_.get(), key_, other, dir, "");
   EXPECT_FALSE(foreign.ok());
   EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
-TEST_F(SnapshotStoreTest, GcSeesEveryAddressOfEverySnapshot) {
+TEST_P(SnapshotStoreTest, GcSeesEveryAddressOfEverySnapshot) {
   Populate();
   ASSERT_TRUE(Take().ok());
   // The file goes; the snapshot still names its chunks.
@@ -341,15 +356,92 @@ TEST_F(SnapshotStoreTest, GcSeesEveryAddressOfEverySnapshot) {
   WAVEFS_ASSERT_OK(index_->PinChunks({MakeAddress(9)}));
   ASSERT_TRUE(Take().ok());
   std::set<Address> seen;
-  WAVEFS_ASSERT_OK(ForEachSnapshotAddress(
-      &store_, key_, [&](const Address& a) { seen.insert(a); }));
+  WAVEFS_ASSERT_OK(
+      ForEachSnapshotAddress(store_.get(), key_, tmp_.path(),
+                             [&](const Address& a) { seen.insert(a); }));
   EXPECT_EQ(seen, (std::set<Address>{MakeAddress(1), MakeAddress(2),
                                      MakeAddress(9)}));
-  EXPECT_EQ(ForEachSnapshotAddress(&store_, DeriveSnapshotKey(TestSecret(3)),
-                                   [](const Address&) {})
-                .code(),
-            Code::kPermission);
+  EXPECT_EQ(
+      ForEachSnapshotAddress(store_.get(), DeriveSnapshotKey(TestSecret(3)),
+                             tmp_.path(), [](const Address&) {})
+          .code(),
+      Code::kPermission);
 }
+
+// A snapshot of several frames (about 3 MiB) goes through the scratch file
+// and the store and restores every record; no scratch file stays behind.
+TEST_P(SnapshotStoreTest, AManyFrameSnapshotRoundTrips) {
+  constexpr int kFiles = 12000;
+  IndexBatch b;
+  for (int i = 0; i < kFiles; ++i) {
+    InodeAttr a;
+    a.ino = 100 + static_cast<uint64_t>(i);
+    a.mode = S_IFREG | 0644;
+    a.size = 1000;
+    b.PutInode(a);
+    b.PutDirEntry(kRootIno, "file-" + std::to_string(i), a.ino, a.mode);
+    ChunkRef r{};
+    r.address = MakeAddress(1000 + static_cast<uint32_t>(i));
+    r.key = ChunkKey(MakeAddress(50000 + static_cast<uint32_t>(i)));
+    r.length = 1000;
+    b.PutChunk(a.ino, 0, r);
+  }
+  WAVEFS_ASSERT_OK(index_->Commit(&b, true));
+  auto t = Take();
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_GT(t->bytes, 2 * kSnapshotFrame);
+  std::set<Address> named;
+  WAVEFS_ASSERT_OK(
+      ForEachSnapshotAddress(store_.get(), key_, tmp_.path(),
+                             [&](const Address& a) { named.insert(a); }));
+  EXPECT_EQ(named.size(), static_cast<size_t>(kFiles));
+  const std::string dir = tmp_.path() + "/restored";
+  auto r = RestoreIndex(store_.get(), key_, TestStoreId(), dir, "");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->chunk_refs, static_cast<uint64_t>(kFiles));
+  auto opened = Index::Open(dir, Index::Options{});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto e = (*opened)->Lookup(kRootIno, "file-" + std::to_string(kFiles - 1));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->ino, 100u + kFiles - 1);
+  EXPECT_TRUE((*opened)->Close().ok());
+  for (const auto& entry : std::filesystem::directory_iterator(tmp_.path()))
+    EXPECT_EQ(entry.path().filename().string().rfind(".snapshot-", 0),
+              std::string::npos)
+        << "scratch file left: " << entry.path();
+}
+
+// The writer with a sink hands out sealed frames as it makes them: it never
+// holds more than a frame of plaintext and one of ciphertext.
+TEST(SnapshotWriterTest, WithASinkItHoldsAtMostAFrame) {
+  ASSERT_TRUE(InitCrypto().ok());
+  const SnapshotKey key = DeriveSnapshotKey(TestSecret(0));
+  std::vector<uint8_t> object;
+  size_t calls = 0, largest = 0;
+  SnapshotWriter w(key, TestStoreId(), "20250131T120000.123Z-0a1b2c3d", 7,
+                   [&](std::span<const uint8_t> bytes) {
+                     ++calls;
+                     largest = std::max(largest, bytes.size());
+                     object.insert(object.end(), bytes.begin(), bytes.end());
+                     return Status::Ok();
+                   });
+  const std::string value(300, 'v');
+  for (int i = 0; i < 20000; ++i) w.AddRecord("k" + std::to_string(i), value);
+  std::vector<uint8_t> rest = w.Finish();
+  EXPECT_TRUE(rest.empty());
+  EXPECT_GE(calls, 5u);
+  EXPECT_LE(largest, kSnapshotFrame + 1024);
+  EXPECT_EQ(w.bytes(), object.size());
+  Decoded d;
+  WAVEFS_ASSERT_OK(Decode(object, key, "20250131T120000.123Z-0a1b2c3d", &d));
+  ASSERT_EQ(d.records.size(), 20000u);
+  EXPECT_EQ(d.records.back().first, "k19999");
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, SnapshotStoreTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Local" : "Memory";
+                         });
 
 }  // namespace
 }  // namespace wavefs
