@@ -123,6 +123,27 @@ Status CopyFd(int in_fd, int out_fd, const std::string& from,
   }
 }
 
+// Copies the file `from` into `to`, opened O_CREAT with `create_flags`
+// (O_EXCL: must be new, removed again on failure; O_TRUNC: replaced).
+Status CopyInto(const std::string& from, const std::string& to,
+                int create_flags, mode_t mode) {
+  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return Status::FromErrno(errno, "open " + from);
+  int out =
+      ::open(to.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | create_flags, mode);
+  if (out < 0) {
+    const int err = errno;
+    CloseFd(in);
+    return Status::FromErrno(err, "create " + to);
+  }
+  Status st = CopyFd(in, out, from, to);
+  CloseFd(in);
+  const int rc = CloseFd(out);
+  if (st.ok() && rc != 0) st = Status::FromErrno(errno, "close " + to);
+  if (!st.ok() && (create_flags & O_EXCL)) ::unlink(to.c_str());
+  return st;
+}
+
 class PosixEnv : public Env {
  public:
   Status CreateFile(const std::string& path, std::span<const uint8_t> data,
@@ -139,21 +160,7 @@ class PosixEnv : public Env {
   }
   Status CopyFile(const std::string& from, const std::string& to,
                   unsigned mode) override {
-    int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
-    if (in < 0) return Status::FromErrno(errno, "open " + from);
-    int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                     static_cast<mode_t>(mode));
-    if (out < 0) {
-      const int err = errno;
-      CloseFd(in);
-      return Status::FromErrno(err, "create " + to);
-    }
-    Status st = CopyFd(in, out, from, to);
-    CloseFd(in);
-    const int rc = CloseFd(out);
-    if (st.ok() && rc != 0) st = Status::FromErrno(errno, "close " + to);
-    if (!st.ok()) ::unlink(to.c_str());
-    return st;
+    return CopyInto(from, to, O_EXCL, static_cast<mode_t>(mode));
   }
   Status SyncPath(const std::string& path) override { return FsyncPath(path); }
   Status SyncFs(const std::string& path) override {
@@ -375,19 +382,7 @@ Status CopyFileDurably(const std::string& from, const std::string& path,
 }
 
 Status CopyFilePlain(const std::string& from, const std::string& to) {
-  int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) return Status::FromErrno(errno, "open " + from);
-  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (out < 0) {
-    const int err = errno;
-    CloseFd(in);
-    return Status::FromErrno(err, "create " + to);
-  }
-  Status st = CopyFd(in, out, from, to);
-  CloseFd(in);
-  const int rc = CloseFd(out);
-  if (st.ok() && rc != 0) st = Status::FromErrno(errno, "close " + to);
-  return st;
+  return CopyInto(from, to, O_TRUNC, 0600);
 }
 
 void SetDirectIoForTesting(bool enabled) { direct_io_enabled.store(enabled); }
