@@ -23,6 +23,16 @@ Address WindowKey(const Address& address, uint64_t w) {
 
 }  // namespace
 
+void CopyingSink::Copy(const char* data, size_t n) {
+  std::memcpy(out_, data, n);
+  out_ += n;
+}
+
+void CopyingSink::Zeros(size_t n) {
+  std::memset(out_, 0, n);
+  out_ += n;
+}
+
 ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
                          ChunkFormat format, Options options)
     : index_(index),
@@ -49,6 +59,14 @@ ChunkReader::~ChunkReader() {
 Result<size_t> ChunkReader::ReadFile(OpenFile* f,
                                      std::unique_lock<std::mutex>& lock,
                                      uint64_t offset, size_t size, char* out) {
+  CopyingSink sink(out);
+  return ReadFile(f, lock, offset, size, &sink);
+}
+
+Result<size_t> ChunkReader::ReadFile(OpenFile* f,
+                                     std::unique_lock<std::mutex>& lock,
+                                     uint64_t offset, size_t size,
+                                     ReadSink* sink) {
   if (offset >= f->attr.size) return static_cast<size_t>(0);
   size = static_cast<size_t>(std::min<uint64_t>(size, f->attr.size - offset));
   // The kernel's readahead sends a sequential reader's requests through
@@ -72,7 +90,6 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
     const uint64_t idx = pos / kChunkSize;
     const uint64_t in = pos % kChunkSize;
     const uint64_t n = std::min<uint64_t>(kChunkSize - in, end - pos);
-    char* dst = out + (pos - offset);
     if (f->inflight.count(idx)) {
       f->cv.wait(lock);
       continue;
@@ -81,15 +98,15 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
     if (d != f->dirty.end()) {
       const uint64_t have =
           in < d->second.len ? std::min<uint64_t>(n, d->second.len - in) : 0;
-      std::memcpy(dst, d->second.buf + in, have);
-      std::memset(dst + have, 0, n - have);
+      sink->Copy(reinterpret_cast<const char*>(d->second.buf) + in, have);
+      sink->Zeros(n - have);
       pos += n;
       continue;
     }
     auto ref = RefOf(index_, f, idx);
     if (!ref.ok()) return ref.status();
     if (!ref->has_value() || (*ref)->hole) {
-      std::memset(dst, 0, n);
+      sink->Zeros(n);
       pos += n;
       continue;
     }
@@ -103,14 +120,14 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
       // what the reader reads again).
       lock.unlock();
       const uint64_t window = read_window_.load(std::memory_order_relaxed);
-      Status st = window > 0 ? ReadWindows(r, window, in, stored, dst)
-                             : ReadSegments(r, in, stored, dst);
+      Status st = window > 0 ? ReadWindows(r, window, in, stored, sink)
+                             : ReadSegments(r, in, stored, sink);
       lock.lock();
       if (!st.ok()) {
         spdlog::error("inode {} chunk {}: {}", f->ino, idx, st.ToString());
         return st;
       }
-      std::memset(dst + stored, 0, n - stored);
+      sink->Zeros(n - stored);
       pos += n;
       continue;
     }
@@ -124,8 +141,9 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
     }
     const uint64_t have =
         in < (*data)->size() ? std::min<uint64_t>(n, (*data)->size() - in) : 0;
-    std::memcpy(dst, (*data)->data() + in, have);
-    std::memset(dst + have, 0, n - have);
+    sink->Share(*data, reinterpret_cast<const char*>((*data)->data()) + in,
+                have);
+    sink->Zeros(n - have);
     pos += n;
   }
   f->next_read = std::max(f->next_read, end);
@@ -192,7 +210,7 @@ Status ChunkReader::ReadObject(
 }
 
 Status ChunkReader::ReadWindows(const ChunkRef& ref, uint64_t window,
-                                uint64_t offset, uint64_t len, char* dst) {
+                                uint64_t offset, uint64_t len, ReadSink* sink) {
   uint64_t pos = offset;
   while (pos < offset + len) {
     const uint64_t w = pos / window;
@@ -214,21 +232,25 @@ Status ChunkReader::ReadWindows(const ChunkRef& ref, uint64_t window,
         });
     if (!data.ok()) return data.status();
     const uint64_t n = std::min(offset + len, start + wlen) - pos;
-    std::memcpy(dst + (pos - offset), (*data)->data() + (pos - start), n);
+    sink->Share(*data,
+                reinterpret_cast<const char*>((*data)->data()) + (pos - start),
+                n);
     pos += n;
   }
   return Status::Ok();
 }
 
 Status ChunkReader::ReadSegments(const ChunkRef& ref, uint64_t offset,
-                                 uint64_t len, char* dst) {
+                                 uint64_t len, ReadSink* sink) {
   const SegmentRange range = SegmentsCovering(ref.length, offset, len);
   std::shared_ptr<std::vector<uint8_t>> buf = ChunkBuffer();
   WAVEFS_RETURN_IF_ERROR(ReadObject(
       ref.address, std::make_pair(range.ct_offset, range.ct_len), buf.get()));
   WAVEFS_RETURN_IF_ERROR(OpenSegments(ref, range, buf->data(), buf->size()));
-  std::memcpy(dst, buf->data() + (offset - range.pt_offset), len);
   segment_reads_.fetch_add(1, std::memory_order_relaxed);
+  const char* at =
+      reinterpret_cast<const char*>(buf->data()) + (offset - range.pt_offset);
+  sink->Share(std::move(buf), at, len);
   return Status::Ok();
 }
 

@@ -33,6 +33,35 @@
 
 namespace wavefs {
 
+// Where ReadFile puts the bytes of a read, piece by piece in file order.
+// Copy: bytes that may change once the file's lock is released (dirty
+// buffers): take them now. Share: immutable bytes (a decrypted chunk,
+// window or segment range) that stay valid while `keep` lives: a FUSE reply
+// can point at them instead of copying. Zeros: holes and bytes past a
+// chunk's end.
+class ReadSink {
+ public:
+  virtual ~ReadSink() = default;
+  virtual void Copy(const char* data, size_t n) = 0;
+  virtual void Share(std::shared_ptr<const void> keep, const char* data,
+                     size_t n) = 0;
+  virtual void Zeros(size_t n) = 0;
+};
+
+// A ReadSink that copies everything into one buffer.
+class CopyingSink : public ReadSink {
+ public:
+  explicit CopyingSink(char* out) : out_(out) {}
+  void Copy(const char* data, size_t n) override;
+  void Share(std::shared_ptr<const void>, const char* data, size_t n) override {
+    Copy(data, n);
+  }
+  void Zeros(size_t n) override;
+
+ private:
+  char* out_;
+};
+
 class ChunkReader {
  public:
   struct Options {
@@ -51,6 +80,9 @@ class ChunkReader {
   // (short at the end of the file).
   Result<size_t> ReadFile(OpenFile* f, std::unique_lock<std::mutex>& lock,
                           uint64_t offset, size_t size, char* out);
+  // The same into a sink (no copy of cached or fetched plaintext).
+  Result<size_t> ReadFile(OpenFile* f, std::unique_lock<std::mutex>& lock,
+                          uint64_t offset, size_t size, ReadSink* sink);
   // The whole decrypted chunk (through the cache).
   Result<ChunkData> FetchChunk(const ChunkRef& ref);
   uint64_t segment_reads() const { return segment_reads_.load(); }
@@ -68,11 +100,11 @@ class ChunkReader {
                     std::vector<uint8_t>* out);
   // Format 2 only: plaintext [offset, offset + len) of a chunk to dst.
   Status ReadSegments(const ChunkRef& ref, uint64_t offset, uint64_t len,
-                      char* dst);
+                      ReadSink* sink);
   // The same through aligned windows of `window` bytes, each fetched once
   // (single-flight) and kept in windows_.
   Status ReadWindows(const ChunkRef& ref, uint64_t window, uint64_t offset,
-                     uint64_t len, char* dst);
+                     uint64_t len, ReadSink* sink);
   std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
   void PrefetchLoop();
 

@@ -380,9 +380,15 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
 
 Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
                                 char* out) {
+  CopyingSink sink(out);
+  return Read(h, offset, size, &sink);
+}
+
+Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
+                                ReadSink* sink) {
   OpenFile* f = h->file.get();
   std::unique_lock<std::mutex> lock(f->mu);
-  return reader_.ReadFile(f, lock, offset, size, out);
+  return reader_.ReadFile(f, lock, offset, size, sink);
 }
 
 Result<uint64_t> Filesystem::SeekDataHole(FileHandle* h, uint64_t offset,

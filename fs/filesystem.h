@@ -145,6 +145,10 @@ class Filesystem {
   // Reads up to size bytes at offset into out; returns bytes read (short at
   // end of file).
   Result<size_t> Read(FileHandle* h, uint64_t offset, size_t size, char* out);
+  // The same into a sink: cached and fetched plaintext is shared with the
+  // sink, not copied (a FUSE reply points at it).
+  Result<size_t> Read(FileHandle* h, uint64_t offset, size_t size,
+                      ReadSink* sink);
   // The open file's mode (cheap: no index read, no copy).
   uint32_t ModeOf(FileHandle* h);
   Status Flush(FileHandle* h);

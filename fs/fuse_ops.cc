@@ -4,10 +4,13 @@
 #include <linux/fs.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -267,14 +270,53 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     Fs(req)->Release(std::unique_ptr<FileHandle>(Handle(fi))).IgnoreError();
 }
 
+// A read's reply as an iovec list: decrypted chunks, windows and segment
+// ranges are pointed at (and kept alive until the reply is written), not
+// copied into a per-thread buffer; only bytes of dirty buffers are copied.
+class ReplySink : public ReadSink {
+ public:
+  void Copy(const char* data, size_t n) override {
+    if (n == 0) return;
+    auto c = std::make_unique<char[]>(n);
+    std::memcpy(c.get(), data, n);
+    iov_.push_back({c.get(), n});
+    copies_.push_back(std::move(c));
+  }
+  void Share(std::shared_ptr<const void> keep, const char* data,
+             size_t n) override {
+    if (n == 0) return;
+    iov_.push_back({const_cast<char*>(data), n});
+    keep_.push_back(std::move(keep));
+  }
+  void Zeros(size_t n) override {
+    // Never written: the kernel maps these pages to its zero page.
+    static char zeros[128 << 10];
+    while (n > 0) {
+      const size_t m = std::min(n, sizeof zeros);
+      iov_.push_back({zeros, m});
+      n -= m;
+    }
+  }
+  void Reply(fuse_req_t req) {
+    if (iov_.empty()) {
+      fuse_reply_buf(req, nullptr, 0);
+    } else {
+      fuse_reply_iov(req, iov_.data(), static_cast<int>(iov_.size()));
+    }
+  }
+
+ private:
+  std::vector<iovec> iov_;
+  std::vector<std::shared_ptr<const void>> keep_;
+  std::vector<std::unique_ptr<char[]>> copies_;
+};
+
 void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
             fuse_file_info* fi) {
-  thread_local std::vector<char> buf;
-  if (buf.size() < size) buf.resize(size);
-  auto n =
-      Fs(req)->Read(Handle(fi), static_cast<uint64_t>(off), size, buf.data());
+  ReplySink sink;
+  auto n = Fs(req)->Read(Handle(fi), static_cast<uint64_t>(off), size, &sink);
   if (!n.ok()) return ReplyErr(req, "read", n.status());
-  fuse_reply_buf(req, buf.data(), *n);
+  sink.Reply(req);
 }
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size,
