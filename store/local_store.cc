@@ -156,46 +156,49 @@ std::string LocalStore::Root() const {
   return slash == 0 ? "/" : dir_.substr(0, slash);
 }
 
-Status LocalStore::PutObject(const std::string& name,
-                             std::span<const uint8_t> bytes) {
+Result<std::string> LocalStore::ObjectPath(const std::string& name) const {
   if (!IsValidObjectName(name))
     return Status::Error(Code::kInvalid, "bad object name " + name);
-  const std::string path = Root() + "/" + name;
-  WAVEFS_RETURN_IF_ERROR(MakeDirs(ShardOf(path), 0755));
-  return WriteFileDurably(path, bytes, 0644, env_);
+  return Root() + "/" + name;
+}
+
+Status LocalStore::PutObject(const std::string& name,
+                             std::span<const uint8_t> bytes) {
+  auto path = ObjectPath(name);
+  if (!path.ok()) return path.status();
+  WAVEFS_RETURN_IF_ERROR(MakeDirs(ShardOf(*path), 0755));
+  return WriteFileDurably(*path, bytes, 0644, env_);
 }
 
 Status LocalStore::GetObject(const std::string& name,
                              std::vector<uint8_t>* out) {
-  if (!IsValidObjectName(name))
-    return Status::Error(Code::kInvalid, "bad object name " + name);
-  return ReadWholeFile(Root() + "/" + name, out);
+  auto path = ObjectPath(name);
+  if (!path.ok()) return path.status();
+  return ReadWholeFile(*path, out);
 }
 
 Status LocalStore::PutObjectFile(const std::string& name,
                                  const std::string& path) {
-  if (!IsValidObjectName(name))
-    return Status::Error(Code::kInvalid, "bad object name " + name);
-  const std::string to = Root() + "/" + name;
-  WAVEFS_RETURN_IF_ERROR(MakeDirs(ShardOf(to), 0755));
-  return CopyFileDurably(path, to, 0644, env_);
+  auto to = ObjectPath(name);
+  if (!to.ok()) return to.status();
+  WAVEFS_RETURN_IF_ERROR(MakeDirs(ShardOf(*to), 0755));
+  return CopyFileDurably(path, *to, 0644, env_);
 }
 
 Status LocalStore::GetObjectToFile(const std::string& name,
                                    const std::string& path) {
-  if (!IsValidObjectName(name))
-    return Status::Error(Code::kInvalid, "bad object name " + name);
-  return CopyFilePlain(Root() + "/" + name, path);
+  auto from = ObjectPath(name);
+  if (!from.ok()) return from.status();
+  return CopyFilePlain(*from, path);
 }
 
 Status LocalStore::RemoveObject(const std::string& name) {
-  if (!IsValidObjectName(name))
-    return Status::Error(Code::kInvalid, "bad object name " + name);
-  const std::string path = Root() + "/" + name;
-  Status st = env_->Unlink(path);
+  auto path = ObjectPath(name);
+  if (!path.ok()) return path.status();
+  Status st = env_->Unlink(*path);
   if (st.code() == Code::kNotFound) return Status::Ok();
   WAVEFS_RETURN_IF_ERROR(st);
-  return env_->SyncPath(ShardOf(path));
+  return env_->SyncPath(ShardOf(*path));
 }
 
 Status LocalStore::ListObjects(

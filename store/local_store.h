@@ -57,6 +57,8 @@ class LocalStore : public ChunkStore {
       : dir_(std::move(dir)), dev_(dev), env_(env) {}
   // The store directory (chunks_dir's parent), where named objects live.
   std::string Root() const;
+  // STORE/DIR/LEAF of a named object; kInvalid for a bad name.
+  Result<std::string> ObjectPath(const std::string& name) const;
   std::string dir_;
   uint64_t dev_;  // st_dev of dir_: PutFile renames when the source shares it
   Env* env_;      // every mutating call (store/env.h)
