@@ -220,9 +220,14 @@ wait_mounted() {   # MNT PID SECONDS
 }
 
 hwm_kib() { awk '/^VmHWM:/ {print $2; exit}' "/proc/$1/status" 2>/dev/null || true; }
+# cpu_ticks PID: user + system CPU of PID so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
+# per_gib TICKS BYTES: CPU seconds per GiB.
+per_gib() { awk -v t="$1" -v b="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz / (b / 1073741824) }'; }
 
-# start_sampler PID: samples PID's VmRSS (keeping the maximum) and VmHWM
-# every 0.1 s into $WORK/sample until PID exits.
+# start_sampler PID: samples PID's VmRSS (keeping the maximum), VmHWM and
+# CPU ticks every 0.1 s into $WORK/sample until PID exits.
 SAMPLER_PID=""
 start_sampler() {
   local pid=$1
@@ -232,8 +237,9 @@ start_sampler() {
     while pid_alive "$pid"; do
       read -r rss hwm < <(awk '/^VmRSS:/ {r = $2} /^VmHWM:/ {h = $2} END {print r + 0, h + 0}' \
                            "/proc/$pid/status" 2>/dev/null || echo "0 0")
+      ticks=$(cpu_ticks "$pid")
       [ "${rss:-0}" -gt "$max" ] && max=$rss
-      [ "${hwm:-0}" -gt 0 ] && echo "$max $hwm" >"$WORK/sample"
+      [ "${hwm:-0}" -gt 0 ] && echo "$max $hwm ${ticks:-0}" >"$WORK/sample"
       sleep 0.1
     done
   ) &
@@ -243,16 +249,20 @@ start_sampler() {
 # unmount_timed MNT PID [CMD...]: unmounts with CMD (default sync +
 # fusermount3 -u), waits for PID to exit and reaps it. Sets UT_SECS (time
 # until the daemon is gone), UT_PEAK_KIB (VmHWM: read before the unmount, or
-# the last value sampled during it if higher) and UT_RSS_KIB (the largest
-# VmRSS sampled since start_sampler, 0 without a sampler).
+# the last value sampled during it if higher), UT_RSS_KIB (the largest
+# VmRSS sampled since start_sampler, 0 without a sampler) and UT_CPU_TICKS
+# (the daemon's CPU from its start: read before the unmount, or the last
+# value sampled during it, at most 0.1 s before the daemon exited).
 UT_SECS=""
 UT_PEAK_KIB=""
 UT_RSS_KIB=""
+UT_CPU_TICKS=""
 unmount_timed() {
-  local mnt=$1 pid=$2 t0 t1 hwm rss
+  local mnt=$1 pid=$2 t0 t1 hwm rss ticks
   shift 2
   UT_PEAK_KIB=$(hwm_kib "$pid")
   [ -n "$UT_PEAK_KIB" ] || die "cannot read VmHWM of pid $pid"
+  UT_CPU_TICKS=$(cpu_ticks "$pid")
   UT_RSS_KIB=0
   t0=$(now)
   if [ "$#" -gt 0 ]; then
@@ -269,9 +279,10 @@ unmount_timed() {
     wait "$SAMPLER_PID" 2>/dev/null || true
     SAMPLER_PID=""
     if [ -s "$WORK/sample" ]; then
-      read -r rss hwm <"$WORK/sample"
+      read -r rss hwm ticks <"$WORK/sample"
       UT_RSS_KIB=$rss
       [ "$hwm" -gt "$UT_PEAK_KIB" ] && UT_PEAK_KIB=$hwm
+      [ "${ticks:-0}" -gt "$UT_CPU_TICKS" ] && UT_CPU_TICKS=$ticks
     fi
   fi
   UT_SECS=$(secs "$t0" "$t1")
@@ -344,13 +355,20 @@ record() { R["$1|$2|$3"]="${R["$1|$2|$3"]:-} $4"; }
 
 # Common measurement of reads on a mounted FILE: cold sequential read with
 # checksum, then cold random reads with checksum.
+# measure_reads SIZE SYS FILE [DAEMON_PID]: the cold sequential read (and,
+# with a daemon pid, its CPU per GiB read) and the random reads. The
+# checksum is OpenSSL's SHA-256 (SHA-NI here: ~2 GB/s), faster than every
+# system measured, so the figure is the filesystem's, not the checksum's
+# (coreutils sha256sum runs ~6x slower on this CPU).
 measure_reads() {
-  local size=$1 sys=$2 file=$3 bytes t0 t1 sum out
+  local size=$1 sys=$2 file=$3 pid=${4:-} bytes t0 t1 sum out c0 c1
   bytes=$(to_bytes "$size")
   drop_caches
+  [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
   t0=$(now)
-  sum=$(sha256sum <"$file" | cut -d' ' -f1)
+  sum=$(openssl dgst -sha256 -r <"$file" | cut -d' ' -f1)
   t1=$(now)
+  [ -n "$pid" ] && c1=$(cpu_ticks "$pid") && record "$size" "$sys" cpur "$(per_gib $((c1 - c0)) "$bytes")"
   [ "$sum" = "$(cat "$DATA/src-$size.sha256")" ] || die "$sys $size: sequential read returned wrong bytes"
   record "$size" "$sys" seq "$(secs "$t0" "$t1")"
   drop_caches
@@ -375,6 +393,7 @@ unmount_and_record() {
   shift 2
   unmount_timed "$@"
   record "$size" "$sys" flush "$UT_SECS"
+  record "$size" "$sys" cpuw "$(per_gib "$UT_CPU_TICKS" "$(to_bytes "$size")")"
   record "$size" "$sys" rss "$(awk -v k="$UT_PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
   record "$size" "$sys" rssrun "$(awk -v k="$UT_RSS_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
 }
@@ -407,7 +426,7 @@ bench_passthrough() {
   timed_copy "$size" passthrough "$mnt/f"
   unmount_and_record "$size" passthrough "$mnt" "$PT_PID"
   pt_mount "$under" "$mnt"
-  measure_reads "$size" passthrough "$mnt/f"
+  measure_reads "$size" passthrough "$mnt/f" "$PT_PID"
   unmount_timed "$mnt" "$PT_PID"
   rm -rf "$under"
 }
@@ -431,7 +450,7 @@ bench_wavefs() {
   timed_copy "$size" wavefs "$mnt/f"
   unmount_and_record "$size" wavefs "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
   wfs_mount "$store" "$mnt"
-  measure_reads "$size" wavefs "$mnt/f"
+  measure_reads "$size" wavefs "$mnt/f" "$WFS_PID"
   unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
   find "$WAVEFS_HOME" -name '*.log' -exec cp {} "$LOGS/wavefs-daemon-$size.log" \; 2>/dev/null || true
   rm -rf "$store" "$WAVEFS_HOME"
@@ -457,7 +476,7 @@ bench_gocryptfs() {
   timed_copy "$size" gocryptfs "$mnt/f"
   unmount_and_record "$size" gocryptfs "$mnt" "$GC_PID"
   gc_mount "$cipher" "$mnt"
-  measure_reads "$size" gocryptfs "$mnt/f"
+  measure_reads "$size" gocryptfs "$mnt/f" "$GC_PID"
   unmount_timed "$mnt" "$GC_PID"
   rm -rf "$cipher"
 }
@@ -505,7 +524,7 @@ CONF
   timed_copy "$size" rclone "$mnt/f"
   unmount_and_record "$size" rclone "$mnt" "$RC_PID" rc_flush "$remote" "$mnt" "$want"
   rc_mount "$mnt"
-  measure_reads "$size" rclone "$mnt/f"
+  measure_reads "$size" rclone "$mnt/f" "$RC_PID"
   unmount_timed "$mnt" "$RC_PID"
   rm -rf "$remote" "$WORK/rclone-cache"
 }
@@ -563,24 +582,27 @@ table=$(
   echo "- copy = \`cp\` into the target; flush = \`sync\` (+ unmount for FUSE systems; \`wavefs unmount\` for wavefs);"
   echo "  peak RSS = daemon VmHWM from mount to exit (includes start-up, e.g. a password KDF);"
   echo "  copy RSS = largest VmRSS sampled every 0.1 s during copy and flush; seq read = cold sha256 of the file after a remount;"
-  echo "  random = ${RAND_READS} preads of 1 MiB at seeded offsets, page cache dropped, bytes checked"
+  echo "  random = ${RAND_READS} preads of 1 MiB at seeded offsets, page cache dropped, bytes checked;"
+  echo "  CPU/GiB = the daemon's user+system CPU (/proc/PID/stat) per GiB: written = from mount to exit (copy and flush),"
+  echo "  read = during the cold sequential read"
   echo
-  echo "| size | system | copy s | flush s | copy+flush s | vs cp+sync | vs passthrough | peak RSS MiB | copy RSS MiB | seq read s | seq vs passthrough | random s |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| size | system | copy s | flush s | copy+flush s | vs cp+sync | vs passthrough | peak RSS MiB | copy RSS MiB | CPU s/GiB written | seq read s | seq vs passthrough | CPU s/GiB read | random s |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   for size in "${SIZE_LIST[@]}"; do
     cp_total=$(sum2 "$(med "$size" cp copy)" "$(med "$size" cp flush)")
     pt_total=$(sum2 "$(med "$size" passthrough copy)" "$(med "$size" passthrough flush)")
     pt_seq=$(med "$size" passthrough seq)
     for sys in "${SYSTEMS[@]}"; do
       if [ -n "${MISSING[$sys]:-}" ]; then
-        echo "| $size | $sys | not installed | | | | | | | | | |"
+        echo "| $size | $sys | not installed | | | | | | | | | | | |"
         continue
       fi
       c=$(med "$size" "$sys" copy); f=$(med "$size" "$sys" flush)
       tot=$(sum2 "$c" "$f")
       rss=$(med "$size" "$sys" rss); rssrun=$(med "$size" "$sys" rssrun)
       s=$(med "$size" "$sys" seq); r=$(med "$size" "$sys" rand)
-      echo "| $size | $sys | $(fmt "$c") | $(fmt "$f") | $(fmt "$tot") | $(ratio "$tot" "$cp_total") | $(ratio "$tot" "$pt_total") | $( [ "$sys" = cp ] && printf '–' || fmt "$rss" 1) | $( [ "$sys" = cp ] && printf '–' || fmt "$rssrun" 1) | $(fmt "$s") | $(ratio "$s" "$pt_seq") | $(fmt "$r") |"
+      cw=$(med "$size" "$sys" cpuw); cr=$(med "$size" "$sys" cpur)
+      echo "| $size | $sys | $(fmt "$c") | $(fmt "$f") | $(fmt "$tot") | $(ratio "$tot" "$cp_total") | $(ratio "$tot" "$pt_total") | $( [ "$sys" = cp ] && printf '–' || fmt "$rss" 1) | $( [ "$sys" = cp ] && printf '–' || fmt "$rssrun" 1) | $(fmt "$cw") | $(fmt "$s") | $(ratio "$s" "$pt_seq") | $(fmt "$cr") | $(fmt "$r") |"
     done
   done
 )
