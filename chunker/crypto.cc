@@ -1,10 +1,14 @@
 #include "chunker/crypto.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sodium.h>
 
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -18,12 +22,10 @@ static_assert(sizeof(Secret) >= crypto_generichash_KEYBYTES_MIN &&
               sizeof(Secret) <= crypto_generichash_KEYBYTES_MAX);
 static_assert(kChunkSize <= UINT32_MAX, "ChunkRef::length is a uint32_t");
 
-// Every chunk is sealed under its own key, so one fixed nonce never repeats
-// under a key with a different plaintext.
-constexpr unsigned char kNonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES] =
-    {};
-
-// Format 2: segment i's nonce is i as a little-endian u64, then zeros.
+// The nonce of segment i: i as a little-endian u64, then zeros (24 bytes
+// for XChaCha20, the first 12 of them for AES-GCM). Format 1's single unit
+// is "segment 0": an all-zero nonce. Every chunk is sealed under its own key,
+// so a nonce never repeats under a key with a different plaintext.
 using SegmentNonce =
     std::array<unsigned char, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES>;
 SegmentNonce NonceOfSegment(uint64_t i) {
@@ -32,6 +34,93 @@ SegmentNonce NonceOfSegment(uint64_t i) {
     nonce[b] = static_cast<unsigned char>(i >> (8 * b));
   return nonce;
 }
+
+// OpenSSL only fails these calls when it cannot allocate: nothing sensible
+// is left to do, and sealing must never produce a wrong object silently.
+void Check(bool ok, const char* what) {
+  if (ok) return;
+  std::fprintf(stderr, "wavefs: OpenSSL %s failed\n", what);
+  std::abort();
+}
+
+// The AEAD that seals and opens the segments of one chunk under its key:
+// XChaCha20-Poly1305 (libsodium) for formats 1 and 2, AES-256-GCM (OpenSSL
+// EVP, which uses AES-NI and carry-less multiply where the CPU has them)
+// for format 3. Each unit is `len` bytes at `seg`, its tag right after.
+class SegmentAead {
+ public:
+  SegmentAead(ChunkFormat format, const ChunkKey& key)
+      : format_(format), key_(key) {
+    if (format_ != ChunkFormat::kSegmentedAes) return;
+    ctx_ = EVP_CIPHER_CTX_new();
+    Check(ctx_ != nullptr, "EVP_CIPHER_CTX_new");
+  }
+  ~SegmentAead() { EVP_CIPHER_CTX_free(ctx_); }  // cleanses the key schedule
+  SegmentAead(const SegmentAead&) = delete;
+  SegmentAead& operator=(const SegmentAead&) = delete;
+
+  void Seal(uint64_t index, uint8_t* seg, size_t len) {
+    const SegmentNonce nonce = NonceOfSegment(index);
+    if (ctx_ == nullptr) {
+      // In place (c == m) is supported by libsodium: the stream cipher XORs
+      // byte by byte and the MAC is computed over the ciphertext afterwards.
+      crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+          seg, seg + len, nullptr, seg, len, nullptr, 0, nullptr, nonce.data(),
+          key_.data());
+      return;
+    }
+    int out = 0;
+    const bool first = Start();
+    Check(EVP_EncryptInit_ex(ctx_, first ? EVP_aes_256_gcm() : nullptr, nullptr,
+                             first ? key_.data() : nullptr, nonce.data()) == 1,
+          "AES-GCM init");
+    Check(EVP_EncryptUpdate(ctx_, seg, &out, seg, static_cast<int>(len)) == 1,
+          "AES-GCM encrypt");
+    Check(EVP_EncryptFinal_ex(ctx_, seg + out, &out) == 1, "AES-GCM final");
+    Check(EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG,
+                              static_cast<int>(kTagSize), seg + len) == 1,
+          "AES-GCM tag");
+  }
+
+  // True when the tag verifies; seg then holds the plaintext. On false seg
+  // may hold unauthenticated bytes (AES-GCM decrypts before the tag check):
+  // the caller wipes them.
+  bool Open(uint64_t index, uint8_t* seg, size_t len) {
+    const SegmentNonce nonce = NonceOfSegment(index);
+    if (ctx_ == nullptr) {
+      // libsodium checks the tag before it writes any plaintext.
+      return crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+                 seg, nullptr, seg, len, seg + len, nullptr, 0, nonce.data(),
+                 key_.data()) == 0;
+    }
+    int out = 0;
+    const bool first = Start();
+    Check(EVP_DecryptInit_ex(ctx_, first ? EVP_aes_256_gcm() : nullptr, nullptr,
+                             first ? key_.data() : nullptr, nonce.data()) == 1,
+          "AES-GCM init");
+    Check(EVP_DecryptUpdate(ctx_, seg, &out, seg, static_cast<int>(len)) == 1,
+          "AES-GCM decrypt");
+    Check(EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG,
+                              static_cast<int>(kTagSize), seg + len) == 1,
+          "AES-GCM tag");
+    return EVP_DecryptFinal_ex(ctx_, seg + out, &out) == 1;
+  }
+
+ private:
+  // The cipher and key are given on the first init only; later inits change
+  // just the nonce (96 bits, GCM's default length) and keep the expanded
+  // key. An object seals or opens, never both.
+  bool Start() {
+    if (started_) return false;
+    started_ = true;
+    return true;
+  }
+
+  const ChunkFormat format_;
+  const ChunkKey& key_;
+  EVP_CIPHER_CTX* ctx_ = nullptr;
+  bool started_ = false;
+};
 
 // Wipes the whole buffer so no unauthenticated plaintext (or half-decrypted
 // bytes) outlives a failed open, then reports `message` as corruption.
@@ -61,17 +150,34 @@ bool IsAllZero(std::span<const uint8_t> bytes) {
   return std::memcmp(p, p + 1, n - 1) == 0;
 }
 
-ChunkKey DeriveChunkKey(const Secret& secret,
+ChunkKey DeriveChunkKey(ChunkFormat format, const Secret& secret,
                         std::span<const uint8_t> plaintext) {
   ChunkKey key{};
+  if (format == ChunkFormat::kSegmentedAes) {
+    unsigned int len = 0;
+    Check(
+        HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+             plaintext.data(), plaintext.size(), key.data(), &len) != nullptr &&
+            len == key.size(),
+        "HMAC-SHA-256");
+    return key;
+  }
   // Cannot fail: every length is within libsodium's bounds (static_asserts).
   crypto_generichash(key.data(), key.size(), plaintext.data(), plaintext.size(),
                      secret.data(), secret.size());
   return key;
 }
 
-Address AddressOf(std::span<const uint8_t> ciphertext) {
+Address AddressOf(ChunkFormat format, std::span<const uint8_t> ciphertext) {
   Address address{};
+  if (format == ChunkFormat::kSegmentedAes) {
+    unsigned int len = 0;
+    Check(EVP_Digest(ciphertext.data(), ciphertext.size(), address.data(), &len,
+                     EVP_sha256(), nullptr) == 1 &&
+              len == address.size(),
+          "SHA-256");
+    return address;
+  }
   crypto_generichash(address.data(), address.size(), ciphertext.data(),
                      ciphertext.size(), nullptr, 0);
   return address;
@@ -86,13 +192,10 @@ ChunkRef SealChunk(const Secret& secret, ChunkFormat format, uint8_t* buf,
     ref.hole = true;
     return ref;
   }
-  ref.key = DeriveChunkKey(secret, {buf, len});
+  ref.key = DeriveChunkKey(format, secret, {buf, len});
+  SegmentAead aead(format, ref.key);
   if (format == ChunkFormat::kWhole) {
-    // In place (c == m) is supported by libsodium: the stream cipher XORs
-    // byte by byte and the MAC is computed over the ciphertext afterwards.
-    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
-        buf, buf + len, nullptr, buf, len, nullptr, 0, nullptr, kNonce,
-        ref.key.data());
+    aead.Seal(0, buf, len);
   } else {
     // Last segment first: each moves up by 16 bytes per earlier segment to
     // make room for the tags, and moving from the end never overwrites
@@ -102,13 +205,10 @@ ChunkRef SealChunk(const Secret& secret, ChunkFormat format, uint8_t* buf,
       const size_t seg_len = std::min(kSegmentSize, len - pt_off);
       uint8_t* seg = buf + i * kSealedSegmentSize;
       if (seg != buf + pt_off) std::memmove(seg, buf + pt_off, seg_len);
-      const SegmentNonce nonce = NonceOfSegment(i);
-      crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
-          seg, seg + seg_len, nullptr, seg, seg_len, nullptr, 0, nullptr,
-          nonce.data(), ref.key.data());
+      aead.Seal(i, seg, seg_len);
     }
   }
-  ref.address = AddressOf({buf, CiphertextSize(format, len)});
+  ref.address = AddressOf(format, {buf, CiphertextSize(format, len)});
   return ref;
 }
 
@@ -126,8 +226,8 @@ SegmentRange SegmentsCovering(uint64_t chunk_len, uint64_t offset,
   return r;
 }
 
-Status OpenSegments(const ChunkRef& ref, const SegmentRange& range,
-                    uint8_t* buf, size_t ct_len) {
+Status OpenSegments(const ChunkRef& ref, ChunkFormat format,
+                    const SegmentRange& range, uint8_t* buf, size_t ct_len) {
   if (ref.hole) {
     return FailOpen(buf, ct_len, Code::kInvalid,
                     "a hole chunk has no ciphertext to open");
@@ -140,15 +240,12 @@ Status OpenSegments(const ChunkRef& ref, const SegmentRange& range,
                         std::to_string(ct_len) + " bytes, expected " +
                         std::to_string(range.ct_len));
   }
+  SegmentAead aead(format, ref.key);
   size_t left = range.pt_len;
   for (uint64_t k = 0; k < range.count; ++k) {
     const size_t seg_len = std::min(kSegmentSize, left);
     uint8_t* seg = buf + k * kSealedSegmentSize;
-    const SegmentNonce nonce = NonceOfSegment(range.first + k);
-    // libsodium checks the tag before it writes any plaintext.
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
-            seg, nullptr, seg, seg_len, seg + seg_len, nullptr, 0, nonce.data(),
-            ref.key.data()) != 0) {
+    if (!aead.Open(range.first + k, seg, seg_len)) {
       return FailOpen(buf, ct_len, Code::kCorrupt,
                       "chunk " + ToHex(ref.address) + " segment " +
                           std::to_string(range.first + k) +
@@ -175,25 +272,23 @@ Status OpenChunk(const ChunkRef& ref, ChunkFormat format, uint8_t* buf,
                         std::to_string(ct_len) + " bytes, expected " +
                         std::to_string(expected));
   }
-  if (check_address && AddressOf({buf, ct_len}) != ref.address) {
+  if (check_address && AddressOf(format, {buf, ct_len}) != ref.address) {
     return FailOpen(
         buf, ct_len, Code::kCorrupt,
         "chunk " + ToHex(ref.address) + " does not match its address");
   }
-  if (format == ChunkFormat::kSegmented) {
+  if (IsSegmented(format)) {
     if (ref.length == 0) {
       return FailOpen(buf, ct_len, Code::kCorrupt,
                       "chunk " + ToHex(ref.address) + " has length 0");
     }
-    return OpenSegments(ref, SegmentsCovering(ref.length, 0, ref.length), buf,
-                        ct_len);
+    return OpenSegments(
+        ref, format, SegmentsCovering(ref.length, 0, ref.length), buf, ct_len);
   }
-  const size_t len = ref.length;
   // libsodium checks the tag over the ciphertext before it writes any
   // plaintext, so decrypting in place is safe.
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
-          buf, nullptr, buf, len, buf + len, nullptr, 0, kNonce,
-          ref.key.data()) != 0) {
+  SegmentAead aead(format, ref.key);
+  if (!aead.Open(0, buf, ref.length)) {
     return FailOpen(buf, ct_len, Code::kCorrupt,
                     "chunk " + ToHex(ref.address) + " failed authentication");
   }

@@ -1,5 +1,6 @@
-// Convergent encryption of one chunk (docs/format.md), on libsodium.
+// Convergent encryption of one chunk (docs/format.md).
 //
+// Formats 1 and 2 (libsodium):
 //   key        = BLAKE2b-256(key = secret, message = plaintext)
 //   format 1:  ciphertext = XChaCha20-Poly1305-IETF(key, nonce = 24 zero
 //              bytes, no AD), the encrypted bytes followed by the 16-byte tag
@@ -7,6 +8,11 @@
 //              like format 1 but with nonce = u64le(i) || 16 zero bytes, and
 //              the object is the sealed segments back to back
 //   address    = BLAKE2b-256(object), unkeyed
+// Format 3 (OpenSSL, AES-NI and SHA-NI on x86-64):
+//   key        = HMAC-SHA-256(key = secret, message = plaintext)
+//   object     = the segments of format 2, each AES-256-GCM(key,
+//                nonce = u64le(i) || 4 zero bytes, no AD) followed by its tag
+//   address    = SHA-256(object)
 //
 // The nonces are safe: a key encrypts exactly one plaintext, and within it
 // every segment has its own nonce. All functions are pure and thread-safe
@@ -29,10 +35,12 @@ Status InitCrypto();
 // True when every byte is zero (such chunks are stored as holes).
 bool IsAllZero(std::span<const uint8_t> bytes);
 
-ChunkKey DeriveChunkKey(const Secret& secret,
+ChunkKey DeriveChunkKey(ChunkFormat format, const Secret& secret,
                         std::span<const uint8_t> plaintext);
 
-Address AddressOf(std::span<const uint8_t> ciphertext);
+// The address of an object of a store of `format`: what every check of a
+// stored or staged object against its name computes.
+Address AddressOf(ChunkFormat format, std::span<const uint8_t> ciphertext);
 
 // Seals the chunk held in buf[0, len): a hole ref when it is all zeros (buf
 // untouched), else derives the key and seals in place, so
@@ -43,13 +51,14 @@ ChunkRef SealChunk(const Secret& secret, ChunkFormat format, uint8_t* buf,
 // Opens a whole object buf[0, ct_len) in place under ref.key: on ok,
 // buf[0, ref.length) holds the plaintext. Returns kCorrupt when a tag does
 // not verify, when ct_len != CiphertextSize(format, ref.length), or (when
-// check_address) when BLAKE2b(object) != ref.address. Never leaves
+// check_address) when AddressOf(format, object) != ref.address. Never leaves
 // unauthenticated plaintext behind on failure (buf is zeroed).
 Status OpenChunk(const ChunkRef& ref, ChunkFormat format, uint8_t* buf,
                  size_t ct_len, bool check_address);
 
-// The part of a format-2 object that holds plaintext [offset, offset + len)
-// of a chunk: whole segments, so the range may start earlier and end later.
+// The part of a segmented (format 2 or 3) object that holds plaintext [offset,
+// offset + len) of a chunk: whole segments, so the range may start earlier and
+// end later.
 struct SegmentRange {
   uint64_t first = 0;      // first segment index
   uint64_t count = 0;      // segments
@@ -61,11 +70,11 @@ struct SegmentRange {
 // Requires 0 < len and offset + len <= chunk_len.
 SegmentRange SegmentsCovering(uint64_t chunk_len, uint64_t offset,
                               uint64_t len);
-// Opens the sealed segments of `range` (a format-2 object's bytes
+// Opens the sealed segments of `range` (a format-2 or -3 object's bytes
 // [range.ct_offset, range.ct_offset + range.ct_len), in buf[0, ct_len)) in
 // place: on ok buf[0, range.pt_len) holds plaintext from range.pt_offset.
 // kCorrupt when ct_len != range.ct_len or a tag does not verify (buf zeroed).
-Status OpenSegments(const ChunkRef& ref, const SegmentRange& range,
-                    uint8_t* buf, size_t ct_len);
+Status OpenSegments(const ChunkRef& ref, ChunkFormat format,
+                    const SegmentRange& range, uint8_t* buf, size_t ct_len);
 
 }  // namespace wavefs

@@ -16,7 +16,8 @@ namespace wavefs {
 
 // Plaintext is cut at fixed offsets into chunks of this size.
 inline constexpr uint64_t kChunkSize = 4ull << 20;
-// XChaCha20-Poly1305 tag appended to every sealed unit.
+// AEAD tag appended to every sealed unit (Poly1305 in formats 1 and 2, GCM
+// in format 3).
 inline constexpr size_t kTagSize = 16;
 
 // How a store's chunk objects are sealed (docs/format.md, section 2); the
@@ -24,9 +25,19 @@ inline constexpr size_t kTagSize = 16;
 //   kWhole:     format 1, the chunk is one AEAD unit (plaintext + one tag).
 //   kSegmented: format 2, the chunk is cut into 64 KiB segments, each its
 //               own AEAD unit, so a read decrypts only the segments it needs.
-enum class ChunkFormat : int { kWhole = 1, kSegmented = 2 };
+//   kSegmentedAes: format 3, the layout of format 2 on primitives this
+//               class of CPU runs in hardware: HMAC-SHA-256 key,
+//               AES-256-GCM segments, SHA-256 address.
+enum class ChunkFormat : int { kWhole = 1, kSegmented = 2, kSegmentedAes = 3 };
 // What `wavefs init` writes.
-inline constexpr ChunkFormat kNewestChunkFormat = ChunkFormat::kSegmented;
+inline constexpr ChunkFormat kNewestChunkFormat = ChunkFormat::kSegmentedAes;
+inline constexpr bool IsKnownChunkFormat(int format) {
+  return format >= 1 && format <= 3;
+}
+// Formats 2 and 3 share the segment layout (and range reads).
+inline constexpr bool IsSegmented(ChunkFormat format) {
+  return format != ChunkFormat::kWhole;
+}
 inline constexpr size_t kSegmentSize = 64 << 10;
 inline constexpr size_t kSealedSegmentSize = kSegmentSize + kTagSize;
 
@@ -44,9 +55,12 @@ inline constexpr size_t kMaxCiphertextSize =
 static_assert(kMaxCiphertextSize >=
               CiphertextSize(ChunkFormat::kWhole, kChunkSize));
 
-using Address = std::array<uint8_t, 32>;   // BLAKE2b-256(ciphertext)
-using ChunkKey = std::array<uint8_t, 32>;  // BLAKE2b-256(key=secret, plaintext)
-using Secret = std::array<uint8_t, 32>;    // per-store convergence secret
+// Formats 1 and 2: BLAKE2b-256(ciphertext); format 3: SHA-256(ciphertext).
+using Address = std::array<uint8_t, 32>;
+// Formats 1 and 2: BLAKE2b-256(key=secret, plaintext); format 3:
+// HMAC-SHA-256(key=secret, plaintext).
+using ChunkKey = std::array<uint8_t, 32>;
+using Secret = std::array<uint8_t, 32>;  // per-store convergence secret
 
 // One chunk of a file as the data map records it.
 // A hole (all-zero chunk) has hole=true and zero address and key; `length`

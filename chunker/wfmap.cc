@@ -77,8 +77,7 @@ Result<WfMap> DecodeWfmap(std::string_view bytes) {
   std::memcpy(want.data(), bytes.data() + body, want.size());
   if (Checksum(bytes.substr(0, body)) != want)
     return Corrupt("checksum mismatch (the file is damaged)");
-  if (format != static_cast<uint16_t>(ChunkFormat::kWhole) &&
-      format != static_cast<uint16_t>(ChunkFormat::kSegmented))
+  if (!IsKnownChunkFormat(format))
     return Status::Error(Code::kNotSupported, "wfmap: unknown chunk format " +
                                                   std::to_string(format));
   if (chunk_size != kChunkSize)

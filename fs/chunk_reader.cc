@@ -113,7 +113,7 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
     const ChunkRef r = **ref;
     const uint64_t stored =
         in < r.length ? std::min<uint64_t>(n, r.length - in) : 0;
-    if (format_ == ChunkFormat::kSegmented && !sequential && stored > 0 &&
+    if (IsSegmented(format_) && !sequential && stored > 0 &&
         !cache_.Contains(r.address)) {
       // A random read: fetch and open only the segments it covers (or the
       // windows around them), and keep no whole chunk (the page cache keeps
@@ -224,7 +224,7 @@ Status ChunkReader::ReadWindows(const ChunkRef& ref, uint64_t window,
               ref.address, std::make_pair(range.ct_offset, range.ct_len),
               buf.get()));
           WAVEFS_RETURN_IF_ERROR(
-              OpenSegments(ref, range, buf->data(), buf->size()));
+              OpenSegments(ref, format_, range, buf->data(), buf->size()));
           buf->erase(buf->begin(), buf->begin() + (start - range.pt_offset));
           buf->resize(wlen);
           segment_reads_.fetch_add(1, std::memory_order_relaxed);
@@ -246,7 +246,8 @@ Status ChunkReader::ReadSegments(const ChunkRef& ref, uint64_t offset,
   std::shared_ptr<std::vector<uint8_t>> buf = ChunkBuffer();
   WAVEFS_RETURN_IF_ERROR(ReadObject(
       ref.address, std::make_pair(range.ct_offset, range.ct_len), buf.get()));
-  WAVEFS_RETURN_IF_ERROR(OpenSegments(ref, range, buf->data(), buf->size()));
+  WAVEFS_RETURN_IF_ERROR(
+      OpenSegments(ref, format_, range, buf->data(), buf->size()));
   segment_reads_.fetch_add(1, std::memory_order_relaxed);
   const char* at =
       reinterpret_cast<const char*>(buf->data()) + (offset - range.pt_offset);

@@ -106,14 +106,15 @@ bool DetachStaleMount(const std::string& mnt) {
   return RunFusermount(mnt, true) == 0;
 }
 
-int RunInit(const std::string& store, const std::string& key_file_opt) {
+int RunInit(const std::string& store, const std::string& key_file_opt,
+            int format) {
   if (Status s = InitCrypto(); !s.ok()) return Fail(s.message());
   auto where = ResolveStore(store, "", "", "");
   if (!where.ok()) return Fail(where.status().message());
   if (!key_file_opt.empty() && access(key_file_opt.c_str(), F_OK) == 0)
     return Fail("key file " + key_file_opt +
                 " already exists; wavefs never overwrites a key");
-  auto cfg = InitStore(*where);
+  auto cfg = InitStore(*where, format);
   if (!cfg.ok()) {
     if (cfg.status().code() == Code::kExists)
       return Fail(where->Describe() + " is already a wavefs store");
@@ -124,9 +125,10 @@ int RunInit(const std::string& store, const std::string& key_file_opt) {
                                    : key_file_opt;
   if (Status s = CreateKeyFile(key_file); !s.ok()) return Fail(s.message());
   std::printf(
-      "wavefs: initialised store %s (id %s)\n"
+      "wavefs: initialised store %s (id %s, format %d)\n"
       "wavefs: key file %s; back it up, the data cannot be read without it\n",
-      where->Describe().c_str(), cfg->store_id.c_str(), key_file.c_str());
+      where->Describe().c_str(), cfg->store_id.c_str(), cfg->format_version,
+      key_file.c_str());
   return 0;
 }
 

@@ -8,7 +8,7 @@
 
 namespace wavefs {
 
-int RunInit(const std::string& store, const std::string& key_file);
+int RunInit(const std::string& store, const std::string& key_file, int format);
 int RunMount(MountOptions options);
 int RunUnmount(const std::string& mountpoint);
 int RunStatus(const std::string& mountpoint, bool watch);

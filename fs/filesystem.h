@@ -61,7 +61,7 @@ struct FsOptions {
   // Fetched-chunk buffers kept for reuse (speed against 4 MiB of RSS each).
   size_t recycled_chunks = 2;
   // The store's format: how chunks are sealed, and whether a read may fetch
-  // and open only the 64 KiB segments it needs (format 2).
+  // and open only the 64 KiB segments it needs (formats 2 and 3).
   ChunkFormat chunk_format = kNewestChunkFormat;
   // Staging keeps this much free on the spill's filesystem.
   uint64_t spill_reserve_bytes = 64ull << 20;

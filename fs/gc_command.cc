@@ -197,7 +197,7 @@ Status OpenOffline(const MaintOptions& o, Offline* off) {
   auto sp = Spill::Open(spill);
   if (!sp.ok()) return sp.status().Annotate("open the spill");
   off->spill = std::move(*sp);
-  auto st = OpenChunkStore(off->where);
+  auto st = OpenChunkStore(off->where, off->config.chunk_format());
   if (!st.ok()) return st.status();
   off->store = std::move(*st);
   return Status::Ok();

@@ -7,6 +7,7 @@
 #include "fs/mount_helper.h"
 #include "fs/restore_command.h"
 #include "fs/share_command.h"
+#include "store/store_config.h"
 
 int main(int argc, char** argv) {
   using wavefs::MountOptions;
@@ -28,6 +29,14 @@ int main(int argc, char** argv) {
   init->add_option(
       "--key-file", key_file,
       "Where to write the key (default $WAVEFS_HOME/<store id>/key)");
+  int init_format = wavefs::kStoreFormatVersion;
+  init->add_option("--format", init_format,
+                   "Chunk format of the new store: 3 (AES-256-GCM and "
+                   "SHA-256, the default) or 2 (XChaCha20-Poly1305 and "
+                   "BLAKE2b, faster on CPUs without AES instructions); "
+                   "docs/format.md")
+      ->check(
+          CLI::Range(wavefs::kOldestStoreFormat, wavefs::kStoreFormatVersion));
 
   auto* mount = app.add_subcommand(
       "mount", "Mount a store (returns once the mount is ready)");
@@ -241,7 +250,7 @@ int main(int argc, char** argv) {
     // fsck(8): 16 is a usage error.
     return argc > 1 && std::string(argv[1]) == "fsck" ? 16 : 2;
   }
-  if (*init) return wavefs::RunInit(store, key_file);
+  if (*init) return wavefs::RunInit(store, key_file, init_format);
   if (*mount) {
     auto limit = wavefs::ParseSize(memory_limit);
     if (!limit.ok())

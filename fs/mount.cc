@@ -141,13 +141,14 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   if (!spill.ok())
     return report.Fail("cannot open the spill directory: " +
                        spill.status().message());
-  auto opened = OpenChunkStore(o.location);
+  auto opened = OpenChunkStore(o.location, o.chunk_format);
   if (!opened.ok())
     return report.Fail("cannot open the store: " + opened.status().message());
   CountingStore store(std::move(*opened));
 
   // Orphan inodes, stale and torn staged files (store/recovery.h).
-  auto recovered = RecoverAtStart(index->get(), spill->get(), &store);
+  auto recovered =
+      RecoverAtStart(index->get(), spill->get(), o.chunk_format, &store);
   if (!recovered.ok())
     return report.Fail("start-up recovery failed: " +
                        recovered.status().message());
@@ -161,6 +162,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
 
   Uploader::Options uo;
   uo.concurrency = o.upload_threads;
+  uo.format = o.chunk_format;
   Uploader uploader(index->get(), spill->get(), &store, uo);
   uploader.Start();
   auto fs = std::make_unique<Filesystem>(index->get(), spill->get(), &store,

@@ -53,7 +53,7 @@ int RunRestore(const RestoreArgs& a) {
   if (!where.ok()) return Fail(where.status().message());
   auto cfg = ReadStoreConfigAt(*where);
   if (!cfg.ok()) return Fail(cfg.status().message());
-  auto store = OpenChunkStore(*where);
+  auto store = OpenChunkStore(*where, cfg->chunk_format());
   if (!store.ok()) return Fail(store.status().message());
   const std::string desc = where->Describe();
 

@@ -326,7 +326,7 @@ int RunGet(const GetArgs& a) {
   if (cfg->chunk_format() != w->chunk_format)
     return Fail(a.wfmap + " and " + where->Describe() +
                 " disagree on the chunk format");
-  auto store = OpenChunkStore(*where);
+  auto store = OpenChunkStore(*where, cfg->chunk_format());
   if (!store.ok()) return Fail(store.status().message());
 
   TempOutput out;

@@ -221,7 +221,7 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
         state = State::kTruncated;
         detail = std::to_string(bytes.size()) + " bytes, " +
                  std::to_string(want) + " expected";
-      } else if (AddressOf(bytes) != a) {
+      } else if (AddressOf(o.format, bytes) != a) {
         state = State::kCorrupt;
         detail = "its bytes do not hash to its address";
       }
@@ -229,7 +229,8 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
     // The staged copy, when the store's is not usable (or not there yet).
     bool spill_intact = false;
     if (in_spill && (state != State::kOk || o.verify)) {
-      spill_intact = spill->Read(a, &bytes).ok() && AddressOf(bytes) == a;
+      spill_intact =
+          spill->Read(a, &bytes).ok() && AddressOf(o.format, bytes) == a;
       if (state == State::kOk && obj == objects.end() && !spill_intact) {
         state = State::kCorrupt;
         detail = "its staged copy does not hash to its address";

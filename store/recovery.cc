@@ -15,11 +15,11 @@ namespace {
 // True when the store surely has no intact copy of a (absent, or bytes
 // that do not hash to it). A store that cannot be asked now (unreachable)
 // is not evidence of a loss: the uploader finds out later.
-bool SurelyNotInStore(ChunkStore* store, const Address& a) {
+bool SurelyNotInStore(ChunkStore* store, ChunkFormat format, const Address& a) {
   std::vector<uint8_t> copy;
   Status got = store->Get(a, &copy);
   if (got.code() == Code::kNotFound) return true;
-  return got.ok() && AddressOf(copy) != a;
+  return got.ok() && AddressOf(format, copy) != a;
 }
 
 // Names every file range that refers to one of the lost chunks.
@@ -56,7 +56,7 @@ Status ReportLost(Index* index, const std::set<Address>& lost,
 }  // namespace
 
 Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill,
-                                      ChunkStore* store) {
+                                      ChunkFormat format, ChunkStore* store) {
   RecoveryReport r;
   auto orphans = index->ReclaimOrphans();
   if (!orphans.ok()) return orphans.status();
@@ -75,7 +75,7 @@ Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill,
       continue;
     }
     Status read = spill->Read(a, &bytes);
-    if (read.ok() && AddressOf(bytes) == a) {
+    if (read.ok() && AddressOf(format, bytes) == a) {
       ++r.staged_verified;
       continue;
     }
@@ -86,7 +86,7 @@ Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill,
         read.ok() ? "its bytes do not hash to its name" : read.ToString());
     WAVEFS_RETURN_IF_ERROR(spill->Remove(a));
     ++r.torn_staged_removed;
-    if (store != nullptr && SurelyNotInStore(store, a)) lost.insert(a);
+    if (store != nullptr && SurelyNotInStore(store, format, a)) lost.insert(a);
   }
   if (store != nullptr) {
     // Queued chunks whose staged file is gone altogether (its name never
@@ -95,7 +95,7 @@ Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill,
     WAVEFS_RETURN_IF_ERROR(index->PeekQueue(SIZE_MAX, &queued));
     for (const auto& [a, len] : queued) {
       if (spill->Contains(a) || lost.count(a)) continue;
-      if (SurelyNotInStore(store, a)) lost.insert(a);
+      if (SurelyNotInStore(store, format, a)) lost.insert(a);
     }
   }
   if (!lost.empty()) WAVEFS_RETURN_IF_ERROR(ReportLost(index, lost, &r));

@@ -41,7 +41,10 @@ struct RecoveryReport {
   std::vector<std::string> lost_ranges;
 };
 
+// `format` is the store's chunk format: what a staged or stored object must
+// hash to (chunker/crypto.h AddressOf).
 Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill,
+                                      ChunkFormat format,
                                       ChunkStore* store = nullptr);
 
 }  // namespace wavefs

@@ -137,6 +137,7 @@ struct S3Client::Request {
   std::vector<std::string> headers;
   std::span<const uint8_t> body;        // PUT from memory, POST
   std::string body_path;                // PUT streamed from a file
+  std::string payload_sha256;           // signed hash of the PUT body
   std::vector<uint8_t>* out = nullptr;  // GET body (2xx only)
   int out_fd = -1;                      // or GET body into this file
   std::string what;                     // for messages: "put chunk ab12..."
@@ -222,7 +223,7 @@ struct Transfer {
   int fd = -1;
   uint64_t offset = 0;
   uint64_t length = 0;
-  Md5* md5 = nullptr;
+  Md5* md5 = nullptr;  // null when the payload hash is signed instead
 };
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
@@ -288,12 +289,12 @@ size_t OnRead(char* buf, size_t size, size_t n, void* user) {
       t->resp->body_error = got < 0 ? std::strerror(errno) : "file shrank";
       return CURL_READFUNC_ABORT;
     }
-    t->md5->Update(buf, static_cast<size_t>(got));
+    if (t->md5 != nullptr) t->md5->Update(buf, static_cast<size_t>(got));
     t->offset += static_cast<uint64_t>(got);
     return static_cast<size_t>(got);
   }
   std::memcpy(buf, t->body.data() + t->offset, want);
-  t->md5->Update(buf, want);
+  if (t->md5 != nullptr) t->md5->Update(buf, want);
   t->offset += want;
   return want;
 }
@@ -303,7 +304,7 @@ int OnSeek(void* user, curl_off_t offset, int origin) {
   auto* t = static_cast<Transfer*>(user);
   if (origin != SEEK_SET || offset != 0) return CURL_SEEKFUNC_CANTSEEK;
   t->offset = 0;
-  t->md5->Reset();
+  if (t->md5 != nullptr) t->md5->Reset();
   return CURL_SEEKFUNC_OK;
 }
 
@@ -315,7 +316,7 @@ S3Client::Response S3Client::Perform(const Request& req) {
   t.resp = &resp;
   t.out = req.out;
   Md5 md5;
-  t.md5 = &md5;
+  if (req.payload_sha256.empty()) t.md5 = &md5;
   int fd = -1;
   if (req.method == "PUT") {
     if (!req.body_path.empty()) {
@@ -366,8 +367,12 @@ S3Client::Response S3Client::Perform(const Request& req) {
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
   curl_slist* headers = nullptr;
-  headers =
-      curl_slist_append(headers, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+  // libcurl signs the payload hash this header names (SigV4).
+  headers = curl_slist_append(
+      headers, ("x-amz-content-sha256: " +
+                (req.payload_sha256.empty() ? std::string("UNSIGNED-PAYLOAD")
+                                            : req.payload_sha256))
+                   .c_str());
   if (!config_.session_token.empty()) {
     headers = curl_slist_append(
         headers, ("x-amz-security-token: " + config_.session_token).c_str());
@@ -460,8 +465,16 @@ Status S3Client::Run(const Request& req, Response* out) {
       if (r.status == 301 || code == "AuthorizationHeaderMalformed" ||
           code == "PermanentRedirect" || code == "IllegalLocationConstraint")
         return Status::Error(Code::kInvalid, msg + ": wrong region?", EINVAL);
-      if (r.status == 429 || r.status / 100 == 5 || code == "SlowDown" ||
-          code == "RequestTimeout") {
+      if (code == "XAmzContentSHA256Mismatch" || code == "BadDigest") {
+        // The body that arrived does not hash to the signed SHA-256 (or
+        // Content-MD5): damaged on the way, or read wrong here. Sent again
+        // from its start; if it keeps failing the source itself is bad.
+        st = Status::Error(
+            Code::kCorrupt,
+            msg + ": the body does not hash to its signed digest", EIO, true);
+        retry = true;
+      } else if (r.status == 429 || r.status / 100 == 5 || code == "SlowDown" ||
+                 code == "RequestTimeout") {
         st = Status::Error(Code::kUnavailable, msg, EIO, true);
         retry = true;
       } else {
@@ -478,16 +491,18 @@ Status S3Client::Run(const Request& req, Response* out) {
 }
 
 Status S3Client::Put(const std::string& key, std::span<const uint8_t> body,
-                     bool if_absent) {
+                     bool if_absent, const std::string& payload_sha256) {
   Request req;
   req.body = body;
+  req.payload_sha256 = payload_sha256;
   return PutObject(key, &req, if_absent);
 }
 
 Status S3Client::PutFile(const std::string& key, const std::string& path,
-                         bool if_absent) {
+                         bool if_absent, const std::string& payload_sha256) {
   Request req;
   req.body_path = path;
+  req.payload_sha256 = payload_sha256;
   return PutObject(key, &req, if_absent);
 }
 
@@ -500,8 +515,10 @@ Status S3Client::PutObject(const std::string& key, Request* req,
   Response resp;
   WAVEFS_RETURN_IF_ERROR(Run(*req, &resp));
   // A single-part PUT's ETag is the MD5 of what arrived: the store holds
-  // exactly the bytes sent (read from the file or memory on the way).
-  if (resp.etag.size() == 32 && resp.etag != resp.sent_md5) {
+  // exactly the bytes sent (read from the file or memory on the way). With
+  // a signed payload hash the server has checked the bytes already.
+  if (req->payload_sha256.empty() && resp.etag.size() == 32 &&
+      resp.etag != resp.sent_md5) {
     Delete(key).IgnoreError();
     return Status::Error(Code::kCorrupt,
                          config_.Describe() + ": put " + key +

@@ -62,11 +62,16 @@ class S3Client {
   const S3Config& config() const { return config_; }
 
   // if_absent: with If-None-Match: * ; an existing object is kExists.
+  // payload_sha256: the body's SHA-256 as 64 hex characters, when the
+  // caller knows it. It is signed (x-amz-content-sha256) and the server
+  // refuses a body that does not hash to it (kCorrupt, retryable), so no
+  // MD5 is computed; without it the body is sent as UNSIGNED-PAYLOAD and
+  // its MD5, computed on the way, must equal the returned ETag.
   Status Put(const std::string& key, std::span<const uint8_t> body,
-             bool if_absent);
+             bool if_absent, const std::string& payload_sha256 = "");
   // Streams the file at path (its whole length) as the object's body.
   Status PutFile(const std::string& key, const std::string& path,
-                 bool if_absent);
+                 bool if_absent, const std::string& payload_sha256 = "");
   // The object (range: {offset, length}); kNotFound when absent.
   Status Get(const std::string& key,
              std::optional<std::pair<uint64_t, uint64_t>> range,

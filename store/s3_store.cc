@@ -6,9 +6,14 @@ std::string S3KeyOf(const S3Config& config, const std::string& name) {
   return config.prefix.empty() ? name : config.prefix + "/" + name;
 }
 
-S3Store::S3Store(std::shared_ptr<S3Client> client)
+S3Store::S3Store(std::shared_ptr<S3Client> client, ChunkFormat format)
     : client_(std::move(client)),
+      format_(format),
       chunks_prefix_(S3KeyOf(client_->config(), "chunks/")) {}
+
+std::string S3Store::PayloadHashOf(const Address& address) const {
+  return format_ == ChunkFormat::kSegmentedAes ? ToHex(address) : "";
+}
 
 std::string S3Store::KeyOf(const Address& address) const {
   const std::string hex = ToHex(address);
@@ -17,13 +22,15 @@ std::string S3Store::KeyOf(const Address& address) const {
 
 Status S3Store::Put(const Address& address,
                     std::span<const uint8_t> ciphertext) {
-  Status st = client_->Put(KeyOf(address), ciphertext, true);
+  Status st =
+      client_->Put(KeyOf(address), ciphertext, true, PayloadHashOf(address));
   return st.code() == Code::kExists ? Status::Ok() : st;  // stored already
 }
 
 Status S3Store::PutFile(const Address& address, const std::string& path,
                         std::vector<uint8_t>*) {
-  Status st = client_->PutFile(KeyOf(address), path, true);
+  Status st =
+      client_->PutFile(KeyOf(address), path, true, PayloadHashOf(address));
   return st.code() == Code::kExists ? Status::Ok() : st;  // stored already
 }
 

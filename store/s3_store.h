@@ -4,8 +4,12 @@
 // Put and PutFile send `If-None-Match: *`: an address already in the bucket
 // is not uploaded again (with `Expect: 100-continue` the body is not even
 // sent), so dedup saves bandwidth as well as space. A PUT is durable when
-// it returns 200 and its ETag matches the MD5 of what was sent, so Sync()
-// has nothing to do. PutFile streams the staged file; nothing is copied
+// it returns 200, so Sync() has nothing to do. What arrived is checked
+// against what was sent: in a format-3 store a chunk's address is the
+// SHA-256 of its object, so the PUT signs it as x-amz-content-sha256 and the
+// server refuses a body that does not hash to it (no extra pass over the
+// bytes here); other objects compute an MD5 on the way and compare it with
+// the ETag. PutFile streams the staged file; nothing is copied
 // into memory. GetRange is an HTTP Range request.
 // Thread safety: thread-safe (S3Client is).
 #pragma once
@@ -20,8 +24,9 @@ namespace wavefs {
 
 class S3Store : public ChunkStore {
  public:
-  explicit S3Store(std::shared_ptr<S3Client> client);
+  S3Store(std::shared_ptr<S3Client> client, ChunkFormat format);
 
+  ChunkFormat format() const { return format_; }
   Status Put(const Address& address,
              std::span<const uint8_t> ciphertext) override;
   Status PutFile(const Address& address, const std::string& path,
@@ -55,7 +60,12 @@ class S3Store : public ChunkStore {
   std::string KeyOf(const Address& address) const;
 
  private:
+  // The signed payload hash of a chunk's PUT: its address in format 3,
+  // empty (MD5 and ETag instead) in the BLAKE2b formats.
+  std::string PayloadHashOf(const Address& address) const;
+
   std::shared_ptr<S3Client> client_;
+  const ChunkFormat format_;
   std::string chunks_prefix_;  // "PREFIX/chunks/"
 };
 

@@ -67,7 +67,18 @@ std::string ConfigPathOf(const std::string& store_dir) {
 
 }  // namespace
 
-Result<StoreConfig> InitStoreDir(const std::string& store_dir) {
+Status CheckNewStoreFormat(int format) {
+  if (format >= kOldestStoreFormat && format <= kStoreFormatVersion)
+    return Status::Ok();
+  return Status::Error(Code::kInvalid,
+                       "store format " + std::to_string(format) +
+                           " does not exist (formats " +
+                           std::to_string(kOldestStoreFormat) + " to " +
+                           std::to_string(kStoreFormatVersion) + ")");
+}
+
+Result<StoreConfig> InitStoreDir(const std::string& store_dir, int format) {
+  WAVEFS_RETURN_IF_ERROR(CheckNewStoreFormat(format));
   WAVEFS_RETURN_IF_ERROR(EnsureSodium());
   WAVEFS_RETURN_IF_ERROR(MakeDirs(store_dir));
   const std::string config_path = ConfigPathOf(store_dir);
@@ -78,7 +89,7 @@ Result<StoreConfig> InitStoreDir(const std::string& store_dir) {
   }
   if (errno != ENOENT) return Status::FromErrno(errno, "stat " + config_path);
 
-  StoreConfig config = NewStoreConfig();
+  StoreConfig config = NewStoreConfig(format);
 
   // chunks/ first: the config is written last, so its presence means the
   // store is complete, and a failed init can simply be run again.
@@ -109,10 +120,11 @@ Result<StoreConfig> ReadStoreConfig(const std::string& store_dir) {
       path);
 }
 
-StoreConfig NewStoreConfig() {
+StoreConfig NewStoreConfig(int format) {
   std::array<uint8_t, kStoreIdBytes> id_bytes;
   randombytes_buf(id_bytes.data(), id_bytes.size());
   StoreConfig config;
+  config.format_version = format;
   config.store_id = ToHex(id_bytes);
   return config;
 }

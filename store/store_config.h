@@ -30,15 +30,19 @@ struct StoreConfig {
   }
 };
 
-// Creates the store directory (when absent) with a new config. kExists when
-// the directory already holds a config.
-Result<StoreConfig> InitStoreDir(const std::string& store_dir);
+// Creates the store directory (when absent) with a new config of `format`
+// (kOldestStoreFormat..kStoreFormatVersion). kExists when the directory
+// already holds a config.
+Result<StoreConfig> InitStoreDir(const std::string& store_dir,
+                                 int format = kStoreFormatVersion);
 // kNotFound when there is no config ("not a wavefs store"), kCorrupt on a bad
 // one, kNotSupported on an unknown format version or chunk size.
 Result<StoreConfig> ReadStoreConfig(const std::string& store_dir);
 
+// kInvalid unless `init` can make a store of `format`.
+Status CheckNewStoreFormat(int format);
 // A fresh config with a random store id (sodium must be initialised).
-StoreConfig NewStoreConfig();
+StoreConfig NewStoreConfig(int format = kStoreFormatVersion);
 // The config's text (docs/format.md); ParseStoreConfig reads it back, with
 // `where` (a path or URL) in its messages. Errors as for ReadStoreConfig.
 std::string EncodeStoreConfig(const StoreConfig& config);

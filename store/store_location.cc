@@ -153,13 +153,14 @@ Status LoadS3Credentials(S3Config* config) {
   return Status::Ok();
 }
 
-Result<StoreConfig> InitStore(const StoreLocation& where) {
+Result<StoreConfig> InitStore(const StoreLocation& where, int format) {
   if (where.kind == StoreLocation::Kind::kLocal)
-    return InitStoreDir(where.local_dir);
+    return InitStoreDir(where.local_dir, format);
+  WAVEFS_RETURN_IF_ERROR(CheckNewStoreFormat(format));
   auto client = ClientFor(where);
   WAVEFS_RETURN_IF_ERROR(client->CheckBucket());
   const std::string key = S3KeyOf(where.s3, kStoreConfigName);
-  StoreConfig config = NewStoreConfig();
+  StoreConfig config = NewStoreConfig(format);
   const std::string text = EncodeStoreConfig(config);
   Status st = client->Put(
       key,
@@ -192,14 +193,15 @@ Result<StoreConfig> ReadStoreConfigAt(const StoreLocation& where) {
       where.Describe() + "/" + kStoreConfigName);
 }
 
-Result<std::unique_ptr<ChunkStore>> OpenChunkStore(const StoreLocation& where) {
+Result<std::unique_ptr<ChunkStore>> OpenChunkStore(const StoreLocation& where,
+                                                   ChunkFormat format) {
   if (where.kind == StoreLocation::Kind::kLocal) {
     auto local = LocalStore::Open(where.local_dir + "/chunks");
     if (!local.ok()) return local.status();
     return std::unique_ptr<ChunkStore>(std::move(*local));
   }
   return std::unique_ptr<ChunkStore>(
-      std::make_unique<S3Store>(ClientFor(where)));
+      std::make_unique<S3Store>(ClientFor(where), format));
 }
 
 }  // namespace wavefs

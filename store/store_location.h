@@ -40,11 +40,14 @@ Status LoadS3Credentials(S3Config* config);
 
 // Creates the store (a local directory, or the config object in a bucket,
 // written only when absent). kExists when it is already a store.
-Result<StoreConfig> InitStore(const StoreLocation& where);
+Result<StoreConfig> InitStore(const StoreLocation& where,
+                              int format = kStoreFormatVersion);
 // kNotFound when it is not a store; for S3, a one-line reason when the
 // bucket cannot be used (wrong keys, no bucket, bad region, unreachable).
 Result<StoreConfig> ReadStoreConfigAt(const StoreLocation& where);
-// The chunk store of a location.
-Result<std::unique_ptr<ChunkStore>> OpenChunkStore(const StoreLocation& where);
+// The chunk store of a location, whose config names `format` (an S3 store
+// of format 3 signs each chunk's SHA-256 address as its payload hash).
+Result<std::unique_ptr<ChunkStore>> OpenChunkStore(const StoreLocation& where,
+                                                   ChunkFormat format);
 
 }  // namespace wavefs

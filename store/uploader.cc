@@ -138,7 +138,8 @@ Status Uploader::Drain(std::chrono::seconds give_up_after,
 Status Uploader::VerifyPut(const Address& address,
                            std::vector<uint8_t>* scratch) {
   Status got = store_->Get(address, scratch);
-  if (got.ok() && AddressOf(*scratch) == address) return Status::Ok();
+  if (got.ok() && AddressOf(options_.format, *scratch) == address)
+    return Status::Ok();
   if (!got.ok() && got.code() != Code::kNotFound &&
       got.code() != Code::kCorrupt) {
     // Cannot tell (the store did not answer): the put is tried again.
@@ -170,7 +171,8 @@ bool Uploader::StoreHoldsIntact(const Address& address,
                                 std::vector<uint8_t>* scratch) {
   // After a power loss a renamed-in object may exist without its bytes;
   // only a hash check tells an intact chunk from a damaged one.
-  return store_->Get(address, scratch).ok() && AddressOf(*scratch) == address;
+  return store_->Get(address, scratch).ok() &&
+         AddressOf(options_.format, *scratch) == address;
 }
 
 Status Uploader::UploadOne(const Address& address, uint64_t length,

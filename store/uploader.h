@@ -92,6 +92,8 @@ class Uploader {
     // Read every put back and check its hash before completing it; a
     // mismatch removes the bad object and puts the chunk again.
     bool verify_puts = false;
+    // The store's chunk format: what an object must hash to (AddressOf).
+    ChunkFormat format = kNewestChunkFormat;
   };
   struct Stats {
     uint64_t pending_chunks = 0;

@@ -118,7 +118,7 @@ TEST_F(CryptoTest, KeyIsKeyedBlake2bOfPlaintext) {
       crypto_generichash(expected.data(), expected.size(), plaintext.data(),
                          plaintext.size(), secret.data(), secret.size()),
       0);
-  EXPECT_EQ(DeriveChunkKey(secret, plaintext), expected);
+  EXPECT_EQ(DeriveChunkKey(ChunkFormat::kWhole, secret, plaintext), expected);
 }
 
 TEST_F(CryptoTest, AddressIsUnkeyedBlake2bOfCiphertextAndTag) {
@@ -131,7 +131,7 @@ TEST_F(CryptoTest, AddressIsUnkeyedBlake2bOfCiphertextAndTag) {
                                ct.size(), nullptr, 0),
             0);
   EXPECT_EQ(ref.address, expected);
-  EXPECT_EQ(AddressOf(ct), expected);
+  EXPECT_EQ(AddressOf(ChunkFormat::kWhole, ct), expected);
 }
 
 // In-place encryption must give exactly the bytes of libsodium's

@@ -163,8 +163,9 @@ TEST_P(FsModelTest, RandomOpsMatchAStringModel) {
 
 INSTANTIATE_TEST_SUITE_P(
     DirtyBuffers, FsModelTest,
-    ::testing::Values(ModelParam{4, ChunkFormat::kSegmented},
-                      ModelParam{2, ChunkFormat::kSegmented},
+    ::testing::Values(ModelParam{4, ChunkFormat::kSegmentedAes},
+                      ModelParam{2, ChunkFormat::kSegmentedAes},
+                      ModelParam{4, ChunkFormat::kSegmented},
                       ModelParam{4, ChunkFormat::kWhole}),
     [](const auto& info) {
       return "buffers" + std::to_string(info.param.buffers) + "_format" +
@@ -792,7 +793,7 @@ TEST_F(FsTest, DataMapRoundTripsAndReadsTheFileFromTheStore) {
     std::vector<uint8_t> buf;
     WAVEFS_ASSERT_OK(memory_->Get(ref.address, &buf));
     WAVEFS_ASSERT_OK(
-        OpenChunk(ref, ChunkFormat::kSegmented, buf.data(), buf.size(), true));
+        OpenChunk(ref, kNewestChunkFormat, buf.data(), buf.size(), true));
     rebuilt.replace(i * kC, ref.length,
                     reinterpret_cast<const char*>(buf.data()), ref.length);
   }

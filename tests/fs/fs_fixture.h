@@ -119,7 +119,8 @@ class FsTest : public ::testing::Test {
     ASSERT_TRUE(spill.ok()) << spill.status().ToString();
     spill_ = std::move(*spill);
     // As the daemon does at start-up (fs/mount.cc).
-    auto recovered = RecoverAtStart(index_.get(), spill_.get());
+    auto recovered =
+        RecoverAtStart(index_.get(), spill_.get(), kNewestChunkFormat);
     ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
     uploader_ = std::make_unique<Uploader>(index_.get(), spill_.get(),
                                            store_.get(), UploaderOptions());

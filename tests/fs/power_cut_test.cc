@@ -86,7 +86,8 @@ class PowerCutTest : public ::testing::Test {
     auto local = LocalStore::Open(store_dir_, env_.get());
     ASSERT_TRUE(local.ok()) << local.status().ToString();
     store_ = std::make_unique<CountingStore>(std::move(*local));
-    auto recovered = RecoverAtStart(index_.get(), spill_.get(), store_.get());
+    auto recovered = RecoverAtStart(index_.get(), spill_.get(),
+                                    kNewestChunkFormat, store_.get());
     ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
     recovery_ = *recovered;
     Uploader::Options uo;

@@ -306,6 +306,28 @@ s3_cleanup() {
   return 0
 }
 
+# store_format: the store's chunk format (the format= line of its config).
+store_format() {
+  local text
+  if [ -n "$IT_S3_BUCKET" ]; then
+    text=$(s3_curl GET "$IT_S3_BUCKET/store/wavefs-store.conf") || return 1
+  else
+    text=$(cat "$(store_dir)/wavefs-store.conf") || return 1
+  fi
+  sed -n 's/^format=//p' <<<"$text"
+}
+
+# object_hash FILE [FORMAT]: what a chunk object's name must be, by the
+# store's format (docs/format.md): SHA-256 in format 3, BLAKE2b-256 in 1, 2.
+object_hash() {
+  local format=${2:-$(store_format)}
+  if [ "$format" = 3 ]; then
+    sha256sum "$1" | cut -c1-64
+  else
+    b2sum -l 256 "$1" | cut -c1-64
+  fi
+}
+
 wfs_init() {
   local rc=0
   if [ -n "$IT_S3_BUCKET" ]; then

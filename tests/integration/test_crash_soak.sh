@@ -58,12 +58,14 @@ new_store() {
 
 # verify_store: every chunk object hashes to its name.
 verify_store() {
-  local dir n=0 bad=0 f name
+  local dir n=0 bad=0 f name format
   dir=$(store_snapshot)
+  format=$(store_format)
+  [ -n "$format" ] || fail "cannot read the store's format"
   while IFS= read -r f; do
     name=$(basename "$f")
     n=$((n + 1))
-    if [ "$(b2sum -l 256 "$f" | cut -c1-64)" != "$name" ]; then
+    if [ "$(object_hash "$f" "$format")" != "$name" ]; then
       it_log "corrupt chunk in the store: $f"
       bad=$((bad + 1))
     fi

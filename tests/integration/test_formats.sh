@@ -1,32 +1,67 @@
 #!/usr/bin/env bash
-# Stores made with chunk format 1 (one AEAD unit per 4 MiB chunk, before
-# format 2's 64 KiB segments) keep working: files copied in are sealed in
-# format 1 and read back equal, whole and in random pieces, after a remount.
+# Every chunk format works: stores made by `wavefs init` (format 3) and by
+# `wavefs init --format 1|2|3` take files in (new ones and an overwrite of
+# an existing one), name every object by the hash of its bytes (SHA-256 in
+# format 3, BLAKE2b-256 in formats 1 and 2, so anyone can check a store
+# without its key), and read the files back equal, whole and in pieces,
+# after a remount. A format that does not exist is refused with one line.
 source "$(dirname "$0")/lib.sh"
 
-wfs_init
-conf=$(store_dir)/wavefs-store.conf
-sed -i 's/^format=2$/format=1/' "$conf"
-grep -qx 'format=1' "$conf" || fail "could not turn the new store into a format-1 store"
-make_random "$SRC/f" 10M fmt1-f
+make_random "$SRC/f" 10M formats-f
+make_random "$SRC/g" 5M formats-g
 
-wfs_mount
-check "cp into a format-1 store" cp "$SRC/f" "$MNT/f"
-wfs_unmount
-# Format 1 objects are plaintext + one 16-byte tag: the two full chunks are
-# 4194320 bytes (format 2 would make them 4195328).
-full=$(find "$(store_dir)/chunks" -type f -size 4194320c | wc -l)
-expect_eq "two full chunks in format-1 size" 2 "$full"
+rc=0
+wfs init "$T/bad-store" --format 4 >"$T/bad.out" 2>&1 || rc=$?
+expect_eq "init --format 4 exits 2 (usage)" 2 "$rc"
+expect_eq "init --format 4 says why in one line" 1 "$(wc -l <"$T/bad.out")"
+grep -q -- "--format" "$T/bad.out" || fail "the error does not name --format: $(cat "$T/bad.out")"
+[ ! -e "$T/bad-store" ] || fail "a refused init left $T/bad-store behind"
 
-wfs_mount
-drop_caches
-check "the file equals the source after a remount" cmp "$SRC/f" "$MNT/f"
-for off in 0 3 5 9; do
-  dd if="$SRC/f" of="$T/want" bs=1M skip="$off" count=1 status=none
+for fmt in default 1 2 3; do
+  STORE=$T/store-$fmt
+  if [ "$fmt" = default ]; then
+    wfs_init
+    want=3
+  else
+    wfs_init --format "$fmt"
+    want=$fmt
+  fi
+  conf=$(store_dir)/wavefs-store.conf
+  grep -qx "format=$want" "$conf" || fail "init ($fmt) wrote $(head -1 "$conf")"
+  grep -q "format $want" "$T/init.out" || fail "init ($fmt) did not report format $want: $(cat "$T/init.out")"
+
+  wfs_mount
+  check "format $fmt: cp a new file" cp "$SRC/f" "$MNT/f"
+  check "format $fmt: cp another" cp "$SRC/g" "$MNT/g"
+  check "format $fmt: cp over an existing, longer file" cp "$SRC/g" "$MNT/f"
+  check "format $fmt: cp a third" cp "$SRC/f" "$MNT/f2"
+  wfs_unmount
+
+  # Full chunks: plaintext + one 16-byte tag (format 1) or + 16 bytes per
+  # 64 KiB segment (formats 2 and 3). Distinct ones: two of f, one of g.
+  if [ "$want" = 1 ]; then full=4194320; else full=4195328; fi
+  expect_eq "format $fmt: full-chunk objects of ${full} bytes" 3 \
+    "$(find "$(store_dir)/chunks" -type f -size "${full}c" | wc -l)"
+  objects=0
+  while read -r obj; do
+    sum=$(object_hash "$obj" "$want")
+    [ "$sum" = "$(basename "$obj")" ] || fail "format $fmt: object $(basename "$obj") hashes to $sum"
+    objects=$((objects + 1))
+  done < <(find "$(store_dir)/chunks" -type f)
+  expect_eq "format $fmt: objects, each named by its hash" 5 "$objects"
+
+  wfs_mount
   drop_caches
-  check "1 MiB at ${off} MiB reads back equal" \
-    bash -c "dd if='$MNT/f' of='$T/got' bs=1M skip=$off count=1 status=none && cmp '$T/want' '$T/got'"
+  check "format $fmt: the overwritten file equals its new source" cmp "$SRC/g" "$MNT/f"
+  check "format $fmt: g equals its source" cmp "$SRC/g" "$MNT/g"
+  check "format $fmt: f2 equals its source" cmp "$SRC/f" "$MNT/f2"
+  for off in 0 3 5 9; do
+    dd if="$SRC/f" of="$T/want" bs=1M skip="$off" count=1 status=none
+    drop_caches
+    check "format $fmt: 1 MiB at ${off} MiB reads back equal" \
+      bash -c "dd if='$MNT/f2' of='$T/got' bs=1M skip=$off count=1 status=none && cmp '$T/want' '$T/got'"
+  done
+  wfs_unmount
+  grep -qx "format=$want" "$conf" || fail "mounting changed the store's format"
+  pass "format $fmt works and is still format $want"
 done
-wfs_unmount
-grep -qx 'format=1' "$conf" || fail "mounting changed the store's format"
-pass "the store is still format 1"

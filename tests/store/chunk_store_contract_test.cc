@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "chunker/crypto.h"
 #include "store/chunk_store.h"
 #include "store/counting_store.h"
 #include "store/fault_store.h"
@@ -86,7 +87,9 @@ struct S3Env {
   TempDir tmp;
   std::shared_ptr<S3Client> client;
   std::unique_ptr<ChunkStore> store;
-  S3Env() {
+  // The contract puts made-up addresses, so its store is of a BLAKE2b
+  // format (MD5/ETag checks); format 3's signed hashes need real ones.
+  explicit S3Env(ChunkFormat format = ChunkFormat::kSegmented) {
     const char* endpoint = std::getenv("WAVEFS_S3_ENDPOINT");
     if (endpoint == nullptr || *endpoint == 0) {
       ADD_FAILURE() << "WAVEFS_S3_ENDPOINT is not set: run this through "
@@ -104,7 +107,7 @@ struct S3Env {
     client = std::make_shared<S3Client>(loc->s3);
     Status made = client->CreateBucket();
     EXPECT_TRUE(made.ok()) << made.ToString();
-    store = std::make_unique<S3Store>(client);
+    store = std::make_unique<S3Store>(client, format);
   }
 };
 
@@ -274,6 +277,44 @@ TEST(S3StoreTest, RemoveManyIsOneRequestPerThousandObjects) {
   ASSERT_EQ(results.size(), doomed.size());
   for (const Status& st : results) EXPECT_TRUE(st.ok()) << st.ToString();
   auto has = env.store->Has(doomed.back());
+  ASSERT_TRUE(has.ok());
+  EXPECT_FALSE(*has);
+}
+
+// In a format-3 store a chunk's address is the SHA-256 of its object: the
+// PUT signs it as the payload hash, so the server itself refuses bytes that
+// do not hash to the address (from memory or from a staged file), and
+// nothing is left under that address.
+TEST(S3StoreTest, Format3PutsAreCheckedByTheServerAgainstTheirAddress) {
+  ASSERT_TRUE(InitCrypto().ok());
+  S3Env env(ChunkFormat::kSegmentedAes);
+  ASSERT_NE(env.store, nullptr);
+  const Secret secret{1, 2, 3};
+  std::vector<uint8_t> object = MakeBytes(3 * 65536 + 7, 3);
+  const size_t len = object.size();
+  object.resize(CiphertextSize(ChunkFormat::kSegmentedAes, len));
+  const ChunkRef ref =
+      SealChunk(secret, ChunkFormat::kSegmentedAes, object.data(), len);
+  WAVEFS_ASSERT_OK(env.store->Put(ref.address, object));
+  std::vector<uint8_t> out;
+  WAVEFS_ASSERT_OK(env.store->Get(ref.address, &out));
+  EXPECT_EQ(out, object);
+
+  // One flipped bit: refused, and each attempt was sent again in full.
+  const Address other = AddressOf(ChunkFormat::kSegmentedAes, MakeBytes(9, 9));
+  std::vector<uint8_t> damaged = object;
+  damaged[100] ^= 1;
+  const uint64_t before = env.client->requests();
+  Status st = env.store->Put(other, damaged);
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  EXPECT_TRUE(st.retryable());
+  EXPECT_GE(env.client->requests() - before, 2u);
+  const std::string path = env.tmp / "staged";
+  WriteTestFile(path, damaged);
+  std::vector<uint8_t> scratch;
+  st = env.store->PutFile(other, path, &scratch);
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  auto has = env.store->Has(other);
   ASSERT_TRUE(has.ok());
   EXPECT_FALSE(*has);
 }

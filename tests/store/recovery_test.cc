@@ -27,7 +27,7 @@ class RecoveryTest : public ::testing::Test {
   }
   // Stages bytes under their real address; queued when asked.
   Address Stage(const std::vector<uint8_t>& bytes, bool queue) {
-    const Address a = AddressOf(bytes);
+    const Address a = AddressOf(kNewestChunkFormat, bytes);
     EXPECT_TRUE(spill_->Stage(a, bytes).ok());
     if (queue) {
       EXPECT_TRUE(index_->EnqueueStaged(a, bytes.size()).ok());
@@ -49,7 +49,7 @@ TEST_F(RecoveryTest, TornStagedChunkIsNotUploadedAndStaleOnesGo) {
   ASSERT_TRUE(spill_->Remove(torn).ok());
   ASSERT_TRUE(spill_->Stage(torn, zeros).ok());
 
-  auto r = RecoverAtStart(index_.get(), spill_.get());
+  auto r = RecoverAtStart(index_.get(), spill_.get(), kNewestChunkFormat);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->staged_verified, 1u);
   EXPECT_EQ(r->torn_staged_removed, 1u);
@@ -70,7 +70,7 @@ TEST_F(RecoveryTest, OrphanInodesAreReclaimed) {
   IndexBatch b;
   b.PutInode(a);
   ASSERT_TRUE(index_->Commit(&b, false).ok());
-  auto r = RecoverAtStart(index_.get(), spill_.get());
+  auto r = RecoverAtStart(index_.get(), spill_.get(), kNewestChunkFormat);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->orphans_reclaimed, 1u);
   EXPECT_EQ(index_->GetInode(a.ino).status().code(), Code::kNotFound);

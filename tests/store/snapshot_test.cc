@@ -75,8 +75,10 @@ TEST_F(SnapshotFormatTest, IdsSortByTimeAndParse) {
 
 TEST_F(SnapshotFormatTest, KeyIsNotAChunkKeyAndDependsOnTheSecret) {
   const Secret s = TestSecret(0);
-  const ChunkKey chunk = DeriveChunkKey(s, {});
-  EXPECT_NE(DeriveSnapshotKey(s), SnapshotKey(chunk));
+  for (ChunkFormat f : {ChunkFormat::kWhole, ChunkFormat::kSegmentedAes}) {
+    const ChunkKey chunk = DeriveChunkKey(f, s, {});
+    EXPECT_NE(DeriveSnapshotKey(s), SnapshotKey(chunk));
+  }
   EXPECT_NE(DeriveSnapshotKey(s), DeriveSnapshotKey(TestSecret(1)));
 }
 

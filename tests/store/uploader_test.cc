@@ -392,7 +392,7 @@ class UploaderTest : public ::testing::Test {
   Staged StageOne(uint32_t seed, size_t size) {
     Staged s;
     s.bytes = MakeBytes(size, seed);
-    s.address = AddressOf(s.bytes);
+    s.address = AddressOf(kNewestChunkFormat, s.bytes);
     Status st = spill_->Stage(s.address, s.bytes);
     EXPECT_TRUE(st.ok()) << st.ToString();
     auto added = index_->EnqueueStaged(s.address, s.bytes.size());
