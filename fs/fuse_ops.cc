@@ -79,19 +79,34 @@ FileHandle* Handle(fuse_file_info* fi) {
   return reinterpret_cast<FileHandle*>(fi->fh);
 }
 
-void OpInit(void*, fuse_conn_info* conn) {
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  auto* ctx = static_cast<FuseContext*>(userdata);
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
   conn->max_background = 16;
   conn->congestion_threshold = 12;
+  // With the writeback cache the kernel keeps written pages, sends them in
+  // max_write pieces and owns the file size and mtime (it sends them with
+  // setattr); O_APPEND offsets are its job too. Every change goes through
+  // this daemon, the one condition libfuse sets for it.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  if (ctx->want_writeback_cache) {
+    if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
+      conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+      ctx->writeback_cache = true;
+    } else {
+      spdlog::warn("the kernel offers no writeback cache: writes go through");
+    }
+  }
   // Let the kernel clear set-user-ID and set-group-ID bits on writes,
   // truncates and chowns by whoever lacks CAP_FSETID, exactly as for ext4
   // (it sends a setattr with the new mode). With HANDLE_KILLPRIV on, libfuse's
   // default, that job would be ours, without knowing the writer's caps.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-  spdlog::info("FUSE session up: max_write {} KiB, readahead {} KiB",
-               conn->max_write >> 10, conn->max_readahead >> 10);
+  spdlog::info(
+      "FUSE session up: max_write {} KiB, readahead {} KiB, writeback cache {}",
+      conn->max_write >> 10, conn->max_readahead >> 10,
+      ctx->writeback_cache ? "on" : "off");
 }
 
 void OpDestroy(void* userdata) {
@@ -321,6 +336,7 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size,
              off_t off, fuse_file_info* fi) {
+  Ctx(req)->write_requests.fetch_add(1, std::memory_order_relaxed);
   auto n = Fs(req)->Write(Handle(fi), static_cast<uint64_t>(off), data, size);
   if (!n.ok()) return ReplyErr(req, "write", n.status());
   // Only set-group-ID files pay for the check (a write is the hot path).
@@ -433,6 +449,9 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
   if (ino == kRootIno && name == kXattrStats) {
     const FuseContext* c = Ctx(req);
     std::string extra = c->stats_extra;
+    extra += "writeback_cache=" + std::to_string(c->writeback_cache ? 1 : 0) +
+             "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
+             "\n";
     if (c->invalidator != nullptr) {
       extra +=
           "kernel_invalidations=" + std::to_string(c->invalidator->sent()) +

@@ -6,6 +6,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -36,6 +37,13 @@ struct FuseContext {
   // Answers user.wavefs.share* and user.wavefs.unshare (fs/share_service.h);
   // null: those names are not served.
   ShareService* shares = nullptr;
+  // Ask the kernel for its writeback cache (--writeback-cache); `init`
+  // records whether it agreed.
+  bool want_writeback_cache = false;
+  std::atomic<bool> writeback_cache{false};
+  // WRITE requests received, for user.wavefs.stats (how well the kernel
+  // gathers small writes).
+  std::atomic<uint64_t> write_requests{0};
 };
 
 // The operation table; userdata of the session must be a FuseContext*.

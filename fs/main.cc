@@ -122,6 +122,10 @@ int main(int argc, char** argv) {
                    "'wavefs gc MOUNTPOINT' does them (0: none)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  mount->add_flag("--writeback-cache", mo.writeback_cache,
+                  "Let the kernel gather small writes in its page cache and "
+                  "send them in 1 MiB pieces (errors of a full spill come "
+                  "back from close or fsync instead of write)");
 
   auto* unmount = app.add_subcommand(
       "unmount", "Unmount and wait until every pending wave is in the store");

@@ -43,6 +43,9 @@ struct OpenFile {
     uint8_t* buf = nullptr;
     uint32_t len = 0;      // valid plaintext bytes; past it reads as zeros
     uint64_t touched = 0;  // write clock at the last write (LRU eviction)
+    // End of the run of writes that went in order from offset 0: when it
+    // reaches the chunk's end a sequential writer is done with the chunk.
+    uint32_t in_order = 0;
   };
 
   explicit OpenFile(const InodeAttr& a) : ino(a.ino), attr(a), committed(a) {}

@@ -57,6 +57,11 @@ struct MountOptions {
   int snapshot_keep = 10;
   // Seconds between automatic gc runs in the daemon (0: none).
   int gc_interval_s = 0;
+  // The kernel's writeback cache (FUSE_CAP_WRITEBACK_CACHE): writes land in
+  // the page cache and reach the daemon in max_write pieces at close,
+  // fsync, or writeback; the kernel owns size and mtime. Off by default:
+  // errors of a full spill then come back from close/fsync, not write().
+  bool writeback_cache = false;
 };
 
 // What each memory user gets out of --memory-limit.

@@ -83,11 +83,15 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
     if (in > d.len) std::memset(d.buf + d.len, 0, in - d.len);
     std::memcpy(d.buf + in, data + (pos - offset), n);
     d.len = std::max(d.len, in + n);
+    if (in <= d.in_order) d.in_order = std::max(d.in_order, in + n);
     pos += n;
     if (f->attr.size < pos) f->attr.size = pos;
-    // A write reaching the end of a chunk means a sequential writer is done
-    // with it: seal it now, overlapping with the next writes.
-    if (in + n == kChunkSize) SubmitSeal(f, idx);
+    // Writes that went in order to the end of a chunk mean a sequential
+    // writer is done with it: seal it now, overlapping with the next writes.
+    // Only then: the kernel's writeback (--writeback-cache) sends a file's
+    // pages in any order, and a chunk sealed before its first half arrived
+    // would be sealed, staged and uploaded twice.
+    if (in + n == kChunkSize && d.in_order == kChunkSize) SubmitSeal(f, idx);
   }
   return static_cast<size_t>(pos - offset);
 }

@@ -46,6 +46,27 @@ TEST_F(FsTest, WriteThenReadBackVariousSizes) {
   EXPECT_EQ(SpillCount(), 0u);
 }
 
+// The kernel's writeback cache sends a file's pages in any order. A write
+// that reaches a chunk's end before its start arrived must not seal the
+// chunk early: it would be sealed, staged and stored twice (once with its
+// start missing). In-order writes still seal each chunk as it fills.
+TEST_F(FsTest, OnlyInOrderWritesSealAChunkEarly) {
+  const std::string data = RandomBytes(2 * kC, 21);
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  // Chunk 0: the second half first (reaching its end), then the first half.
+  WriteAt(h.get(), kC / 2, data.substr(kC / 2, kC / 2));
+  WriteAt(h.get(), 0, data.substr(0, kC / 2));
+  // Chunk 1: in order.
+  WriteAt(h.get(), kC, data.substr(kC));
+  WAVEFS_ASSERT_OK(fs_->Flush(h.get()));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  Drain();
+  EXPECT_EQ(memory_->object_count(), 2u) << "each chunk is stored once, whole";
+  EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
+}
+
 TEST_F(FsTest, ReadPastEndIsShortAndAtEndIsEmpty) {
   const std::string data = RandomBytes(kC + 100, 7);
   const uint64_t ino = WriteFile("f", data);

@@ -365,9 +365,13 @@ stat_get() {
 # wfs_mount [EXTRA ARGS...]: mounts $STORE on $MNT and records the daemon.
 # Output goes to a file, not a pipe: a daemon that kept the pipe open would
 # otherwise hang the test.
+# WAVEFS_IT_MOUNT_ARGS: extra `wavefs mount` options for every mount of a
+# test (the it_wb_* variants run with --writeback-cache).
+read -r -a IT_MOUNT_ARGS <<<"${WAVEFS_IT_MOUNT_ARGS:-}"
+
 wfs_mount() {
   local rc=0
-  timeout 60 "$WAVEFS_BIN" mount "$STORE" "$MNT" "$@" >"$T/mount.out" 2>&1 || rc=$?
+  timeout 60 "$WAVEFS_BIN" mount "$STORE" "$MNT" "${IT_MOUNT_ARGS[@]}" "$@" >"$T/mount.out" 2>&1 || rc=$?
   if [ "$rc" -ne 0 ]; then
     cat "$T/mount.out" >&2
     fail "wavefs mount $STORE $MNT $* failed (exit $rc)"
