@@ -976,7 +976,10 @@ TEST_F(FsTest, OpenAfterDroppedChangesDoesNotKeepTheKernelCache) {
   ASSERT_TRUE(h);
   EXPECT_TRUE(h->keep_cache);
   WriteAt(h.get(), 0, "changed");  // in a dirty buffer, not staged yet
-  // Staging will fail: the spill directory is gone.
+  // Staging will fail: the spill directory is gone. The uploads of "f" are
+  // drained first, or the uploader's removal of its staged file races
+  // with remove_all (which then throws: "cannot remove all").
+  Drain();
   std::filesystem::remove_all(*tmp_ / "spill");
   EXPECT_FALSE(fs_->Release(std::move(h)).ok());
   EXPECT_EQ(told, std::vector<uint64_t>{ino});
