@@ -166,6 +166,8 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   std::atomic<int> waited_past_space_wait{0};
   thread_local std::chrono::steady_clock::time_point check_start;
   thread_local bool counted = false;
+  thread_local bool holds_first_buffer = false;  // a writer thread
+  int first_buffers = 0;  // writers past their first buffer's space check
   std::atomic<int64_t> clock_ms{0};
   const auto now = [&] {
     return std::chrono::steady_clock::time_point(
@@ -175,10 +177,29 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   hooks.space_now = now;
   hooks.space_freed = [&] { clock_ms += 600; };
   hooks.space_check = [&](uint64_t, bool reserve) {
-    if (reserve) check_start = now();
+    if (!reserve) return;
+    // Seal threads look only once every writer holds its first buffer. A
+    // writer still short of one would wait for space behind the first two
+    // reservations and never hand its first chunk to a seal thread, and
+    // the gate below would wait for a look that cannot come (seen once
+    // under ASan: 60 s, and a third seal fitted after the gate timed out).
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, 30s, [&] { return first_buffers >= kWriters; });
+    }
+    check_start = now();
   };
   hooks.space_checked = [&](uint64_t, bool reserve, bool fits) {
-    if (!reserve || counted) return;
+    if (!reserve) {
+      if (fits && !holds_first_buffer) {
+        holds_first_buffer = true;
+        std::lock_guard<std::mutex> lock(mu);
+        first_buffers += 1;
+        cv.notify_all();
+      }
+      return;
+    }
+    if (counted) return;
     counted = true;  // a seal thread counts once, at its first look
     std::lock_guard<std::mutex> lock(mu);
     checked += 1;
@@ -215,6 +236,11 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
   std::vector<std::thread> writers;
   for (int i = 0; i < kWriters; ++i) {
     writers.emplace_back([&, i] {
+      // Most writers start late, as under ASan: their first buffers then
+      // come after the first seals could have reserved all the space, the
+      // interleaving the wait in space_check exists for. The outcome does
+      // not depend on this sleep; it only makes that interleaving certain.
+      if (i >= 2) std::this_thread::sleep_for(std::chrono::milliseconds(200));
       auto h = fs_->Open(inos[i]);
       if (!h.ok()) {
         results[i] = h.status();
@@ -240,6 +266,7 @@ TEST_F(FsSpaceTest, EightWritersOnATinySpillAllSucceed) {
         << "writer " << i << ": " << results[i].ToString();
   {
     std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(first_buffers, kWriters);
     EXPECT_TRUE(gate_opened) << "only " << checked << " seal threads looked";
     // All eight looked before anyone staged, and only two got space.
     EXPECT_EQ(fitted_first_round, 2);
