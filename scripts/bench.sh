@@ -9,6 +9,12 @@
 #   scripts/bench.sh --store s3 [--s3-env FILE] [--osd-size 40G] [--sizes ..]
 #                    [--runs N] [--out FILE] [--no-build] [--bin PATH]
 #                    [--systems curl,wavefs,s3fs,rclone,rclone-crypt]
+#   scripts/bench.sh --workloads [--quick] [--runs N] [--out FILE]
+#                    [--systems ext4,wavefs,wavefs-wb,gocryptfs] [--bin PATH]
+#
+# --workloads measures everyday work instead (scripts/bench/workloads.sh
+# says what): tar -x, rsync -a, git clone, appends, a tee of 8 KiB writes
+# and fio random writes. Default --out there: docs/bench-workloads-latest.md.
 #
 # --store s3 measures against a real S3 server instead (scripts/bench/s3.sh
 # says how): a single-node Ceph RGW started in .bench/rgw (bluestore on a
@@ -51,6 +57,8 @@ RAND_READS=200
 RAND_SEED=20240501
 ONLY_SYSTEMS=""
 WAVEFS=""
+WORKLOADS=0
+QUICK=0
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "bench.sh: error: $*" >&2; exit 1; }
@@ -71,12 +79,17 @@ while [ "$#" -gt 0 ]; do
     --store) need_val "$1" "$#"; STORE_KIND=$2; shift ;;
     --s3-env) need_val "$1" "$#"; S3_ENV_FILE=$(realpath "$2"); shift ;;
     --osd-size) need_val "$1" "$#"; OSD_SIZE=$2; shift ;;
+    --workloads) WORKLOADS=1 ;;
+    --quick) QUICK=1 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
   shift
 done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
+[ "$WORKLOADS" -eq 0 ] || [ "$STORE_KIND" = local ] || die "--workloads measures local stores only"
+[ "$QUICK" -eq 0 ] || [ "$WORKLOADS" -eq 1 ] || die "--quick goes with --workloads"
+[ "$WORKLOADS" -eq 0 ] || : "${OUT:=docs/bench-workloads-latest.md}"
 case "$STORE_KIND" in
   local) : "${OUT:=docs/bench-latest.md}" ;;
   s3) : "${OUT:=docs/bench-s3-latest.md}" ;;
@@ -130,8 +143,8 @@ fi
 if [ "$INSTALL_PEERS" -eq 1 ]; then
   SUDO=(); [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    gocryptfs rclone >"$LOGS/peers-install.log" 2>&1 ||
-    log "installing gocryptfs/rclone failed (see $LOGS/peers-install.log); measuring without them"
+    gocryptfs rclone fio >"$LOGS/peers-install.log" 2>&1 ||
+    log "installing gocryptfs/rclone/fio failed (see $LOGS/peers-install.log); measuring without them"
 fi
 
 SYSTEMS=(cp passthrough wavefs)
@@ -161,7 +174,7 @@ if [ "$STORE_KIND" = s3 ]; then
   done
 fi
 
-if [ -n "$ONLY_SYSTEMS" ]; then
+if [ -n "$ONLY_SYSTEMS" ] && [ "$WORKLOADS" -eq 0 ]; then
   IFS=, read -r -a wanted <<<"$ONLY_SYSTEMS"
   for w in "${wanted[@]}"; do
     case "$w" in cp|passthrough|wavefs|gocryptfs|rclone) ;; *) die "unknown system '$w'" ;; esac
@@ -531,6 +544,25 @@ CONF
 
 # ---------------------------------------------------------------- run
 
+median() {
+  # shellcheck disable=SC2086
+  printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print ""; exit }
+    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+med() { median "${R["$1|$2|$3"]:-}"; }
+fmt() { [ -n "$1" ] && awk -v v="$1" -v p="${2:-2}" 'BEGIN { printf "%.*f", p, v }' || printf '–'; }
+ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "–" }' || printf '–'; }
+sum2() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }' || true; }
+
+
+if [ "$WORKLOADS" -eq 1 ]; then
+  # shellcheck source=scripts/bench/workloads.sh
+  . "$ROOT/scripts/bench/workloads.sh"
+  wl_main
+  exit 0
+fi
+
 if [ "$STORE_KIND" = s3 ]; then
   # shellcheck source=scripts/bench/s3.sh
   . "$ROOT/scripts/bench/s3.sh"
@@ -554,17 +586,6 @@ for size in "${SIZE_LIST[@]}"; do
 done
 
 # ---------------------------------------------------------------- report
-
-median() {
-  # shellcheck disable=SC2086
-  printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) { print ""; exit }
-    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-med() { median "${R["$1|$2|$3"]:-}"; }
-fmt() { [ -n "$1" ] && awk -v v="$1" -v p="${2:-2}" 'BEGIN { printf "%.*f", p, v }' || printf '–'; }
-ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "–" }' || printf '–'; }
-sum2() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }' || true; }
 
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)

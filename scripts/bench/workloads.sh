@@ -1,0 +1,182 @@
+# shellcheck shell=bash
+# The --workloads mode of scripts/bench.sh, sourced by it (it uses bench.sh's
+# helpers: log, die, now, secs, record, med, wfs_mount, gc_mount, ...).
+# Everyday work beyond big sequential files (issue 11), each system on a
+# fresh target per run, rows run one after another in one mount:
+#
+#   ext4       a plain directory on the bench's disk: the floor
+#   wavefs     `wavefs mount` with its defaults
+#   wavefs-wb  `wavefs mount --writeback-cache`
+#   gocryptfs  (when installed; --install-peers installs it and fio)
+#
+# Rows (the time the command takes, i.e. what the user waits for; the
+# flush to the store afterwards is not counted, for any system):
+#   tar        `tar -xf` of /usr/include (a tarball made once)
+#   rsync      `rsync -a` of /usr/share/doc
+#   clone      `git clone --no-hardlinks` of this repository
+#   append     2000 x `echo line >> log` (each its own open and close)
+#   tee        `openssl enc | tee FILE | openssl dgst`: tee writes 8 KiB at
+#              a time; 2 GiB (256 MiB with --quick)
+#   fio        fio randwrite, block sizes 4k-1m, 128 MiB (32 MiB with
+#              --quick), crc32c verify (when fio is installed)
+# --quick: CI-sized inputs (--quick --runs 1 takes about a minute).
+
+WL_SYSTEMS=(ext4 wavefs wavefs-wb gocryptfs)
+WL_ROWS=(tar rsync clone append tee fio)
+
+wl_setup_inputs() {
+  WL_TAR=$DATA/usr-include.tar
+  [ -s "$WL_TAR" ] || tar -C /usr -cf "$WL_TAR" include ||
+    die "cannot make $WL_TAR from /usr/include"
+  WL_TAR_FILES=$(tar -tf "$WL_TAR" | wc -l)
+  WL_DOC_FILES=$(find /usr/share/doc | wc -l)
+  if [ "$QUICK" -eq 1 ]; then
+    WL_TEE_BYTES=$((256 << 20))
+    WL_FIO_SIZE=32m
+  else
+    WL_TEE_BYTES=$((2 << 30))
+    WL_FIO_SIZE=128m
+  fi
+}
+
+# wl_time SYS ROW CMD...: runs CMD, records its wall time (dies on failure).
+wl_time() {
+  local sys=$1 row=$2 t0 t1
+  shift 2
+  drop_caches
+  t0=$(now)
+  "$@" >>"$LOGS/workloads-$sys.log" 2>&1 || die "$sys: $row failed (see $LOGS/workloads-$sys.log)"
+  t1=$(now)
+  record W "$sys" "$row" "$(secs "$t0" "$t1")"
+}
+
+wl_append() {
+  local i
+  for i in $(seq 1 2000); do echo "line $i of a log" >>"$1/log"; done
+}
+
+wl_tee() {
+  local sum
+  sum=$(openssl enc -aes-256-ctr -K "$(printf 'wavefs-tee' | sha256sum | cut -c1-64)" \
+          -iv 00000000000000000000000000000000 -in /dev/zero 2>/dev/null |
+        head -c "$WL_TEE_BYTES" | tee "$1/tee" | openssl dgst -sha256 -r | cut -d' ' -f1)
+  [ -n "$sum" ] || return 1
+  [ "$(openssl dgst -sha256 -r <"$1/tee" | cut -d' ' -f1)" = "$sum" ]
+}
+
+wl_fio() {
+  fio --name=randwrite --filename="$1/fio" --rw=randwrite --bsrange=4k-1m \
+    --size="$WL_FIO_SIZE" --verify=crc32c --ioengine=psync --randrepeat=1 \
+    --output=/dev/null
+}
+
+# wl_rows SYS DIR: every row into DIR.
+wl_rows() {
+  local sys=$1 d=$2
+  wl_time "$sys" tar tar -C "$d" -xf "$WL_TAR"
+  [ "$(find "$d/include" | wc -l)" -ge "$WL_TAR_FILES" ] || die "$sys: tar -x left files out"
+  wl_time "$sys" rsync rsync -a /usr/share/doc/ "$d/doc/"
+  wl_time "$sys" clone git clone -q --no-hardlinks "$ROOT" "$d/repo"
+  git -C "$d/repo" fsck --no-progress >>"$LOGS/workloads-$sys.log" 2>&1 || die "$sys: the cloned repository fails git fsck"
+  wl_time "$sys" append wl_append "$d"
+  [ "$(wc -l <"$d/log")" -eq 2000 ] || die "$sys: the log lost lines"
+  wl_time "$sys" tee wl_tee "$d"
+  if command -v fio >/dev/null 2>&1; then
+    wl_time "$sys" fio wl_fio "$d"
+  fi
+}
+
+wl_run() {
+  local sys=$1 d
+  case "$sys" in
+    ext4)
+      d=$WORK/wl-ext4
+      rm -rf "$d"; mkdir -p "$d"
+      wl_rows ext4 "$d"
+      rm -rf "$d"
+      ;;
+    wavefs|wavefs-wb)
+      local store=$WORK/wl-store mnt=$MNTS/wl-wavefs args=()
+      [ "$sys" = wavefs-wb ] && args=(--writeback-cache)
+      rm -rf "$store" "$WORK/wavefs-home"; mkdir -p "$mnt"
+      export WAVEFS_HOME=$WORK/wavefs-home
+      "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init failed"
+      "$WAVEFS" mount "$store" "$mnt" "${args[@]}" >>"$LOGS/wavefs-mount.log" 2>&1 ||
+        die "wavefs mount failed (see $LOGS/wavefs-mount.log)"
+      WFS_PID=$(getfattr --only-values -n user.wavefs.stats "$mnt" | sed -n 's/^pid=//p')
+      CHILD_PIDS[$WFS_PID]=1
+      wl_rows "$sys" "$mnt"
+      unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
+      rm -rf "$store" "$WAVEFS_HOME"
+      unset WAVEFS_HOME
+      ;;
+    gocryptfs)
+      local cipher=$WORK/wl-gc mnt=$MNTS/wl-gocryptfs
+      rm -rf "$cipher"; mkdir -p "$cipher" "$mnt"
+      echo "wavefs-bench-password" >"$WORK/gc-pass"
+      gocryptfs -init -quiet -passfile "$WORK/gc-pass" "$cipher" >>"$LOGS/gocryptfs.log" 2>&1 ||
+        die "gocryptfs -init failed (see $LOGS/gocryptfs.log)"
+      gc_mount "$cipher" "$mnt"
+      wl_rows gocryptfs "$mnt"
+      unmount_timed "$mnt" "$GC_PID"
+      rm -rf "$cipher"
+      ;;
+  esac
+}
+
+wl_main() {
+  local sys run row
+  if [ -n "$ONLY_SYSTEMS" ]; then
+    IFS=, read -r -a WL_SYSTEMS <<<"$ONLY_SYSTEMS"
+  fi
+  for sys in "${WL_SYSTEMS[@]}"; do
+    case "$sys" in
+      ext4|wavefs|wavefs-wb) ;;
+      gocryptfs) command -v gocryptfs >/dev/null 2>&1 || MISSING[gocryptfs]=1 ;;
+      *) die "unknown system '$sys' for --workloads (ext4,wavefs,wavefs-wb,gocryptfs)" ;;
+    esac
+  done
+  [ -x "$WAVEFS" ] || die "$WAVEFS not found (run scripts/build.sh)"
+  wl_setup_inputs
+  for run in $(seq 1 "$RUNS"); do
+    for sys in "${WL_SYSTEMS[@]}"; do
+      [ -n "${MISSING[$sys]:-}" ] && continue
+      log "workloads run $run/$RUNS: $sys"
+      wl_run "$sys"
+    done
+  done
+
+  local table commit dirty cpu
+  cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  dirty=$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo "+dirty" || true)
+  table=$(
+    echo "## wavefs benchmark: everyday workloads"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); wavefs commit $commit$dirty; command: \`$CMDLINE\`"
+    echo "- machine: $(nproc) cores ($cpu), kernel $(uname -r); runs: $RUNS (medians shown)$([ "$QUICK" -eq 1 ] && echo '; --quick inputs')"
+    echo "- inputs: tar = /usr/include ($WL_TAR_FILES entries); rsync = /usr/share/doc ($WL_DOC_FILES entries); clone = this repository;"
+    echo "  append = 2000 x \`echo >> log\`; tee = $((WL_TEE_BYTES >> 20)) MiB in 8 KiB writes; fio = randwrite 4k-1m, $WL_FIO_SIZE, crc32c verify"
+    echo "- seconds each command took (page cache dropped before each); ratios against gocryptfs and ext4 of the same run"
+    echo
+    echo "| workload | $(printf '%s | ' "${WL_SYSTEMS[@]}")wavefs vs gocryptfs | wavefs vs ext4 | wavefs-wb vs gocryptfs | wavefs-wb vs ext4 |"
+    echo "|---|$(printf -- '---|%.0s' "${WL_SYSTEMS[@]}")---|---|---|---|"
+    for row in "${WL_ROWS[@]}"; do
+      local line="| $row |" v
+      for sys in "${WL_SYSTEMS[@]}"; do
+        v=$(med W "$sys" "$row")
+        line+=" $(fmt "$v") |"
+      done
+      line+=" $(ratio "$(med W wavefs "$row")" "$(med W gocryptfs "$row")") |"
+      line+=" $(ratio "$(med W wavefs "$row")" "$(med W ext4 "$row")") |"
+      line+=" $(ratio "$(med W wavefs-wb "$row")" "$(med W gocryptfs "$row")") |"
+      line+=" $(ratio "$(med W wavefs-wb "$row")" "$(med W ext4 "$row")") |"
+      echo "$line"
+    done
+  )
+  echo
+  printf '%s\n' "$table"
+  mkdir -p "$(dirname "$OUT")"
+  printf '%s\n' "$table" >"$OUT"
+  log "table written to $OUT"
+}
