@@ -290,7 +290,12 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
 
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(o.fuse_threads));
-  fuse_loop_cfg_set_idle_threads(cfg, 2);
+  // Idle workers stay: with fewer kept than can run, every burst of a few
+  // requests (an append is open, getxattr, write, flush, release) made
+  // libfuse start a thread and end it again, about one clone3 + mmap +
+  // munmap per request. Their 1 MiB request buffers are in the budget
+  // (fs/options.cc counts 1 MiB per FUSE thread).
+  fuse_loop_cfg_set_idle_threads(cfg, static_cast<unsigned>(o.fuse_threads));
   int rc = fuse_session_loop_mt(se, cfg);
   fuse_loop_cfg_destroy(cfg);
   fuse_remove_signal_handlers(se);
