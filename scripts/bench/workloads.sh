@@ -67,7 +67,7 @@ wl_tee() {
 wl_fio() {
   fio --name=randwrite --filename="$1/fio" --rw=randwrite --bsrange=4k-1m \
     --size="$WL_FIO_SIZE" --verify=crc32c --ioengine=psync --randrepeat=1 \
-    --output=/dev/null
+    --verify_state_save=0 --output=/dev/null
 }
 
 # wl_rows SYS DIR: every row into DIR.
