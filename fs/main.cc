@@ -44,7 +44,9 @@ int main(int argc, char** argv) {
       ->add_option("STORE", mo.store,
                    "Store directory, file:// URL or s3://BUCKET/PREFIX")
       ->required();
-  mount->add_option("MOUNTPOINT", mo.mountpoint, "Existing empty directory")
+  mount
+      ->add_option("MOUNTPOINT", mo.mountpoint,
+                   "Existing empty directory, not a mount point already")
       ->required();
   mount->add_flag("-f,--foreground", mo.foreground,
                   "Stay in the foreground, log to stderr too");

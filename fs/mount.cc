@@ -405,6 +405,16 @@ int RunMount(MountOptions o) {
     return Fail("mount point " + o.mountpoint + " does not exist");
   if (!S_ISDIR(st.st_mode))
     return Fail("mount point " + o.mountpoint + " is not a directory");
+  // A second mount on top of a live one would hide it (and its files) until
+  // the top one is unmounted: refuse, as mount(8) refuses a mounted fstab
+  // entry. (A dead wavefs mount was cleared above.)
+  struct statx stx;
+  if (statx(AT_FDCWD, mp.c_str(), AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &stx) ==
+          0 &&
+      (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 &&
+      (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0)
+    return Fail("mount point " + o.mountpoint +
+                " is already a mount point; unmount it first");
   o.mountpoint = mp;
   if (o.meta_dir.empty()) o.meta_dir = base + "/meta";
   if (o.spill_dir.empty()) o.spill_dir = base + "/spill";

@@ -97,6 +97,11 @@ bad "second mount of the same store" mount "$STORE" "$T/m1"
 bad "second daemon on the same spill directory" mount "$STORE" "$T/m1" \
   --meta-dir "$T/meta2" --spill-dir "$SPILL_DIR"
 grep -q "spill directory" "$T/err" || fail "the refusal does not name the spill directory: $(cat "$T/err")"
+# Another store on the same mount point would hide the first one's files.
+bad "a mount on top of a live mount" mount "$STORE_B" "$MNT" --key-file "$T/key-b"
+grep -q "already a mount point" "$T/err" || fail "the refusal does not say why: $(cat "$T/err")"
+expect_eq "one mount at the mount point after the refusal" 1 \
+  "$(awk -v m="$MNT" '$5 == m' /proc/self/mountinfo | wc -l)"
 expect_eq "first mount still works after the refused ones" data "$(cat "$MNT/file")"
 wfs_unmount
 no_leftovers "unmount"
