@@ -49,9 +49,8 @@ void Check(bool ok, const char* what) {
 // for format 3. Each unit is `len` bytes at `seg`, its tag right after.
 class SegmentAead {
  public:
-  SegmentAead(ChunkFormat format, const ChunkKey& key)
-      : format_(format), key_(key) {
-    if (format_ != ChunkFormat::kSegmentedAes) return;
+  SegmentAead(ChunkFormat format, const ChunkKey& key) : key_(key) {
+    if (format != ChunkFormat::kSegmentedAes) return;
     ctx_ = EVP_CIPHER_CTX_new();
     Check(ctx_ != nullptr, "EVP_CIPHER_CTX_new");
   }
@@ -70,10 +69,7 @@ class SegmentAead {
       return;
     }
     int out = 0;
-    const bool first = Start();
-    Check(EVP_EncryptInit_ex(ctx_, first ? EVP_aes_256_gcm() : nullptr, nullptr,
-                             first ? key_.data() : nullptr, nonce.data()) == 1,
-          "AES-GCM init");
+    Start(nonce, 1);
     Check(EVP_EncryptUpdate(ctx_, seg, &out, seg, static_cast<int>(len)) == 1,
           "AES-GCM encrypt");
     Check(EVP_EncryptFinal_ex(ctx_, seg + out, &out) == 1, "AES-GCM final");
@@ -94,10 +90,7 @@ class SegmentAead {
                  key_.data()) == 0;
     }
     int out = 0;
-    const bool first = Start();
-    Check(EVP_DecryptInit_ex(ctx_, first ? EVP_aes_256_gcm() : nullptr, nullptr,
-                             first ? key_.data() : nullptr, nonce.data()) == 1,
-          "AES-GCM init");
+    Start(nonce, 0);
     Check(EVP_DecryptUpdate(ctx_, seg, &out, seg, static_cast<int>(len)) == 1,
           "AES-GCM decrypt");
     Check(EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG,
@@ -107,16 +100,19 @@ class SegmentAead {
   }
 
  private:
-  // The cipher and key are given on the first init only; later inits change
-  // just the nonce (96 bits, GCM's default length) and keep the expanded
-  // key. An object seals or opens, never both.
-  bool Start() {
-    if (started_) return false;
+  // Starts a unit: sealing (enc 1) or opening (enc 0). The cipher and key
+  // are given on the first init only; later inits change just the nonce
+  // (96 bits, GCM's default length) and keep the expanded key. An object
+  // seals or opens, never both.
+  void Start(const SegmentNonce& nonce, int enc) {
+    const bool first = !started_;
     started_ = true;
-    return true;
+    Check(EVP_CipherInit_ex(ctx_, first ? EVP_aes_256_gcm() : nullptr, nullptr,
+                            first ? key_.data() : nullptr, nonce.data(),
+                            enc) == 1,
+          "AES-GCM init");
   }
 
-  const ChunkFormat format_;
   const ChunkKey& key_;
   EVP_CIPHER_CTX* ctx_ = nullptr;
   bool started_ = false;

@@ -445,8 +445,9 @@ bench_passthrough() {
 }
 
 WFS_PID=""
+# wfs_mount STORE MNT [MOUNT OPTIONS...]: sets WFS_PID.
 wfs_mount() {
-  "$WAVEFS" mount "$1" "$2" >>"$LOGS/wavefs-mount.log" 2>&1 ||
+  "$WAVEFS" mount "$1" "$2" "${@:3}" >>"$LOGS/wavefs-mount.log" 2>&1 ||
     die "wavefs mount failed (see $LOGS/wavefs-mount.log)"
   WFS_PID=$(getfattr --only-values -n user.wavefs.stats "$2" 2>/dev/null | sed -n 's/^pid=//p')
   [[ "$WFS_PID" =~ ^[0-9]+$ ]] || die "cannot read the daemon pid from user.wavefs.stats"
@@ -470,6 +471,13 @@ bench_wavefs() {
   unset WAVEFS_HOME
 }
 
+# gc_init CIPHER_DIR: a new gocryptfs filesystem there (password in gc-pass).
+gc_init() {
+  echo "wavefs-bench-password" >"$WORK/gc-pass"
+  gocryptfs -init -quiet -passfile "$WORK/gc-pass" "$1" >>"$LOGS/gocryptfs.log" 2>&1 ||
+    die "gocryptfs -init failed (see $LOGS/gocryptfs.log)"
+}
+
 GC_PID=""
 gc_mount() {
   gocryptfs -fg -quiet -passfile "$WORK/gc-pass" "$1" "$2" >>"$LOGS/gocryptfs.log" 2>&1 &
@@ -481,9 +489,7 @@ gc_mount() {
 bench_gocryptfs() {
   local size=$1 cipher=$WORK/gc-cipher mnt=$MNTS/gocryptfs
   rm -rf "$cipher"; mkdir -p "$cipher" "$mnt"
-  echo "wavefs-bench-password" >"$WORK/gc-pass"
-  gocryptfs -init -quiet -passfile "$WORK/gc-pass" "$cipher" >>"$LOGS/gocryptfs.log" 2>&1 ||
-    die "gocryptfs -init failed (see $LOGS/gocryptfs.log)"
+  gc_init "$cipher"
   gc_mount "$cipher" "$mnt"
   start_sampler "$GC_PID"
   timed_copy "$size" gocryptfs "$mnt/f"
@@ -551,6 +557,14 @@ median() {
     if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 med() { median "${R["$1|$2|$3"]:-}"; }
+# write_table TEXT: prints the table and writes it to --out.
+write_table() {
+  echo
+  printf '%s\n' "$1"
+  mkdir -p "$(dirname "$OUT")"
+  printf '%s\n' "$1" >"$OUT"
+  log "table written to $OUT"
+}
 fmt() { [ -n "$1" ] && awk -v v="$1" -v p="${2:-2}" 'BEGIN { printf "%.*f", p, v }' || printf '–'; }
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "–" }' || printf '–'; }
 sum2() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }' || true; }
@@ -628,8 +642,4 @@ table=$(
   done
 )
 
-echo
-printf '%s\n' "$table"
-mkdir -p "$(dirname "$OUT")"
-printf '%s\n' "$table" >"$OUT"
-log "table written to $OUT"
+write_table "$table"

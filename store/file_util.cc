@@ -319,19 +319,18 @@ Status ReadRangeDirect(int fd, const std::string& path, uint64_t offset,
   return Status::Ok();
 }
 
+// Takes O_DIRECT off fd; true when it is off.
+bool ClearDirect(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  return flags >= 0 && ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0;
+}
+
 // Bytes [offset, offset + len) of a chunk file (len empty: to its end), with
 // O_DIRECT where the filesystem allows it, else through the page cache
 // (tmpfs before Linux 6.6, some FUSE filesystems).
 Status ReadChunkBytes(const std::string& path, uint64_t offset,
                       std::optional<size_t> len, std::vector<uint8_t>* out) {
   bool direct = direct_io_enabled.load(std::memory_order_relaxed);
-  if (direct && !len) {
-    // A whole small file was written through the page cache: read it so.
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0 &&
-        static_cast<uint64_t>(st.st_size) < kDirectMinBytes)
-      direct = false;
-  }
   int fd = -1;
   if (direct) {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
@@ -348,15 +347,14 @@ Status ReadChunkBytes(const std::string& path, uint64_t offset,
       return size.status();
     }
     len = *size > offset ? static_cast<size_t>(*size - offset) : 0;
+    // A whole small file was written through the page cache: read it so.
+    if (direct && *size < kDirectMinBytes) direct = !ClearDirect(fd);
   }
   Status st = direct ? ReadRangeDirect(fd, path, offset, *len, out)
                      : ReadRangeBuffered(fd, path, offset, *len, out);
-  if (direct && st.sys_errno() == EINVAL) {
-    // The filesystem opened with O_DIRECT but refuses to read that way.
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0 && ::fcntl(fd, F_SETFL, flags & ~O_DIRECT) == 0)
-      st = ReadRangeBuffered(fd, path, offset, *len, out);
-  }
+  // The filesystem opened with O_DIRECT but refuses to read that way.
+  if (direct && st.sys_errno() == EINVAL && ClearDirect(fd))
+    st = ReadRangeBuffered(fd, path, offset, *len, out);
   CloseFd(fd);
   return st;
 }

@@ -407,8 +407,7 @@ S3Client::Response S3Client::Perform(const Request& req) {
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   curl_slist_free_all(headers);
   if (fd >= 0) close(fd);
-  if (req.method == "PUT" && t.offset == t.length)
-    resp.sent_md5 = md5.HexDigest();
+  if (t.md5 != nullptr && t.offset == t.length) resp.sent_md5 = md5.HexDigest();
   // A handle whose transfer failed may hold a broken connection: drop it.
   if (resp.curl == CURLE_OK) ReturnHandle(std::move(h));
   return resp;

@@ -602,9 +602,5 @@ s3_report() {
     for n in "${!S3_NOTES[@]}"; do echo "- $n"; done
   )
 
-  echo
-  printf '%s\n' "$table"
-  mkdir -p "$(dirname "$OUT")"
-  printf '%s\n' "$table" >"$OUT"
-  log "table written to $OUT"
+  write_table "$table"
 }

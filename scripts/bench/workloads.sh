@@ -101,10 +101,7 @@ wl_run() {
       rm -rf "$store" "$WORK/wavefs-home"; mkdir -p "$mnt"
       export WAVEFS_HOME=$WORK/wavefs-home
       "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init failed"
-      "$WAVEFS" mount "$store" "$mnt" "${args[@]}" >>"$LOGS/wavefs-mount.log" 2>&1 ||
-        die "wavefs mount failed (see $LOGS/wavefs-mount.log)"
-      WFS_PID=$(getfattr --only-values -n user.wavefs.stats "$mnt" | sed -n 's/^pid=//p')
-      CHILD_PIDS[$WFS_PID]=1
+      wfs_mount "$store" "$mnt" "${args[@]}"
       wl_rows "$sys" "$mnt"
       unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
       rm -rf "$store" "$WAVEFS_HOME"
@@ -113,9 +110,7 @@ wl_run() {
     gocryptfs)
       local cipher=$WORK/wl-gc mnt=$MNTS/wl-gocryptfs
       rm -rf "$cipher"; mkdir -p "$cipher" "$mnt"
-      echo "wavefs-bench-password" >"$WORK/gc-pass"
-      gocryptfs -init -quiet -passfile "$WORK/gc-pass" "$cipher" >>"$LOGS/gocryptfs.log" 2>&1 ||
-        die "gocryptfs -init failed (see $LOGS/gocryptfs.log)"
+      gc_init "$cipher"
       gc_mount "$cipher" "$mnt"
       wl_rows gocryptfs "$mnt"
       unmount_timed "$mnt" "$GC_PID"
@@ -174,9 +169,5 @@ wl_main() {
       echo "$line"
     done
   )
-  echo
-  printf '%s\n' "$table"
-  mkdir -p "$(dirname "$OUT")"
-  printf '%s\n' "$table" >"$OUT"
-  log "table written to $OUT"
+  write_table "$table"
 }
