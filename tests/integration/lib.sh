@@ -453,6 +453,30 @@ drop_caches() {
   fi
 }
 
+# pin_range FILE OFFSET LENGTH: holds FILE's pages in [OFFSET, OFFSET+LENGTH)
+# in the page cache (mmap + mlock, pin_pages.py says why) until unpin_all
+# or the cleanup. Pages not cached yet are read in by the pinning.
+PIN_PIDS=()
+pin_range() {
+  local out=$T/pin.$RANDOM i
+  python3 "$(dirname "${BASH_SOURCE[0]}")/pin_pages.py" "$1" "$2" "$3" >"$out" 2>&1 &
+  PIN_PIDS+=("$!")
+  for ((i = 0; i < 300; i++)); do
+    grep -q '^pinned$' "$out" 2>/dev/null && return 0
+    pid_alive "$!" || break
+    sleep 0.1
+  done
+  fail "cannot pin $1 [$2, +$3) in the page cache: $(cat "$out")"
+}
+unpin_all() {
+  local pid
+  for pid in "${PIN_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true  # 143: it was killed, as asked
+  done
+  PIN_PIDS=()
+}
+
 # vm_hwm_kib PID: VmHWM of PID in KiB (empty if unreadable).
 vm_hwm_kib() {
   awk '/^VmHWM:/ {print $2; exit}' "/proc/$1/status" 2>/dev/null || true
@@ -474,7 +498,17 @@ it_cleanup() {
     IT_FAILED_MSG="timed out after ${WAVEFS_IT_TIMEOUT}s (mounts lazily unmounted, daemons killed)"
   fi
 
-  # 1. unmount everything under $T (deepest first).
+  # 1. unmount everything under $T (deepest first), once nothing of this
+  # test holds it busy: pinning helpers, and descriptors this shell opened
+  # into the mount (exec 3<"$MNT/f") and a failure left open.
+  unpin_all
+  local fd target
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] || continue
+    target=$(readlink "/proc/$$/fd/$fd" 2>/dev/null) || continue
+    [[ "$target" == "$T/"* ]] && eval "exec $fd<&-"
+  done
   while read -r m; do
     [ -n "$m" ] || continue
     it_log "cleanup: unmounting $m"
