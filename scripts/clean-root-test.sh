@@ -24,7 +24,7 @@ while [ "$#" -gt 0 ]; do
     --root) dir=$2; shift ;;
     --runs) runs=$2; shift ;;
     --same-clone) same_clone=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "clean-root-test.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
