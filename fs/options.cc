@@ -57,12 +57,15 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
       o.memory_limit > fixed + rocks ? o.memory_limit - fixed - rocks : 0;
   // What is left is chunk buffers: a quarter (at least two: the chunk being
   // read and the one prefetched) for the decrypted-chunk cache, the rest for
-  // writes. One file holds at most seal_threads + 1 write buffers, so a
-  // single writer stays small and several writers share the pool.
+  // writes. One file holds at most seal_threads write buffers (at least
+  // two: the one being filled and one being sealed), so a single writer
+  // stays small and several writers share the pool. With the default
+  // cores + 1 seal threads, one writer fills one buffer while up to one
+  // per core is sealed.
   const uint64_t chunks = std::max<uint64_t>(4, rest / kMaxCiphertextSize);
   b.fs.cache_chunks = std::max<uint64_t>(2, chunks / 4);
   b.fs.dirty_buffers = std::max<uint64_t>(2, chunks - b.fs.cache_chunks);
-  b.fs.max_buffers_per_file = static_cast<size_t>(o.seal_threads) + 1;
+  b.fs.max_buffers_per_file = static_cast<size_t>(std::max(2, o.seal_threads));
   b.fs.seal_threads = o.seal_threads;
   b.fs.chunk_format = o.chunk_format;
   b.fs.space_wait = std::chrono::seconds(o.space_wait_s);
