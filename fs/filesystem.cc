@@ -367,11 +367,17 @@ Status Filesystem::Fallocate(FileHandle* h, int mode, uint64_t offset,
 
 Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
                                  const char* data, size_t size) {
+  MemorySource src(data);
+  return Write(h, offset, &src, size);
+}
+
+Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
+                                 WriteSource* src, size_t size) {
   OpenFile* f = h->file.get();
   if (offset + size > kMaxFileSize || offset + size < offset)
     return Status::Error(Code::kTooBig, "write past the file size limit");
   std::unique_lock<std::mutex> lock(f->mu);
-  auto n = pipeline_.Write(f, h, lock, offset, data, size);
+  auto n = pipeline_.Write(f, h, lock, offset, src, size);
   if (!n.ok()) return n;
   f->attr.mtime = f->attr.ctime = WallNow();
   f->attr_dirty = true;

@@ -142,6 +142,9 @@ class Filesystem {
   Result<std::unique_ptr<FileHandle>> Open(uint64_t ino, int flags = 0);
   Result<size_t> Write(FileHandle* h, uint64_t offset, const char* data,
                        size_t size);
+  // The same from a source (a FUSE request's pipe: fs/write_pipeline.h).
+  Result<size_t> Write(FileHandle* h, uint64_t offset, WriteSource* src,
+                       size_t size);
   // Reads up to size bytes at offset into out; returns bytes read (short at
   // end of file).
   Result<size_t> Read(FileHandle* h, uint64_t offset, size_t size, char* out);

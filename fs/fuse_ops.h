@@ -44,6 +44,9 @@ struct FuseContext {
   // WRITE requests received, for user.wavefs.stats (how well the kernel
   // gathers small writes).
   std::atomic<uint64_t> write_requests{0};
+  // Of those, the ones whose data came in a pipe (libfuse's splice read),
+  // read from there straight into a dirty buffer.
+  std::atomic<uint64_t> spliced_writes{0};
 };
 
 // The operation table; userdata of the session must be a FuseContext*.

@@ -61,7 +61,7 @@ void WritePipeline::ReleaseBuffers(OpenFile* f) {
 
 Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
                                     std::unique_lock<std::mutex>& lock,
-                                    uint64_t offset, const char* data,
+                                    uint64_t offset, WriteSource* src,
                                     size_t size) {
   if (!f->error.ok()) return f->error;
   f->write_gen += 1;
@@ -81,11 +81,18 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
     auto& d = f->dirty[idx];
     d.touched = clock_.fetch_add(1);
     if (in > d.len) std::memset(d.buf + d.len, 0, in - d.len);
-    std::memcpy(d.buf + in, data + (pos - offset), n);
-    d.len = std::max(d.len, in + n);
-    if (in <= d.in_order) d.in_order = std::max(d.in_order, in + n);
-    pos += n;
+    const uint32_t got = static_cast<uint32_t>(src->CopyTo(d.buf + in, n));
+    d.len = std::max(d.len, in + got);
+    if (in <= d.in_order) d.in_order = std::max(d.in_order, in + got);
+    pos += got;
     if (f->attr.size < pos) f->attr.size = pos;
+    if (got < n) {
+      // The bytes could not be had (the request's pipe failed): what came
+      // in stays, as in a short write.
+      if (pos == offset)
+        return Status::Error(Code::kIo, "cannot read the write's data");
+      break;
+    }
     // Writes that went in order to the end of a chunk mean a sequential
     // writer is done with it: seal it now, overlapping with the next writes.
     // Only then: the kernel's writeback (--writeback-cache) sends a file's

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -78,6 +79,31 @@ struct FsHooks {
   std::function<Status()> ns_commit_fault;
 };
 
+// Where a write's bytes come from. A FUSE write arrives either in memory or,
+// spliced by libfuse, still in a pipe (fs/fuse_ops.cc); the pipeline copies
+// it from there straight into the dirty buffer, so each byte is copied once
+// in user space.
+class WriteSource {
+ public:
+  virtual ~WriteSource() = default;
+  // Copies the next n bytes into dst; returns how many it could (fewer only
+  // when the source failed or ran dry).
+  virtual size_t CopyTo(uint8_t* dst, size_t n) = 0;
+};
+
+class MemorySource final : public WriteSource {
+ public:
+  explicit MemorySource(const char* data) : next_(data) {}
+  size_t CopyTo(uint8_t* dst, size_t n) override {
+    std::memcpy(dst, next_, n);
+    next_ += n;
+    return n;
+  }
+
+ private:
+  const char* next_;
+};
+
 struct WriteOptions {
   size_t dirty_buffers = 4;
   size_t max_buffers_per_file = 3;
@@ -94,11 +120,12 @@ class WritePipeline {
                 WriteOptions options, const FsHooks* hooks);
   ~WritePipeline();
 
-  // Copies data into f's dirty buffers; a short count when a later chunk
-  // could not be brought in. Marks h as a writer of f.
+  // Copies size bytes from src into f's dirty buffers; a short count when
+  // a later chunk could not be brought in or src ran dry. Marks h as a
+  // writer of f.
   Result<size_t> Write(OpenFile* f, FileHandle* h,
                        std::unique_lock<std::mutex>& lock, uint64_t offset,
-                       const char* data, size_t size);
+                       WriteSource* src, size_t size);
   // Makes chunk index of f a dirty buffer holding its current content
   // (copy-on-write). May release the lock while waiting.
   Status AcquireDirty(OpenFile* f, uint64_t index,

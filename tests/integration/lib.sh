@@ -477,6 +477,17 @@ unpin_all() {
   PIN_PIDS=()
 }
 
+# set_pipe_max_size BYTES: sets fs.pipe-max-size for the rest of the test;
+# the cleanup puts the first value back. With it at 2 MiB or more, libfuse
+# can splice 1 MiB write requests into pipes without CAP_SYS_RESOURCE, and
+# the daemon reads write data from there (OpWriteBuf).
+IT_PIPE_MAX_OLD=""
+set_pipe_max_size() {
+  [ -n "$IT_PIPE_MAX_OLD" ] || IT_PIPE_MAX_OLD=$(cat /proc/sys/fs/pipe-max-size)
+  echo "$1" >/proc/sys/fs/pipe-max-size 2>/dev/null ||
+    fail "cannot set fs.pipe-max-size to $1 (not root?)"
+}
+
 # vm_hwm_kib PID: VmHWM of PID in KiB (empty if unreadable).
 vm_hwm_kib() {
   awk '/^VmHWM:/ {print $2; exit}' "/proc/$1/status" 2>/dev/null || true
@@ -557,7 +568,11 @@ it_cleanup() {
     done < <(find "$WAVEFS_HOME" "$T" -name 'wavefs*.log' -type f -print0 2>/dev/null | sort -zu)
   fi
 
-  # 5. the test's bucket goes (an S3 run).
+  # 5. the test's bucket goes (an S3 run); fs.pipe-max-size comes back.
+  if [ -n "$IT_PIPE_MAX_OLD" ]; then
+    echo "$IT_PIPE_MAX_OLD" >/proc/sys/fs/pipe-max-size 2>/dev/null ||
+      echo "cleanup: cannot put fs.pipe-max-size back to $IT_PIPE_MAX_OLD" >&2
+  fi
   s3_cleanup
 
   # 6. remove $T unless something is still mounted there.
@@ -601,4 +616,11 @@ if [[ "${WAVEFS_IT_TIMEOUT:-}" =~ ^[0-9]+$ ]]; then
     kill -TERM "$$"
   ) >/dev/null 2>&1 &
   IT_WATCHDOG=$!
+fi
+
+# WAVEFS_IT_PIPE_MAX_SIZE: the splice variants of the tests (it_splice_*)
+# run with fs.pipe-max-size raised, so that write data reaches the daemon in
+# pipes (see set_pipe_max_size).
+if [ -n "${WAVEFS_IT_PIPE_MAX_SIZE:-}" ]; then
+  set_pipe_max_size "$WAVEFS_IT_PIPE_MAX_SIZE"
 fi
