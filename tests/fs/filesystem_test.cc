@@ -2,7 +2,9 @@
 // mount (the fixture is in fs_fixture.h).
 #include "fs/filesystem.h"
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 
 #include "fs_fixture.h"
@@ -994,6 +996,47 @@ TEST_F(FsTest, OpenAfterDroppedChangesDoesNotKeepTheKernelCache) {
   ASSERT_TRUE(h);
   EXPECT_TRUE(h->keep_cache);
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+}
+
+// A write source that runs dry after `have` bytes, as a broken pipe from
+// the kernel would (FuseBufSource in fs/fuse_ops.cc).
+class DryingSource final : public WriteSource {
+ public:
+  DryingSource(const std::string& data, size_t have)
+      : data_(data), have_(have) {}
+  size_t CopyTo(uint8_t* dst, size_t n) override {
+    const size_t k = std::min(n, have_ - std::min(have_, pos_));
+    std::memcpy(dst, data_.data() + pos_, k);
+    pos_ += k;
+    return k;
+  }
+
+ private:
+  const std::string& data_;
+  size_t have_;
+  size_t pos_ = 0;
+};
+
+TEST_F(FsTest, AWriteWhoseSourceRunsDryIsShortOrEio) {
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  const std::string data = RandomBytes(kC + 4096, 7);
+  // Dry after 100 bytes past the chunk boundary: a short write of what
+  // came, across the boundary.
+  DryingSource some(data, kC + 100);
+  auto w = fs_->Write(h.get(), 0, &some, data.size());
+  WAVEFS_ASSERT_OK(w.status());
+  EXPECT_EQ(*w, kC + 100);
+  EXPECT_TRUE(SameBytes(data.substr(0, kC + 100), ReadAt(h.get(), 0, 2 * kC)));
+  // Dry at once: nothing written, EIO, the file as it was.
+  DryingSource none(data, 0);
+  w = fs_->Write(h.get(), kC + 100, &none, 10);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(ErrnoOf(w.status()), EIO);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(SizeOf(ino), kC + 100);
+  EXPECT_TRUE(SameBytes(data.substr(0, kC + 100), ReadFile(ino)));
 }
 
 TEST_F(FsTest, WritePastTheSizeLimitIsTooBig) {
