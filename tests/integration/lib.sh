@@ -167,18 +167,26 @@ wait_pid_exit() {
   return 0
 }
 
-# Pids of live processes whose command line mentions $T (the daemons this
-# test started; nothing outside the test can name its private temp dir).
+# Pids of live processes with an argument in $T: the path itself, a path
+# under it, or an option's value (--spill-dir=$T/...): the daemons this test
+# started. Whole arguments only: a process elsewhere that merely mentions a
+# longer path containing this one (a grep over /var/tmp/cleanroot/var/tmp,
+# i.e. a clean root's $T, run on the host while that root's tests ran) is
+# not ours, and once made a test fail for "a daemon that did not exit".
 pids_under_t() {
-  local d pid cmd
+  local d pid arg
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [ "$pid" = "$$" ] && continue
     [ "$pid" = "$BASHPID" ] && continue
-    cmd=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
-    if [[ "$cmd" == *"$T/"* ]] && pid_alive "$pid"; then
-      echo "$pid"
-    fi
+    {
+      while IFS= read -r -d '' arg; do
+        if [[ "$arg" == "$T" || "$arg" == "$T/"* || "$arg" == *"=$T/"* ]]; then
+          pid_alive "$pid" && echo "$pid"
+          break
+        fi
+      done <"$d/cmdline"
+    } 2>/dev/null
   done
   return 0
 }
