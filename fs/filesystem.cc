@@ -547,6 +547,7 @@ std::string Filesystem::StatsText(const std::string& extra) {
     add("store_gets", std::to_string(counts_->gets()));
   }
   add("segment_reads", std::to_string(reader_.segment_reads()));
+  add("tail_cache_hits", std::to_string(pipeline_.tail_cache_hits()));
   if (counts_ != nullptr) {
     add("store_puts", std::to_string(counts_->puts()));
     add("store_bytes_got", std::to_string(counts_->bytes_got()));

@@ -29,7 +29,8 @@ WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
       secret_(secret),
       options_(options),
       hooks_(hooks),
-      pool_(options.dirty_buffers, kMaxCiphertextSize) {
+      pool_(options.dirty_buffers, kMaxCiphertextSize),
+      tails_(options.tail_cache_bytes, options.tail_cache_entry) {
   pool_.SetEvictCallback([this] { return EvictOne(); });
   uploader_->SetSpaceFreedCallback([this] {
     {
@@ -146,13 +147,18 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
     const uint64_t limit =
         f->attr.size > base ? std::min(kChunkSize, f->attr.size - base) : 0;
     if (ref->has_value() && !(*ref)->hole && limit > 0) {
-      auto data = reader_->FetchChunk(**ref);
-      if (!data.ok()) {
-        pool_.Release(buf);
-        return data.status();
+      // A tail sealed a moment ago (the last append) is still here.
+      ChunkData data = tails_.Get((*ref)->address);
+      if (!data) {
+        auto fetched = reader_->FetchChunk(**ref);
+        if (!fetched.ok()) {
+          pool_.Release(buf);
+          return fetched.status();
+        }
+        data = std::move(*fetched);
       }
-      len = static_cast<uint32_t>(std::min<uint64_t>((*data)->size(), limit));
-      std::memcpy(buf, (*data)->data(), len);
+      len = static_cast<uint32_t>(std::min<uint64_t>(data->size(), limit));
+      std::memcpy(buf, data->data(), len);
     } else if (ref->has_value()) {
       len = static_cast<uint32_t>(std::min<uint64_t>((*ref)->length, limit));
       std::memset(buf, 0, len);
@@ -261,6 +267,11 @@ Status WritePipeline::StageCiphertext(
 
 void WritePipeline::SealAndRecord(const SealJob& job) {
   const ChunkFormat format = options_.chunk_format;
+  // A partial chunk is a file's tail: keep its plaintext for the next
+  // append (the seal below encrypts the buffer in place).
+  std::shared_ptr<std::vector<uint8_t>> tail;
+  if (job.len < kChunkSize && tails_.Wants(job.len))
+    tail = std::make_shared<std::vector<uint8_t>>(job.buf, job.buf + job.len);
   ChunkRef ref = SealChunk(secret_, format, job.buf, job.len);
   Status st;
   // gc (store/gc.h): from the dedup lookup until the ref is recorded as
@@ -270,6 +281,7 @@ void WritePipeline::SealAndRecord(const SealJob& job) {
     st = StageCiphertext(ref.address, job.buf, CiphertextSize(format, job.len),
                          &gate);
   pool_.Release(job.buf);
+  if (tail && st.ok() && !ref.hole) tails_.Put(ref.address, std::move(tail));
   OpenFile* f = job.file.get();
   if (hooks_ != nullptr && hooks_->seal_before_record)
     hooks_->seal_before_record(f->ino, job.index);

@@ -31,6 +31,7 @@
 
 #include "fs/chunk_reader.h"
 #include "fs/open_file.h"
+#include "fs/tail_cache.h"
 #include "store/buffer_pool.h"
 #include "store/index.h"
 #include "store/spill.h"
@@ -111,6 +112,10 @@ struct WriteOptions {
   ChunkFormat chunk_format = kNewestChunkFormat;
   uint64_t spill_reserve_bytes = 64ull << 20;
   std::chrono::seconds space_wait{60};
+  // fs/tail_cache.h: plaintext of sealed tails kept for the next append
+  // (in all, and per chunk).
+  size_t tail_cache_bytes = 1 << 20;
+  size_t tail_cache_entry = 256 << 10;
 };
 
 class WritePipeline {
@@ -141,6 +146,9 @@ class WritePipeline {
   void SubmitAll(OpenFile* f, std::unique_lock<std::mutex>& lock);
   // Returns f's buffers to the pool (its last unpin). Needs f->mu.
   void ReleaseBuffers(OpenFile* f);
+  // How often a chunk brought into a dirty buffer came from the tail cache
+  // instead of the spill or the store.
+  uint64_t tail_cache_hits() const { return tails_.hits(); }
 
  private:
   struct SealJob {
@@ -178,6 +186,7 @@ class WritePipeline {
   const WriteOptions options_;
   const FsHooks* hooks_;
   BufferPool pool_;
+  TailCache tails_;
 
   std::mutex seal_mu_;
   std::condition_variable seal_cv_;

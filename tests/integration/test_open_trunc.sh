@@ -3,7 +3,8 @@
 # existing file (O_WRONLY|O_TRUNC), small and bigger than a 4 MiB chunk,
 # O_CREAT|O_TRUNC while another handle keeps reading, O_RDWR|O_TRUNC; the
 # results hold after a remount with a dropped page cache, and a truncating
-# overwrite adds only the new content's chunks to the store.
+# overwrite adds only the new content's chunks to the store. 200 appends by
+# separate opens match a local file and fetch nothing from the store.
 source "$(dirname "$0")/lib.sh"
 
 wfs_init
@@ -125,6 +126,33 @@ sys.exit(1 if bad else 0)
 PY
 check "truncating opens with other handles open" python3 "$T/handles.py" "$MNT" "$SRC/m9"
 
+# Appends by separate opens (`echo >> log`), the way logs grow. Each one
+# brings the file's last chunk back into a buffer; the close before sealed
+# it, and the daemon keeps that plaintext (fs/tail_cache.h), so no append
+# fetches it from the store (on S3 that was one GET per line). The first
+# version is uploaded before the appends start, so a fetch would show.
+printf 'line 0\n' >"$MNT/log"
+printf 'line 0\n' >"$SRC/log"
+for _ in $(seq 1 300); do
+  [ "$(stat_get pending_chunks)" -eq 0 ] && break
+  sleep 0.1
+done
+expect_eq "chunks pending before the appends" 0 "$(stat_get pending_chunks)"
+gets0=$(stat_get store_gets)
+hits0=$(stat_get tail_cache_hits)
+for i in $(seq 1 200); do
+  echo "line $i of the log" >>"$MNT/log"
+  echo "line $i of the log" >>"$SRC/log"
+done
+if [ "$(stat_get writeback_cache)" -eq 0 ]; then
+  expect_eq "store GETs during 200 appends" "$gets0" "$(stat_get store_gets)"
+  expect_eq "appends served by the tail cache" 200 $(($(stat_get tail_cache_hits) - hits0))
+else
+  # The kernel reads the partial page it caches from the daemon first.
+  it_log "writeback cache: appends read their page through the kernel"
+fi
+same "200 appends by separate opens" "$MNT/log" "$SRC/log"
+
 printf 'new data' >"$SRC/held"
 printf 'abc' >"$SRC/wronly"
 printf 'xyz' >"$SRC/rdwr"
@@ -137,7 +165,7 @@ all_same() {
   same "$1: cp 9 MiB, 5 MiB, 10 bytes" "$MNT/big2" "$SRC/b10"
   same "$1: shell > of 10 bytes over 9 MiB" "$MNT/big3" "$SRC/b10"
   local f
-  for f in held wronly rdwr rdonly append; do
+  for f in held wronly rdwr rdonly append log; do
     same "$1: $f" "$MNT/$f" "$SRC/$f"
   done
 }
