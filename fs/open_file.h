@@ -9,11 +9,11 @@
 //
 // Lock order (outer first): Namespace::mu_ > OpenFileTable::mu_ >
 // OpenFile::mu (several only in ascending inode order, and only by
-// Namespace::Commit) > leaf locks (buffer pool, chunk cache, spill space,
-// sealer queue, dropped set). Nobody waits for the pool, for spill space or
-// for a sealer while holding an OpenFile::mu (they unlock and re-check).
-// Thread safety: OpenFileTable is thread-safe; OpenFile fields are guarded
-// by its mu unless said otherwise.
+// Namespace::Commit) > leaf locks (buffer pool, chunk cache, tail cache,
+// spill space, sealer queue, dropped set). Nobody waits for the pool, for spill
+// space or for a sealer while holding an OpenFile::mu (they unlock and
+// re-check). Thread safety: OpenFileTable is thread-safe; OpenFile fields are
+// guarded by its mu unless said otherwise.
 #pragma once
 
 #include <time.h>

@@ -26,7 +26,7 @@ TEST(TailCacheTest, KeepsWithinItsBudgetLeastRecentlyUsedOut) {
   EXPECT_TRUE(c.Wants(60));
   c.Put(Addr(1), Bytes(40, 1));
   c.Put(Addr(2), Bytes(40, 2));
-  ASSERT_TRUE(c.Get(Addr(1)));  // 1 is now the most recent
+  ASSERT_TRUE(c.Get(Addr(1)));   // 1 is now the most recent
   c.Put(Addr(3), Bytes(40, 3));  // 120 > 100: the least recent (2) goes
   EXPECT_FALSE(c.Get(Addr(2)));
   ASSERT_TRUE(c.Get(Addr(1)));
