@@ -139,6 +139,7 @@ void OpDestroy(void* userdata) {
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Ctx(req)->lookup_requests.fetch_add(1, std::memory_order_relaxed);
   auto a = Fs(req)->Lookup(parent, name);
   if (!a.ok()) return ReplyErr(req, "lookup", a.status());
   ReplyEntry(req, *a);
@@ -427,21 +428,53 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-               fuse_file_info* fi) {
+// readdir, and readdirplus (plus): each entry with its attributes, as a
+// LOOKUP would return them, so `ls -l`, `find -ls`, `du` and rsync's scan of
+// a directory cost one request per buffer of entries instead of one LOOKUP
+// per entry. The kernel picks plus itself (READDIRPLUS_AUTO: the first read
+// of a directory, and later ones after lookups of its children).
+void ReadDirInto(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                 fuse_file_info* fi, bool plus) {
   FileHandle* h = Handle(fi);
   std::vector<char> buf(size);
   size_t used = 0;
   auto add = [&](const std::string& name, uint64_t child, uint32_t mode,
                  off_t next) {
-    struct stat st;
-    std::memset(&st, 0, sizeof st);
-    st.st_ino = child;
-    st.st_mode = mode;
-    size_t need = fuse_add_direntry(req, buf.data() + used, size - used,
-                                    name.c_str(), &st, next);
+    size_t need;
+    bool with_attr = false;
+    if (plus) {
+      fuse_entry_param e;
+      std::memset(&e, 0, sizeof e);
+      // "." and "..", and an entry unlinked since it was listed, go
+      // without attributes (ino 0: the kernel links nothing for them).
+      auto a = name == "." || name == ".."
+                   ? Result<InodeAttr>(Status::Error(Code::kNotFound, "dot"))
+                   : Fs(req)->GetAttr(child);
+      if (a.ok()) {
+        with_attr = true;
+        e.ino = a->ino;
+        e.generation = 1;
+        e.attr_timeout = kTimeout;
+        e.entry_timeout = kTimeout;
+        FillStat(*a, &e.attr);
+      } else {
+        e.attr.st_ino = child;
+        e.attr.st_mode = mode;
+      }
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used,
+                                    name.c_str(), &e, next);
+    } else {
+      struct stat st;
+      std::memset(&st, 0, sizeof st);
+      st.st_ino = child;
+      st.st_mode = mode;
+      need = fuse_add_direntry(req, buf.data() + used, size - used,
+                               name.c_str(), &st, next);
+    }
     if (need > size - used) return false;
     used += need;
+    if (with_attr)
+      Ctx(req)->readdirplus_entries.fetch_add(1, std::memory_order_relaxed);
     return true;
   };
   // Offsets: 1 after ".", 2 after "..", 2 + k after the k-th entry. A
@@ -475,8 +508,18 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     h->dir_last_name = e.name;
     return true;
   });
-  if (!st.ok()) return ReplyErr(req, "readdir", st);
+  if (!st.ok()) return ReplyErr(req, plus ? "readdirplus" : "readdir", st);
   fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+               fuse_file_info* fi) {
+  ReadDirInto(req, ino, size, off, fi, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   fuse_file_info* fi) {
+  ReadDirInto(req, ino, size, off, fi, true);
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -507,7 +550,9 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
     extra += "writeback_cache=" + std::to_string(c->writeback_cache ? 1 : 0) +
              "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
              "\nspliced_writes=" + std::to_string(c->spliced_writes.load()) +
-             "\n";
+             "\nlookup_requests=" + std::to_string(c->lookup_requests.load()) +
+             "\nreaddirplus_entries=" +
+             std::to_string(c->readdirplus_entries.load()) + "\n";
     if (c->invalidator != nullptr) {
       extra +=
           "kernel_invalidations=" + std::to_string(c->invalidator->sent()) +
@@ -686,6 +731,7 @@ fuse_lowlevel_ops MakeFuseOps() {
   ops.fsync = Guarded<OpFsync>::Call;
   ops.opendir = Guarded<OpOpendir>::Call;
   ops.readdir = Guarded<OpReaddir>::Call;
+  ops.readdirplus = Guarded<OpReaddirplus>::Call;
   ops.releasedir = Guarded<OpReleasedir>::Call;
   ops.fsyncdir = Guarded<OpFsyncdir>::Call;
   ops.statfs = Guarded<OpStatfs>::Call;

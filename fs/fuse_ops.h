@@ -47,6 +47,10 @@ struct FuseContext {
   // Of those, the ones whose data came in a pipe (libfuse's splice read),
   // read from there straight into a dirty buffer.
   std::atomic<uint64_t> spliced_writes{0};
+  // LOOKUP requests, and entries returned with their attributes by
+  // readdirplus (each one a LOOKUP saved).
+  std::atomic<uint64_t> lookup_requests{0};
+  std::atomic<uint64_t> readdirplus_entries{0};
 };
 
 // The operation table; userdata of the session must be a FuseContext*.
