@@ -2,7 +2,8 @@
 # Directory operations (mkdir -p, mv of files and directories, rm, rmdir,
 # rm -r, rename onto an existing file, RENAME_NOREPLACE) and their errors,
 # compared with the same operations on a plain local directory; a listing
-# with attributes (readdirplus) equals the local one and costs no LOOKUPs.
+# with attributes (readdirplus) equals the local one and costs no LOOKUPs;
+# missing names are cached (negative entries) but never hide new ones.
 source "$(dirname "$0")/lib.sh"
 
 # fsop OP PATH [PATH2]: one system call; prints OK or the errno name.
@@ -202,4 +203,47 @@ with open(os.path.join(d, "growing"), "wb") as f:
 print(out)
 PY
 expect_eq "size listed for a file written but not closed" 5000 "$(python3 "$T/open_ls.py" "$MNT/ls")"
+
+# A missing name is remembered by the kernel for a moment (a negative
+# entry): 100 lstat of it cost at most a few LOOKUPs. That entry never
+# hides a name made afterwards, whichever way it is made.
+cat >"$T/negative.py" <<'PY'
+import os, sys
+d = sys.argv[1]
+def missing(name):
+    p = os.path.join(d, name)
+    for _ in range(100):
+        try:
+            os.lstat(p)
+            return f"{name} exists before it is made"
+        except FileNotFoundError:
+            pass
+    return None
+bad = []
+made = {
+    "created": lambda p: open(p, "w").close(),
+    "mkdir": os.mkdir,
+    "symlink": lambda p: os.symlink("created", p),
+    "hardlink": lambda p: os.link(os.path.join(d, "created"), p),
+    "renamed": lambda p: os.rename(os.path.join(d, "tmp"), p),
+}
+open(os.path.join(d, "tmp"), "w").close()
+for name, make in made.items():
+    err = missing(name)
+    if err:
+        bad.append(err)
+    make(os.path.join(d, name))
+    try:
+        os.lstat(os.path.join(d, name))
+    except FileNotFoundError:
+        bad.append(f"{name}: still missing after it was made")
+print("; ".join(bad) or "ok")
+PY
+mkdir "$MNT/neg"
+lookups0=$(stat_get lookup_requests)
+expect_eq "names made after lstat said they were missing" ok "$(python3 "$T/negative.py" "$MNT/neg")"
+expect_le "LOOKUPs for 500 lstat of 5 missing names, then making them" "$(($(stat_get lookup_requests) - lookups0))" 40
+wfs_remount
+expect_eq "names made after a negative lookup, after a remount" \
+  "created hardlink mkdir renamed symlink" "$(ls "$MNT/neg" | tr '\n' ' ' | sed 's/ $//')"
 wfs_unmount
