@@ -142,10 +142,11 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Ctx(req)->lookup_requests.fetch_add(1, std::memory_order_relaxed);
   auto a = Fs(req)->Lookup(parent, name);
   if (!a.ok() && a.status().code() == Code::kNotFound) {
-    // A negative entry the kernel keeps for kTimeout: the stat of a missing
-    // name followed by its creation (rsync's temporary files, git's probes,
-    // tar) asks once. Every name is made through this mount, and the kernel
-    // turns the negative entry into the new one itself.
+    // A negative entry the kernel keeps for kTimeout: repeated stats of a
+    // missing name (PATH searches, include-path probes, git's existence
+    // checks) ask once. Every name is made through this mount, and the
+    // kernel turns the negative entry into the new one itself (creates with
+    // O_EXCL and rename targets look again anyway).
     fuse_entry_param e;
     std::memset(&e, 0, sizeof e);
     e.entry_timeout = kTimeout;

@@ -11,7 +11,8 @@
 // so exactly one plaintext: an entry can never be stale, only gone. Only
 // chunks of at most max_entry bytes are kept (a tail rewritten per append
 // costs a re-seal of the whole tail anyway), within budget bytes in all,
-// least recently used out.
+// least recently used out. Callers make entries with CopyWiped
+// (store/chunk_cache.h): plaintext is wiped when its entry goes.
 //
 // Thread safety: thread-safe.
 #pragma once
@@ -54,8 +55,8 @@ class TailCache {
   mutable std::mutex mu_;
   std::list<Address> lru_;  // front = most recent; under mu_
   std::map<Address, Entry> map_;
-  size_t bytes_ = 0;  // under mu_
-  uint64_t hits_ = 0;
+  size_t bytes_ = 0;   // under mu_
+  uint64_t hits_ = 0;  // under mu_
 };
 
 }  // namespace wavefs

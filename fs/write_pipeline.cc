@@ -269,9 +269,9 @@ void WritePipeline::SealAndRecord(const SealJob& job) {
   const ChunkFormat format = options_.chunk_format;
   // A partial chunk is a file's tail: keep its plaintext for the next
   // append (the seal below encrypts the buffer in place).
-  std::shared_ptr<std::vector<uint8_t>> tail;
+  ChunkData tail;
   if (job.len < kChunkSize && tails_.Wants(job.len))
-    tail = std::make_shared<std::vector<uint8_t>>(job.buf, job.buf + job.len);
+    tail = CopyWiped(job.buf, job.len);
   ChunkRef ref = SealChunk(secret_, format, job.buf, job.len);
   Status st;
   // gc (store/gc.h): from the dedup lookup until the ref is recorded as

@@ -1,6 +1,16 @@
 #include "store/chunk_cache.h"
 
+#include <sodium.h>
+
 namespace wavefs {
+
+ChunkData CopyWiped(const uint8_t* data, size_t n) {
+  return ChunkData(new std::vector<uint8_t>(data, data + n),
+                   [](const std::vector<uint8_t>* v) {
+                     sodium_memzero(const_cast<uint8_t*>(v->data()), v->size());
+                     delete v;
+                   });
+}
 
 bool ChunkCache::Contains(const Address& address) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -22,6 +22,10 @@ namespace wavefs {
 
 using ChunkData = std::shared_ptr<const std::vector<uint8_t>>;
 
+// A copy of n plaintext bytes as ChunkData whose bytes are wiped
+// (sodium_memzero) when the last reference goes.
+ChunkData CopyWiped(const uint8_t* data, size_t n);
+
 class ChunkCache {
  public:
   explicit ChunkCache(size_t capacity) : capacity_(capacity) {}

@@ -16,7 +16,8 @@ Address Addr(uint8_t b) {
   return a;
 }
 ChunkData Bytes(size_t n, uint8_t v) {
-  return std::make_shared<std::vector<uint8_t>>(n, v);
+  const std::vector<uint8_t> plain(n, v);
+  return CopyWiped(plain.data(), plain.size());  // as the seal makes them
 }
 
 TEST(TailCacheTest, KeepsWithinItsBudgetLeastRecentlyUsedOut) {
