@@ -13,6 +13,7 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <optional>
 #include <vector>
 
 #include "chunker/data_map.h"
@@ -459,16 +460,17 @@ void ReadDirInto(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       std::memset(&e, 0, sizeof e);
       // "." and "..", and an entry unlinked since it was listed, go
       // without attributes (ino 0: the kernel links nothing for them).
-      auto a = name == "." || name == ".."
-                   ? Result<InodeAttr>(Status::Error(Code::kNotFound, "dot"))
-                   : Fs(req)->GetAttr(child);
-      if (a.ok()) {
+      std::optional<InodeAttr> attr;
+      if (name != "." && name != "..") {
+        if (auto a = Fs(req)->GetAttr(child); a.ok()) attr = std::move(*a);
+      }
+      if (attr) {
         with_attr = true;
-        e.ino = a->ino;
+        e.ino = attr->ino;
         e.generation = 1;
         e.attr_timeout = kTimeout;
         e.entry_timeout = kTimeout;
-        FillStat(*a, &e.attr);
+        FillStat(*attr, &e.attr);
       } else {
         e.attr.st_ino = child;
         e.attr.st_mode = mode;

@@ -370,6 +370,17 @@ stat_get() {
   printf '%s\n' "$val"
 }
 
+# wait_uploaded DESCRIPTION [MNT]: waits up to 30 s for the mount's upload
+# queue to empty; fails the test if it does not.
+wait_uploaded() {
+  local mnt=${2:-$MNT}
+  for _ in $(seq 1 300); do
+    [ "$(stat_get pending_chunks "$mnt")" -eq 0 ] && break
+    sleep 0.1
+  done
+  expect_eq "$1" 0 "$(stat_get pending_chunks "$mnt")"
+}
+
 # wfs_mount [EXTRA ARGS...]: mounts $STORE on $MNT and records the daemon.
 # Output goes to a file, not a pipe: a daemon that kept the pipe open would
 # otherwise hang the test.

@@ -11,11 +11,7 @@ make_random "$SRC/a" 8M dropped-a
 make_random "$SRC/patch" 1M dropped-patch
 wfs_mount
 check "cp a into the mount" cp "$SRC/a" "$MNT/a"
-for _ in $(seq 1 100); do
-  [ "$(stat_get pending_chunks)" = 0 ] && break
-  sleep 0.1
-done
-expect_eq "a is uploaded" 0 "$(stat_get pending_chunks)"
+wait_uploaded "a is uploaded"
 
 # A reader holds a open and has read the range [2 MiB, 3 MiB) (so the kernel
 # caches it); it reads the range again through the same descriptor when

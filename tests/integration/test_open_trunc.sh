@@ -133,11 +133,7 @@ check "truncating opens with other handles open" python3 "$T/handles.py" "$MNT" 
 # version is uploaded before the appends start, so a fetch would show.
 printf 'line 0\n' >"$MNT/log"
 printf 'line 0\n' >"$SRC/log"
-for _ in $(seq 1 300); do
-  [ "$(stat_get pending_chunks)" -eq 0 ] && break
-  sleep 0.1
-done
-expect_eq "chunks pending before the appends" 0 "$(stat_get pending_chunks)"
+wait_uploaded "chunks pending before the appends"
 gets0=$(stat_get store_gets)
 hits0=$(stat_get tail_cache_hits)
 for i in $(seq 1 200); do
