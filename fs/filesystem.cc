@@ -242,6 +242,13 @@ void Filesystem::SealDirtyForTest(uint64_t ino) {
   }
 }
 
+std::pair<size_t, size_t> Filesystem::UncommittedForTest(uint64_t ino) {
+  auto f = files_.Find(ino);
+  if (!f) return {0, 0};
+  std::lock_guard<std::mutex> lock(f->mu);
+  return {f->pending.size(), f->inflight.size()};
+}
+
 // ------------------------------------------------------------- file size
 
 Status Filesystem::Truncate(OpenFile* f, std::unique_lock<std::mutex>& lock,
@@ -381,6 +388,23 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
   if (!n.ok()) return n;
   f->attr.mtime = f->attr.ctime = WallNow();
   f->attr_dirty = true;
+  // The sealed refs of a long write go into the index as a close would put
+  // them (a commit of the file as it is at this moment), rather than piling
+  // up in memory until the close: ~128 bytes a chunk, 3 MiB for a 100 GiB
+  // file. Preferably when no buffer is half filled (a sequential writer
+  // just finished a chunk), so the commit only waits for seals in flight;
+  // a writer that never leaves one (random writes, unaligned records) gets
+  // its half-filled buffers sealed at twice the count, and they come back
+  // from the tail cache or the spill at its next write. A failure here is
+  // the close's to report (DropIfFailed tells every writer).
+  const size_t every = options_.commit_every_chunks;
+  if (f->pending.size() >= every &&
+      (f->dirty.empty() || f->pending.size() >= 2 * every)) {
+    Status st = committer_.Commit(f, lock, false, nullptr);
+    if (!st.ok())
+      spdlog::warn("inode {}: commit of a long write failed: {}", f->ino,
+                   st.ToString());
+  }
   return n;
 }
 

@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "chunker/data_map.h"
 #include "chunker/types.h"
@@ -67,6 +68,12 @@ struct FsOptions {
   uint64_t spill_reserve_bytes = 64ull << 20;
   // How long a writer waits for uploads to free spill space before ENOSPC.
   std::chrono::seconds space_wait{60};
+  // A file that stays open for writing is committed once it has this many
+  // sealed chunks not yet in the index (1 GiB; at twice as many at the
+  // latest): what it holds in memory for them stays bounded whatever the
+  // file's size (invariant 5), and a crash keeps what was written before
+  // that commit.
+  size_t commit_every_chunks = 256;
   // Test-only interleaving and fault hooks (empty in production).
   FsHooks hooks;
 };
@@ -188,6 +195,9 @@ class Filesystem {
 
   // Tests: hands every dirty buffer of the file to the sealer threads.
   void SealDirtyForTest(uint64_t ino);
+  // Tests: how many chunks of an open file are sealed and not committed,
+  // and how many are being sealed ({0, 0} when it is not open).
+  std::pair<size_t, size_t> UncommittedForTest(uint64_t ino);
 
  private:
   // Drops one pin of f (committing on behalf of h); the records of an
