@@ -33,8 +33,8 @@ class LongWriteTest : public FsTest {
   void WaitSealed(uint64_t ino, size_t pending) {
     ASSERT_TRUE(WaitFor(
         [&] {
-          return fs_->UncommittedForTest(ino) == std::pair<size_t, size_t>{
-                                                     pending, 0};
+          return fs_->UncommittedForTest(ino) ==
+                 std::pair<size_t, size_t>{pending, 0};
         },
         10s))
         << "pending " << fs_->UncommittedForTest(ino).first << ", sealing "
