@@ -561,12 +561,15 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
   if (ino == kRootIno && name == kXattrStats) {
     const FuseContext* c = Ctx(req);
     std::string extra = c->stats_extra;
-    extra += "writeback_cache=" + std::to_string(c->writeback_cache ? 1 : 0) +
-             "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
-             "\nspliced_writes=" + std::to_string(c->spliced_writes.load()) +
-             "\nlookup_requests=" + std::to_string(c->lookup_requests.load()) +
-             "\nreaddirplus_entries=" +
-             std::to_string(c->readdirplus_entries.load()) + "\n";
+    extra +=
+        "writeback_cache=" + std::to_string(c->writeback_cache ? 1 : 0) +
+        "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
+        "\nspliced_writes=" + std::to_string(c->spliced_writes.load()) +
+        "\nlookup_requests=" + std::to_string(c->lookup_requests.load()) +
+        "\nreaddirplus_entries=" +
+        std::to_string(c->readdirplus_entries.load()) +
+        "\ngetxattr_requests=" + std::to_string(c->getxattr_requests.load()) +
+        "\n";
     if (c->invalidator != nullptr) {
       extra +=
           "kernel_invalidations=" + std::to_string(c->invalidator->sent()) +
@@ -597,6 +600,7 @@ void ReplyXattr(fuse_req_t req, const std::string& v, size_t size) {
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Ctx(req)->getxattr_requests.fetch_add(1, std::memory_order_relaxed);
   // wavefs's own attributes (user.wavefs.*) are computed, read-only and not
   // listed, so rsync -X and cp --preserve=xattr never copy or remove them.
   auto v = IsOwnXattr(name) ? OwnXattrValue(req, ino, name)

@@ -51,6 +51,9 @@ struct FuseContext {
   // readdirplus (each one a LOOKUP saved).
   std::atomic<uint64_t> lookup_requests{0};
   std::atomic<uint64_t> readdirplus_entries{0};
+  // GETXATTR requests (the kernel's security.capability check before each
+  // write, ls's security.selinux probe, getfattr, ...).
+  std::atomic<uint64_t> getxattr_requests{0};
 };
 
 // The operation table; userdata of the session must be a FuseContext*.

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fs/open_file.h"
@@ -35,6 +36,8 @@ namespace wavefs {
 inline constexpr size_t kMaxXattrValue = 64 << 10;
 inline constexpr size_t kMaxXattrList = 64 << 10;
 inline constexpr const char* kReservedXattrPrefix = "user.wavefs.";
+// Refused (EOPNOTSUPP): see Namespace::CheckXattrName.
+inline constexpr std::string_view kSelinuxXattr = "security.selinux";
 
 // setxattr flags (as <sys/xattr.h> defines them).
 inline constexpr int kXattrCreate = 1;

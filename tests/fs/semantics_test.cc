@@ -96,6 +96,27 @@ TEST_F(FsTest, ExtendedAttributesBehaveAsOnExt4) {
   EXPECT_EQ(index_->GetXattr(ino, "user.a").status().code(), Code::kNotFound);
 }
 
+// ls -l asks every file for its SELinux label (lgetfilecon) unless the
+// filesystem says it has none (EOPNOTSUPP, not ENODATA); other security.*
+// attributes (file capabilities: setcap) are kept as on ext4.
+TEST_F(FsTest, SelinuxLabelsAreNotSupportedOtherSecurityAttributesAre) {
+  const uint64_t ino = WriteFile("f", "x");
+  auto code = [](const Status& s) { return ErrnoOf(s); };
+  EXPECT_EQ(code(fs_->GetXattr(ino, "security.selinux").status()), EOPNOTSUPP);
+  EXPECT_EQ(code(fs_->SetXattr(ino, "security.selinux", "u:r:t:s0", 0)),
+            EOPNOTSUPP);
+  EXPECT_EQ(code(fs_->RemoveXattr(ino, "security.selinux")), EOPNOTSUPP);
+  EXPECT_EQ(code(fs_->GetXattr(ino, "security.capability").status()), ENODATA);
+  const std::string caps("\x01\x00\x00\x02\x00\x04\x00\x00", 8);
+  WAVEFS_ASSERT_OK(fs_->SetXattr(ino, "security.capability", caps, 0));
+  EXPECT_EQ(*fs_->GetXattr(ino, "security.capability"), caps);
+  // A label stored by an older wavefs is not listed.
+  IndexBatch b;
+  b.PutXattr(ino, "security.selinux", "u:r:t:s0");
+  WAVEFS_ASSERT_OK(index_->Commit(&b, false));
+  EXPECT_EQ(*fs_->ListXattr(ino), std::string("security.capability\0", 20));
+}
+
 TEST_F(FsTest, ExtendedAttributeNamesAreLimitedToWhatListxattrReturns) {
   const uint64_t ino = WriteFile("f", "x");
   Status st;

@@ -192,6 +192,16 @@ list_attrs "$LOCAL/ls" >"$T/ls.local"
 check "find -printf of 203 entries equals the local directory" diff -u "$T/ls.local" "$T/ls.mnt"
 expect_le "LOOKUPs while listing 203 entries with attributes" "$lookups" 5
 expect_le "entries that came with their attributes (at least)" 203 "$plus"
+# ls -l probes each file's SELinux label (lgetfilecon) until the filesystem
+# says it has none (EOPNOTSUPP): once per listing, not once per file.
+wfs_remount
+drop_caches
+xattrs0=$(stat_get getxattr_requests)
+ls -lR "$MNT/ls" | awk 'NF > 2 { print $1, $NF }' >"$T/lslR.mnt"
+xattrs=$(($(stat_get getxattr_requests) - xattrs0))
+ls -lR "$LOCAL/ls" | awk 'NF > 2 { print $1, $NF }' >"$T/lslR.local"
+check "ls -lR lists the same names and modes as the local directory" diff -u "$T/lslR.local" "$T/lslR.mnt"
+expect_le "GETXATTRs while ls -lR lists 203 entries" "$xattrs" 5
 cat >"$T/open_ls.py" <<'PY'
 import os, subprocess, sys
 d = sys.argv[1]
