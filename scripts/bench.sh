@@ -11,6 +11,12 @@
 #                    [--systems curl,wavefs,s3fs,rclone,rclone-crypt]
 #   scripts/bench.sh --workloads [--quick] [--runs N] [--out FILE]
 #                    [--systems ext4,wavefs,wavefs-wb,gocryptfs] [--bin PATH]
+#   scripts/bench.sh --scale [--quick] [--huge-size 100G] [--files 1000000]
+#                    [--runs N] [--out FILE] [--bin PATH]
+#
+# --scale measures far past the everyday instead (scripts/bench/scale.sh
+# says how): one 100 GiB file written and read back, and a million files
+# created and listed. Default --out there: docs/bench-scale-latest.md.
 #
 # --workloads measures everyday work instead (scripts/bench/workloads.sh
 # says what): tar -x, rsync -a, git clone, appends, a tee of 8 KiB writes
@@ -58,6 +64,7 @@ RAND_SEED=20240501
 ONLY_SYSTEMS=""
 WAVEFS=""
 WORKLOADS=0
+SCALE=0
 QUICK=0
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -80,6 +87,9 @@ while [ "$#" -gt 0 ]; do
     --s3-env) need_val "$1" "$#"; S3_ENV_FILE=$(realpath "$2"); shift ;;
     --osd-size) need_val "$1" "$#"; OSD_SIZE=$2; shift ;;
     --workloads) WORKLOADS=1 ;;
+    --scale) SCALE=1 ;;
+    --huge-size) need_val "$1" "$#"; SC_HUGE_ARG=$2; shift ;;
+    --files) need_val "$1" "$#"; SC_FILES_ARG=$2; shift ;;
     --quick) QUICK=1 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
@@ -88,8 +98,12 @@ while [ "$#" -gt 0 ]; do
 done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
 [ "$WORKLOADS" -eq 0 ] || [ "$STORE_KIND" = local ] || die "--workloads measures local stores only"
-[ "$QUICK" -eq 0 ] || [ "$WORKLOADS" -eq 1 ] || die "--quick goes with --workloads"
+[ "$QUICK" -eq 0 ] || [ "$WORKLOADS" -eq 1 ] || [ "$SCALE" -eq 1 ] || die "--quick goes with --workloads or --scale"
+[ "$SCALE" -eq 0 ] || [ "$WORKLOADS" -eq 0 ] || die "--scale and --workloads are separate runs"
+[ "$SCALE" -eq 0 ] || [ "$STORE_KIND" = local ] || die "--scale measures local stores only"
+[ -z "${SC_HUGE_ARG:-}${SC_FILES_ARG:-}" ] || [ "$SCALE" -eq 1 ] || die "--huge-size and --files go with --scale"
 [ "$WORKLOADS" -eq 0 ] || : "${OUT:=docs/bench-workloads-latest.md}"
+[ "$SCALE" -eq 0 ] || : "${OUT:=docs/bench-scale-latest.md}"
 case "$STORE_KIND" in
   local) : "${OUT:=docs/bench-latest.md}" ;;
   s3) : "${OUT:=docs/bench-s3-latest.md}" ;;
@@ -174,7 +188,7 @@ if [ "$STORE_KIND" = s3 ]; then
   done
 fi
 
-if [ -n "$ONLY_SYSTEMS" ] && [ "$WORKLOADS" -eq 0 ]; then
+if [ -n "$ONLY_SYSTEMS" ] && [ "$WORKLOADS" -eq 0 ] && [ "$SCALE" -eq 0 ]; then
   IFS=, read -r -a wanted <<<"$ONLY_SYSTEMS"
   for w in "${wanted[@]}"; do
     case "$w" in cp|passthrough|wavefs|gocryptfs|rclone) ;; *) die "unknown system '$w'" ;; esac
@@ -574,6 +588,15 @@ if [ "$WORKLOADS" -eq 1 ]; then
   # shellcheck source=scripts/bench/workloads.sh
   . "$ROOT/scripts/bench/workloads.sh"
   wl_main
+  exit 0
+fi
+
+if [ "$SCALE" -eq 1 ]; then
+  # shellcheck source=scripts/bench/scale.sh
+  . "$ROOT/scripts/bench/scale.sh"
+  SC_HUGE=${SC_HUGE_ARG:-}
+  SC_FILES=${SC_FILES_ARG:-}
+  sc_main
   exit 0
 fi
 
