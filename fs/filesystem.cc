@@ -395,10 +395,11 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
   // just finished a chunk), so the commit only waits for seals in flight;
   // a writer that never leaves one (random writes, unaligned records) gets
   // its half-filled buffers sealed at twice the count, and they come back
-  // from the tail cache or the spill at its next write. A failure here is
-  // the close's to report (DropIfFailed tells every writer).
+  // from the tail cache or the spill at its next write. Not after a failed
+  // seal: that error stays sticky, so the next write fails at once and the
+  // close drops and reports, as without this commit.
   const size_t every = options_.commit_every_chunks;
-  if (f->pending.size() >= every &&
+  if (f->error.ok() && f->pending.size() >= every &&
       (f->dirty.empty() || f->pending.size() >= 2 * every)) {
     Status st = committer_.Commit(f, lock, false, nullptr);
     if (!st.ok())
