@@ -70,6 +70,25 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
   return Status::Ok();
 }
 
+void Committer::CommitLongWrite(OpenFile* f,
+                                std::unique_lock<std::mutex>& lock) {
+  // The sealed refs go into the index rather than piling up until the
+  // close (~128 bytes a chunk: 3 MiB for a 100 GiB file). Preferably when
+  // no buffer is half filled (a sequential writer just finished a chunk):
+  // then the commit only waits for seals in flight. A writer that never
+  // leaves one (random writes, unaligned records) gets its half-filled
+  // buffers sealed at twice the count; they come back from the tail cache
+  // or the spill at its next write.
+  const size_t n = f->pending.size();
+  if (!f->error.ok() || n < commit_every_ ||
+      (!f->dirty.empty() && n < 2 * commit_every_))
+    return;
+  Status st = Commit(f, lock, false, nullptr);
+  if (!st.ok())
+    spdlog::warn("inode {}: commit of a long write failed: {}", f->ino,
+                 st.ToString());
+}
+
 void Committer::DropUncommitted(OpenFile* f, const Status& why) {
   pipeline_->ReleaseBuffers(f);
   f->pending.clear();

@@ -26,14 +26,26 @@ namespace wavefs {
 
 class Committer {
  public:
+  // commit_every_chunks: see CommitLongWrite.
   Committer(Index* index, Spill* spill, ChunkStore* store,
-            WritePipeline* pipeline)
-      : index_(index), spill_(spill), store_(store), pipeline_(pipeline) {}
+            WritePipeline* pipeline, size_t commit_every_chunks)
+      : index_(index),
+        spill_(spill),
+        store_(store),
+        pipeline_(pipeline),
+        commit_every_(commit_every_chunks) {}
 
   // caller: the handle on whose behalf this runs (null for setattr, xattrs,
   // unmount). It gets its own dropped-writes error, if any.
   Status Commit(OpenFile* f, std::unique_lock<std::mutex>& lock, bool sync,
                 FileHandle* caller);
+  // After a write: commits f, as a close would, once it holds
+  // commit_every_chunks sealed refs not yet in the index and no half-filled
+  // buffer, or twice as many whatever its buffers hold, so what a file
+  // written for long keeps in memory stays bounded (invariant 5). Not after
+  // a failed seal (that error stays for the next write and the close). A
+  // failure is logged and left for the close to report.
+  void CommitLongWrite(OpenFile* f, std::unique_lock<std::mutex>& lock);
   // When a seal of f failed: drops f's uncommitted changes now and tells
   // their writers. Needs f->mu.
   void DropIfFailed(OpenFile* f);
@@ -54,6 +66,7 @@ class Committer {
   Spill* spill_;
   ChunkStore* store_;
   WritePipeline* pipeline_;
+  const size_t commit_every_;
   std::mutex dropped_mu_;
   std::set<uint64_t> dropped_;                      // under dropped_mu_
   std::function<void(uint64_t)> dropped_listener_;  // under dropped_mu_

@@ -53,7 +53,7 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
               ReaderOptionsOf(options_)),
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
                 WriteOptionsOf(options_), &options_.hooks),
-      committer_(index, spill, store, &pipeline_),
+      committer_(index, spill, store, &pipeline_, options_.commit_every_chunks),
       namespace_(index, &files_, &options_.hooks) {
   // A synced index write (fsync, fsyncdir, an index flush) makes every
   // earlier record durable, including queue entries and data maps of files
@@ -388,24 +388,7 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
   if (!n.ok()) return n;
   f->attr.mtime = f->attr.ctime = WallNow();
   f->attr_dirty = true;
-  // The sealed refs of a long write go into the index as a close would put
-  // them (a commit of the file as it is at this moment), rather than piling
-  // up in memory until the close: ~128 bytes a chunk, 3 MiB for a 100 GiB
-  // file. Preferably when no buffer is half filled (a sequential writer
-  // just finished a chunk), so the commit only waits for seals in flight;
-  // a writer that never leaves one (random writes, unaligned records) gets
-  // its half-filled buffers sealed at twice the count, and they come back
-  // from the tail cache or the spill at its next write. Not after a failed
-  // seal: that error stays sticky, so the next write fails at once and the
-  // close drops and reports, as without this commit.
-  const size_t every = options_.commit_every_chunks;
-  if (f->error.ok() && f->pending.size() >= every &&
-      (f->dirty.empty() || f->pending.size() >= 2 * every)) {
-    Status st = committer_.Commit(f, lock, false, nullptr);
-    if (!st.ok())
-      spdlog::warn("inode {}: commit of a long write failed: {}", f->ino,
-                   st.ToString());
-  }
+  committer_.CommitLongWrite(f, lock);
   return n;
 }
 

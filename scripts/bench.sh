@@ -251,6 +251,17 @@ hwm_kib() { awk '/^VmHWM:/ {print $2; exit}' "/proc/$1/status" 2>/dev/null || tr
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
 # per_gib TICKS BYTES: CPU seconds per GiB.
+# kib_mib KIB: the same in MiB, one decimal.
+kib_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# wfs_fresh_store DIR: a new local store there, with a new WAVEFS_HOME (no
+# dedup across runs, no index left from an earlier one).
+wfs_fresh_store() {
+  rm -rf "$1" "$WORK/wavefs-home"
+  export WAVEFS_HOME=$WORK/wavefs-home
+  "$WAVEFS" init "$1" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init failed"
+}
+
 per_gib() { awk -v t="$1" -v b="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz / (b / 1073741824) }'; }
 
 # start_sampler PID: samples PID's VmRSS (keeping the maximum), VmHWM and
@@ -421,8 +432,8 @@ unmount_and_record() {
   unmount_timed "$@"
   record "$size" "$sys" flush "$UT_SECS"
   record "$size" "$sys" cpuw "$(per_gib "$UT_CPU_TICKS" "$(to_bytes "$size")")"
-  record "$size" "$sys" rss "$(awk -v k="$UT_PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
-  record "$size" "$sys" rssrun "$(awk -v k="$UT_RSS_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record "$size" "$sys" rss "$(kib_mib "$UT_PEAK_KIB")"
+  record "$size" "$sys" rssrun "$(kib_mib "$UT_RSS_KIB")"
 }
 
 # ---------------------------------------------------------------- systems
@@ -470,9 +481,8 @@ wfs_mount() {
 
 bench_wavefs() {
   local size=$1 store=$WORK/wavefs-store mnt=$MNTS/wavefs
-  rm -rf "$store" "$WORK/wavefs-home"; mkdir -p "$mnt"
-  export WAVEFS_HOME=$WORK/wavefs-home   # fresh store: no dedup across runs
-  "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init failed"
+  mkdir -p "$mnt"
+  wfs_fresh_store "$store"
   wfs_mount "$store" "$mnt"
   start_sampler "$WFS_PID"
   timed_copy "$size" wavefs "$mnt/f"

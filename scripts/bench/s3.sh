@@ -228,7 +228,7 @@ measure_reads_s3() {
 }
 
 record_read_rss() {   # SIZE SYS: VmHWM of the read mount (after unmount_timed)
-  record "$1" "$2" rssread "$(awk -v k="$UT_PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record "$1" "$2" rssread "$(kib_mib "$UT_PEAK_KIB")"
 }
 
 # ---------------------------------------------------------------- curl

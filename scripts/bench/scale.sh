@@ -87,9 +87,8 @@ sc_rss_at() {
 sc_huge() {
   local store=$WORK/scale-store mnt=$MNTS/scale file t0 t1 c0 c1 along dd_pid
   local gib
-  rm -rf "$store" "$WORK/wavefs-home"; mkdir -p "$mnt"
-  export WAVEFS_HOME=$WORK/wavefs-home
-  "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init failed"
+  mkdir -p "$mnt"
+  wfs_fresh_store "$store"
   wfs_mount "$store" "$mnt"
   file=$mnt/huge
   along=$WORK/rss-along
@@ -112,7 +111,7 @@ sc_huge() {
   [ "$(stat -c %s "$file")" = "$SC_HUGE_BYTES" ] || die "huge: the file has the wrong size"
   unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
   record H wavefs flush "$UT_SECS"
-  record H wavefs peak "$(awk -v k="$UT_PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record H wavefs peak "$(kib_mib "$UT_PEAK_KIB")"
   record H wavefs cpuw "$(per_gib "$UT_CPU_TICKS" "$SC_HUGE_BYTES")"
   record H wavefs index "$(du -sk "$WAVEFS_HOME" | cut -f1)"
   record H wavefs stored "$(du -sk "$store" | cut -f1)"
@@ -129,7 +128,7 @@ sc_huge() {
   [ "$sum" = "$SC_HUGE_SUM" ] || die "huge: the file read back differs from what was written"
   record H wavefs read "$(secs "$t0" "$t1")"
   record H wavefs cpur "$(per_gib $((c1 - c0)) "$SC_HUGE_BYTES")"
-  record H wavefs rpeak "$(awk -v k="$(hwm_kib "$WFS_PID")" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record H wavefs rpeak "$(kib_mib "$(hwm_kib "$WFS_PID")")"
   unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
   rm -rf "$store" "$WAVEFS_HOME"
   unset WAVEFS_HOME
@@ -186,9 +185,8 @@ sc_files_ext4() {
 
 sc_files_wavefs() {
   local store=$WORK/scale-store mnt=$MNTS/scale t0 t1
-  rm -rf "$store" "$WORK/wavefs-home"; mkdir -p "$mnt"
-  export WAVEFS_HOME=$WORK/wavefs-home
-  "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init failed"
+  mkdir -p "$mnt"
+  wfs_fresh_store "$store"
   wfs_mount "$store" "$mnt"
   log "files: creating $SC_FILES files through the mount"
   t0=$(now)
@@ -196,12 +194,12 @@ sc_files_wavefs() {
   t1=$(now)
   unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
   record F wavefs create "$(secs "$t0" "$t1")"
-  record F wavefs cpeak "$(awk -v k="$UT_PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record F wavefs cpeak "$(kib_mib "$UT_PEAK_KIB")"
   record F wavefs index "$(du -sk "$WAVEFS_HOME" | cut -f1)"
   wfs_mount "$store" "$mnt"
   log "files: listing them"
   sc_list wavefs "$mnt"
-  record F wavefs lpeak "$(awk -v k="$(hwm_kib "$WFS_PID")" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record F wavefs lpeak "$(kib_mib "$(hwm_kib "$WFS_PID")")"
   unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
   rm -rf "$store" "$WAVEFS_HOME"
   unset WAVEFS_HOME

@@ -98,9 +98,8 @@ wl_run() {
     wavefs|wavefs-wb)
       local store=$WORK/wl-store mnt=$MNTS/wl-wavefs args=()
       [ "$sys" = wavefs-wb ] && args=(--writeback-cache)
-      rm -rf "$store" "$WORK/wavefs-home"; mkdir -p "$mnt"
-      export WAVEFS_HOME=$WORK/wavefs-home
-      "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init failed"
+      mkdir -p "$mnt"
+      wfs_fresh_store "$store"
       wfs_mount "$store" "$mnt" "${args[@]}"
       wl_rows "$sys" "$mnt"
       unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"

@@ -134,6 +134,15 @@ class FsTest : public ::testing::Test {
   void Unmount(bool drain = true) {
     WAVEFS_EXPECT_OK(fs_->CommitAll());
     if (drain) WAVEFS_EXPECT_OK(uploader_->Drain(60s, nullptr));
+    Stop();
+  }
+  // The daemon killed: nothing is committed or drained on the way down.
+  void KillAndMount(FsOptions options = TestOptions()) {
+    Stop();
+    Mount(options);
+  }
+  // Destroys the Filesystem, stops the uploader, closes index and spill.
+  void Stop() {
     fs_.reset();
     uploader_->Stop();
     uploader_.reset();

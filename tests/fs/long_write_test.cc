@@ -18,16 +18,6 @@ class LongWriteTest : public FsTest {
     o.commit_every_chunks = 2;
     Remount(o);
   }
-  // The daemon killed: nothing is committed or drained on the way down.
-  void KillAndMount() {
-    fs_.reset();
-    uploader_->Stop();
-    uploader_.reset();
-    WAVEFS_ASSERT_OK(index_->Close());
-    index_.reset();
-    spill_.reset();
-    Mount();
-  }
   // Waits until the file has `pending` sealed, uncommitted chunks and none
   // being sealed.
   void WaitSealed(uint64_t ino, size_t pending) {
