@@ -124,12 +124,17 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // truncates and chowns by whoever lacks CAP_FSETID, exactly as for ext4
   // (it sends a setattr with the new mode). With HANDLE_KILLPRIV on, libfuse's
   // default, that job would be ours, without knowing the writer's caps.
+  // (HANDLE_KILLPRIV_V2, which tells us who lacks it, is added to the INIT
+  // reply by ctx->wire when the kernel offers it: fs/fuse_wire.h.)
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   spdlog::info(
       "FUSE session up: max_write {} KiB, readahead {} KiB, writeback cache "
-      "{}, splice read {}",
+      "{}, splice read {}, set-user-ID kill by {}",
       conn->max_write >> 10, conn->max_readahead >> 10,
-      ctx->writeback_cache ? "on" : "off", SpliceReadState(*conn));
+      ctx->writeback_cache ? "on" : "off", SpliceReadState(*conn),
+      ctx->wire.offered() ? "the daemon (HANDLE_KILLPRIV_V2)"
+                          : "the kernel (it asks for security.capability "
+                            "before each write)");
   spdlog::default_logger()->flush();  // tests and users read it at once
 }
 
@@ -167,33 +172,61 @@ void OpForgetMulti(fuse_req_t req, size_t, fuse_forget_data*) {
   fuse_reply_none(req);
 }
 
+// Whether the caller may keep a file's S_ISGID although it lacks
+// group-execute: root (taken for CAP_FSETID) or a member of the file's group.
+bool CallerInGroup(fuse_req_t req, uint32_t gid) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  if (c->uid == 0 || c->gid == gid) return true;
+  gid_t groups[64];
+  const int n = fuse_req_getgroups(req, 64, groups);
+  for (int i = 0; i < n && i < 64; ++i)
+    if (groups[i] == gid) return true;
+  return false;
+}
+
+// Sets the mode a kill left, and makes the kernel forget the mode it cached
+// (before this request's reply lets the caller go on).
+void SetKilledMode(fuse_req_t req, fuse_ino_t ino, uint32_t mode) {
+  AttrChange change;
+  change.mode = mode & 07777;
+  auto r = Fs(req)->SetAttr(ino, change);
+  if (!r.ok()) {
+    spdlog::warn(
+        "cannot clear the set-user-ID/set-group-ID bits of inode {}: {}", ino,
+        r.status().ToString());
+    return;
+  }
+  if (fuse_session* se = Ctx(req)->session)
+    fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+}
+
 // Since Linux 6.2 ext4 also clears S_ISGID without group-execute when the
 // writer (or truncater) is not in the file's group and lacks CAP_FSETID;
 // the kernel's FUSE code only clears it with group-execute set (and
 // S_ISUID), so this case is ours. Rare: only files with that mode pay.
+// (Without FUSE_HANDLE_KILLPRIV_V2; with it, KillSuidSgid does it all.)
 void DropSgidOfNonMember(fuse_req_t req, fuse_ino_t ino) {
   auto a = Fs(req)->GetAttr(ino);
   if (!a.ok() || !S_ISREG(a->mode) ||
       (a->mode & (S_ISGID | S_IXGRP)) != S_ISGID)
     return;
-  const fuse_ctx* c = fuse_req_ctx(req);
-  if (c->uid == 0 || c->gid == a->gid) return;  // root: CAP_FSETID
-  gid_t groups[64];
-  const int n = fuse_req_getgroups(req, 64, groups);
-  for (int i = 0; i < n && i < 64; ++i)
-    if (groups[i] == a->gid) return;
-  AttrChange change;
-  change.mode = a->mode & 07777 & ~S_ISGID;
-  auto r = Fs(req)->SetAttr(ino, change);
-  if (!r.ok()) {
-    spdlog::warn("cannot clear the set-group-ID bit of inode {}: {}", ino,
-                 r.status().ToString());
-    return;
-  }
-  // The kernel caches the mode: make its next stat ask, before this
-  // request's reply lets the writer go on.
-  if (fuse_session* se = Ctx(req)->session)
-    fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+  if (CallerInGroup(req, a->gid)) return;
+  SetKilledMode(req, ino, a->mode & ~S_ISGID);
+}
+
+// With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves the kill to us and says
+// when: a write, a truncating open or a truncate by a caller without
+// CAP_FSETID, and every chown of a non-directory. The rule is ext4's:
+// S_ISUID goes; S_ISGID goes with group-execute set, or without it when the
+// caller is not in the file's group.
+void KillSuidSgid(fuse_req_t req, fuse_ino_t ino) {
+  auto a = Fs(req)->GetAttr(ino);
+  if (!a.ok() || S_ISDIR(a->mode)) return;
+  uint32_t drop = a->mode & S_ISUID;
+  if ((a->mode & S_ISGID) &&
+      ((a->mode & S_IXGRP) || !CallerInGroup(req, a->gid)))
+    drop |= S_ISGID;
+  if (drop != 0) SetKilledMode(req, ino, a->mode & ~drop);
 }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
@@ -220,8 +253,23 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     c.mtime = attr->st_mtim;
   auto a = Fs(req)->SetAttr(ino, c);
   if (!a.ok()) return ReplyErr(req, "setattr", a.status());
-  if (c.size && (a->mode & S_ISGID)) {
-    DropSgidOfNonMember(req, ino);
+  // FATTR_KILL_SUIDGID arrives as FUSE_SET_ATTR_KILL_SUID (libfuse 3.14).
+  // The kernel sets it for a chown only when it changes an owner or group.
+  // A setattr that changes nothing (but the change time, which the kernel
+  // sends with the writeback cache) is the kernel's own kill (its
+  // file_remove_privs, or chown(f, -1, -1), which ext4 also makes clear
+  // the bits), whose mode part it leaves to us under HANDLE_KILLPRIV_V2.
+  // (One case differs from ext4: root writing a set-user-ID file that also
+  // has security.capability loses the bit here, and keeps it on ext4.)
+  const bool v2 = Ctx(req)->wire.negotiated();
+  const bool kill = v2 && ((to_set & FUSE_SET_ATTR_KILL_SUID) ||
+                           (to_set & ~FUSE_SET_ATTR_CTIME) == 0);
+  if ((kill && (a->mode & (S_ISUID | S_ISGID))) ||
+      (!v2 && c.size && (a->mode & S_ISGID))) {
+    if (kill)
+      KillSuidSgid(req, ino);
+    else
+      DropSgidOfNonMember(req, ino);
     a = Fs(req)->GetAttr(ino);
     if (!a.ok()) return ReplyErr(req, "setattr", a.status());
   }
@@ -283,10 +331,13 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name,
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const bool kill = TakeKillFlag(&fi->flags);
   // With atomic O_TRUNC (libfuse's default) O_TRUNC arrives here, not as a
   // setattr: the open itself must empty the file.
   auto h = Fs(req)->Open(ino, fi->flags);
   if (!h.ok()) return ReplyErr(req, "open", h.status());
+  if (kill && (Fs(req)->ModeOf(h->get()) & (S_ISUID | S_ISGID)))
+    KillSuidSgid(req, ino);
   const bool keep_cache = (*h)->keep_cache;
   fi->fh = reinterpret_cast<uint64_t>(h->release());
   // Every change to a file's bytes goes through this mount (the metadata
@@ -304,6 +355,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
+  // A new file: nothing to kill (the kernel sends an existing one's O_TRUNC
+  // with OPEN).
+  TakeKillFlag(&fi->flags);
   const fuse_ctx* c = fuse_req_ctx(req);
   auto a = Fs(req)->MakeNode(parent, name, S_IFREG | (mode & 07777), 0, c->uid,
                              c->gid);
@@ -404,12 +458,19 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
   ctx->write_requests.fetch_add(1, std::memory_order_relaxed);
   if (in->count > 0 && (in->buf[0].flags & FUSE_BUF_IS_FD))
     ctx->spliced_writes.fetch_add(1, std::memory_order_relaxed);
+  const bool kill = TakeKillFlag(&fi->flags);
+  // Only set-user-ID and set-group-ID files pay for the checks (a write is
+  // the hot path). As ext4 does, the bits go before the data comes in.
+  const uint32_t mode = Fs(req)->ModeOf(Handle(fi));
+  if (ctx->wire.negotiated()) {
+    if (kill && (mode & (S_ISUID | S_ISGID))) KillSuidSgid(req, ino);
+  } else if (mode & S_ISGID) {
+    DropSgidOfNonMember(req, ino);
+  }
   FuseBufSource src(in);
   auto n = Fs(req)->Write(Handle(fi), static_cast<uint64_t>(off), &src,
                           fuse_buf_size(in));
   if (!n.ok()) return ReplyErr(req, "write", n.status());
-  // Only set-group-ID files pay for the check (a write is the hot path).
-  if (Fs(req)->ModeOf(Handle(fi)) & S_ISGID) DropSgidOfNonMember(req, ino);
   fuse_reply_write(req, *n);
 }
 
@@ -569,7 +630,7 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
         "\nreaddirplus_entries=" +
         std::to_string(c->readdirplus_entries.load()) +
         "\ngetxattr_requests=" + std::to_string(c->getxattr_requests.load()) +
-        "\n";
+        "\nkillpriv_v2=" + std::to_string(c->wire.negotiated() ? 1 : 0) + "\n";
     if (c->invalidator != nullptr) {
       extra +=
           "kernel_invalidations=" + std::to_string(c->invalidator->sent()) +
@@ -721,6 +782,42 @@ struct Guarded<Op> {
 };
 
 }  // namespace
+
+namespace {
+
+FuseWire& WireOf(void* userdata) {
+  return static_cast<FuseContext*>(userdata)->wire;
+}
+
+ssize_t WireRead(int fd, void* buf, size_t len, void* userdata) {
+  const ssize_t n = ::read(fd, buf, len);
+  if (n > 0) WireOf(userdata).OnRequest(buf, static_cast<size_t>(n));
+  return n;
+}
+
+ssize_t WireWritev(int fd, struct iovec* iov, int count, void* userdata) {
+  std::vector<iovec> patched;
+  std::vector<uint8_t> storage;
+  const iovec* v = WireOf(userdata).PatchReply(iov, count, &patched, &storage);
+  return ::writev(fd, v, count);
+}
+
+ssize_t WireSpliceReceive(int fdin, off_t*, int fdout, off_t*, size_t len,
+                          unsigned int flags, void* userdata) {
+  return WireOf(userdata).SpliceRequest(fdin, fdout, len, flags);
+}
+
+}  // namespace
+
+fuse_custom_io MakeWireIo() {
+  fuse_custom_io io;
+  std::memset(&io, 0, sizeof io);
+  io.read = WireRead;
+  io.writev = WireWritev;
+  io.splice_receive = WireSpliceReceive;
+  io.splice_send = nullptr;  // libfuse's own splice(2)
+  return io;
+}
 
 fuse_lowlevel_ops MakeFuseOps() {
   fuse_lowlevel_ops ops;

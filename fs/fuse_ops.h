@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "fs/filesystem.h"
+#include "fs/fuse_wire.h"
 
 namespace wavefs {
 
@@ -54,7 +55,13 @@ struct FuseContext {
   // GETXATTR requests (the kernel's security.capability check before each
   // write, ls's security.selinux probe, getfattr, ...).
   std::atomic<uint64_t> getxattr_requests{0};
+  // FUSE_HANDLE_KILLPRIV_V2 at the /dev/fuse boundary (fs/fuse_wire.h).
+  FuseWire wire;
 };
+
+// The /dev/fuse hooks that put ctx->wire between the kernel and libfuse;
+// install with fuse_session_custom_io after fuse_session_mount.
+fuse_custom_io MakeWireIo();
 
 // The operation table; userdata of the session must be a FuseContext*.
 fuse_lowlevel_ops MakeFuseOps();

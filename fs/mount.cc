@@ -254,6 +254,15 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     return report.Fail("cannot mount at " + o.mountpoint + " (details in " +
                        o.log_file + ")");
   }
+  // FUSE_HANDLE_KILLPRIV_V2, which libfuse 3.14 cannot negotiate: requests
+  // and replies pass through ctx.wire (fs/fuse_wire.h). Before the loop, so
+  // that it sees INIT.
+  const fuse_custom_io wire_io = MakeWireIo();
+  if (fuse_session_custom_io(se, &wire_io, fuse_session_fd(se)) != 0) {
+    spdlog::warn(
+        "cannot hook /dev/fuse: the kernel keeps asking for "
+        "security.capability before each write");
+  }
   // Whole reads in one request (fs/kernel_readahead.h). Root only; others
   // keep the kernel's 128 KiB pieces, which the S3 read windows then join.
   if (auto ra = SetKernelReadahead(o.mountpoint, kKernelReadaheadKib);

@@ -70,8 +70,9 @@ FAMILIES = {
     "dirhandle": "directories opened O_RDONLY stay open (fstat, fchmod, fchown, fsync, "
                  "xattrs through them, also after rmdir); without it they are closed at once",
     "cache": "posix_fadvise DONTNEED (drops cached pages, forces reads from the fs)",
-    "killpriv": "a non-owner (uid/gid 65534) writes or ftruncates a root file with "
-                "S_ISUID, or S_ISGID|S_IXGRP: both bits are cleared",
+    "killpriv": "a non-owner (uid/gid 65534) writes (1 byte, 256 KiB), ftruncates or "
+                "opens with O_TRUNC a root file with S_ISUID, or S_ISGID|S_IXGRP: both "
+                "bits are cleared",
     "killpriv_nogx": "the same with S_ISGID but no S_IXGRP (02767, 06767): Linux >= 6.2 "
                      "clears S_ISGID as the writer is not in the group (ext4 does)",
 }
@@ -1247,7 +1248,8 @@ class Tester:
             return False
         path = rng.choice(ex)
         mode = rng.choice(modes)
-        how = rng.choice(["write", "write", "write", "pwrite at the end", "ftruncate +1"])
+        how = rng.choice(["write", "write", "write", "pwrite at the end", "ftruncate +1",
+                          "open O_TRUNC", "write 256 KiB"])
         self.say(f"chown('{path}', 0, 0); chmod('{path}', {oct(mode)})")
         self.both(lambda s: os.chown(s.p(path), 0, 0))
         self.both(lambda s: os.chmod(s.p(path), mode))
@@ -1265,9 +1267,16 @@ class Tester:
                     os.setgroups([])
                     os.setresgid(65534, 65534, 65534)
                     os.setresuid(65534, 65534, 65534)
-                    fd = os.open(path, os.O_WRONLY, dir_fd=s.rootfd)
+                    trunc = os.O_TRUNC if how == "open O_TRUNC" else 0
+                    fd = os.open(path, os.O_WRONLY | trunc, dir_fd=s.rootfd)
                     if how == "write":
                         res = f"wrote {os.write(fd, b'K')}"
+                    elif how == "write 256 KiB":
+                        # Big enough to stay in the pipe when requests are
+                        # spliced (the it_splice_* variants).
+                        res = f"wrote {os.write(fd, bytes(range(256)) * 1024)}"
+                    elif how == "open O_TRUNC":
+                        res = "opened with O_TRUNC"
                     elif how == "pwrite at the end":
                         res = f"wrote {os.pwrite(fd, b'Z', os.fstat(fd).st_size)}"
                     else:

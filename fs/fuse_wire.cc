@@ -1,0 +1,214 @@
+#include "fs/fuse_wire.h"
+
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace wavefs {
+namespace {
+
+static_assert((kKillSuidGidFlag &
+               (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND |
+                O_NONBLOCK | O_DSYNC | O_SYNC | O_ASYNC | O_DIRECT |
+                O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC |
+                O_PATH | O_TMPFILE)) == 0,
+              "the kill marker must not be an open flag");
+
+// Sets kKillSuidGidFlag in the 32-bit open-flags field at flags_at when the
+// 32-bit field at kill_at has kill_bit; both offsets are into arg.
+void MarkKill(uint8_t* arg, size_t argn, size_t kill_at, uint32_t kill_bit,
+              size_t flags_at) {
+  if (argn < std::max(kill_at, flags_at) + sizeof(uint32_t)) return;
+  uint32_t kill = 0;
+  std::memcpy(&kill, arg + kill_at, sizeof kill);
+  if (!(kill & kill_bit)) return;
+  uint32_t flags = 0;
+  std::memcpy(&flags, arg + flags_at, sizeof flags);
+  flags |= kKillSuidGidFlag;
+  std::memcpy(arg + flags_at, &flags, sizeof flags);
+}
+
+// The pipe a FUSE thread splices a request into before libfuse's own pipe.
+struct ThreadPipe {
+  int r = -1;
+  int w = -1;
+  size_t size = 0;
+  ~ThreadPipe() { Close(); }
+  void Close() {
+    if (r >= 0) ::close(r);
+    if (w >= 0) ::close(w);
+    r = w = -1;
+    size = 0;
+  }
+  bool Ready(size_t len) {
+    if (r < 0) {
+      int p[2];
+      if (::pipe2(p, O_CLOEXEC) != 0) return false;
+      r = p[0];
+      w = p[1];
+      size = static_cast<size_t>(::fcntl(r, F_GETPIPE_SZ));
+    }
+    if (size < len) {
+      const int got = ::fcntl(r, F_SETPIPE_SZ, static_cast<int>(len));
+      if (got < 0) return false;
+      size = static_cast<size_t>(got);
+    }
+    return true;
+  }
+};
+
+thread_local ThreadPipe tls_pipe;
+
+bool ReadFull(int fd, uint8_t* buf, size_t n) {
+  while (n > 0) {
+    const ssize_t r = ::read(fd, buf, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    buf += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool WriteFull(int fd, const uint8_t* buf, size_t n) {
+  while (n > 0) {
+    const ssize_t r = ::write(fd, buf, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    buf += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool TakeKillFlag(int* flags) {
+  const bool kill = (static_cast<uint32_t>(*flags) & kKillSuidGidFlag) != 0;
+  *flags = static_cast<int>(static_cast<uint32_t>(*flags) & ~kKillSuidGidFlag);
+  return kill;
+}
+
+void FuseWire::OnRequest(void* buf, size_t n) {
+  fuse_in_header h;
+  if (n < sizeof h) return;
+  std::memcpy(&h, buf, sizeof h);
+  if (h.len < sizeof h) return;
+  uint8_t* arg = static_cast<uint8_t*>(buf) + sizeof h;
+  const size_t argn = std::min<size_t>(n, h.len) - sizeof h;
+  switch (h.opcode) {
+    case FUSE_INIT: {
+      // major, minor, max_readahead, flags: the layout of every version.
+      uint32_t in[4];
+      if (argn < sizeof in) return;
+      std::memcpy(in, arg, sizeof in);
+      if (in[0] == FUSE_KERNEL_VERSION && in[1] >= 33 &&
+          (in[3] & FUSE_HANDLE_KILLPRIV_V2)) {
+        init_unique_.store(h.unique, std::memory_order_release);
+        offered_.store(true, std::memory_order_release);
+      }
+      return;
+    }
+    case FUSE_WRITE:
+      if (negotiated())
+        MarkKill(arg, argn, offsetof(fuse_write_in, write_flags),
+                 FUSE_WRITE_KILL_SUIDGID, offsetof(fuse_write_in, flags));
+      return;
+    case FUSE_OPEN:
+      if (negotiated())
+        MarkKill(arg, argn, offsetof(fuse_open_in, open_flags),
+                 FUSE_OPEN_KILL_SUIDGID, offsetof(fuse_open_in, flags));
+      return;
+    case FUSE_CREATE:
+      if (negotiated())
+        MarkKill(arg, argn, offsetof(fuse_create_in, open_flags),
+                 FUSE_OPEN_KILL_SUIDGID, offsetof(fuse_create_in, flags));
+      return;
+    default:
+      return;
+  }
+}
+
+const iovec* FuseWire::PatchReply(const iovec* iov, int count,
+                                  std::vector<iovec>* patched,
+                                  std::vector<uint8_t>* storage) {
+  const uint64_t init = init_unique_.load(std::memory_order_acquire);
+  if (init == 0 || count < 2 || iov[0].iov_len != sizeof(fuse_out_header))
+    return iov;
+  fuse_out_header out;
+  std::memcpy(&out, iov[0].iov_base, sizeof out);
+  if (out.unique != init) return iov;
+  init_unique_.store(0, std::memory_order_release);
+  const size_t flags_at = offsetof(fuse_init_out, flags);
+  if (out.error != 0 || iov[1].iov_len < flags_at + sizeof(uint32_t))
+    return iov;
+  const auto* src = static_cast<const uint8_t*>(iov[1].iov_base);
+  storage->assign(src, src + iov[1].iov_len);
+  uint32_t flags = 0;
+  std::memcpy(&flags, storage->data() + flags_at, sizeof flags);
+  flags |= FUSE_HANDLE_KILLPRIV_V2;
+  std::memcpy(storage->data() + flags_at, &flags, sizeof flags);
+  patched->assign(iov, iov + count);
+  (*patched)[1] = {storage->data(), storage->size()};
+  negotiated_.store(true, std::memory_order_release);
+  return patched->data();
+}
+
+ssize_t FuseWire::SpliceRequest(int fdin, int fdout, size_t len,
+                                unsigned flags) {
+  ThreadPipe& p = tls_pipe;
+  if (!p.Ready(len)) {
+    // libfuse could size its pipe, so this one should size too; if not,
+    // the request comes through memory (a copy, still patched).
+    auto buf = std::make_unique<uint8_t[]>(len);
+    ssize_t n;
+    do {
+      n = ::read(fdin, buf.get(), len);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return n;
+    OnRequest(buf.get(), static_cast<size_t>(n));
+    if (!WriteFull(fdout, buf.get(), static_cast<size_t>(n))) {
+      errno = EIO;
+      return -1;
+    }
+    return n;
+  }
+  const ssize_t n = ::splice(fdin, nullptr, p.w, nullptr, len, flags);
+  if (n <= 0) return n;
+  // The header and the largest argument patched (fuse_write_in) are read
+  // out, patched and written first; the rest (a write's data, as page
+  // references) moves on without a copy.
+  uint8_t hdr[sizeof(fuse_in_header) + sizeof(fuse_write_in)];
+  const size_t head = std::min(sizeof hdr, static_cast<size_t>(n));
+  if (!ReadFull(p.r, hdr, head)) {
+    p.Close();  // what is left in it belongs to no request
+    errno = EIO;
+    return -1;
+  }
+  OnRequest(hdr, head);
+  if (!WriteFull(fdout, hdr, head)) {
+    p.Close();
+    errno = EIO;
+    return -1;
+  }
+  size_t left = static_cast<size_t>(n) - head;
+  while (left > 0) {
+    const ssize_t m =
+        ::splice(p.r, nullptr, fdout, nullptr, left, SPLICE_F_MOVE);
+    if (m < 0 && errno == EINTR) continue;
+    if (m <= 0) {
+      p.Close();
+      errno = EIO;
+      return -1;
+    }
+    left -= static_cast<size_t>(m);
+  }
+  return n;
+}
+
+}  // namespace wavefs

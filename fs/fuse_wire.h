@@ -1,0 +1,82 @@
+// What Debian's libfuse 3.14 does not expose of the FUSE protocol, added at
+// the /dev/fuse boundary (fuse_session_custom_io): FUSE_HANDLE_KILLPRIV_V2.
+//
+// Why: the kernel clears SB_NOSEC on FUSE mounts unless the filesystem takes
+// the "kill privileges" job (HANDLE_KILLPRIV_V2), so every write(2) first
+// asks the daemon for security.capability (file_remove_privs): one GETXATTR
+// round trip per write(2), 262,144 of them for 2 GiB written by `tee` in
+// 8 KiB pieces, with the writeback cache too. With V2 the kernel sets
+// SB_NOSEC, asks once per inode until its attributes are refreshed, and
+// tells the filesystem when a write, a truncating open or a setattr must
+// clear set-user-ID/set-group-ID (the writer lacks CAP_FSETID, or a chown).
+// libfuse 3.14 neither offers the flag nor passes the write and open kill
+// flags on, so FuseWire
+//   - sees each request as it is read from /dev/fuse (OnRequest): it
+//     remembers what the kernel offered in INIT, and copies the kill flag of
+//     WRITE (write_flags) and OPEN/CREATE (open_flags) requests into a bit of
+//     the open flags, which libfuse hands to the handler as
+//     fuse_file_info::flags (kKillSuidGidFlag; TakeKillFlag strips it);
+//   - sees each reply as it is written (PatchReply): in the INIT reply it
+//     adds FUSE_HANDLE_KILLPRIV_V2 when the kernel offered it.
+// The setattr kill flag (FATTR_KILL_SUIDGID) needs no help: libfuse passes
+// it as FUSE_SET_ATTR_KILL_SUID.
+//
+// Requests spliced into a pipe never reach OnRequest, so while V2 is on the
+// daemon also takes requests spliced through SpliceRequest, which patches
+// the header on its way from /dev/fuse to libfuse's pipe.
+//
+// Thread safety: OnRequest, PatchReply and SpliceRequest may run on any FUSE
+// thread at once; INIT comes first and alone (the kernel sends nothing else
+// before its reply).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace wavefs {
+
+// Set in fuse_file_info::flags of WRITE, OPEN and CREATE requests when the
+// kernel asked for set-user-ID/set-group-ID to be cleared. No O_* flag uses
+// this bit (the highest, O_TMPFILE's __O_TMPFILE, is 0x400000).
+constexpr uint32_t kKillSuidGidFlag = 0x40000000u;
+
+// Whether *flags carries kKillSuidGidFlag; clears it.
+bool TakeKillFlag(int* flags);
+
+class FuseWire {
+ public:
+  // A request read from /dev/fuse, n bytes at buf, patched in place.
+  void OnRequest(void* buf, size_t n);
+
+  // A reply or notification about to be written to /dev/fuse. Returns the
+  // iovecs to write: `iov` itself, or (the INIT reply, when the flag is to
+  // be added) *patched, pointing into *storage.
+  const iovec* PatchReply(const iovec* iov, int count,
+                          std::vector<iovec>* patched,
+                          std::vector<uint8_t>* storage);
+
+  // Moves one request from /dev/fuse (fdin) into libfuse's pipe (fdout)
+  // through a pipe of the calling thread's own, patching its header as
+  // OnRequest does; returns the request's size, or -1 with errno set (as
+  // splice(2) does).
+  ssize_t SpliceRequest(int fdin, int fdout, size_t len, unsigned flags);
+
+  // The kernel offered FUSE_HANDLE_KILLPRIV_V2 in INIT (known once INIT has
+  // been read, before libfuse calls init).
+  bool offered() const { return offered_.load(std::memory_order_acquire); }
+  // The INIT reply carried it: the kernel now leaves the kill to us.
+  bool negotiated() const {
+    return negotiated_.load(std::memory_order_acquire);
+  }
+
+ private:
+  std::atomic<bool> offered_{false};
+  std::atomic<bool> negotiated_{false};
+  std::atomic<uint64_t> init_unique_{0};
+};
+
+}  // namespace wavefs

@@ -1,0 +1,194 @@
+// FuseWire (fs/fuse_wire.h): what it does to raw FUSE requests and replies,
+// on byte buffers and pipes built here as the kernel would fill them.
+#include "fs/fuse_wire.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/fuse.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+namespace wavefs {
+namespace {
+
+template <typename Arg>
+std::vector<uint8_t> Request(uint32_t opcode, uint64_t unique, const Arg& arg,
+                             size_t extra = 0) {
+  std::vector<uint8_t> buf(sizeof(fuse_in_header) + sizeof arg + extra, 0xAB);
+  fuse_in_header h{};
+  h.len = static_cast<uint32_t>(buf.size());
+  h.opcode = opcode;
+  h.unique = unique;
+  std::memcpy(buf.data(), &h, sizeof h);
+  std::memcpy(buf.data() + sizeof h, &arg, sizeof arg);
+  return buf;
+}
+
+template <typename Arg>
+Arg ArgOf(const std::vector<uint8_t>& buf) {
+  Arg a;
+  std::memcpy(&a, buf.data() + sizeof(fuse_in_header), sizeof a);
+  return a;
+}
+
+fuse_init_in InitOffering(uint32_t flags) {
+  fuse_init_in in{};
+  in.major = FUSE_KERNEL_VERSION;
+  in.minor = 38;
+  in.flags = flags;
+  return in;
+}
+
+// Feeds INIT and its reply through the wire; returns the flags the reply
+// carried out.
+uint32_t Negotiate(FuseWire* wire, uint32_t offered) {
+  auto init = Request(FUSE_INIT, 7, InitOffering(offered));
+  wire->OnRequest(init.data(), init.size());
+  fuse_out_header out{};
+  out.unique = 7;
+  fuse_init_out reply{};
+  reply.flags = FUSE_ASYNC_READ;
+  out.len = sizeof out + sizeof reply;
+  iovec iov[2] = {{&out, sizeof out}, {&reply, sizeof reply}};
+  std::vector<iovec> patched;
+  std::vector<uint8_t> storage;
+  const iovec* v = wire->PatchReply(iov, 2, &patched, &storage);
+  fuse_init_out sent;
+  std::memcpy(&sent, v[1].iov_base, sizeof sent);
+  EXPECT_EQ(reply.flags, FUSE_ASYNC_READ)
+      << "the caller's reply is not touched";
+  return sent.flags;
+}
+
+TEST(FuseWireTest, AddsKillprivV2ToTheInitReplyWhenTheKernelOffersIt) {
+  FuseWire wire;
+  const uint32_t sent =
+      Negotiate(&wire, FUSE_HANDLE_KILLPRIV_V2 | FUSE_ASYNC_READ);
+  EXPECT_TRUE(sent & FUSE_HANDLE_KILLPRIV_V2);
+  EXPECT_TRUE(sent & FUSE_ASYNC_READ);
+  EXPECT_TRUE(wire.offered());
+  EXPECT_TRUE(wire.negotiated());
+}
+
+TEST(FuseWireTest, LeavesTheInitReplyAloneWhenNotOffered) {
+  FuseWire old_kernel;
+  EXPECT_FALSE(Negotiate(&old_kernel, FUSE_ASYNC_READ) &
+               FUSE_HANDLE_KILLPRIV_V2);
+  EXPECT_FALSE(old_kernel.offered());
+  EXPECT_FALSE(old_kernel.negotiated());
+}
+
+TEST(FuseWireTest, OtherRepliesPassUnchanged) {
+  FuseWire wire;
+  auto init = Request(FUSE_INIT, 7, InitOffering(FUSE_HANDLE_KILLPRIV_V2));
+  wire.OnRequest(init.data(), init.size());
+  fuse_out_header out{};
+  out.unique = 8;  // not INIT's
+  uint32_t body = 42;
+  iovec iov[2] = {{&out, sizeof out}, {&body, sizeof body}};
+  std::vector<iovec> patched;
+  std::vector<uint8_t> storage;
+  EXPECT_EQ(wire.PatchReply(iov, 2, &patched, &storage), iov);
+  EXPECT_FALSE(wire.negotiated());
+}
+
+TEST(FuseWireTest, MarksKillFlagsOfWriteOpenAndCreateOnceNegotiated) {
+  FuseWire wire;
+  fuse_write_in w{};
+  w.write_flags = FUSE_WRITE_KILL_SUIDGID;
+  w.flags = O_WRONLY;
+  auto before = Request(FUSE_WRITE, 9, w, 16);
+  wire.OnRequest(before.data(), before.size());
+  EXPECT_EQ(ArgOf<fuse_write_in>(before).flags, static_cast<uint32_t>(O_WRONLY))
+      << "nothing is marked before the kernel took V2";
+
+  ASSERT_TRUE(Negotiate(&wire, FUSE_HANDLE_KILLPRIV_V2) &
+              FUSE_HANDLE_KILLPRIV_V2);
+  auto write = Request(FUSE_WRITE, 10, w, 16);
+  wire.OnRequest(write.data(), write.size());
+  int flags = static_cast<int>(ArgOf<fuse_write_in>(write).flags);
+  EXPECT_TRUE(TakeKillFlag(&flags));
+  EXPECT_EQ(flags, O_WRONLY);
+  EXPECT_EQ(0, std::memcmp(write.data() + write.size() - 16,
+                           std::vector<uint8_t>(16, 0xAB).data(), 16))
+      << "the data is not touched";
+
+  w.write_flags = 0;
+  auto plain = Request(FUSE_WRITE, 11, w, 16);
+  wire.OnRequest(plain.data(), plain.size());
+  flags = static_cast<int>(ArgOf<fuse_write_in>(plain).flags);
+  EXPECT_FALSE(TakeKillFlag(&flags));
+
+  fuse_open_in o{};
+  o.flags = O_WRONLY | O_TRUNC;
+  o.open_flags = FUSE_OPEN_KILL_SUIDGID;
+  auto open = Request(FUSE_OPEN, 12, o);
+  wire.OnRequest(open.data(), open.size());
+  flags = static_cast<int>(ArgOf<fuse_open_in>(open).flags);
+  EXPECT_TRUE(TakeKillFlag(&flags));
+  EXPECT_EQ(flags, O_WRONLY | O_TRUNC);
+
+  fuse_create_in c{};
+  c.flags = O_RDWR;
+  c.open_flags = FUSE_OPEN_KILL_SUIDGID;
+  auto create = Request(FUSE_CREATE, 13, c, 6);
+  wire.OnRequest(create.data(), create.size());
+  flags = static_cast<int>(ArgOf<fuse_create_in>(create).flags);
+  EXPECT_TRUE(TakeKillFlag(&flags));
+  EXPECT_EQ(flags, O_RDWR);
+
+  // A truncated buffer is left alone rather than read past its end.
+  auto shortw = Request(FUSE_WRITE, 14, w);
+  shortw.resize(sizeof(fuse_in_header) + 8);
+  wire.OnRequest(shortw.data(), shortw.size());
+}
+
+// A request spliced from "/dev/fuse" (a pipe here) reaches libfuse's pipe
+// whole, in order, with its header patched.
+TEST(FuseWireTest, SpliceRequestPatchesTheHeaderAndMovesTheData) {
+  FuseWire wire;
+  ASSERT_TRUE(Negotiate(&wire, FUSE_HANDLE_KILLPRIV_V2) &
+              FUSE_HANDLE_KILLPRIV_V2);
+  int dev[2], lib[2];
+  ASSERT_EQ(::pipe(dev), 0);
+  ASSERT_EQ(::pipe(lib), 0);
+  ASSERT_GE(::fcntl(dev[0], F_SETPIPE_SZ, 1 << 20), 1 << 20);
+  ASSERT_GE(::fcntl(lib[0], F_SETPIPE_SZ, 1 << 20), 1 << 20);
+
+  for (const size_t data : {size_t{0}, size_t{3}, size_t{200000}}) {
+    fuse_write_in w{};
+    w.write_flags = FUSE_WRITE_KILL_SUIDGID;
+    w.flags = O_WRONLY;
+    w.size = static_cast<uint32_t>(data);
+    auto req = Request(FUSE_WRITE, 20 + data, w, data);
+    for (size_t i = 0; i < data; ++i)
+      req[sizeof(fuse_in_header) + sizeof w + i] = static_cast<uint8_t>(i * 7);
+    ASSERT_EQ(::write(dev[1], req.data(), req.size()),
+              static_cast<ssize_t>(req.size()));
+    ASSERT_EQ(wire.SpliceRequest(dev[0], lib[1], 1 << 20, 0),
+              static_cast<ssize_t>(req.size()));
+    std::vector<uint8_t> got(req.size());
+    size_t have = 0;
+    while (have < got.size()) {
+      const ssize_t r = ::read(lib[0], got.data() + have, got.size() - have);
+      ASSERT_GT(r, 0);
+      have += static_cast<size_t>(r);
+    }
+    int flags = static_cast<int>(ArgOf<fuse_write_in>(got).flags);
+    EXPECT_TRUE(TakeKillFlag(&flags)) << data << " bytes of data";
+    auto expect = req;
+    std::memcpy(
+        expect.data() + sizeof(fuse_in_header) + offsetof(fuse_write_in, flags),
+        &flags, sizeof flags);
+    std::memcpy(
+        got.data() + sizeof(fuse_in_header) + offsetof(fuse_write_in, flags),
+        &flags, sizeof flags);
+    EXPECT_EQ(got, expect) << data << " bytes of data";
+  }
+  for (int fd : {dev[0], dev[1], lib[0], lib[1]}) ::close(fd);
+}
+
+}  // namespace
+}  // namespace wavefs
