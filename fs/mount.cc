@@ -33,6 +33,9 @@ namespace {
 // The mount's kernel readahead: FUSE requests carry at most 1 MiB
 // (max_pages follows max_write), so more would only add requests in flight.
 constexpr uint32_t kKernelReadaheadKib = 1024;
+// With --writeback-cache: the mount's share of the kernel's dirty threshold
+// (fs/kernel_readahead.h, RelaxDirtyLimit).
+constexpr uint32_t kDirtyMaxRatio = 50;
 
 // Where the daemon tells `wavefs unmount` how draining goes.
 std::string StatusPath(const std::string& meta_dir) {
@@ -274,6 +277,22 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
         "kernel readahead of the mount stays at the kernel's default ({}): "
         "reads arrive in 128 KiB pieces",
         ra.ok() ? std::to_string(*ra) + " KiB" : ra.status().ToString());
+  }
+  // With the writeback cache, dirty pages wait for close or fsync, and then
+  // come in order, instead of being written back past FUSE's strict 1 %
+  // in any order (fs/kernel_readahead.h). Root, Linux >= 6.2.
+  if (o.writeback_cache) {
+    if (Status st = RelaxDirtyLimit(o.mountpoint, kDirtyMaxRatio); st.ok()) {
+      spdlog::info(
+          "dirty pages of the mount: up to {} % of the kernel's dirty "
+          "threshold, no strict limit",
+          kDirtyMaxRatio);
+    } else {
+      spdlog::info(
+          "dirty pages of the mount keep FUSE's strict 1 % limit ({}): "
+          "random writes may be sealed more than once",
+          st.ToString());
+    }
   }
   // A failed commit drops a file's changes; pages the kernel cached of them
   // must go, for handles open now too.

@@ -66,5 +66,23 @@ TEST_F(KernelReadaheadTest, AMissingBdiIsAnErrorNotACrash) {
   EXPECT_FALSE(now.ok());
 }
 
+TEST_F(KernelReadaheadTest, RelaxesTheMountsDirtyLimit) {
+  const stdfs::path bdi = dir_ / "class" / "bdi" / DevId("/proc");
+  stdfs::create_directories(bdi);
+  std::ofstream(bdi / "max_ratio") << "1\n";
+  std::ofstream(bdi / "strict_limit") << "1\n";
+  Status st = RelaxDirtyLimit("/proc", 50, dir_.string());
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  uint32_t ratio = 0, strict = 1;
+  std::ifstream(bdi / "max_ratio") >> ratio;
+  std::ifstream(bdi / "strict_limit") >> strict;
+  EXPECT_EQ(ratio, 50u);
+  EXPECT_EQ(strict, 0u);
+  // A kernel without a writable strict_limit (before 6.2): an error.
+  stdfs::remove(bdi / "strict_limit");
+  stdfs::create_directory(bdi / "strict_limit");
+  EXPECT_FALSE(RelaxDirtyLimit("/proc", 50, dir_.string()).ok());
+}
+
 }  // namespace
 }  // namespace wavefs
