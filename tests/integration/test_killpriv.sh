@@ -4,8 +4,8 @@
 # security.capability before every write(2). Checks that it is negotiated,
 # that a stream of small writes costs no GETXATTR per write, and that every
 # way a file loses its privileges on ext4 loses them here too, step by step
-# against a local directory: writes (small ones, and big ones that come
-# spliced in the it_splice_ variant), a truncating open, ftruncate and
+# against a local directory: writes (small ones, big ones that come spliced
+# in the it_splice_ variant, and O_DIRECT ones), a truncating open, ftruncate and
 # chown by a user without CAP_FSETID, chown(-1, -1) by root, and a file
 # capability (setcap) removed by the next write. Root's own writes keep the
 # bits, as on ext4.
@@ -62,6 +62,7 @@ both() {
     case "$how" in
       nobody-write) as_nobody sh -c "printf K >>'$d/p$n'" ;;
       nobody-big-write) as_nobody dd if="$SRC/big" of="$d/p$n" bs=1M conv=notrunc status=none ;;
+      nobody-direct-write) as_nobody dd if="$SRC/big" of="$d/p$n" bs=4096 count=1 oflag=direct conv=notrunc status=none ;;
       nobody-otrunc) as_nobody sh -c ": >'$d/p$n'" ;;
       nobody-ftruncate) as_nobody truncate -s 5 "$d/p$n" ;;
       root-write) printf K >>"$d/p$n" ;;
@@ -76,7 +77,7 @@ both() {
 }
 
 for mode in 4777 2777 6777 2767 6767; do
-  for how in nobody-write nobody-big-write nobody-otrunc nobody-ftruncate root-write root-chown root-chown-none; do
+  for how in nobody-write nobody-big-write nobody-direct-write nobody-otrunc nobody-ftruncate root-write root-chown root-chown-none; do
     both "$mode" "$how"
   done
 done
