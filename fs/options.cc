@@ -48,9 +48,10 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   // Fixed part: code and libraries (measured ~11 MiB resident with RocksDB
   // linked statically), thread stacks and heap in use, FUSE request buffers
   // (about 1 MiB per FUSE thread when writes do not come spliced) and
-  // RocksDB. With the default 64M that leaves 8 write buffers: eight
-  // writers at once peak at ~47 MiB with spliced writes (~52 without);
-  // with 9 their copy took as long, within this machine's noise.
+  // RocksDB. With the default 64M (3 or 4 FUSE threads) that leaves 8 write
+  // buffers: eight writers at once peak at ~47 MiB with spliced writes
+  // (~50-52 without); with 9 their copy took as long, within this
+  // machine's noise.
   const uint64_t fixed =
       12 * kMiB + static_cast<uint64_t>(o.fuse_threads) * kMiB;
   b.index.write_buffer_bytes = 2 * kMiB;
