@@ -184,49 +184,51 @@ bool CallerInGroup(fuse_req_t req, uint32_t gid) {
   return false;
 }
 
-// Sets the mode a kill left, and makes the kernel forget the mode it cached
-// (before this request's reply lets the caller go on).
-void SetKilledMode(fuse_req_t req, fuse_ino_t ino, uint32_t mode) {
+// The set-user-ID/set-group-ID bits a write, truncate or chown by this
+// caller takes off a file with attributes `a`, by ext4's rule: S_ISUID;
+// S_ISGID with group-execute, and (since Linux 6.2) without it when the
+// caller is not in the file's group. Without FUSE_HANDLE_KILLPRIV_V2
+// (v2 false) the kernel clears S_ISUID and S_ISGID with group-execute
+// itself, by a setattr with the new mode, and only the last case is ours;
+// with it, the kernel says when and leaves all of it to us.
+uint32_t BitsToKill(fuse_req_t req, const InodeAttr& a, bool v2) {
+  if (S_ISDIR(a.mode)) return 0;
+  uint32_t drop = v2 ? a.mode & S_ISUID : 0;
+  if (a.mode & S_ISGID) {
+    if (a.mode & S_IXGRP) {
+      if (v2) drop |= S_ISGID;
+    } else if (!CallerInGroup(req, a.gid)) {
+      drop |= S_ISGID;
+    }
+  }
+  return drop;
+}
+
+// Clears `drop` from the mode of the file with attributes `a` and makes the
+// kernel forget the mode it cached (before this request's reply lets the
+// caller go on). Returns the attributes now (`a` when nothing changed).
+InodeAttr DropModeBits(fuse_req_t req, const InodeAttr& a, uint32_t drop) {
+  if (drop == 0) return a;
   AttrChange change;
-  change.mode = mode & 07777;
-  auto r = Fs(req)->SetAttr(ino, change);
+  change.mode = a.mode & 07777 & ~drop;
+  auto r = Fs(req)->SetAttr(a.ino, change);
   if (!r.ok()) {
     spdlog::warn(
-        "cannot clear the set-user-ID/set-group-ID bits of inode {}: {}", ino,
+        "cannot clear the set-user-ID/set-group-ID bits of inode {}: {}", a.ino,
         r.status().ToString());
-    return;
+    return a;
   }
   if (fuse_session* se = Ctx(req)->session)
-    fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+    fuse_lowlevel_notify_inval_inode(se, a.ino, -1, 0);
+  return *r;
 }
 
-// Since Linux 6.2 ext4 also clears S_ISGID without group-execute when the
-// writer (or truncater) is not in the file's group and lacks CAP_FSETID;
-// the kernel's FUSE code only clears it with group-execute set (and
-// S_ISUID), so this case is ours. Rare: only files with that mode pay.
-// (Without FUSE_HANDLE_KILLPRIV_V2; with it, KillSuidSgid does it all.)
-void DropSgidOfNonMember(fuse_req_t req, fuse_ino_t ino) {
+// BitsToKill and DropModeBits for a request that holds no attributes yet
+// (a write, a truncating open). Rare: only callers whose file has one of
+// the bits set come here.
+void KillPrivileges(fuse_req_t req, fuse_ino_t ino, bool v2) {
   auto a = Fs(req)->GetAttr(ino);
-  if (!a.ok() || !S_ISREG(a->mode) ||
-      (a->mode & (S_ISGID | S_IXGRP)) != S_ISGID)
-    return;
-  if (CallerInGroup(req, a->gid)) return;
-  SetKilledMode(req, ino, a->mode & ~S_ISGID);
-}
-
-// With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves the kill to us and says
-// when: a write, a truncating open or a truncate by a caller without
-// CAP_FSETID, and every chown of a non-directory. The rule is ext4's:
-// S_ISUID goes; S_ISGID goes with group-execute set, or without it when the
-// caller is not in the file's group.
-void KillSuidSgid(fuse_req_t req, fuse_ino_t ino) {
-  auto a = Fs(req)->GetAttr(ino);
-  if (!a.ok() || S_ISDIR(a->mode)) return;
-  uint32_t drop = a->mode & S_ISUID;
-  if ((a->mode & S_ISGID) &&
-      ((a->mode & S_IXGRP) || !CallerInGroup(req, a->gid)))
-    drop |= S_ISGID;
-  if (drop != 0) SetKilledMode(req, ino, a->mode & ~drop);
+  if (a.ok()) DropModeBits(req, *a, BitsToKill(req, *a, v2));
 }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
@@ -253,26 +255,20 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     c.mtime = attr->st_mtim;
   auto a = Fs(req)->SetAttr(ino, c);
   if (!a.ok()) return ReplyErr(req, "setattr", a.status());
-  // FATTR_KILL_SUIDGID arrives as FUSE_SET_ATTR_KILL_SUID (libfuse 3.14).
-  // The kernel sets it for a chown only when it changes an owner or group.
-  // A setattr that changes nothing (but the change time, which the kernel
-  // sends with the writeback cache) is the kernel's own kill (its
-  // file_remove_privs, or chown(f, -1, -1), which ext4 also makes clear
-  // the bits), whose mode part it leaves to us under HANDLE_KILLPRIV_V2.
+  // With HANDLE_KILLPRIV_V2: FATTR_KILL_SUIDGID arrives as
+  // FUSE_SET_ATTR_KILL_SUID (libfuse 3.14). The kernel sets it for a chown
+  // only when it changes an owner or group. A setattr that changes nothing
+  // (but the change time, which the kernel sends with the writeback cache)
+  // is the kernel's own kill (its file_remove_privs, or chown(f, -1, -1),
+  // which ext4 also makes clear the bits), whose mode part it leaves to us.
   // (One case differs from ext4: root writing a set-user-ID file that also
   // has security.capability loses the bit here, and keeps it on ext4.)
+  // Without it only a truncate can leave us something to clear.
   const bool v2 = Ctx(req)->wire.negotiated();
-  const bool kill = v2 && ((to_set & FUSE_SET_ATTR_KILL_SUID) ||
-                           (to_set & ~FUSE_SET_ATTR_CTIME) == 0);
-  if ((kill && (a->mode & (S_ISUID | S_ISGID))) ||
-      (!v2 && c.size && (a->mode & S_ISGID))) {
-    if (kill)
-      KillSuidSgid(req, ino);
-    else
-      DropSgidOfNonMember(req, ino);
-    a = Fs(req)->GetAttr(ino);
-    if (!a.ok()) return ReplyErr(req, "setattr", a.status());
-  }
+  const bool kill = v2 ? (to_set & FUSE_SET_ATTR_KILL_SUID) ||
+                             (to_set & ~FUSE_SET_ATTR_CTIME) == 0
+                       : c.size.has_value();
+  if (kill) *a = DropModeBits(req, *a, BitsToKill(req, *a, v2));
   ReplyAttr(req, *a);
 }
 
@@ -337,7 +333,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto h = Fs(req)->Open(ino, fi->flags);
   if (!h.ok()) return ReplyErr(req, "open", h.status());
   if (kill && (Fs(req)->ModeOf(h->get()) & (S_ISUID | S_ISGID)))
-    KillSuidSgid(req, ino);
+    KillPrivileges(req, ino, /*v2=*/true);
   const bool keep_cache = (*h)->keep_cache;
   fi->fh = reinterpret_cast<uint64_t>(h->release());
   // Every change to a file's bytes goes through this mount (the metadata
@@ -461,12 +457,12 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
   const bool kill = TakeKillFlag(&fi->flags);
   // Only set-user-ID and set-group-ID files pay for the checks (a write is
   // the hot path). As ext4 does, the bits go before the data comes in.
+  // Without HANDLE_KILLPRIV_V2 the kernel has cleared what it clears and
+  // only a set-group-ID file can have a bit left for us.
+  const bool v2 = ctx->wire.negotiated();
   const uint32_t mode = Fs(req)->ModeOf(Handle(fi));
-  if (ctx->wire.negotiated()) {
-    if (kill && (mode & (S_ISUID | S_ISGID))) KillSuidSgid(req, ino);
-  } else if (mode & S_ISGID) {
-    DropSgidOfNonMember(req, ino);
-  }
+  if (v2 ? kill && (mode & (S_ISUID | S_ISGID)) : (mode & S_ISGID) != 0)
+    KillPrivileges(req, ino, v2);
   FuseBufSource src(in);
   auto n = Fs(req)->Write(Handle(fi), static_cast<uint64_t>(off), &src,
                           fuse_buf_size(in));

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <memory>
 
+#include "store/file_util.h"
+
 namespace wavefs {
 namespace {
 
@@ -67,17 +69,6 @@ thread_local ThreadPipe tls_pipe;
 bool ReadFull(int fd, uint8_t* buf, size_t n) {
   while (n > 0) {
     const ssize_t r = ::read(fd, buf, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    buf += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-bool WriteFull(int fd, const uint8_t* buf, size_t n) {
-  while (n > 0) {
-    const ssize_t r = ::write(fd, buf, n);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return false;
     buf += r;
@@ -172,7 +163,8 @@ ssize_t FuseWire::SpliceRequest(int fdin, int fdout, size_t len,
     } while (n < 0 && errno == EINTR);
     if (n <= 0) return n;
     OnRequest(buf.get(), static_cast<size_t>(n));
-    if (!WriteFull(fdout, buf.get(), static_cast<size_t>(n))) {
+    if (!WriteAll(fdout, {buf.get(), static_cast<size_t>(n)}, "a FUSE pipe")
+             .ok()) {
       errno = EIO;
       return -1;
     }
@@ -191,7 +183,7 @@ ssize_t FuseWire::SpliceRequest(int fdin, int fdout, size_t len,
     return -1;
   }
   OnRequest(hdr, head);
-  if (!WriteFull(fdout, hdr, head)) {
+  if (!WriteAll(fdout, {hdr, head}, "a FUSE pipe").ok()) {
     p.Close();
     errno = EIO;
     return -1;

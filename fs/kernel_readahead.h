@@ -1,4 +1,5 @@
-// The kernel's readahead for a FUSE mount.
+// The kernel's settings for a FUSE mount's backing device (bdi): its
+// readahead, and with the writeback cache its dirty-page limit.
 //
 // The kernel caps a FUSE mount's readahead at its block-device default
 // (128 KiB), whatever max_readahead the daemon asks for in FUSE_INIT. Every

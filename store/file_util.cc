@@ -43,6 +43,8 @@ std::string TempPathFor(const std::string& path) {
 // close is never retried; the error is still worth reporting after writes.
 int CloseFd(int fd) { return ::close(fd); }
 
+}  // namespace
+
 Status WriteAll(int fd, std::span<const uint8_t> data,
                 const std::string& path) {
   size_t done = 0;
@@ -56,6 +58,8 @@ Status WriteAll(int fd, std::span<const uint8_t> data,
   }
   return Status::Ok();
 }
+
+namespace {
 
 // Direct I/O needs the buffer, the length and the file offset aligned to the
 // logical block size; 4 KiB covers every disk Linux drives today.

@@ -16,6 +16,10 @@
 
 namespace wavefs {
 
+// Writes all of data to fd (a file, a pipe), retrying short writes and
+// EINTR; errors name `path`.
+Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& path);
+
 // mode: permission bits of the new file (e.g. 0600 for key files).
 // Every mutating call goes through env (store/env.h).
 Status WriteFileDurably(const std::string& path, std::span<const uint8_t> data,
