@@ -41,10 +41,12 @@ struct FuseContext {
   // Ask the kernel for its writeback cache (--writeback-cache); `init`
   // records whether it agreed.
   bool want_writeback_cache = false;
+  bool want_splice = true;  // false: --no-splice
   std::atomic<bool> writeback_cache{false};
   // WRITE requests received, for user.wavefs.stats (how well the kernel
   // gathers small writes).
   std::atomic<uint64_t> write_requests{0};
+  std::atomic<uint64_t> read_requests{0};
   // Of those, the ones whose data came in a pipe (libfuse's splice read),
   // read from there straight into a dirty buffer.
   std::atomic<uint64_t> spliced_writes{0};

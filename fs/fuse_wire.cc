@@ -98,11 +98,10 @@ void FuseWire::OnRequest(void* buf, size_t n) {
       uint32_t in[4];
       if (argn < sizeof in) return;
       std::memcpy(in, arg, sizeof in);
-      if (in[0] == FUSE_KERNEL_VERSION && in[1] >= 33 &&
-          (in[3] & FUSE_HANDLE_KILLPRIV_V2)) {
-        init_unique_.store(h.unique, std::memory_order_release);
+      if (in[0] != FUSE_KERNEL_VERSION) return;
+      init_unique_.store(h.unique, std::memory_order_release);
+      if (in[1] >= 33 && (in[3] & FUSE_HANDLE_KILLPRIV_V2))
         offered_.store(true, std::memory_order_release);
-      }
       return;
     }
     case FUSE_WRITE:
@@ -139,14 +138,27 @@ const iovec* FuseWire::PatchReply(const iovec* iov, int count,
   if (out.error != 0 || iov[1].iov_len < flags_at + sizeof(uint32_t))
     return iov;
   const auto* src = static_cast<const uint8_t*>(iov[1].iov_base);
-  storage->assign(src, src + iov[1].iov_len);
   uint32_t flags = 0;
-  std::memcpy(&flags, storage->data() + flags_at, sizeof flags);
-  flags |= FUSE_HANDLE_KILLPRIV_V2;
-  std::memcpy(storage->data() + flags_at, &flags, sizeof flags);
+  std::memcpy(&flags, src + flags_at, sizeof flags);
+  // max_pages counts only when FUSE_MAX_PAGES is set (libfuse sets it when
+  // the kernel offered it, Linux 4.20 and later).
+  const size_t pages_at = offsetof(fuse_init_out, max_pages);
+  const uint16_t pages = max_pages_.load(std::memory_order_acquire);
+  const bool set_pages = pages > 0 && (flags & FUSE_MAX_PAGES) &&
+                         iov[1].iov_len >= pages_at + sizeof pages;
+  if (!offered() && !set_pages) return iov;
+  storage->assign(src, src + iov[1].iov_len);
+  if (offered()) {
+    flags |= FUSE_HANDLE_KILLPRIV_V2;
+    std::memcpy(storage->data() + flags_at, &flags, sizeof flags);
+    negotiated_.store(true, std::memory_order_release);
+  }
+  if (set_pages) {
+    std::memcpy(storage->data() + pages_at, &pages, sizeof pages);
+    max_pages_sent_.store(pages, std::memory_order_release);
+  }
   patched->assign(iov, iov + count);
   (*patched)[1] = {storage->data(), storage->size()};
-  negotiated_.store(true, std::memory_order_release);
   return patched->data();
 }
 

@@ -17,7 +17,9 @@
 //     the open flags, which libfuse hands to the handler as
 //     fuse_file_info::flags (kKillSuidGidFlag; TakeKillFlag strips it);
 //   - sees each reply as it is written (PatchReply): in the INIT reply it
-//     adds FUSE_HANDLE_KILLPRIV_V2 when the kernel offered it.
+//     adds FUSE_HANDLE_KILLPRIV_V2 when the kernel offered it, and sets
+//     max_pages when asked to (set_max_pages): libfuse derives it from
+//     max_write, and the kernel bounds reads by it as well as writes.
 // The setattr kill flag (FATTR_KILL_SUIDGID) needs no help: libfuse passes
 // it as FUSE_SET_ATTR_KILL_SUID.
 //
@@ -65,6 +67,17 @@ class FuseWire {
   // splice(2) does).
   ssize_t SpliceRequest(int fdin, int fdout, size_t len, unsigned flags);
 
+  // Pages per request to ask for in the INIT reply (0: libfuse's
+  // max_write / page size, rounded up). Set before the reply goes out,
+  // i.e. in the init handler at the latest.
+  void set_max_pages(uint16_t pages) {
+    max_pages_.store(pages, std::memory_order_release);
+  }
+  // The max_pages the INIT reply carried after patching (0: not patched).
+  uint16_t max_pages_sent() const {
+    return max_pages_sent_.load(std::memory_order_acquire);
+  }
+
   // The kernel offered FUSE_HANDLE_KILLPRIV_V2 in INIT (known once INIT has
   // been read, before libfuse calls init).
   bool offered() const { return offered_.load(std::memory_order_acquire); }
@@ -77,6 +90,8 @@ class FuseWire {
   std::atomic<bool> offered_{false};
   std::atomic<bool> negotiated_{false};
   std::atomic<uint64_t> init_unique_{0};
+  std::atomic<uint16_t> max_pages_{0};
+  std::atomic<uint16_t> max_pages_sent_{0};
 };
 
 }  // namespace wavefs

@@ -128,6 +128,9 @@ int main(int argc, char** argv) {
                   "Let the kernel gather small writes in its page cache and "
                   "send them in 1 MiB pieces (errors of a full spill come "
                   "back from close or fsync instead of write)");
+  mount->add_flag("--no-splice", mo.no_splice,
+                  "Read write requests into memory instead of pipes (one "
+                  "more copy of every byte written)");
 
   auto* unmount = app.add_subcommand(
       "unmount", "Unmount and wait until every pending wave is in the store");

@@ -203,6 +203,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   FuseContext ctx;
   ctx.fs = fs.get();
   ctx.want_writeback_cache = o.writeback_cache;
+  ctx.want_splice = !o.no_splice;
   ctx.maintenance = maintenance.get();
   std::unique_ptr<ShareService> shares;
   if (auto sid = IdFromHex(o.store_id); sid.ok()) {

@@ -67,6 +67,10 @@ struct MountOptions {
   // fsync, or writeback; the kernel owns size and mtime. Off by default:
   // errors of a full spill then come back from close/fsync, not write().
   bool writeback_cache = false;
+  // Read write requests into memory instead of having libfuse splice them
+  // into pipes (fs/fuse_ops.cc, OpInit): one more copy of every byte; for
+  // comparison and for kernels whose splice misbehaves.
+  bool no_splice = false;
 };
 
 // What each memory user gets out of --memory-limit.

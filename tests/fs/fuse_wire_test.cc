@@ -80,6 +80,54 @@ TEST(FuseWireTest, LeavesTheInitReplyAloneWhenNotOffered) {
   EXPECT_FALSE(old_kernel.negotiated());
 }
 
+// Feeds INIT and a reply carrying `reply_flags` and max_pages 255 (what
+// libfuse derives from a 1016 KiB max_write); returns the reply sent.
+fuse_init_out NegotiatePages(FuseWire* wire, uint32_t offered,
+                             uint32_t reply_flags) {
+  auto init = Request(FUSE_INIT, 7, InitOffering(offered));
+  wire->OnRequest(init.data(), init.size());
+  fuse_out_header out{};
+  out.unique = 7;
+  fuse_init_out reply{};
+  reply.flags = reply_flags;
+  reply.max_write = 1016 << 10;
+  reply.max_pages = 255;
+  out.len = sizeof out + sizeof reply;
+  iovec iov[2] = {{&out, sizeof out}, {&reply, sizeof reply}};
+  std::vector<iovec> patched;
+  std::vector<uint8_t> storage;
+  const iovec* v = wire->PatchReply(iov, 2, &patched, &storage);
+  fuse_init_out sent;
+  std::memcpy(&sent, v[1].iov_base, sizeof sent);
+  EXPECT_EQ(reply.max_pages, 255) << "the caller's reply is not touched";
+  return sent;
+}
+
+TEST(FuseWireTest, SetsMaxPagesInTheInitReplyWhenAsked) {
+  FuseWire wire;
+  wire.set_max_pages(256);
+  const fuse_init_out sent =
+      NegotiatePages(&wire, FUSE_MAX_PAGES, FUSE_MAX_PAGES | FUSE_ASYNC_READ);
+  EXPECT_EQ(sent.max_pages, 256);
+  EXPECT_EQ(sent.max_write, 1016u << 10) << "max_write stays libfuse's";
+  EXPECT_EQ(sent.flags, FUSE_MAX_PAGES | FUSE_ASYNC_READ)
+      << "no KILLPRIV_V2 the kernel did not offer";
+  EXPECT_EQ(wire.max_pages_sent(), 256);
+  EXPECT_FALSE(wire.negotiated());
+}
+
+TEST(FuseWireTest, LeavesMaxPagesAloneWithoutTheFlagOrTheAsk) {
+  FuseWire old_kernel;  // no FUSE_MAX_PAGES: the field means nothing
+  old_kernel.set_max_pages(256);
+  EXPECT_EQ(NegotiatePages(&old_kernel, 0, FUSE_ASYNC_READ).max_pages, 255);
+  EXPECT_EQ(old_kernel.max_pages_sent(), 0);
+  FuseWire not_asked;
+  EXPECT_EQ(
+      NegotiatePages(&not_asked, FUSE_MAX_PAGES, FUSE_MAX_PAGES).max_pages,
+      255);
+  EXPECT_EQ(not_asked.max_pages_sent(), 0);
+}
+
 TEST(FuseWireTest, OtherRepliesPassUnchanged) {
   FuseWire wire;
   auto init = Request(FUSE_INIT, 7, InitOffering(FUSE_HANDLE_KILLPRIV_V2));

@@ -497,9 +497,9 @@ unpin_all() {
 }
 
 # set_pipe_max_size BYTES: sets fs.pipe-max-size for the rest of the test;
-# the cleanup puts the first value back. With it at 2 MiB or more, libfuse
-# can splice 1 MiB write requests into pipes without CAP_SYS_RESOURCE, and
-# the daemon reads write data from there (OpWriteBuf).
+# the cleanup puts the first value back. Below 1 MiB, a daemon without
+# CAP_SYS_RESOURCE cannot grow its pipes to hold a write request (1020 KiB
+# plus a header page), and libfuse reads requests into memory instead.
 IT_PIPE_MAX_OLD=""
 set_pipe_max_size() {
   [ -n "$IT_PIPE_MAX_OLD" ] || IT_PIPE_MAX_OLD=$(cat /proc/sys/fs/pipe-max-size)
@@ -637,9 +637,3 @@ if [[ "${WAVEFS_IT_TIMEOUT:-}" =~ ^[0-9]+$ ]]; then
   IT_WATCHDOG=$!
 fi
 
-# WAVEFS_IT_PIPE_MAX_SIZE: the splice variants of the tests (it_splice_*)
-# run with fs.pipe-max-size raised, so that write data reaches the daemon in
-# pipes (see set_pipe_max_size).
-if [ -n "${WAVEFS_IT_PIPE_MAX_SIZE:-}" ]; then
-  set_pipe_max_size "$WAVEFS_IT_PIPE_MAX_SIZE"
-fi

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Write data in pipes: with fs.pipe-max-size raised (or CAP_SYS_RESOURCE),
-# libfuse splices each write request into a pipe and the daemon reads the
-# data from there straight into its dirty buffers (OpWriteBuf). Checks that
-# this path is taken, that whole-chunk, unaligned and chunk-crossing writes
-# and overwrites read back equal to a local copy, and that with pipes too
-# small for a request the daemon says so in its log and writes still work.
+# Write data in pipes: libfuse splices each write request into a pipe and
+# the daemon reads the data from there straight into its dirty buffers
+# (OpWriteBuf). max_write is 1016 KiB so that a request fits the 1 MiB
+# pipe any process may have at the default fs.pipe-max-size, and max_pages
+# stays 256 so that a 1 MiB read is still one request.
+# Checks that this path is taken at that default, without CAP_SYS_RESOURCE,
+# with requests of the expected size; that whole-chunk, unaligned and
+# chunk-crossing writes and overwrites read back equal to a local copy; and
+# that with --no-splice or pipes too small the daemon says why in its log
+# and the same writes still work.
 source "$(dirname "$0")/lib.sh"
 
 MiB=$((1 << 20))
@@ -32,8 +36,10 @@ has_cap_sys_resource() {
 wfs_init
 mkdir -p "$T/local"
 
-# 1. Pipes big enough: the data comes spliced.
-set_pipe_max_size $((4 * MiB))
+# 1. fs.pipe-max-size at its default (1 MiB): the data comes spliced, also
+# to a daemon without CAP_SYS_RESOURCE (this CI's root has none), in
+# requests of at most 1016 KiB.
+set_pipe_max_size $((1 * MiB))
 wfs_mount
 check "splice read is on" grep -q "splice read on" "$(stat_get log_file)"
 check "the writes through the mount" write_mix "$MNT"
@@ -42,14 +48,45 @@ check "the file reads back equal while mounted" cmp "$T/local/f" "$MNT/f"
 spliced=$(stat_get spliced_writes)
 expect_lt "write requests came spliced" 0 "$spliced"
 it_log "spliced_writes=$spliced of write_requests=$(stat_get write_requests)"
+# A 4 MiB write(2) at offset 0 is 5 requests: 4 of 1016 KiB (254 pages;
+# unaligned ones span 255, and the header page fills a 1 MiB pipe's 256th
+# slot) and one of 32 KiB.
+before=$(stat_get write_requests)
+check "a 4 MiB write" dd if="$SRC/big" of="$MNT/g" bs=4M count=1 status=none
+after=$(stat_get write_requests)
+expect_eq "a 4 MiB write is 5 requests of at most 1016 KiB" 5 $((after - before))
+# Reads keep 256 pages per request: a cold 1 MiB pread is one request.
+expect_eq "the INIT reply asked for 256 pages per request" 256 "$(stat_get max_pages)"
+drop_caches
+before=$(stat_get read_requests)
+check "a cold 1 MiB pread" python3 -c "
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+assert len(os.pread(fd, 1 << 20, 3 << 20)) == 1 << 20" "$MNT/g"
+after=$(stat_get read_requests)
+expect_eq "a cold 1 MiB pread is one read request" 1 $((after - before))
+check "an unaligned 4 MiB write" dd if="$SRC/big" of="$MNT/g" bs=4M count=1 \
+  seek=1000 oflag=seek_bytes conv=notrunc status=none
+check "both read back equal" cmp <(head -c 1000 "$SRC/big"; cat "$SRC/big" | head -c $((4 * MiB))) "$MNT/g"
 wfs_remount
 drop_caches
 check "the file reads back equal after a remount" cmp "$T/local/f" "$MNT/f"
 wfs_unmount
 
-# 2. Pipes too small (fs.pipe-max-size 1 MiB): libfuse reads requests into
-# memory. A daemon with CAP_SYS_RESOURCE grows its pipes anyway.
-set_pipe_max_size $((1 * MiB))
+# 2. --no-splice: requests are read into memory, and the log says so.
+wfs_mount --no-splice
+check "the log says splice read is off by --no-splice" \
+  grep -q "splice read off (--no-splice)" "$(stat_get log_file)"
+rm -f "$T/local/f"
+check "the writes through the mount" write_mix "$MNT"
+check "the same writes to a local directory" write_mix "$T/local"
+check "the file reads back equal" cmp "$T/local/f" "$MNT/f"
+expect_eq "no write request came spliced" 0 "$(stat_get spliced_writes)"
+wfs_unmount
+
+# 3. Pipes too small (fs.pipe-max-size 512 KiB): libfuse reads requests
+# into memory. A daemon with CAP_SYS_RESOURCE grows its pipes anyway.
+set_pipe_max_size $((MiB / 2))
 wfs_mount
 if has_cap_sys_resource "$DAEMON_PID"; then
   it_log "the daemon has CAP_SYS_RESOURCE: its pipes grow past fs.pipe-max-size"
