@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   mount->add_flag("--writeback-cache", mo.writeback_cache,
                   "Let the kernel gather small writes in its page cache and "
-                  "send them in 1 MiB pieces (errors of a full spill come "
+                  "send them in ~1 MiB pieces (errors of a full spill come "
                   "back from close or fsync instead of write)");
   mount->add_flag("--no-splice", mo.no_splice,
                   "Read write requests into memory instead of pipes (one "

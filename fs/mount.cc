@@ -31,7 +31,8 @@ namespace wavefs {
 namespace {
 
 // The mount's kernel readahead: FUSE requests carry at most 1 MiB
-// (max_pages follows max_write), so more would only add requests in flight.
+// (256 pages, set in the INIT reply), so more would only add requests in
+// flight.
 constexpr uint32_t kKernelReadaheadKib = 1024;
 // With --writeback-cache: the mount's share of the kernel's dirty threshold
 // (fs/kernel_readahead.h, RelaxDirtyLimit).

@@ -41,25 +41,32 @@ fuse_init_in InitOffering(uint32_t flags) {
   return in;
 }
 
-// Feeds INIT and its reply through the wire; returns the flags the reply
-// carried out.
-uint32_t Negotiate(FuseWire* wire, uint32_t offered) {
+// Feeds INIT offering `offered` and then `reply` through the wire; returns
+// the reply as it went out.
+fuse_init_out SendInit(FuseWire* wire, uint32_t offered,
+                       const fuse_init_out& reply) {
   auto init = Request(FUSE_INIT, 7, InitOffering(offered));
   wire->OnRequest(init.data(), init.size());
   fuse_out_header out{};
   out.unique = 7;
-  fuse_init_out reply{};
-  reply.flags = FUSE_ASYNC_READ;
-  out.len = sizeof out + sizeof reply;
-  iovec iov[2] = {{&out, sizeof out}, {&reply, sizeof reply}};
+  fuse_init_out mine = reply;
+  out.len = sizeof out + sizeof mine;
+  iovec iov[2] = {{&out, sizeof out}, {&mine, sizeof mine}};
   std::vector<iovec> patched;
   std::vector<uint8_t> storage;
   const iovec* v = wire->PatchReply(iov, 2, &patched, &storage);
   fuse_init_out sent;
   std::memcpy(&sent, v[1].iov_base, sizeof sent);
-  EXPECT_EQ(reply.flags, FUSE_ASYNC_READ)
+  EXPECT_EQ(std::memcmp(&mine, &reply, sizeof mine), 0)
       << "the caller's reply is not touched";
-  return sent.flags;
+  return sent;
+}
+
+// The flags the INIT reply carried out.
+uint32_t Negotiate(FuseWire* wire, uint32_t offered) {
+  fuse_init_out reply{};
+  reply.flags = FUSE_ASYNC_READ;
+  return SendInit(wire, offered, reply).flags;
 }
 
 TEST(FuseWireTest, AddsKillprivV2ToTheInitReplyWhenTheKernelOffersIt) {
@@ -80,27 +87,15 @@ TEST(FuseWireTest, LeavesTheInitReplyAloneWhenNotOffered) {
   EXPECT_FALSE(old_kernel.negotiated());
 }
 
-// Feeds INIT and a reply carrying `reply_flags` and max_pages 255 (what
-// libfuse derives from a 1016 KiB max_write); returns the reply sent.
+// A reply carrying `reply_flags` and max_pages 255 (what libfuse derives
+// from a 1016 KiB max_write), as it went out.
 fuse_init_out NegotiatePages(FuseWire* wire, uint32_t offered,
                              uint32_t reply_flags) {
-  auto init = Request(FUSE_INIT, 7, InitOffering(offered));
-  wire->OnRequest(init.data(), init.size());
-  fuse_out_header out{};
-  out.unique = 7;
   fuse_init_out reply{};
   reply.flags = reply_flags;
   reply.max_write = 1016 << 10;
   reply.max_pages = 255;
-  out.len = sizeof out + sizeof reply;
-  iovec iov[2] = {{&out, sizeof out}, {&reply, sizeof reply}};
-  std::vector<iovec> patched;
-  std::vector<uint8_t> storage;
-  const iovec* v = wire->PatchReply(iov, 2, &patched, &storage);
-  fuse_init_out sent;
-  std::memcpy(&sent, v[1].iov_base, sizeof sent);
-  EXPECT_EQ(reply.max_pages, 255) << "the caller's reply is not touched";
-  return sent;
+  return SendInit(wire, offered, reply);
 }
 
 TEST(FuseWireTest, SetsMaxPagesInTheInitReplyWhenAsked) {

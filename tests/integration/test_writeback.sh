@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # --writeback-cache: the kernel gathers small writes in its page cache and
-# sends them in 1 MiB pieces. Without the option 8 MiB written by `dd bs=8k`
+# sends them in ~1 MiB pieces. Without the option 8 MiB written by `dd bs=8k`
 # reach the daemon as 1024 WRITE requests; with it as a handful. Either way
 # every file must behave exactly like one on a local disk, step by step:
 # appends through separate opens, O_APPEND, overwrites in the middle,
