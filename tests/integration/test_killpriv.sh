@@ -4,11 +4,11 @@
 # security.capability before every write(2). Checks that it is negotiated,
 # that a stream of small writes costs no GETXATTR per write, and that every
 # way a file loses its privileges on ext4 loses them here too, step by step
-# against a local directory: writes (small ones, big ones that come spliced
-# in the it_splice_ variant, and O_DIRECT ones), a truncating open, ftruncate and
-# chown by a user without CAP_FSETID, chown(-1, -1) by root, and a file
-# capability (setcap) removed by the next write. Root's own writes keep the
-# bits, as on ext4.
+# against a local directory: writes (small ones, big ones that come spliced,
+# or in memory in the it_nosplice_ variant, and O_DIRECT ones), a truncating
+# open, ftruncate and chown by a user without CAP_FSETID, chown(-1, -1) by
+# root, and a file capability (setcap) removed by the next write. Root's own
+# writes keep the bits, as on ext4.
 source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (chown, setcap, a child as uid 65534)"
