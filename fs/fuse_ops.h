@@ -46,6 +46,7 @@ struct FuseContext {
   // WRITE requests received, for user.wavefs.stats (how well the kernel
   // gathers small writes).
   std::atomic<uint64_t> write_requests{0};
+  // READ requests received (a 1 MiB read is one: max_pages, OpInit).
   std::atomic<uint64_t> read_requests{0};
   // Of those, the ones whose data came in a pipe (libfuse's splice read),
   // read from there straight into a dirty buffer.

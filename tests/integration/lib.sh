@@ -498,7 +498,7 @@ unpin_all() {
 
 # set_pipe_max_size BYTES: sets fs.pipe-max-size for the rest of the test;
 # the cleanup puts the first value back. Below 1 MiB, a daemon without
-# CAP_SYS_RESOURCE cannot grow its pipes to hold a write request (1020 KiB
+# CAP_SYS_RESOURCE cannot grow its pipes to hold a write request (1016 KiB
 # plus a header page), and libfuse reads requests into memory instead.
 IT_PIPE_MAX_OLD=""
 set_pipe_max_size() {
