@@ -191,11 +191,27 @@ Result<ChunkData> ChunkReader::FetchChunk(const ChunkRef& ref) {
 Status ChunkReader::ReadObject(
     const Address& address, std::optional<std::pair<uint64_t, uint64_t>> range,
     std::vector<uint8_t>* out) {
-  // A staged chunk is read from the spill; once uploaded (its spill file
-  // gone) from the store.
+  // A staged chunk is read from the spill, or from the index when it was
+  // small enough to be staged there; once uploaded (its staged copy gone)
+  // from the store.
   Status st = range
                   ? spill_->ReadRange(address, range->first, range->second, out)
                   : spill_->Read(address, out);
+  if (st.code() == Code::kNotFound) {
+    st = index_->ReadStagedBody(address, out);
+    if (st.ok() && range) {
+      if (range->first + range->second > out->size()) {
+        st = Status::Error(Code::kCorrupt, "staged chunk shorter than its ref",
+                           EIO);
+      } else {
+        out->erase(
+            out->begin() + static_cast<ptrdiff_t>(range->first + range->second),
+            out->end());
+        out->erase(out->begin(),
+                   out->begin() + static_cast<ptrdiff_t>(range->first));
+      }
+    }
+  }
   if (st.code() == Code::kNotFound) {
     st = range ? store_->GetRange(address, range->first, range->second, out)
                : store_->Get(address, out);

@@ -21,6 +21,8 @@ WriteOptions WriteOptionsOf(const FsOptions& o) {
   w.chunk_format = o.chunk_format;
   w.spill_reserve_bytes = o.spill_reserve_bytes;
   w.space_wait = o.space_wait;
+  w.index_stage_max = o.index_stage_max;
+  w.index_stage_cap = o.index_stage_cap;
   return w;
 }
 

@@ -68,6 +68,12 @@ struct FsOptions {
   uint64_t spill_reserve_bytes = 64ull << 20;
   // How long a writer waits for uploads to free spill space before ENOSPC.
   std::chrono::seconds space_wait{60};
+  // A chunk of at most this much ciphertext is staged in the index instead
+  // of a spill file, while the index holds at most index_stage_cap bytes of
+  // such chunks not yet uploaded (docs/architecture.md, "Small chunks are
+  // staged in the index"). 0: every chunk goes to the spill.
+  uint64_t index_stage_max = 64ull << 10;
+  uint64_t index_stage_cap = 16ull << 20;
   // A file that stays open for writing is committed once it has this many
   // sealed chunks not yet in the index (1 GiB; at twice as many at the
   // latest): what it holds in memory for them stays bounded whatever the

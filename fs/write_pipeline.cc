@@ -232,27 +232,36 @@ Status WritePipeline::StageCiphertext(
   auto known = index_->IsKnown(address);
   if (!known.ok()) return known.status();
   if (*known) return Status::Ok();  // staged or stored already: dedup
+  // A small chunk goes into the index with its queue entry (no file to
+  // create, nothing for the spill's free space to count); the cap keeps
+  // what waits there for the uploader bounded.
+  const bool in_index =
+      len <= options_.index_stage_max &&
+      index_->staged_body_bytes() + len <= options_.index_stage_cap;
   // A fresh stage relies on no lookup until EnqueueStaged (which looks
   // again): gc need not wait for the space wait and the disk write.
   gate->unlock();
   // What the file takes on disk: whole blocks (O_DIRECT writes them).
-  const uint64_t need = (len + kSpaceBlock - 1) / kSpaceBlock * kSpaceBlock;
-  WAVEFS_RETURN_IF_ERROR(WaitForSpace(need, true));
+  const uint64_t need =
+      in_index ? 0 : (len + kSpaceBlock - 1) / kSpaceBlock * kSpaceBlock;
+  if (!in_index) WAVEFS_RETURN_IF_ERROR(WaitForSpace(need, true));
   Status st = Status::Ok();
   if (hooks_ != nullptr && hooks_->stage_begin)
     st = hooks_->stage_begin(address, need);
   if (st.ok()) {
-    st = spill_->Stage(address, {data, len});
+    if (!in_index) st = spill_->Stage(address, {data, len});
     if (hooks_ != nullptr && hooks_->stage_end)
       hooks_->stage_end(address, need);
   }
   // Only now: until the file is in, the free-space figure does not count it.
-  Unreserve(need);
+  if (!in_index) Unreserve(need);
   gate->lock();
   WAVEFS_RETURN_IF_ERROR(st);
-  auto added = index_->EnqueueStaged(address, len);
+  std::span<const uint8_t> body;
+  if (in_index) body = {data, len};
+  auto added = index_->EnqueueStaged(address, len, body);
   if (!added.ok()) return added.status();
-  if (!*added) {
+  if (!*added && !in_index) {
     // Another copy was queued after our "not known" look. If it is still
     // queued, the staged file is that copy's too; if it is stored already,
     // ours is a stray no queue entry names: it would hold spill space that

@@ -112,6 +112,8 @@ struct WriteOptions {
   ChunkFormat chunk_format = kNewestChunkFormat;
   uint64_t spill_reserve_bytes = 64ull << 20;
   std::chrono::seconds space_wait{60};
+  uint64_t index_stage_max = 0;  // FsOptions::index_stage_max
+  uint64_t index_stage_cap = 0;
   // fs/tail_cache.h: plaintext of sealed tails kept for the next append
   // (in all, and per chunk).
   size_t tail_cache_bytes = 1 << 20;

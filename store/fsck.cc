@@ -200,7 +200,10 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
     if (auto q = queued.find(a); q != queued.end()) want = q->second;
     if (auto u = uses.find(a); u != uses.end() && !u->second.empty())
       want = CiphertextSize(o.format, u->second.front().length);
-    const bool in_spill = spill != nullptr && spill->Contains(a);
+    // Staged: in the spill, or (a small chunk) in the index.
+    auto in_index = index->HasStagedBody(a);
+    if (!in_index.ok()) return in_index.status();
+    const bool in_spill = *in_index || (spill != nullptr && spill->Contains(a));
     auto obj = objects.find(a);
     State state = State::kOk;
     std::string detail;
@@ -229,8 +232,9 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
     // The staged copy, when the store's is not usable (or not there yet).
     bool spill_intact = false;
     if (in_spill && (state != State::kOk || o.verify)) {
-      spill_intact =
-          spill->Read(a, &bytes).ok() && AddressOf(o.format, bytes) == a;
+      const Status read =
+          *in_index ? index->ReadStagedBody(a, &bytes) : spill->Read(a, &bytes);
+      spill_intact = read.ok() && AddressOf(o.format, bytes) == a;
       if (state == State::kOk && obj == objects.end() && !spill_intact) {
         state = State::kCorrupt;
         detail = "its staged copy does not hash to its address";

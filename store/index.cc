@@ -293,6 +293,11 @@ Status Index::Init() {
   }
   pending_chunks_ = n;
   pending_bytes_ = bytes;
+  WAVEFS_RETURN_IF_ERROR(FromRocks(it->status(), "scan index"));
+  uint64_t body_bytes = 0;
+  for (it->Seek("B"); it->Valid() && it->key()[0] == 'B'; it->Next())
+    body_bytes += it->value().size();
+  staged_body_bytes_ = body_bytes;
   return FromRocks(it->status(), "scan index");
 }
 
@@ -492,7 +497,8 @@ Result<bool> Index::IsQueued(const Address& address) {
   return true;
 }
 
-Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length) {
+Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length,
+                                  std::span<const uint8_t> body) {
   std::unique_lock<std::mutex> lock(queue_mu_);
   // gc is deleting the store's object of this address: queue it only once
   // the delete is done, so the upload re-creates the object (store/gc.h).
@@ -505,6 +511,11 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length) {
   PutLe(&len, length, 8);
   b.Put(AddrKey('Q', address), len);
   b.Put(AddrKey('A', address), std::string(1, '\x01'));
+  if (!body.empty()) {
+    b.Put(AddrKey('B', address),
+          rocksdb::Slice(reinterpret_cast<const char*>(body.data()),
+                         body.size()));
+  }
   {
     std::shared_lock<std::shared_mutex> write_lock(write_mu_);
     WAVEFS_RETURN_IF_ERROR(
@@ -512,7 +523,46 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length) {
   }
   pending_chunks_ += 1;
   pending_bytes_ += length;
+  staged_body_bytes_ += body.size();
   return true;
+}
+
+Status Index::ReadStagedBody(const Address& address,
+                             std::vector<uint8_t>* out) {
+  rocksdb::PinnableSlice v;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
+               AddrKey('B', address), &v);
+  if (s.IsNotFound())
+    return Status::Error(Code::kNotFound, "no staged body", ENOENT);
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read staged chunk"));
+  out->assign(v.data(), v.data() + v.size());
+  return Status::Ok();
+}
+
+Result<bool> Index::HasStagedBody(const Address& address) {
+  rocksdb::PinnableSlice v;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
+               AddrKey('B', address), &v);
+  if (s.IsNotFound()) return false;
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read staged chunk"));
+  return true;
+}
+
+// Adds to b the deletion of address's staged body, if it has one, and
+// returns the body's size (0 when none). Called under queue_mu_.
+Result<uint64_t> Index::DeleteStagedBody(const Address& address,
+                                         rocksdb::WriteBatch* b) {
+  if (staged_body_bytes_.load() == 0) return uint64_t{0};
+  rocksdb::PinnableSlice v;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
+               AddrKey('B', address), &v);
+  if (s.IsNotFound()) return uint64_t{0};
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read staged chunk"));
+  b->Delete(AddrKey('B', address));
+  return uint64_t{v.size()};
 }
 
 Status Index::PeekQueue(size_t max,
@@ -541,10 +591,13 @@ Status Index::CompleteUploads(
     const std::vector<std::pair<Address, uint64_t>>& done) {
   std::lock_guard<std::mutex> lock(queue_mu_);
   rocksdb::WriteBatch b;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0, body_bytes = 0;
   for (const auto& [address, length] : done) {
     b.Delete(AddrKey('Q', address));
     b.Put(AddrKey('A', address), std::string(1, '\x02'));
+    auto body = DeleteStagedBody(address, &b);
+    if (!body.ok()) return body.status();
+    body_bytes += *body;
     bytes += length;
   }
   {
@@ -554,6 +607,7 @@ Status Index::CompleteUploads(
   }
   pending_chunks_ -= done.size();
   pending_bytes_ -= bytes;
+  staged_body_bytes_ -= body_bytes;
   return Status::Ok();
 }
 
@@ -562,6 +616,8 @@ Status Index::DropQueued(const Address& address, uint64_t length) {
   rocksdb::WriteBatch b;
   b.Delete(AddrKey('Q', address));
   b.Delete(AddrKey('A', address));
+  auto body = DeleteStagedBody(address, &b);
+  if (!body.ok()) return body.status();
   {
     std::shared_lock<std::shared_mutex> write_lock(write_mu_);
     WAVEFS_RETURN_IF_ERROR(
@@ -569,6 +625,7 @@ Status Index::DropQueued(const Address& address, uint64_t length) {
   }
   pending_chunks_ -= 1;
   pending_bytes_ -= length;
+  staged_body_bytes_ -= *body;
   return Status::Ok();
 }
 

@@ -5,6 +5,9 @@
 //   'D' parent_ino name          -> child ino + mode (a directory entry)
 //   'C' ino chunk_index          -> ChunkRef (EncodeChunkRef)
 //   'Q' address                  -> ciphertext length (upload queue)
+//   'B' address                  -> ciphertext of a small queued chunk
+//                                   staged here instead of in the spill
+//                                   (EnqueueStaged); goes with its 'Q'
 //   'A' address                  -> 1 staged, 2 stored (addresses known here)
 //   'X' ino name                 -> extended attribute value (setxattr)
 //   'P' address                  -> u64le pin count (shared maps; gc keeps
@@ -30,6 +33,7 @@
 #include <optional>
 #include <set>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -206,8 +210,19 @@ class Index {
   // True when the address is staged or stored (dedup: never stage it again).
   Result<bool> IsKnown(const Address& address);
   // Records a freshly staged chunk: queue entry + known address, unless the
-  // address is already known. Returns true when it was new.
-  Result<bool> EnqueueStaged(const Address& address, uint64_t length);
+  // address is already known. Returns true when it was new. A non-empty
+  // body is the chunk's ciphertext, staged in the index itself ('B', in
+  // the same write batch) instead of a spill file: a small chunk then costs
+  // no file creation, and its bytes are exactly as durable as the records
+  // that name them (one log). CompleteUploads and DropQueued delete it.
+  Result<bool> EnqueueStaged(const Address& address, uint64_t length,
+                             std::span<const uint8_t> body = {});
+  // The ciphertext of a chunk staged in the index; kNotFound when the
+  // address has none (staged in the spill, uploaded, or unknown).
+  Status ReadStagedBody(const Address& address, std::vector<uint8_t>* out);
+  Result<bool> HasStagedBody(const Address& address);
+  // Bytes of ciphertext staged in the index and not yet uploaded.
+  uint64_t staged_body_bytes() const { return staged_body_bytes_.load(); }
   // Up to max queued (address, length) pairs, oldest key order.
   Status PeekQueue(size_t max, std::vector<std::pair<Address, uint64_t>>* out);
   // Removes the queue entry and marks the address stored.
@@ -281,6 +296,8 @@ class Index {
   Status Init();
   // Runs the barrier; its error fails the synced write that needed it.
   Status RunBarrier();
+  Result<uint64_t> DeleteStagedBody(const Address& address,
+                                    rocksdb::WriteBatch* b);
 
   class FlushListener;
   std::unique_ptr<rocksdb::Env> rocks_env_;  // before db_: outlives it
@@ -300,6 +317,7 @@ class Index {
   std::shared_mutex ref_gate_;  // see ref_gate()
   std::atomic<uint64_t> pending_chunks_{0};
   std::atomic<uint64_t> pending_bytes_{0};
+  std::atomic<uint64_t> staged_body_bytes_{0};
   // Serialises pin-count read-modify-writes (PinChunks, UnpinChunks,
   // AddShare, RemoveShare); taken before write_mu_.
   std::mutex pins_mu_;

@@ -95,6 +95,11 @@ Result<RecoveryReport> RecoverAtStart(Index* index, Spill* spill,
     WAVEFS_RETURN_IF_ERROR(index->PeekQueue(SIZE_MAX, &queued));
     for (const auto& [a, len] : queued) {
       if (spill->Contains(a) || lost.count(a)) continue;
+      // Staged in the index: its body is in the same log as its queue
+      // entry, so the two came back together.
+      auto in_index = index->HasStagedBody(a);
+      if (!in_index.ok()) return in_index.status();
+      if (*in_index) continue;
       if (SurelyNotInStore(store, format, a)) lost.insert(a);
     }
   }

@@ -32,9 +32,11 @@ constexpr size_t kFrameOverhead = crypto_secretstream_xchacha20poly1305_ABYTES;
 constexpr uint8_t kRecordEnd = 0;
 constexpr uint8_t kRecordKeyValue = 1;
 constexpr uint8_t kRecordPending = 2;
-// Index records a snapshot leaves out (restore rebuilds 'A').
+// Index records a snapshot leaves out (restore rebuilds 'A'; a queued
+// chunk's body staged in the index is a pending record like any other).
 constexpr char kQueueTag = 'Q';
 constexpr char kKnownTag = 'A';
+constexpr char kStagedBodyTag = 'B';
 
 static_assert(sizeof(crypto_secretstream_xchacha20poly1305_state) == 52);
 static_assert(kStreamHeader == 24);
@@ -461,7 +463,7 @@ Result<TakenSnapshot> TakeSnapshot(Index* index, ChunkStore* store,
             Address a;
             std::memcpy(a.data(), k.data() + 1, a.size());
             w.AddPending(a);
-          } else if (k[0] != kKnownTag) {
+          } else if (k[0] != kKnownTag && k[0] != kStagedBodyTag) {
             w.AddRecord(k, v);
           }
           return Status::Ok();

@@ -149,7 +149,9 @@ Status Uploader::VerifyPut(const Address& address,
                                           " bytes that do not hash "
                                           "to its address"
                                     : got.ToString();
-  if (!spill_->Contains(address)) {
+  auto in_index = index_->HasStagedBody(address);
+  if (!in_index.ok()) return in_index.status();
+  if (!spill_->Contains(address) && !*in_index) {
     // The store moved the staged file in: that was the only copy. The next
     // attempt finds it in neither place and reports the chunk lost.
     return Status::Error(
@@ -182,10 +184,21 @@ Status Uploader::UploadOne(const Address& address, uint64_t length,
   auto backoff = options_.initial_backoff;
   Status st;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
-    st = store_->PutFile(address, path, scratch);
+    // A small chunk may be staged in the index instead of the spill (its
+    // body goes only with its queue entry, after the upload).
+    Status body = index_->ReadStagedBody(address, scratch);
+    const bool in_index = body.ok();
+    if (in_index) {
+      st = store_->Put(address, *scratch);
+    } else if (body.code() == Code::kNotFound) {
+      st = store_->PutFile(address, path, scratch);
+    } else {
+      st = body;
+    }
     if (st.ok() && options_.verify_puts) st = VerifyPut(address, scratch);
     if (st.ok()) return st;
-    if (st.code() == Code::kNotFound && !spill_->Contains(address)) {
+    if (st.code() == Code::kNotFound && !in_index &&
+        !spill_->Contains(address)) {
       // The staged file is gone: fine when the store already has the chunk
       // (an earlier run moved it in and stopped before completing, or a
       // batch whose completion failed is being put again).

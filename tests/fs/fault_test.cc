@@ -52,11 +52,15 @@ TEST_F(FsFaultTest, RefusedPutsKeepTheFileReadableUntilTheStoreAnswers) {
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
   EXPECT_EQ(store_->gets(), gets) << "read from a store that has nothing";
   EXPECT_EQ(memory_->object_count(), 0u);
-  EXPECT_EQ(SpillCount(), 3u);
+  // Two full chunks in the spill; the 12 KiB tail staged in the index.
+  EXPECT_EQ(SpillCount(), 2u);
+  EXPECT_EQ(index_->staged_body_bytes(),
+            CiphertextSize(kNewestChunkFormat, 12345));
 
   faults_->Lift(denied);
   Drain();
   EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_EQ(index_->staged_body_bytes(), 0u);
   EXPECT_EQ(memory_->object_count(), 3u);
   EXPECT_TRUE(
       WaitFor([&] { return uploader_->stats().sticky_error.empty(); }, 30s));

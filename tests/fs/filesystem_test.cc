@@ -970,7 +970,8 @@ TEST_F(FsTest, FullSpillGivesNoSpaceAndHarmsNoCommittedFile) {
 // After a failed commit drops a file's changes, the kernel's cached pages of
 // it are stale: the next open must tell the kernel not to keep them.
 TEST_F(FsTest, OpenAfterDroppedChangesDoesNotKeepTheKernelCache) {
-  const std::string data = RandomBytes(1000, 107);
+  // Larger than FsOptions::index_stage_max: its seal goes to the spill.
+  const std::string data = RandomBytes(100 << 10, 107);
   const uint64_t ino = WriteFile("f", data);
   std::vector<uint64_t> told;  // what the FUSE layer would invalidate
   fs_->SetDroppedListener([&](uint64_t i) { told.push_back(i); });

@@ -741,6 +741,43 @@ TEST_F(IndexTest, PendingCountersAreRebuiltOnReopen) {
   EXPECT_EQ(index_->pending_bytes(), want_bytes - 1000);
 }
 
+// A small chunk staged in the index: its body goes in with the queue entry
+// and out with it, whether the upload completed or the chunk was dropped,
+// and the bytes waiting there are counted again after a reopen.
+TEST_F(IndexTest, StagedBodyComesAndGoesWithItsQueueEntry) {
+  const std::vector<uint8_t> body_a(3000, 0xa1), body_c(5000, 0xc3);
+  const Address a = MakeAddress(1), b = MakeAddress(2), c = MakeAddress(3);
+  ASSERT_TRUE(*index_->EnqueueStaged(a, body_a.size(), body_a));
+  ASSERT_TRUE(*index_->EnqueueStaged(b, 4 << 20));  // in the spill
+  ASSERT_TRUE(*index_->EnqueueStaged(c, body_c.size(), body_c));
+  // A second stage of a known address adds nothing, body or not.
+  ASSERT_FALSE(*index_->EnqueueStaged(a, body_a.size(), body_a));
+  EXPECT_EQ(index_->staged_body_bytes(), 8000u);
+
+  std::vector<uint8_t> got;
+  WAVEFS_ASSERT_OK(index_->ReadStagedBody(a, &got));
+  EXPECT_EQ(got, body_a);
+  EXPECT_EQ(index_->ReadStagedBody(b, &got).code(), Code::kNotFound);
+  EXPECT_TRUE(*index_->HasStagedBody(c));
+  EXPECT_FALSE(*index_->HasStagedBody(b));
+
+  Reopen();
+  EXPECT_EQ(index_->staged_body_bytes(), 8000u);
+  WAVEFS_ASSERT_OK(index_->ReadStagedBody(c, &got));
+  EXPECT_EQ(got, body_c);
+
+  WAVEFS_ASSERT_OK(index_->CompleteUploads({{a, body_a.size()}, {b, 4 << 20}}));
+  EXPECT_EQ(index_->ReadStagedBody(a, &got).code(), Code::kNotFound);
+  EXPECT_EQ(index_->staged_body_bytes(), 5000u);
+  EXPECT_TRUE(Known(a));
+  WAVEFS_ASSERT_OK(index_->DropQueued(c, body_c.size()));
+  EXPECT_FALSE(*index_->HasStagedBody(c));
+  EXPECT_EQ(index_->staged_body_bytes(), 0u);
+  Reopen();
+  EXPECT_EQ(index_->staged_body_bytes(), 0u);
+  EXPECT_EQ(index_->pending_chunks(), 0u);
+}
+
 TEST_F(IndexTest, EmptyQueueAfterReopenHasZeroCounters) {
   Reopen();
   EXPECT_EQ(index_->pending_chunks(), 0u);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "chunker/crypto.h"
+#include "store/memory_store.h"
 #include "store_test_util.h"
 
 namespace wavefs {
@@ -60,6 +61,38 @@ TEST_F(RecoveryTest, TornStagedChunkIsNotUploadedAndStaleOnesGo) {
   // The torn chunk stays queued: the uploader takes an intact store copy
   // or reports it lost (uploader_test covers both).
   EXPECT_TRUE(*index_->IsQueued(torn));
+}
+
+// A chunk staged in the index has no spill file: recovery must not take it
+// for a lost one (its body came back with its queue entry), while a queued
+// spill chunk whose file is gone and which the store lacks is lost.
+TEST_F(RecoveryTest, ChunkStagedInTheIndexIsNotLost) {
+  const auto small = MakeBytes(3000, 4);
+  const Address in_index = AddressOf(kNewestChunkFormat, small);
+  ASSERT_TRUE(*index_->EnqueueStaged(in_index, small.size(), small));
+  const auto big = MakeBytes(5000, 5);
+  const Address gone = Stage(big, true);
+  ASSERT_TRUE(spill_->Remove(gone).ok());
+  // Inode 10 names the chunk in the index, inode 11 the one that is gone.
+  IndexBatch b;
+  for (const auto& [ino, a] : {std::pair{10ull, in_index}, {11ull, gone}}) {
+    ChunkRef ref;
+    ref.address = a;
+    ref.length = 1000;
+    b.PutChunk(ino, 0, ref);
+  }
+  ASSERT_TRUE(index_->Commit(&b, false).ok());
+  MemoryStore store;
+  auto r =
+      RecoverAtStart(index_.get(), spill_.get(), kNewestChunkFormat, &store);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->lost_ranges.size(), 1u);
+  EXPECT_NE(r->lost_ranges[0].find("(inode 11)"), std::string::npos)
+      << r->lost_ranges[0];
+  EXPECT_TRUE(*index_->IsQueued(in_index));
+  std::vector<uint8_t> got;
+  ASSERT_TRUE(index_->ReadStagedBody(in_index, &got).ok());
+  EXPECT_EQ(got, small);
 }
 
 TEST_F(RecoveryTest, OrphanInodesAreReclaimed) {

@@ -218,8 +218,12 @@ class SnapshotStoreTest : public ::testing::TestWithParam<bool> {
     b.PutChunk(5, 2, hole);
     b.PutXattr(5, "user.k", "v");
     WAVEFS_ASSERT_OK(index_->Commit(&b, true));
+    // Address 2 is a small chunk staged in the index (a 'B' body).
+    const std::vector<uint8_t> body(100, 2);
     for (uint32_t seed : {1u, 2u}) {
-      auto q = index_->EnqueueStaged(MakeAddress(seed), 100);
+      auto q = index_->EnqueueStaged(MakeAddress(seed), 100,
+                                     seed == 2 ? std::span<const uint8_t>(body)
+                                               : std::span<const uint8_t>());
       ASSERT_TRUE(q.ok());
     }
     WAVEFS_ASSERT_OK(index_->CompleteUpload(MakeAddress(1), 100));
@@ -298,6 +302,9 @@ TEST_P(SnapshotStoreTest, RestoreRebuildsTheIndex) {
   EXPECT_TRUE(*got.IsKnown(MakeAddress(1)));   // stored: dedup works
   EXPECT_FALSE(*got.IsKnown(MakeAddress(2)));  // missing: uploaded again
   EXPECT_FALSE(*got.IsQueued(MakeAddress(2)));
+  // A staged body is not a record of the snapshot: it is pending.
+  EXPECT_FALSE(*got.HasStagedBody(MakeAddress(2)));
+  EXPECT_EQ(got.staged_body_bytes(), 0u);
   EXPECT_EQ(got.pending_chunks(), 0u);
   EXPECT_GE(got.AllocateIno(), 6u);
   EXPECT_TRUE(got.Close().ok());
