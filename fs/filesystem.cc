@@ -565,6 +565,7 @@ std::string Filesystem::StatsText(const std::string& extra) {
   }
   add("pending_chunks", std::to_string(u.pending_chunks));
   add("pending_bytes", std::to_string(u.pending_bytes));
+  add("pending_in_index_bytes", std::to_string(index_->staged_body_bytes()));
   add("uploaded_chunks", std::to_string(u.uploaded_chunks));
   add("uploaded_bytes", std::to_string(u.uploaded_bytes));
   add("waves", std::to_string(u.waves));
