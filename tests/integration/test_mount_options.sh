@@ -60,4 +60,34 @@ assert_flushed "fusermount3 -u of a --foreground mount"
 
 wfs_mount "${opts[@]}"
 expect_eq "file written under --foreground survives" fg "$(cat "$MNT/fg.txt")"
+
+# getfattr asks for a value's size, then reads it into a buffer of that
+# size. The stats count that second request (getxattr_requests), so when the
+# count went from 999 to 1000 the value grew by a byte between the two and
+# the read failed with ERANGE. Lined up so that a size query lands on 999.
+check "reading user.wavefs.stats by size, then value, never fails" \
+  python3 - "$MNT" <<'PY'
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.getxattr.restype = ctypes.c_ssize_t
+path, name = sys.argv[1].encode(), b"user.wavefs.stats"
+
+def read(extra_ok=False):
+    size = libc.getxattr(path, name, None, ctypes.c_size_t(0))
+    if size < 0:
+        sys.exit(f"size query: errno {ctypes.get_errno()}")
+    buf = ctypes.create_string_buffer(size)
+    got = libc.getxattr(path, name, buf, ctypes.c_size_t(size))
+    if got < 0:
+        sys.exit(f"read with the size it gave: errno {ctypes.get_errno()}")
+    text = buf.raw[:got].decode()
+    return int(dict(l.split("=", 1) for l in text.splitlines() if "=" in l)["getxattr_requests"])
+
+count = read()  # the count of the request that read it
+if (999 - (count + 1)) % 2:
+    libc.getxattr(path, b"user.wavefs.none", None, ctypes.c_size_t(0))
+    count += 1
+while count < 1002:
+    count = read()
+PY
 wfs_unmount
