@@ -527,27 +527,29 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length,
   return true;
 }
 
+Result<bool> Index::GetStagedBody(const Address& address,
+                                  rocksdb::PinnableSlice* v) {
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
+               AddrKey('B', address), v);
+  if (s.IsNotFound()) return false;
+  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read staged chunk"));
+  return true;
+}
+
 Status Index::ReadStagedBody(const Address& address,
                              std::vector<uint8_t>* out) {
   rocksdb::PinnableSlice v;
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
-               AddrKey('B', address), &v);
-  if (s.IsNotFound())
-    return Status::Error(Code::kNotFound, "no staged body", ENOENT);
-  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read staged chunk"));
+  auto found = GetStagedBody(address, &v);
+  if (!found.ok()) return found.status();
+  if (!*found) return Status::Error(Code::kNotFound, "no staged body", ENOENT);
   out->assign(v.data(), v.data() + v.size());
   return Status::Ok();
 }
 
 Result<bool> Index::HasStagedBody(const Address& address) {
   rocksdb::PinnableSlice v;
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
-               AddrKey('B', address), &v);
-  if (s.IsNotFound()) return false;
-  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read staged chunk"));
-  return true;
+  return GetStagedBody(address, &v);
 }
 
 // Adds to b the deletion of address's staged body, if it has one, and
@@ -556,11 +558,9 @@ Result<uint64_t> Index::DeleteStagedBody(const Address& address,
                                          rocksdb::WriteBatch* b) {
   if (staged_body_bytes_.load() == 0) return uint64_t{0};
   rocksdb::PinnableSlice v;
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(),
-               AddrKey('B', address), &v);
-  if (s.IsNotFound()) return uint64_t{0};
-  WAVEFS_RETURN_IF_ERROR(FromRocks(s, "read staged chunk"));
+  auto found = GetStagedBody(address, &v);
+  if (!found.ok()) return found.status();
+  if (!*found) return uint64_t{0};
   b->Delete(AddrKey('B', address));
   return uint64_t{v.size()};
 }

@@ -49,6 +49,7 @@ class EventListener;
 class WriteBatch;
 class Cache;
 class Snapshot;
+class PinnableSlice;
 }  // namespace rocksdb
 
 namespace wavefs {
@@ -296,6 +297,8 @@ class Index {
   Status Init();
   // Runs the barrier; its error fails the synced write that needed it.
   Status RunBarrier();
+  // The 'B' record of address into *v; false when there is none.
+  Result<bool> GetStagedBody(const Address& address, rocksdb::PinnableSlice* v);
   Result<uint64_t> DeleteStagedBody(const Address& address,
                                     rocksdb::WriteBatch* b);
 
