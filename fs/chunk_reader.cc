@@ -86,6 +86,16 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
   // the next one prefetched) from a random 1 MiB read that the kernel split
   // into several requests (which must not cost a 4 MiB fetch).
   const bool sequential = end - f->run_start >= (2u << 20);
+  // A fetch fails when the chunk went while the lock was released: a held
+  // chunk dropped because a commit of this file replaced it (store/index.h,
+  // "Held chunks"). Then the file names another chunk now: read that one.
+  int retries = 0;
+  auto replaced = [&](uint64_t idx, const ChunkRef& was) {
+    if (++retries > 8) return false;
+    auto now = RefOf(index_, f, idx);
+    return now.ok() && (!now->has_value() || (*now)->hole ||
+                        (*now)->address != was.address);
+  };
   while (pos < end) {
     const uint64_t idx = pos / kChunkSize;
     const uint64_t in = pos % kChunkSize;
@@ -119,11 +129,13 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
       // windows around them), and keep no whole chunk (the page cache keeps
       // what the reader reads again).
       lock.unlock();
+      if (options_.fetch_unlocked) options_.fetch_unlocked(f->ino, idx);
       const uint64_t window = read_window_.load(std::memory_order_relaxed);
       Status st = window > 0 ? ReadWindows(r, window, in, stored, sink)
                              : ReadSegments(r, in, stored, sink);
       lock.lock();
       if (!st.ok()) {
+        if (replaced(idx, r)) continue;
         spdlog::error("inode {} chunk {}: {}", f->ino, idx, st.ToString());
         return st;
       }
@@ -132,9 +144,11 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
       continue;
     }
     lock.unlock();
+    if (options_.fetch_unlocked) options_.fetch_unlocked(f->ino, idx);
     auto data = FetchChunk(r);
     lock.lock();
     if (!data.ok()) {
+      if (replaced(idx, r)) continue;
       spdlog::error("inode {} chunk {}: {}", f->ino, idx,
                     data.status().ToString());
       return data.status();
@@ -227,6 +241,14 @@ Status ChunkReader::ReadObject(
 
 Status ChunkReader::ReadWindows(const ChunkRef& ref, uint64_t window,
                                 uint64_t offset, uint64_t len, ReadSink* sink) {
+  // All windows first, then the sink: a failed read gives the sink nothing
+  // (ReadFile may then read the piece again from another chunk).
+  struct Piece {
+    ChunkData data;
+    const char* at;
+    uint64_t n;
+  };
+  std::vector<Piece> pieces;
   uint64_t pos = offset;
   while (pos < offset + len) {
     const uint64_t w = pos / window;
@@ -248,11 +270,12 @@ Status ChunkReader::ReadWindows(const ChunkRef& ref, uint64_t window,
         });
     if (!data.ok()) return data.status();
     const uint64_t n = std::min(offset + len, start + wlen) - pos;
-    sink->Share(*data,
-                reinterpret_cast<const char*>((*data)->data()) + (pos - start),
-                n);
+    pieces.push_back(Piece{
+        *data, reinterpret_cast<const char*>((*data)->data()) + (pos - start),
+        n});
     pos += n;
   }
+  for (Piece& p : pieces) sink->Share(std::move(p.data), p.at, p.n);
   return Status::Ok();
 }
 

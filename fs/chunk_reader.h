@@ -18,6 +18,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,9 @@ class ChunkReader {
     size_t window_entries = 3;  // windows kept (read_window > 0)
     // Fetched-chunk vectors kept for reuse (saves mapping 4 MiB per fetch).
     size_t recycled_chunks = 2;
+    // Tests: ReadFile, after releasing f->mu and before fetching chunk
+    // index of ino (FsHooks::read_unlocked).
+    std::function<void(uint64_t ino, uint64_t index)> fetch_unlocked;
   };
   ChunkReader(Index* index, Spill* spill, ChunkStore* store, ChunkFormat format,
               Options options);

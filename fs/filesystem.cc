@@ -23,6 +23,7 @@ WriteOptions WriteOptionsOf(const FsOptions& o) {
   w.space_wait = o.space_wait;
   w.index_stage_max = o.index_stage_max;
   w.index_stage_cap = o.index_stage_cap;
+  w.hot_tail_hold = o.hot_tail_hold;
   return w;
 }
 
@@ -33,6 +34,7 @@ ChunkReader::Options ReaderOptionsOf(const FsOptions& o) {
                                     static_cast<size_t>(r.prefetch_depth) + 1);
   r.read_window = o.read_window;
   r.recycled_chunks = o.recycled_chunks;
+  r.fetch_unlocked = o.hooks.read_unlocked;
   return r;
 }
 
@@ -498,6 +500,10 @@ Result<uint64_t> Filesystem::CopyRange(FileHandle* in, uint64_t off_in,
           if (!r.ok()) return r.status();
           ref = *r;
           clean = true;
+          // Two files name it now: a held chunk can no longer be dropped
+          // when the source moves on (store/index.h). Under src->mu, which
+          // the source's commits (the only drops of its held chunks) take.
+          if (ref && !ref->hole) index_->Retain(ref->address);
         }
       }
       if (clean) {
@@ -566,6 +572,9 @@ std::string Filesystem::StatsText(const std::string& extra) {
   add("pending_chunks", std::to_string(u.pending_chunks));
   add("pending_bytes", std::to_string(u.pending_bytes));
   add("pending_in_index_bytes", std::to_string(index_->staged_body_bytes()));
+  add("held_chunks", std::to_string(index_->held_chunks()));
+  add("superseded_chunks", std::to_string(index_->superseded_chunks()));
+  add("superseded_bytes", std::to_string(index_->superseded_bytes()));
   add("uploaded_chunks", std::to_string(u.uploaded_chunks));
   add("uploaded_bytes", std::to_string(u.uploaded_bytes));
   add("waves", std::to_string(u.waves));
@@ -586,11 +595,15 @@ Result<DataMap> Filesystem::GetDataMap(uint64_t ino) {
     std::unique_lock<std::mutex> lock((*f)->mu);
     st = committer_.Commit(f->get(), lock, false, nullptr);
     map.size = (*f)->attr.size;
-  }
-  if (st.ok()) {
-    st = index_->ListChunks(ino, [&](uint64_t i, const ChunkRef& r) {
-      if (i < ChunkCountFor(map.size)) map.chunks.emplace_back(i, r);
-    });
+    // Under the file's lock: its commits cannot drop a held chunk of the
+    // map before the map's holder (a share, an export) names it too.
+    if (st.ok()) {
+      st = index_->ListChunks(ino, [&](uint64_t i, const ChunkRef& r) {
+        if (i >= ChunkCountFor(map.size)) return;
+        if (!r.hole) index_->Retain(r.address);
+        map.chunks.emplace_back(i, r);
+      });
+    }
   }
   Status unpin = Unpin(*f, nullptr);
   if (!st.ok()) return st;

@@ -74,6 +74,11 @@ struct FsOptions {
   // staged in the index"). 0: every chunk goes to the spill.
   uint64_t index_stage_max = 64ull << 10;
   uint64_t index_stage_cap = 16ull << 20;
+  // A small chunk staged in the index for a file committed again within
+  // this long (a log appended to by separate opens) is held this long
+  // before its upload, and dropped if the file's next commit replaces it
+  // (store/index.h, "Held chunks"). 0: every chunk is uploaded.
+  std::chrono::milliseconds hot_tail_hold{2000};
   // A file that stays open for writing is committed once it has this many
   // sealed chunks not yet in the index (1 GiB; at twice as many at the
   // latest): what it holds in memory for them stays bounded whatever the

@@ -124,6 +124,12 @@ int main(int argc, char** argv) {
                    "'wavefs gc MOUNTPOINT' does them (0: none)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  mount
+      ->add_option("--tail-hold", mo.tail_hold_s,
+                   "Seconds the small last chunk of a file that keeps being "
+                   "rewritten (appends) waits before its upload; replaced "
+                   "meanwhile, it is never uploaded (0: upload every version)")
+      ->capture_default_str();
   mount->add_flag("--writeback-cache", mo.writeback_cache,
                   "Let the kernel gather small writes in its page cache and "
                   "send them in ~1 MiB pieces (errors of a full spill come "

@@ -473,6 +473,8 @@ int RunMount(MountOptions o) {
     return Fail("--snapshot-quiet must be between 0 and 86400 seconds");
   if (o.snapshot_keep < 1 || o.snapshot_keep > 10000)
     return Fail("--snapshot-keep must be between 1 and 10000");
+  if (o.tail_hold_s < 0 || o.tail_hold_s > 86400)
+    return Fail("--tail-hold must be between 0 and 86400 seconds");
 
   // The metadata directory holds every chunk key: only its owner may read
   // it.

@@ -75,6 +75,7 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   b.fs.seal_threads = o.seal_threads;
   b.fs.chunk_format = o.chunk_format;
   b.fs.space_wait = std::chrono::seconds(o.space_wait_s);
+  b.fs.hot_tail_hold = std::chrono::seconds(o.tail_hold_s);
   b.fs.spill_reserve_bytes = o.spill_reserve;
   if (o.location.kind == StoreLocation::Kind::kS3) {
     // A GET costs milliseconds before its first byte: keep two in flight

@@ -62,6 +62,10 @@ struct MountOptions {
   int snapshot_keep = 10;
   // Seconds between automatic gc runs in the daemon (0: none).
   int gc_interval_s = 0;
+  // Seconds the small last chunk of a file rewritten again and again (a
+  // log appended to by separate opens) waits before its upload, dropped if
+  // the file's next commit replaces it (FsOptions::hot_tail_hold; 0: off).
+  int tail_hold_s = 2;
   // The kernel's writeback cache (FUSE_CAP_WRITEBACK_CACHE): writes land in
   // the page cache and reach the daemon in max_write pieces at close,
   // fsync, or writeback; the kernel owns size and mtime. Off by default:

@@ -224,12 +224,38 @@ void WritePipeline::SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock) {
   });
 }
 
-Status WritePipeline::StageCiphertext(
-    const Address& address, const uint8_t* data, size_t len,
-    std::shared_lock<std::shared_mutex>* gate) {
+void WritePipeline::NoteCommit(uint64_t ino) {
+  if (options_.hot_tail_hold.count() <= 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(hot_mu_);
+  if (last_commit_.size() >= 4096) {
+    // Only the last hold's worth matters: forget older commits, and all of
+    // them when that is not enough (a few tails then go up unheld).
+    std::erase_if(last_commit_, [&](const auto& e) {
+      return now - e.second >= options_.hot_tail_hold;
+    });
+    if (last_commit_.size() >= 4096) last_commit_.clear();
+  }
+  last_commit_[ino] = now;
+}
+
+std::chrono::steady_clock::duration WritePipeline::HoldFor(uint64_t ino) {
+  if (options_.hot_tail_hold.count() <= 0) return {};
+  std::lock_guard<std::mutex> lock(hot_mu_);
+  auto it = last_commit_.find(ino);
+  if (it == last_commit_.end() ||
+      std::chrono::steady_clock::now() - it->second >= options_.hot_tail_hold)
+    return {};
+  return options_.hot_tail_hold;
+}
+
+Status WritePipeline::StageCiphertext(const Address& address,
+                                      const uint8_t* data, size_t len,
+                                      std::shared_lock<std::shared_mutex>* gate,
+                                      const Index::StageOwner& owner) {
   if (hooks_ != nullptr && hooks_->stage_fault)
     WAVEFS_RETURN_IF_ERROR(hooks_->stage_fault(address));
-  auto known = index_->IsKnown(address);
+  auto known = index_->LookupForRef(address);
   if (!known.ok()) return known.status();
   if (*known) return Status::Ok();  // staged or stored already: dedup
   // A small chunk goes into the index with its queue entry (no file to
@@ -259,7 +285,8 @@ Status WritePipeline::StageCiphertext(
   WAVEFS_RETURN_IF_ERROR(st);
   std::span<const uint8_t> body;
   if (in_index) body = {data, len};
-  auto added = index_->EnqueueStaged(address, len, body);
+  auto added =
+      index_->EnqueueStaged(address, len, body, in_index ? &owner : nullptr);
   if (!added.ok()) return added.status();
   if (!*added && !in_index) {
     // Another copy was queued after our "not known" look. If it is still
@@ -286,9 +313,12 @@ void WritePipeline::SealAndRecord(const SealJob& job) {
   // gc (store/gc.h): from the dedup lookup until the ref is recorded as
   // pending, this chunk's reference is in neither the index nor the file.
   std::shared_lock<std::shared_mutex> gate(index_->ref_gate());
-  if (!ref.hole)
+  if (!ref.hole) {
+    const Index::StageOwner owner{job.file->ino, job.index,
+                                  HoldFor(job.file->ino)};
     st = StageCiphertext(ref.address, job.buf, CiphertextSize(format, job.len),
-                         &gate);
+                         &gate, owner);
+  }
   pool_.Release(job.buf);
   if (tail && st.ok() && !ref.hole) tails_.Put(ref.address, std::move(tail));
   OpenFile* f = job.file.get();

@@ -27,6 +27,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "fs/chunk_reader.h"
@@ -43,6 +44,8 @@ namespace wavefs {
 struct FsHooks {
   // AcquireDirty, while f->mu is released before bringing a chunk in.
   std::function<void(uint64_t ino, uint64_t index)> acquire_unlocked;
+  // ChunkReader::ReadFile, after f->mu is released to fetch a chunk.
+  std::function<void(uint64_t ino, uint64_t index)> read_unlocked;
   // A seal thread, after staging and before recording the ref.
   std::function<void(uint64_t ino, uint64_t index)> seal_before_record;
   // SealAll (every flush, fsync and close), with f->mu held, after sealing
@@ -114,6 +117,7 @@ struct WriteOptions {
   std::chrono::seconds space_wait{60};
   uint64_t index_stage_max = 0;  // FsOptions::index_stage_max
   uint64_t index_stage_cap = 0;
+  std::chrono::milliseconds hot_tail_hold{0};  // FsOptions::hot_tail_hold
   // fs/tail_cache.h: plaintext of sealed tails kept for the next append
   // (in all, and per chunk).
   size_t tail_cache_bytes = 1 << 20;
@@ -151,6 +155,9 @@ class WritePipeline {
   // How often a chunk brought into a dirty buffer came from the tail cache
   // instead of the spill or the store.
   uint64_t tail_cache_hits() const { return tails_.hits(); }
+  // A commit of ino went into the index: a small chunk sealed for it
+  // within hot_tail_hold from now is held (store/index.h, "Held chunks").
+  void NoteCommit(uint64_t ino);
 
  private:
   struct SealJob {
@@ -164,8 +171,12 @@ class WritePipeline {
   void SealAndRecord(const SealJob& job);
   // gate: Index::ref_gate(), held shared; released while a fresh chunk is
   // staged and taken again before it is queued.
+  // owner: the file slot it was sealed for (held when the file is hot).
   Status StageCiphertext(const Address& address, const uint8_t* data,
-                         size_t len, std::shared_lock<std::shared_mutex>* gate);
+                         size_t len, std::shared_lock<std::shared_mutex>* gate,
+                         const Index::StageOwner& owner);
+  // How long to hold a small chunk sealed for ino now (0: not hot).
+  std::chrono::steady_clock::duration HoldFor(uint64_t ino);
   // Waits until the spill has room for bytes more (plus the reserve and
   // every reservation of other stagers); with reserve, reserves them: the
   // check and the reservation are one step under space_mu_, so stagers
@@ -197,6 +208,11 @@ class WritePipeline {
   std::vector<std::thread> sealers_;
   std::atomic<int> seals_in_flight_{0};
   std::atomic<uint64_t> clock_{0};  // orders writes for LRU eviction
+
+  // Inodes committed lately and when (NoteCommit): a leaf lock.
+  std::mutex hot_mu_;
+  std::unordered_map<uint64_t, std::chrono::steady_clock::time_point>
+      last_commit_;
 
   std::mutex space_mu_;
   std::condition_variable space_cv_;

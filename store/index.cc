@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "chunker/data_map.h"
@@ -497,15 +498,27 @@ Result<bool> Index::IsQueued(const Address& address) {
   return true;
 }
 
+Result<bool> Index::LookupForRef(const Address& address) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  auto known = IsKnown(address);
+  if (known.ok() && *known) UntrackLocked(address);
+  return known;
+}
+
 Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length,
-                                  std::span<const uint8_t> body) {
+                                  std::span<const uint8_t> body,
+                                  const StageOwner* owner) {
   std::unique_lock<std::mutex> lock(queue_mu_);
   // gc is deleting the store's object of this address: queue it only once
   // the delete is done, so the upload re-creates the object (store/gc.h).
   deleting_cv_.wait(lock, [&] { return deleting_.count(address) == 0; });
   auto known = IsKnown(address);
   if (!known.ok()) return known.status();
-  if (*known) return false;
+  if (*known) {
+    // The caller names it too: no longer one reference.
+    UntrackLocked(address);
+    return false;
+  }
   rocksdb::WriteBatch b;
   std::string len;
   PutLe(&len, length, 8);
@@ -524,7 +537,109 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length,
   pending_chunks_ += 1;
   pending_bytes_ += length;
   staged_body_bytes_ += body.size();
+  // At most this many chunks are held at once (a few hundred bytes of
+  // memory each); past it, chunks are uploaded as usual.
+  constexpr size_t kMaxHeld = 4096;
+  if (owner != nullptr && !body.empty() &&
+      owner->hold > std::chrono::steady_clock::duration::zero() &&
+      held_.size() < kMaxHeld) {
+    held_[address] = Held{owner->ino, owner->index, length,
+                          std::chrono::steady_clock::now() + owner->hold};
+    held_by_ino_[owner->ino].insert(address);
+  }
   return true;
+}
+
+void Index::UntrackLocked(const Address& address) {
+  auto it = held_.find(address);
+  if (it == held_.end()) return;
+  auto by = held_by_ino_.find(it->second.ino);
+  if (by != held_by_ino_.end()) {
+    by->second.erase(address);
+    if (by->second.empty()) held_by_ino_.erase(by);
+  }
+  held_.erase(it);
+}
+
+void Index::Retain(const Address& address) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  UntrackLocked(address);
+}
+
+std::unique_ptr<IndexView> Index::NewViewRetainingAll() {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  held_.clear();
+  held_by_ino_.clear();
+  return NewView();
+}
+
+Result<bool> Index::ClaimForUpload(const Address& address) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  if (held_.count(address) > 0) {
+    // A held chunk is dropped only while held: it is still queued.
+    UntrackLocked(address);
+    return true;
+  }
+  return IsQueued(address);
+}
+
+uint64_t Index::held_chunks() const {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return held_.size();
+}
+
+Result<uint64_t> Index::DropSuperseded(
+    uint64_t ino,
+    const std::function<bool(uint64_t index, const Address&)>& still_named) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  auto by = held_by_ino_.find(ino);
+  if (by == held_by_ino_.end()) return uint64_t{0};
+  std::vector<Address> gone;
+  auto earliest = std::chrono::steady_clock::time_point::max();
+  for (const Address& a : by->second) {
+    const Held& h = held_.at(a);
+    if (!still_named(h.index, a)) {
+      gone.push_back(a);
+      earliest = std::min(earliest, h.until);
+    }
+  }
+  if (gone.empty()) return uint64_t{0};
+  // What replaces them waits no longer than they would have: a file
+  // rewritten without a pause still has a version uploaded once per hold.
+  for (const Address& a : by->second) {
+    Held& h = held_.at(a);
+    h.until = std::min(h.until, earliest);
+  }
+  rocksdb::WriteBatch b;
+  uint64_t chunks = 0, bytes = 0, body_bytes = 0;
+  for (const Address& a : gone) {
+    const uint64_t length = held_.at(a).length;
+    UntrackLocked(a);
+    // Held means queued (completion and loss end the hold), but a check
+    // costs one read and keeps the counters right whatever happened.
+    auto queued = IsQueued(a);
+    if (!queued.ok()) return queued.status();
+    if (!*queued) continue;
+    b.Delete(AddrKey('Q', a));
+    b.Delete(AddrKey('A', a));
+    auto body = DeleteStagedBody(a, &b);
+    if (!body.ok()) return body.status();
+    body_bytes += *body;
+    bytes += length;
+    chunks += 1;
+  }
+  if (chunks == 0) return uint64_t{0};
+  {
+    std::shared_lock<std::shared_mutex> write_lock(write_mu_);
+    WAVEFS_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &b),
+                                     "drop superseded chunks"));
+  }
+  pending_chunks_ -= chunks;
+  pending_bytes_ -= bytes;
+  staged_body_bytes_ -= body_bytes;
+  superseded_chunks_ += chunks;
+  superseded_bytes_ += bytes;
+  return chunks;
 }
 
 Result<bool> Index::GetStagedBody(const Address& address,
@@ -566,8 +681,21 @@ Result<uint64_t> Index::DeleteStagedBody(const Address& address,
 }
 
 Status Index::PeekQueue(size_t max,
-                        std::vector<std::pair<Address, uint64_t>>* out) {
+                        std::vector<std::pair<Address, uint64_t>>* out,
+                        bool include_held,
+                        std::chrono::steady_clock::time_point* next_release) {
   out->clear();
+  // The holds as of now (a copy: the scan below runs without queue_mu_; a
+  // hold that ends meanwhile is seen at the next look, one that starts is
+  // of a chunk queued after the scan began).
+  std::vector<std::pair<Address, std::chrono::steady_clock::time_point>> held;
+  if (!include_held) {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& [a, h] : held_) {
+      if (h.until > now) held.emplace_back(a, h.until);
+    }
+  }
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek("Q"); it->Valid() && out->size() < max && it->key()[0] == 'Q';
@@ -575,6 +703,17 @@ Status Index::PeekQueue(size_t max,
     if (it->key().size() != 33) continue;
     Address a;
     std::memcpy(a.data(), it->key().data() + 1, a.size());
+    if (!held.empty()) {
+      // held is in address order, as the queue is.
+      auto h = std::lower_bound(
+          held.begin(), held.end(), a,
+          [](const auto& e, const Address& x) { return e.first < x; });
+      if (h != held.end() && h->first == a) {
+        if (next_release != nullptr)
+          *next_release = std::min(*next_release, h->second);
+        continue;
+      }
+    }
     std::string_view v(it->value().data(), it->value().size());
     uint64_t len = 0;
     GetLe(&v, &len, 8);
@@ -593,6 +732,7 @@ Status Index::CompleteUploads(
   rocksdb::WriteBatch b;
   uint64_t bytes = 0, body_bytes = 0;
   for (const auto& [address, length] : done) {
+    UntrackLocked(address);
     b.Delete(AddrKey('Q', address));
     b.Put(AddrKey('A', address), std::string(1, '\x02'));
     auto body = DeleteStagedBody(address, &b);
@@ -613,6 +753,7 @@ Status Index::CompleteUploads(
 
 Status Index::DropQueued(const Address& address, uint64_t length) {
   std::lock_guard<std::mutex> lock(queue_mu_);
+  UntrackLocked(address);
   rocksdb::WriteBatch b;
   b.Delete(AddrKey('Q', address));
   b.Delete(AddrKey('A', address));

@@ -25,9 +25,11 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -35,6 +37,7 @@
 #include <shared_mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "chunker/types.h"
@@ -209,23 +212,41 @@ class Index {
 
   // --- upload queue -------------------------------------------------------
   // True when the address is staged or stored (dedup: never stage it again).
+  // A caller that may turn the answer into a reference uses LookupForRef.
   Result<bool> IsKnown(const Address& address);
+  // IsKnown for a writer about to name the address (a dedup hit): a held
+  // chunk it finds can no longer be dropped (see "Held chunks" below).
+  Result<bool> LookupForRef(const Address& address);
   // Records a freshly staged chunk: queue entry + known address, unless the
   // address is already known. Returns true when it was new. A non-empty
   // body is the chunk's ciphertext, staged in the index itself ('B', in
   // the same write batch) instead of a spill file: a small chunk then costs
   // no file creation, and its bytes are exactly as durable as the records
   // that name them (one log). CompleteUploads and DropQueued delete it.
+  //
+  // owner (small chunks staged in the index only): the file slot the chunk
+  // was sealed for, and how long to hold it (see "Held chunks" below).
+  struct StageOwner {
+    uint64_t ino = 0;
+    uint64_t index = 0;  // chunk index in the file
+    std::chrono::steady_clock::duration hold{};
+  };
   Result<bool> EnqueueStaged(const Address& address, uint64_t length,
-                             std::span<const uint8_t> body = {});
+                             std::span<const uint8_t> body = {},
+                             const StageOwner* owner = nullptr);
   // The ciphertext of a chunk staged in the index; kNotFound when the
   // address has none (staged in the spill, uploaded, or unknown).
   Status ReadStagedBody(const Address& address, std::vector<uint8_t>* out);
   Result<bool> HasStagedBody(const Address& address);
   // Bytes of ciphertext staged in the index and not yet uploaded.
   uint64_t staged_body_bytes() const { return staged_body_bytes_.load(); }
-  // Up to max queued (address, length) pairs, oldest key order.
-  Status PeekQueue(size_t max, std::vector<std::pair<Address, uint64_t>>* out);
+  // Up to max queued (address, length) pairs, oldest key order. Held
+  // chunks are left out unless include_held; *next_release (when given) is
+  // lowered to the end of the earliest hold left out.
+  Status PeekQueue(
+      size_t max, std::vector<std::pair<Address, uint64_t>>* out,
+      bool include_held = true,
+      std::chrono::steady_clock::time_point* next_release = nullptr);
   // Removes the queue entry and marks the address stored.
   Status CompleteUpload(const Address& address, uint64_t length);
   // The same for many entries in one write batch.
@@ -235,6 +256,48 @@ class Index {
   Result<bool> IsQueued(const Address& address);
   uint64_t pending_chunks() const { return pending_chunks_.load(); }
   uint64_t pending_bytes() const { return pending_bytes_.load(); }
+
+  // --- held chunks (superseded before their upload) -------------------------
+  // A file rewritten again and again (a log appended to by separate opens)
+  // seals a new last chunk each time, and each would be uploaded only to
+  // be garbage a moment later. So a small chunk staged in the index for a
+  // file that is being rewritten is *held*: EnqueueStaged records its
+  // owner slot (inode, chunk index), the uploader leaves it queued until
+  // the hold ends (PeekQueue, ClaimForUpload), and when a commit of that
+  // inode no longer names it in that slot, DropSuperseded deletes its
+  // queue entry, body and address state instead.
+  //
+  // That is only safe while the owner slot is its one reference. Every
+  // other way an address gets named ends its hold for good, under
+  // queue_mu_, the lock the drop takes: a dedup lookup that finds it
+  // (LookupForRef, EnqueueStaged of the same bytes), copy_file_range and
+  // shares (Retain), an index snapshot (NewViewRetainingAll), the
+  // uploader claiming it, its completion, or its loss. A chunk dropped
+  // while a reader fetched it is gone from the index: readers look at the
+  // file's ref again after a failed fetch (fs/chunk_reader.cc). Holds live
+  // in memory only: after a restart every queued chunk is uploaded.
+  //
+  // Ends the hold of address, if it has one. The caller must hold what
+  // keeps the address from being dropped meanwhile: the lock of the file
+  // it read the address from (drops run in that file's commits).
+  void Retain(const Address& address);
+  // NewView, with every hold ended first (an index snapshot names what it
+  // sees, and its queued chunks must still arrive in the store).
+  std::unique_ptr<IndexView> NewViewRetainingAll();
+  // The uploader is about to put address: ends its hold. False when it is
+  // no longer queued (dropped since the uploader listed it).
+  Result<bool> ClaimForUpload(const Address& address);
+  // After a commit of ino: drops each chunk held for a slot of ino that
+  // still_named(index, address) says the file no longer names; the
+  // chunks of ino still held then end their hold no later than the
+  // dropped ones would have (a file rewritten without pause gets a
+  // version uploaded once per hold). Returns how many went.
+  Result<uint64_t> DropSuperseded(
+      uint64_t ino,
+      const std::function<bool(uint64_t index, const Address&)>& still_named);
+  uint64_t held_chunks() const;
+  uint64_t superseded_chunks() const { return superseded_chunks_.load(); }
+  uint64_t superseded_bytes() const { return superseded_bytes_.load(); }
 
   // --- gc coordination (the protocol and its argument: store/gc.h) -------
   // A view of everything committed so far (see IndexView).
@@ -301,6 +364,21 @@ class Index {
   Result<bool> GetStagedBody(const Address& address, rocksdb::PinnableSlice* v);
   Result<uint64_t> DeleteStagedBody(const Address& address,
                                     rocksdb::WriteBatch* b);
+  // Ends the hold of address (queue_mu_ held).
+  void UntrackLocked(const Address& address);
+
+  // Held chunks (under queue_mu_): address -> owner slot, its ciphertext
+  // length and the end of its hold; and each owner inode's held addresses.
+  struct Held {
+    uint64_t ino = 0;
+    uint64_t index = 0;
+    uint64_t length = 0;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::map<Address, Held> held_;
+  std::unordered_map<uint64_t, std::set<Address>> held_by_ino_;
+  std::atomic<uint64_t> superseded_chunks_{0};
+  std::atomic<uint64_t> superseded_bytes_{0};
 
   class FlushListener;
   std::unique_ptr<rocksdb::Env> rocks_env_;  // before db_: outlives it
@@ -312,7 +390,7 @@ class Index {
   std::shared_ptr<rocksdb::Cache> cache_;
   std::atomic<uint64_t> next_ino_{2};
   std::atomic<uint64_t> commits_{0};
-  std::mutex queue_mu_;  // serialises EnqueueStaged / CompleteUpload
+  mutable std::mutex queue_mu_;  // serialises EnqueueStaged / CompleteUpload
   // gc: addresses whose store object is being deleted (under queue_mu_);
   // EnqueueStaged of one waits on deleting_cv_.
   std::set<Address> deleting_;

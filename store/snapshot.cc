@@ -455,7 +455,8 @@ Result<TakenSnapshot> TakeSnapshot(Index* index, ChunkStore* store,
   } closer{fd};
   {
     // One RocksDB snapshot: the records and the queue are of one instant.
-    auto view = index->NewView();
+    // Its queued chunks must reach the store: no held one may be dropped.
+    auto view = index->NewViewRetainingAll();
     WAVEFS_RETURN_IF_ERROR(
         view->ForEachRecord([&](std::string_view k, std::string_view v) {
           if (k.empty()) return Status::Ok();

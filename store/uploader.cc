@@ -304,6 +304,13 @@ void Uploader::DispatchLoop() {
         const Chunk c = candidates_.front();
         candidates_.pop_front();
         if (!claimed_.insert(c.address).second) continue;
+        // Ends its hold; a held chunk dropped since it was listed (its
+        // file's next commit superseded it) is not put.
+        auto queued = index_->ClaimForUpload(c.address);
+        if (queued.ok() && !*queued) {
+          claimed_.erase(c.address);
+          continue;
+        }
         ready_.push_back(c);
         ++handed;
       }
@@ -329,9 +336,14 @@ void Uploader::DispatchLoop() {
       if (b.not_before > now) ++skip;
     }
     const uint64_t generation = queue_generation_;
+    // Held chunks (store/index.h) wait for their hold to end, except for
+    // a Drain (unmount) or Stop.
+    const bool include_held = draining_ > 0 || stop_;
+    Clock::time_point next_release = now + std::chrono::seconds(1);
     lock.unlock();
     const auto peek_start = Clock::now();
-    Status st = index_->PeekQueue(skip + want, &peek);
+    Status st =
+        index_->PeekQueue(skip + want, &peek, include_held, &next_release);
     const auto peek_end = Clock::now();
     lock.lock();
     // Spend at most ~5% of the time looking at the queue.
@@ -343,9 +355,9 @@ void Uploader::DispatchLoop() {
       continue;
     }
     // Entries that left the queue meanwhile may be listed and no longer
-    // claimed: look again. (Only the uploader removes queue entries, and
-    // only claimed ones, so an entry unclaimed now stays queued until it
-    // is handed out: candidates_ never goes stale.)
+    // claimed: look again. (The uploader removes only claimed entries; the
+    // one other removal, of a held chunk its file superseded, is caught by
+    // ClaimForUpload at hand-out.)
     if (generation != queue_generation_) continue;
     Clock::time_point next_backoff = peek_end + std::chrono::seconds(1);
     for (const auto& [address, length] : peek) {
@@ -359,7 +371,7 @@ void Uploader::DispatchLoop() {
       candidates_.push_back(Chunk{address, length});
     }
     exhausted = candidates_.empty();
-    poll_at = next_backoff;
+    poll_at = std::min(next_backoff, next_release);
   }
 }
 

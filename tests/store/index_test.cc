@@ -778,6 +778,100 @@ TEST_F(IndexTest, StagedBodyComesAndGoesWithItsQueueEntry) {
   EXPECT_EQ(index_->pending_chunks(), 0u);
 }
 
+// Held chunks: left out of the uploader's look until the hold ends,
+// dropped (queue entry, body, address) when their file's commit no longer
+// names them, and kept for good by anything else that names them.
+TEST_F(IndexTest, HeldChunksWaitAndGoOnlyWhenTheirFileReplacedThem) {
+  const std::vector<uint8_t> body(700, 0x5a);
+  const auto hour = std::chrono::hours(1);
+  auto stage = [&](uint32_t seed, uint64_t ino, uint64_t idx) {
+    const Index::StageOwner owner{ino, idx, hour};
+    auto r =
+        index_->EnqueueStaged(MakeAddress(seed), body.size(), body, &owner);
+    EXPECT_TRUE(r.ok() && *r);
+    return MakeAddress(seed);
+  };
+  const Address a = stage(1, 5, 0), b = stage(2, 5, 1), c = stage(3, 6, 0);
+  const Address plain = MakeAddress(4);
+  ASSERT_TRUE(*index_->EnqueueStaged(plain, body.size(), body));  // no owner
+  EXPECT_EQ(index_->held_chunks(), 3u);
+
+  // The uploader's look leaves them out (and says when to look again);
+  // a drain's look takes them too.
+  std::vector<std::pair<Address, uint64_t>> q;
+  auto release = std::chrono::steady_clock::now() + std::chrono::hours(2);
+  WAVEFS_ASSERT_OK(index_->PeekQueue(100, &q, false, &release));
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].first, plain);
+  EXPECT_LT(release, std::chrono::steady_clock::now() + std::chrono::hours(2));
+  WAVEFS_ASSERT_OK(index_->PeekQueue(100, &q, true));
+  EXPECT_EQ(q.size(), 4u);
+
+  // Inode 5's commit replaced chunk 0 and kept chunk 1: only a goes.
+  auto dropped = index_->DropSuperseded(
+      5, [&](uint64_t idx, const Address&) { return idx != 0; });
+  ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+  EXPECT_EQ(*dropped, 1u);
+  EXPECT_FALSE(Queued(a));
+  EXPECT_FALSE(Known(a)) << "a later stage of the same bytes queues it again";
+  EXPECT_FALSE(*index_->HasStagedBody(a));
+  EXPECT_TRUE(Queued(b));
+  EXPECT_EQ(index_->pending_chunks(), 3u);
+  EXPECT_EQ(index_->staged_body_bytes(), 3 * body.size());
+  EXPECT_EQ(index_->superseded_chunks(), 1u);
+  EXPECT_EQ(index_->superseded_bytes(), body.size());
+  // The uploader listed it before the drop: it must not put it.
+  EXPECT_FALSE(*index_->ClaimForUpload(a));
+  EXPECT_TRUE(*index_->ClaimForUpload(plain));
+
+  // Whatever else names a held chunk ends its hold for good.
+  const Address d = stage(5, 7, 0), e = stage(6, 7, 1), f = stage(7, 7, 2),
+                g = stage(8, 7, 3);
+  auto known = index_->LookupForRef(d);  // a dedup hit
+  ASSERT_TRUE(known.ok() && *known);
+  EXPECT_FALSE(*index_->EnqueueStaged(e, body.size(), body));  // the same
+  index_->Retain(f);                                           // a copy
+  EXPECT_TRUE(*index_->ClaimForUpload(g));                     // the upload
+  auto none =
+      index_->DropSuperseded(7, [](uint64_t, const Address&) { return false; });
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0u);
+  for (const Address& x : {d, e, f, g}) EXPECT_TRUE(Queued(x));
+
+  // An index snapshot's view ends every hold; so does completing b.
+  WAVEFS_ASSERT_OK(index_->CompleteUploads({{b, body.size()}}));
+  EXPECT_EQ(index_->held_chunks(), 1u);  // c
+  index_->NewViewRetainingAll();
+  EXPECT_EQ(index_->held_chunks(), 0u);
+  auto after_view =
+      index_->DropSuperseded(6, [](uint64_t, const Address&) { return false; });
+  ASSERT_TRUE(after_view.ok());
+  EXPECT_EQ(*after_view, 0u);
+  EXPECT_TRUE(Queued(c));
+
+  // A replacement waits no longer than what it replaced would have: a file
+  // rewritten without pause still gets a version uploaded once per hold.
+  const Address v1 = stage(10, 9, 0);
+  const auto before_v2 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const Address v2 = stage(11, 9, 0);  // its own hold ends after v1's
+  ASSERT_EQ(*index_->DropSuperseded(
+                9, [&](uint64_t, const Address& x) { return x == v2; }),
+            1u);
+  EXPECT_FALSE(Queued(v1));
+  auto inherited = std::chrono::steady_clock::now() + std::chrono::hours(3);
+  WAVEFS_ASSERT_OK(index_->PeekQueue(100, &q, false, &inherited));
+  EXPECT_LE(inherited, before_v2 + hour) << "v2 now ends with v1's hold";
+  EXPECT_TRUE(*index_->ClaimForUpload(v2));
+
+  // Holds live in memory only.
+  const Address h = stage(9, 8, 0);
+  Reopen();
+  EXPECT_EQ(index_->held_chunks(), 0u);
+  EXPECT_TRUE(Queued(h));
+  EXPECT_EQ(index_->pending_chunks(), 8u);  // plain, c, d, e, f, g, v2, h
+}
+
 TEST_F(IndexTest, EmptyQueueAfterReopenHasZeroCounters) {
   Reopen();
   EXPECT_EQ(index_->pending_chunks(), 0u);
