@@ -543,7 +543,7 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length,
   if (owner != nullptr && !body.empty() &&
       owner->hold > std::chrono::steady_clock::duration::zero() &&
       held_.size() < kMaxHeld) {
-    held_[address] = Held{owner->ino, owner->index, length,
+    held_[address] = Held{owner->ino, owner->index, length, body.size(),
                           std::chrono::steady_clock::now() + owner->hold};
     held_by_ino_[owner->ino].insert(address);
   }
@@ -613,19 +613,19 @@ Result<uint64_t> Index::DropSuperseded(
   rocksdb::WriteBatch b;
   uint64_t chunks = 0, bytes = 0, body_bytes = 0;
   for (const Address& a : gone) {
-    const uint64_t length = held_.at(a).length;
+    const Held h = held_.at(a);
     UntrackLocked(a);
-    // Held means queued (completion and loss end the hold), but a check
-    // costs one read and keeps the counters right whatever happened.
+    // Held means queued with its body (completion and loss end the hold),
+    // but a check costs one small read and keeps the counters right
+    // whatever happened.
     auto queued = IsQueued(a);
     if (!queued.ok()) return queued.status();
     if (!*queued) continue;
     b.Delete(AddrKey('Q', a));
     b.Delete(AddrKey('A', a));
-    auto body = DeleteStagedBody(a, &b);
-    if (!body.ok()) return body.status();
-    body_bytes += *body;
-    bytes += length;
+    b.Delete(AddrKey('B', a));
+    body_bytes += h.body_bytes;
+    bytes += h.length;
     chunks += 1;
   }
   if (chunks == 0) return uint64_t{0};

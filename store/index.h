@@ -372,7 +372,8 @@ class Index {
   struct Held {
     uint64_t ino = 0;
     uint64_t index = 0;
-    uint64_t length = 0;
+    uint64_t length = 0;      // ciphertext length (its queue entry's)
+    uint64_t body_bytes = 0;  // its 'B' record's size
     std::chrono::steady_clock::time_point until;
   };
   std::map<Address, Held> held_;
