@@ -149,12 +149,19 @@ it_log "binary $WAVEFS_BIN"
 # ---------------------------------------------------------------- processes
 
 pid_alive() {
-  # True while PID exists and is not a zombie.
-  local pid=$1 state
+  # True while any thread of PID is not a zombie. Not only the main thread:
+  # after kill -9 it turns zombie while other threads may still be exiting
+  # (one blocked in the kernel), and until the last one has, the process
+  # keeps its files: /dev/fuse (the mount is not yet seen as dead: a mount
+  # right then failed with "already a mount point") and the index lock.
+  local pid=$1 state task
   [ -n "$pid" ] || return 1
-  [ -r "/proc/$pid/status" ] || return 1
-  state=$(awk '/^State:/ {print $2; exit}' "/proc/$pid/status" 2>/dev/null) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
+  [ -d "/proc/$pid/task" ] || return 1
+  for task in /proc/"$pid"/task/*; do
+    state=$(awk '/^State:/ {print $2; exit}' "$task/status" 2>/dev/null) || continue
+    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ] && return 0
+  done
+  return 1
 }
 
 # wait_pid_exit PID SECONDS: true if PID is gone within SECONDS.
