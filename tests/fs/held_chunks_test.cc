@@ -32,6 +32,14 @@ class HeldChunksTest : public FsTest {
     WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
     *log += line;
   }
+  // A log appended to twice: its last chunk is held (the first append's
+  // is not: the file was not hot yet).
+  uint64_t HotLog(std::string* log) {
+    const uint64_t ino = Create("log");
+    Append(ino, log, "first\n");
+    Append(ino, log, "second\n");
+    return ino;
+  }
 };
 
 TEST_F(HeldChunksTest, AppendsUploadOnlyTheFirstAndTheLastTail) {
@@ -71,9 +79,7 @@ TEST_F(HeldChunksTest, AKilledDaemonUploadsWhatItHeld) {
 
 TEST_F(HeldChunksTest, AnotherFileWithTheSameBytesKeepsTheChunk) {
   std::string log;
-  const uint64_t ino = Create("log");
-  Append(ino, &log, "first\n");
-  Append(ino, &log, "second\n");  // held
+  const uint64_t ino = HotLog(&log);
   ASSERT_EQ(index_->held_chunks(), 1u);
   // A dedup hit: "copy" names the held chunk too.
   const uint64_t copy = WriteFile("copy", log);
@@ -88,9 +94,7 @@ TEST_F(HeldChunksTest, AnotherFileWithTheSameBytesKeepsTheChunk) {
 
 TEST_F(HeldChunksTest, CopyFileRangeAndExportsKeepTheChunk) {
   std::string log;
-  const uint64_t ino = Create("log");
-  Append(ino, &log, "first\n");
-  Append(ino, &log, "second\n");  // held
+  const uint64_t ino = HotLog(&log);
   ASSERT_EQ(index_->held_chunks(), 1u);
   const uint64_t dst = Create("dst");
   {
@@ -127,9 +131,7 @@ TEST_F(HeldChunksTest, CopyFileRangeAndExportsKeepTheChunk) {
 // reader reads the file as it is now instead of failing with EIO.
 TEST_F(HeldChunksTest, AReaderRacingTheDropReadsTheNewChunk) {
   std::string log;
-  const uint64_t ino = Create("log");
-  Append(ino, &log, "first\n");
-  Append(ino, &log, "second\n");  // held
+  const uint64_t ino = HotLog(&log);
   ASSERT_EQ(index_->held_chunks(), 1u);
   FsOptions options = LongHold();
   std::string appended = log;
