@@ -63,16 +63,20 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
   // Held small chunks of this file that the commit no longer names (the
   // last append's tail) go without an upload (store/index.h, "Held
   // chunks"). A failure only means they are uploaded after all.
-  auto dropped =
-      index_->DropSuperseded(f->ino, [&](uint64_t i, const Address& a) {
+  std::vector<Address> spilled;
+  auto dropped = index_->DropSuperseded(
+      f->ino,
+      [&](uint64_t i, const Address& a) {
         auto p = f->pending.find(i);
         if (p != f->pending.end())
           return !p->second.hole && p->second.address == a;
         return !(f->truncate_from && i >= *f->truncate_from);
-      });
+      },
+      &spilled);
   if (!dropped.ok())
     spdlog::warn("inode {}: superseded chunks stay queued: {}", f->ino,
                  dropped.status().ToString());
+  pipeline_->DiscardStaged(spilled);
   pipeline_->NoteCommit(f->ino);
   f->committed = f->attr;
   f->pending.clear();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "chunker/crypto.h"
 
@@ -112,16 +113,24 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
       f->cv.wait(lock);
       continue;
     }
-    // One file holds at most max_buffers_per_file buffers (dirty or being
-    // sealed), so the pool is shared fairly between files written at once.
-    if (f->dirty.size() + f->inflight.size() >= options_.max_buffers_per_file) {
-      if (f->inflight.empty()) {
-        auto lru = std::min_element(
-            f->dirty.begin(), f->dirty.end(), [](const auto& a, const auto& b) {
-              return a.second.touched < b.second.touched;
-            });
-        SubmitSeal(f, lru->first);
-      }
+    // One file holds at most max_buffers_per_file dirty buffers, as many
+    // being sealed and one more than that in all, so the pool is shared
+    // fairly between files written at once. A file written all over (more
+    // chunks than it may hold) evicts its least recently written buffer
+    // and goes on: bringing the next chunk in overlaps with that seal. A
+    // sequential writer, whose other buffers are all being sealed, waits
+    // for one as before.
+    const size_t cap = options_.max_buffers_per_file;
+    if (f->dirty.size() >= cap) {
+      auto lru = std::min_element(f->dirty.begin(), f->dirty.end(),
+                                  [](const auto& a, const auto& b) {
+                                    return a.second.touched < b.second.touched;
+                                  });
+      SubmitSeal(f, lru->first, true);
+      continue;
+    }
+    if (f->inflight.size() >= cap ||
+        f->dirty.size() + f->inflight.size() > cap) {
       f->cv.wait(lock);
       continue;
     }
@@ -189,8 +198,9 @@ WritePipeline::SealJob WritePipeline::TakeForSeal(OpenFile* f, uint64_t idx) {
   return job;
 }
 
-void WritePipeline::SubmitSeal(OpenFile* f, uint64_t idx) {
+void WritePipeline::SubmitSeal(OpenFile* f, uint64_t idx, bool early) {
   SealJob job = TakeForSeal(f, idx);
+  job.early = early;
   {
     std::lock_guard<std::mutex> sl(seal_mu_);
     seal_queue_.push_back(std::move(job));
@@ -239,6 +249,22 @@ void WritePipeline::NoteCommit(uint64_t ino) {
   last_commit_[ino] = now;
 }
 
+void WritePipeline::DiscardStaged(const std::vector<Address>& addresses) {
+  if (addresses.empty()) return;
+  for (const Address& a : addresses) {
+    Status st = spill_->Remove(a);
+    if (!st.ok())
+      spdlog::warn("cannot remove a superseded staged chunk: {}",
+                   st.ToString());
+  }
+  {
+    std::lock_guard<std::mutex> lock(space_mu_);
+    space_epoch_ += 1;
+    freed_epoch_ += 1;
+  }
+  space_cv_.notify_all();
+}
+
 std::chrono::steady_clock::duration WritePipeline::HoldFor(uint64_t ino) {
   if (options_.hot_tail_hold.count() <= 0) return {};
   std::lock_guard<std::mutex> lock(hot_mu_);
@@ -285,8 +311,7 @@ Status WritePipeline::StageCiphertext(const Address& address,
   WAVEFS_RETURN_IF_ERROR(st);
   std::span<const uint8_t> body;
   if (in_index) body = {data, len};
-  auto added =
-      index_->EnqueueStaged(address, len, body, in_index ? &owner : nullptr);
+  auto added = index_->EnqueueStaged(address, len, body, &owner);
   if (!added.ok()) return added.status();
   if (!*added && !in_index) {
     // Another copy was queued after our "not known" look. If it is still
@@ -314,8 +339,15 @@ void WritePipeline::SealAndRecord(const SealJob& job) {
   // pending, this chunk's reference is in neither the index nor the file.
   std::shared_lock<std::shared_mutex> gate(index_->ref_gate());
   if (!ref.hole) {
-    const Index::StageOwner owner{job.file->ino, job.index,
-                                  HoldFor(job.file->ino)};
+    // Held (store/index.h, "Held chunks"): a chunk whose buffer was
+    // evicted, and a file's last chunk while the file is being rewritten.
+    // Never a whole chunk written in order: a copy's chunks go up at once.
+    std::chrono::steady_clock::duration hold{};
+    if (job.early)
+      hold = options_.hot_tail_hold;
+    else if (job.len < kChunkSize)
+      hold = HoldFor(job.file->ino);
+    const Index::StageOwner owner{job.file->ino, job.index, hold};
     st = StageCiphertext(ref.address, job.buf, CiphertextSize(format, job.len),
                          &gate, owner);
   }
@@ -324,19 +356,41 @@ void WritePipeline::SealAndRecord(const SealJob& job) {
   OpenFile* f = job.file.get();
   if (hooks_ != nullptr && hooks_->seal_before_record)
     hooks_->seal_before_record(f->ino, job.index);
+  // A held chunk no commit will name: gone without an upload.
+  std::optional<Address> superseded;
   {
     std::lock_guard<std::mutex> lock(f->mu);
     if (f->discard.erase(job.index) > 0) {
       // Cut off by a truncate or a hole punch while it was sealed.
+      if (st.ok() && !ref.hole) superseded = ref.address;
     } else if (st.ok()) {
+      // The slot sealed again before a commit named its last version
+      // (pending refs are uncommitted; a commit clears them).
+      auto prev = f->pending.find(job.index);
+      if (prev != f->pending.end() && !prev->second.hole &&
+          (ref.hole || prev->second.address != ref.address))
+        superseded = prev->second.address;
       f->pending[job.index] = ref;
     } else {
       spdlog::error("inode {}: staging chunk {} failed: {}", f->ino, job.index,
                     st.ToString());
       if (f->error.ok()) f->error = st;
     }
+    if (superseded) {
+      // Under f->mu, which a copy_file_range of this file takes to
+      // retain what it shares (store/index.h, "Held chunks").
+      bool spilled = false;
+      auto dropped = index_->DropReplaced(f->ino, job.index, *superseded,
+                                          ref.address, &spilled);
+      if (!dropped.ok()) {
+        spdlog::warn("inode {}: a superseded chunk stays queued: {}", f->ino,
+                     dropped.status().ToString());
+      }
+      if (!dropped.ok() || !*dropped || !spilled) superseded.reset();
+    }
     f->inflight.erase(job.index);
   }
+  if (superseded) DiscardStaged({*superseded});
   if (gate.owns_lock()) gate.unlock();  // a failed stage may have let go
   seals_in_flight_ -= 1;
   f->cv.notify_all();
@@ -379,7 +433,7 @@ bool WritePipeline::EvictOne() {
   if (!victim) return false;
   std::lock_guard<std::mutex> lock(victim->mu);
   if (!victim->dirty.count(victim_index)) return true;  // sealed meanwhile
-  SubmitSeal(victim.get(), victim_index);
+  SubmitSeal(victim.get(), victim_index, true);
   return true;
 }
 
@@ -409,6 +463,7 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
   // (max(): they did not).
   constexpr auto kNever = std::chrono::steady_clock::time_point::max();
   auto hopeless_since = kNever;
+  bool holds_ended = false;
   while (true) {
     // Under space_mu_ from the check to the reservation: whoever checks
     // next sees this reservation.
@@ -420,6 +475,16 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
     if (hooks_ != nullptr && hooks_->space_checked)
       hooks_->space_checked(bytes, reserve, fits);
     if (fits) return Status::Ok();
+    if (!holds_ended) {
+      // Held chunks in the spill (store/index.h) wait for nothing but
+      // their hold: ending it lets the uploader free their space. Out of
+      // space_mu_, a leaf lock; then look again.
+      holds_ended = true;
+      lock.unlock();
+      if (index_->EndSpillHolds() > 0) uploader_->Notify();
+      lock.lock();
+      continue;
+    }
     // Progress: an upload freed space (maybe taken by someone else first).
     // The wait for space is a wait without progress, so it starts again.
     if (freed_epoch_ != freed_seen) {

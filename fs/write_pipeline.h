@@ -158,6 +158,10 @@ class WritePipeline {
   // A commit of ino went into the index: a small chunk sealed for it
   // within hot_tail_hold from now is held (store/index.h, "Held chunks").
   void NoteCommit(uint64_t ino);
+  // Removes the spill files of held chunks the index dropped (a failure
+  // leaves a stray file, which the next mount's recovery removes) and
+  // wakes writers waiting for spill space.
+  void DiscardStaged(const std::vector<Address>& addresses);
 
  private:
   struct SealJob {
@@ -165,9 +169,12 @@ class WritePipeline {
     uint64_t index = 0;
     uint8_t* buf = nullptr;
     uint32_t len = 0;
+    // Evicted before the file was done with it: likely written and
+    // sealed again before the file's commit, so its chunk is held.
+    bool early = false;
   };
   SealJob TakeForSeal(OpenFile* f, uint64_t index);
-  void SubmitSeal(OpenFile* f, uint64_t index);
+  void SubmitSeal(OpenFile* f, uint64_t index, bool early = false);
   void SealAndRecord(const SealJob& job);
   // gate: Index::ref_gate(), held shared; released while a fresh chunk is
   // staged and taken again before it is queued.

@@ -540,7 +540,7 @@ Result<bool> Index::EnqueueStaged(const Address& address, uint64_t length,
   // At most this many chunks are held at once (a few hundred bytes of
   // memory each); past it, chunks are uploaded as usual.
   constexpr size_t kMaxHeld = 4096;
-  if (owner != nullptr && !body.empty() &&
+  if (owner != nullptr &&
       owner->hold > std::chrono::steady_clock::duration::zero() &&
       held_.size() < kMaxHeld) {
     held_[address] = Held{owner->ino, owner->index, length, body.size(),
@@ -564,6 +564,15 @@ void Index::UntrackLocked(const Address& address) {
 void Index::Retain(const Address& address) {
   std::lock_guard<std::mutex> lock(queue_mu_);
   UntrackLocked(address);
+}
+
+size_t Index::EndSpillHolds() {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  std::vector<Address> ended;
+  for (const auto& [a, h] : held_)
+    if (h.body_bytes == 0) ended.push_back(a);
+  for (const Address& a : ended) UntrackLocked(a);
+  return ended.size();
 }
 
 std::unique_ptr<IndexView> Index::NewViewRetainingAll() {
@@ -590,7 +599,8 @@ uint64_t Index::held_chunks() const {
 
 Result<uint64_t> Index::DropSuperseded(
     uint64_t ino,
-    const std::function<bool(uint64_t index, const Address&)>& still_named) {
+    const std::function<bool(uint64_t index, const Address&)>& still_named,
+    std::vector<Address>* spilled) {
   std::lock_guard<std::mutex> lock(queue_mu_);
   auto by = held_by_ino_.find(ino);
   if (by == held_by_ino_.end()) return uint64_t{0};
@@ -610,20 +620,48 @@ Result<uint64_t> Index::DropSuperseded(
     Held& h = held_.at(a);
     h.until = std::min(h.until, earliest);
   }
+  return DropHeldLocked(gone, spilled);
+}
+
+Result<bool> Index::DropReplaced(uint64_t ino, uint64_t index,
+                                 const Address& old, const Address& replacement,
+                                 bool* spilled) {
+  *spilled = false;
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  auto it = held_.find(old);
+  if (it == held_.end() || it->second.ino != ino || it->second.index != index)
+    return false;
+  // The slot's next version waits no longer than this one would have.
+  auto next = held_.find(replacement);
+  if (next != held_.end() && next->second.ino == ino &&
+      next->second.index == index)
+    next->second.until = std::min(next->second.until, it->second.until);
+  std::vector<Address> in_spill;
+  auto dropped = DropHeldLocked({old}, &in_spill);
+  if (!dropped.ok()) return dropped.status();
+  *spilled = !in_spill.empty();
+  return *dropped > 0;
+}
+
+Result<uint64_t> Index::DropHeldLocked(const std::vector<Address>& gone,
+                                       std::vector<Address>* spilled) {
   rocksdb::WriteBatch b;
   uint64_t chunks = 0, bytes = 0, body_bytes = 0;
+  std::vector<Address> from_spill;
   for (const Address& a : gone) {
     const Held h = held_.at(a);
     UntrackLocked(a);
-    // Held means queued with its body (completion and loss end the hold),
-    // but a check costs one small read and keeps the counters right
-    // whatever happened.
+    // Held means queued (completion and loss end the hold), but a check
+    // costs one small read and keeps the counters right whatever happened.
     auto queued = IsQueued(a);
     if (!queued.ok()) return queued.status();
     if (!*queued) continue;
     b.Delete(AddrKey('Q', a));
     b.Delete(AddrKey('A', a));
-    b.Delete(AddrKey('B', a));
+    if (h.body_bytes > 0)
+      b.Delete(AddrKey('B', a));
+    else
+      from_spill.push_back(a);
     body_bytes += h.body_bytes;
     bytes += h.length;
     chunks += 1;
@@ -639,6 +677,8 @@ Result<uint64_t> Index::DropSuperseded(
   staged_body_bytes_ -= body_bytes;
   superseded_chunks_ += chunks;
   superseded_bytes_ += bytes;
+  if (spilled != nullptr)
+    spilled->insert(spilled->end(), from_spill.begin(), from_spill.end());
   return chunks;
 }
 

@@ -224,8 +224,8 @@ class Index {
   // no file creation, and its bytes are exactly as durable as the records
   // that name them (one log). CompleteUploads and DropQueued delete it.
   //
-  // owner (small chunks staged in the index only): the file slot the chunk
-  // was sealed for, and how long to hold it (see "Held chunks" below).
+  // owner: the file slot the chunk was sealed for, and how long to hold it
+  // (see "Held chunks" below; no hold when owner->hold is zero).
   struct StageOwner {
     uint64_t ino = 0;
     uint64_t index = 0;  // chunk index in the file
@@ -260,12 +260,16 @@ class Index {
   // --- held chunks (superseded before their upload) -------------------------
   // A file rewritten again and again (a log appended to by separate opens)
   // seals a new last chunk each time, and each would be uploaded only to
-  // be garbage a moment later. So a small chunk staged in the index for a
-  // file that is being rewritten is *held*: EnqueueStaged records its
-  // owner slot (inode, chunk index), the uploader leaves it queued until
-  // the hold ends (PeekQueue, ClaimForUpload), and when a commit of that
-  // inode no longer names it in that slot, DropSuperseded deletes its
-  // queue entry, body and address state instead.
+  // be garbage a moment later; so does a chunk whose dirty buffer was
+  // evicted before the file's commit (random writes over more chunks than
+  // a file has buffers), every time a write brings it back. So such a
+  // chunk is *held* (fs/write_pipeline.cc says which): EnqueueStaged
+  // records its owner slot (inode, chunk index), the uploader leaves it
+  // queued until the hold ends (PeekQueue, ClaimForUpload), and when a
+  // commit of that inode no longer names it in that slot (DropSuperseded),
+  // or the file seals that slot again before any commit named it
+  // (DropReplaced), its queue entry, body and address state are deleted
+  // instead. A chunk staged in the spill is then the caller's to remove.
   //
   // That is only safe while the owner slot is its one reference. Every
   // other way an address gets named ends its hold for good, under
@@ -281,6 +285,9 @@ class Index {
   // keeps the address from being dropped meanwhile: the lock of the file
   // it read the address from (drops run in that file's commits).
   void Retain(const Address& address);
+  // Ends the hold of every chunk staged in the spill (it takes space there
+  // that writers wait for); returns how many.
+  size_t EndSpillHolds();
   // NewView, with every hold ended first (an index snapshot names what it
   // sees, and its queued chunks must still arrive in the store).
   std::unique_ptr<IndexView> NewViewRetainingAll();
@@ -292,9 +299,20 @@ class Index {
   // chunks of ino still held then end their hold no later than the
   // dropped ones would have (a file rewritten without pause gets a
   // version uploaded once per hold). Returns how many went.
+  // Addresses of dropped chunks that were staged in the spill, not the
+  // index, go into *spilled (when given).
   Result<uint64_t> DropSuperseded(
       uint64_t ino,
-      const std::function<bool(uint64_t index, const Address&)>& still_named);
+      const std::function<bool(uint64_t index, const Address&)>& still_named,
+      std::vector<Address>* spilled = nullptr);
+  // Slot (ino, index) of an open file was sealed again as replacement
+  // before a commit named old: drops old if it is still held for that
+  // slot, and replacement (when held) ends its hold no later than old
+  // would have. True when old went; *spilled says whether it was staged in
+  // the spill. The caller holds the file's lock, under which old was the
+  // slot's uncommitted ref.
+  Result<bool> DropReplaced(uint64_t ino, uint64_t index, const Address& old,
+                            const Address& replacement, bool* spilled);
   uint64_t held_chunks() const;
   uint64_t superseded_chunks() const { return superseded_chunks_.load(); }
   uint64_t superseded_bytes() const { return superseded_bytes_.load(); }
@@ -366,6 +384,11 @@ class Index {
                                     rocksdb::WriteBatch* b);
   // Ends the hold of address (queue_mu_ held).
   void UntrackLocked(const Address& address);
+  // Deletes the records of held chunks gone (queue_mu_ held), ends their
+  // holds and counts them as superseded; appends the spill-staged ones to
+  // *spilled. Returns how many were still queued.
+  Result<uint64_t> DropHeldLocked(const std::vector<Address>& gone,
+                                  std::vector<Address>* spilled);
 
   // Held chunks (under queue_mu_): address -> owner slot, its ciphertext
   // length and the end of its hold; and each owner inode's held addresses.

@@ -1,9 +1,13 @@
-// Held chunks (store/index.h): the small last chunk of a file committed
-// again and again (a log appended to by separate opens) waits before its
-// upload and is dropped when the file's next commit replaces it; any other
-// reference to it keeps it, and a reader racing the drop reads the new
-// chunk, never EIO.
+// Held chunks (store/index.h): the last chunk of a file committed again and
+// again (a log appended to by separate opens), and a chunk evicted before
+// its file's commit, waits before its upload and is dropped when the next
+// version replaces it; any other reference to it keeps it, and a reader
+// racing the drop reads the new chunk, never EIO.
 #include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "fs_fixture.h"
 
@@ -158,6 +162,26 @@ TEST_F(HeldChunksTest, AReaderRacingTheDropReadsTheNewChunk) {
   EXPECT_EQ(ReadFile(ino), appended);
 }
 
+// A last chunk too big for the index (over 64 KiB of ciphertext) is
+// staged in the spill: held the same way, and its spill file goes with it.
+TEST_F(HeldChunksTest, ATailStagedInTheSpillIsHeldToo) {
+  std::string log;
+  const uint64_t ino = Create("log");
+  Append(ino, &log, RandomBytes(100 << 10, 7));
+  for (int i = 0; i < 10; ++i)
+    Append(ino, &log, "line " + std::to_string(i) + "\n");
+  EXPECT_EQ(index_->superseded_chunks(), 9u);
+  EXPECT_EQ(index_->held_chunks(), 1u);
+  EXPECT_EQ(index_->staged_body_bytes(), 0u) << "staged in the spill";
+  EXPECT_LE(SpillCount(), 2u) << "the replaced versions' files are gone";
+  EXPECT_EQ(ReadFile(ino), log);
+  Drain();
+  EXPECT_EQ(memory_->object_count(), 2u);
+  EXPECT_EQ(SpillCount(), 0u);
+  KillAndMount(LongHold());
+  EXPECT_EQ(ReadFile(ino), log);
+}
+
 // The hold is what keeps a chunk from the uploader: without one (0), every
 // version goes up as before.
 TEST_F(HeldChunksTest, ZeroHoldUploadsEveryVersion) {
@@ -173,6 +197,191 @@ TEST_F(HeldChunksTest, ZeroHoldUploadsEveryVersion) {
   EXPECT_EQ(memory_->object_count(), 10u);
   Remount(options);
   EXPECT_EQ(ReadFile(ino), log);
+}
+
+// --- chunks evicted before the file's commit ---------------------------------
+// A file written all over, with more chunks than it may hold in buffers,
+// has its least recently written buffer sealed and staged before the close
+// (evicted), and every later write to that chunk seals it again. Each such
+// version is held, and dropped (queue entry and spill file) when the next
+// one replaces it, so only what the close commits goes up.
+class EvictedChunksTest : public HeldChunksTest {
+ protected:
+  static FsOptions TwoBuffers(FsOptions o) {
+    o.dirty_buffers = 4;
+    o.max_buffers_per_file = 2;
+    return o;
+  }
+  void SetUp() override {
+    FsTest::SetUp();
+    Remount(TwoBuffers(LongHold()));
+  }
+  // Rounds of one small write to each of six chunks, chunk after chunk:
+  // with two buffers each write evicts a chunk, which the next round
+  // brings back. Each chunk ends up over 64 KiB, so it is staged in the
+  // spill, not the index. Returns what the file holds.
+  std::string WriteAllOver(FileHandle* h, std::string model, int rounds,
+                           uint64_t seed) {
+    for (int r = 0; r < rounds; ++r) {
+      for (uint64_t c = 0; c < 6; ++c) {
+        const uint64_t at = c * kC + 200000 + r * 7919;
+        const std::string piece = RandomBytes(1000, seed + r * 6 + c);
+        WriteAt(h, at, piece);
+        if (model.size() < at + piece.size())
+          model.resize(at + piece.size(), '\0');
+        model.replace(at, piece.size(), piece);
+      }
+    }
+    return model;
+  }
+};
+
+TEST_F(EvictedChunksTest, OnlyTheVersionTheCloseCommitsGoesUp) {
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  const std::string model = WriteAllOver(h.get(), "", 4, 100);
+  // Before the close: each chunk's versions but the last two (the one
+  // maybe still being sealed, and the one before) are gone already, and
+  // nothing went up.
+  EXPECT_GE(index_->superseded_chunks(), 12u);
+  EXPECT_EQ(memory_->object_count(), 0u);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  // Four versions of each of six chunks, three of each replaced before
+  // any commit named them: never uploaded, their spill files gone.
+  EXPECT_EQ(index_->superseded_chunks(), 18u);
+  EXPECT_LE(SpillCount(), 6u);
+  EXPECT_EQ(ReadFile(ino), model);
+  Drain();
+  EXPECT_EQ(memory_->object_count(), 6u);
+  EXPECT_EQ(SpillCount(), 0u);
+  Remount(TwoBuffers(LongHold()));
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
+// The hold is what keeps evicted versions from the uploader: without one,
+// every version goes up as before.
+TEST_F(EvictedChunksTest, ZeroHoldUploadsEveryEvictedVersion) {
+  FsOptions options = TwoBuffers(TestOptions());
+  options.hot_tail_hold = 0ms;
+  Remount(options);
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  const std::string model = WriteAllOver(h.get(), "", 4, 200);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(index_->superseded_chunks(), 0u);
+  Drain();
+  EXPECT_EQ(memory_->object_count(), 24u);
+  Remount(options);
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
+// A writer that evicts one of its own buffers goes on with the next chunk
+// while that buffer is sealed: the seal is held up here until the write
+// that evicted it has returned.
+TEST_F(EvictedChunksTest, TheWriteThatEvictsDoesNotWaitForTheSeal) {
+  const uint64_t ino = Create("f");
+  std::mutex mu;
+  std::condition_variable cv;
+  bool armed = false, write_done = false, held_up = false, timed_out = false;
+  FsOptions options = TwoBuffers(LongHold());
+  options.hooks.seal_before_record = [&](uint64_t i, uint64_t index) {
+    if (i != ino || index != 0) return;
+    std::unique_lock<std::mutex> lock(mu);
+    if (!armed) return;
+    held_up = true;
+    timed_out = !cv.wait_for(lock, 20s, [&] { return write_done; });
+  };
+  Remount(options);
+  auto h = OpenH(ino);
+  const std::string data = RandomBytes(3 * kC, 600);
+  WriteAt(h.get(), 0, data.substr(0, 1000));
+  WriteAt(h.get(), kC, data.substr(kC, 1000));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    armed = true;
+  }
+  // Chunk 2 evicts chunk 0, whose seal waits for this write.
+  WriteAt(h.get(), 2 * kC, data.substr(2 * kC, 1000));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    write_done = true;
+  }
+  cv.notify_all();
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_TRUE(held_up) << "chunk 0 was not evicted by the third chunk";
+    EXPECT_FALSE(timed_out) << "the write waited for the seal it started";
+  }
+  std::string model(2 * kC + 1000, '\0');
+  for (uint64_t c = 0; c < 3; ++c)
+    model.replace(c * kC, 1000, data.substr(c * kC, 1000));
+  Remount(TwoBuffers(LongHold()));
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
+// A daemon killed while a file it had committed is being rewritten all
+// over: the file is as its last close left it, and what was held (never
+// committed) is uploaded after the restart, not lost from the queue.
+TEST_F(EvictedChunksTest, AKilledWriterLeavesTheClosedFile) {
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  const std::string closed = WriteAllOver(h.get(), "", 1, 300);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  h = OpenH(ino);
+  WriteAllOver(h.get(), closed, 3, 400);
+  EXPECT_GT(index_->held_chunks(), 0u);
+  EXPECT_GT(index_->superseded_chunks(), 0u);
+  h.reset();  // the kill: no release, no commit
+  KillAndMount(TwoBuffers(LongHold()));
+  EXPECT_TRUE(SameBytes(closed, ReadFile(ino)));
+  Drain();
+  EXPECT_EQ(index_->pending_chunks(), 0u);
+  EXPECT_EQ(SpillCount(), 0u);
+  Remount(TwoBuffers(LongHold()));
+  EXPECT_TRUE(SameBytes(closed, ReadFile(ino)));
+}
+
+// A reader gets chunk 0's ref (an evicted version, staged in the spill),
+// releases the file's lock to fetch it, and meanwhile a writer brings the
+// chunk back, changes it and evicts it again, which drops the version the
+// reader was about to fetch: the reader reads the new one, never EIO.
+TEST_F(EvictedChunksTest, AReaderRacingTheDropReadsTheNewVersion) {
+  const uint64_t ino = Create("f");
+  std::unique_ptr<FileHandle> w;
+  std::string model;
+  const std::string piece = RandomBytes(4096, 501);
+  bool armed = false, dropped = false;
+  int fired = 0;
+  FsOptions options = TwoBuffers(LongHold());
+  options.hooks.read_unlocked = [&](uint64_t i, uint64_t index) {
+    if (i != ino || index != 0 || !armed || fired++ > 0) return;
+    const uint64_t before = index_->superseded_chunks();
+    WriteAt(w.get(), 1000, piece);
+    // Two more chunks evict chunk 0 (the least recently written).
+    WriteAt(w.get(), 1 * kC + 200000, model.substr(1 * kC + 200000, 10));
+    WriteAt(w.get(), 2 * kC + 200000, model.substr(2 * kC + 200000, 10));
+    for (int t = 0; t < 1000 && index_->superseded_chunks() == before; ++t)
+      std::this_thread::sleep_for(10ms);
+    dropped = index_->superseded_chunks() > before;
+  };
+  Remount(options);
+  w = OpenH(ino);
+  model = WriteAllOver(w.get(), "", 1, 500);
+  std::string changed = model;
+  changed.replace(1000, piece.size(), piece);
+  ASSERT_GT(index_->held_chunks(), 0u) << "chunk 0 was evicted and held";
+  armed = true;
+  auto r = OpenH(ino);
+  const std::string got = ReadAt(r.get(), 0, 300000);
+  EXPECT_TRUE(dropped) << "the version the read fetched was not dropped";
+  EXPECT_GE(fired, 2) << "the hook ran for the first fetch and the retry";
+  EXPECT_TRUE(SameBytes(changed.substr(0, 300000), got));
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(r)));
+  WAVEFS_EXPECT_OK(fs_->Release(std::move(w)));
+  Drain();
+  Remount(TwoBuffers(LongHold()));
+  EXPECT_TRUE(SameBytes(changed, ReadFile(ino)));
 }
 
 }  // namespace

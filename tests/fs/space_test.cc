@@ -143,6 +143,40 @@ class FsSpaceTest : public FsTest {
   std::function<void()> on_stage_;
 };
 
+// Chunks held in the spill (store/index.h, "Held chunks": here versions of
+// a file written all over, evicted before its close, with a hold of an
+// hour) must not keep writers from the space they take: a spill with room
+// for three chunks, a file of six whose every chunk is evicted and brought
+// back four times, and --space-wait of 2 s. Writers short of space end the
+// holds, the uploads free the space, and every write succeeds.
+TEST_F(FsSpaceTest, HeldChunksGiveWayWhenTheSpillIsShort) {
+  FsOptions o = TestOptions();
+  o.dirty_buffers = 4;
+  o.max_buffers_per_file = 2;
+  o.space_wait = 2s;
+  o.hot_tail_hold = std::chrono::hours(1);
+  MountOnDisk(3 * kChunkOnDisk, o, FsHooks{});
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  std::string model;
+  for (int r = 0; r < 4; ++r) {
+    for (uint64_t c = 0; c < 6; ++c) {
+      const uint64_t at = c * kC + kC - 2000 + r * 100;
+      const std::string piece = RandomBytes(1000, 1000 + r * 6 + c);
+      WriteAt(h.get(), at, piece);
+      if (model.size() < at + piece.size())
+        model.resize(at + piece.size(), '\0');
+      model.replace(at, piece.size(), piece);
+    }
+  }
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(disk_->overflows(), 0);
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+  Drain();
+  Remount();
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
 // Regression (issue 9: it_full_disk got ENOSPC while uploads were freeing
 // space). Eight writers on a spill with room for two chunks. The first
 // round of the eight seal threads all look at the free space before any of

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# A file that already exists, written all over through one open file (as
+# fio, a torrent client or a database does): more chunks than the file may
+# hold in buffers, so a chunk's buffer is sealed and staged before the
+# close and brought back by the next write to it. Every step reads back
+# equal to a local copy written the same way; the versions replaced before
+# the close are dropped, never uploaded; a writer killed before its close
+# leaves the file as it was closed last; unmount and remount lose nothing.
+source "$(dirname "$0")/lib.sh"
+
+writer="$(dirname "$0")/random_writer.py"
+wfs_init
+# Holds longer than the test: only a replacement, a commit, a drain or a
+# kill ends one, so what reaches the store does not depend on timing.
+wfs_mount --tail-hold 3600
+mkdir -p "$SRC"
+
+# 10 chunks, copied in: uploaded as they are (a copy is never held).
+make_random "$SRC/f" 40M 71
+check "cp of a 40 MiB file" cp "$SRC/f" "$MNT/f"
+wfs_unmount
+expect_eq "chunks in the store after the copy" 10 "$(store_chunk_count)"
+wfs_mount --tail-hold 3600
+
+# 200 writes of 4 KiB-1 MiB at random offsets, through one open file.
+check "200 random writes" python3 "$writer" 1 200 "$SRC/f" "$MNT/f"
+check "the file reads back equal after the writes" cmp "$SRC/f" "$MNT/f"
+superseded=$(stat_get superseded_chunks)
+it_log "versions replaced before the close: $superseded"
+expect_le "versions dropped unuploaded" 50 "$superseded"
+check "and again after a drop of the page cache" bash -c "echo 3 >/proc/sys/vm/drop_caches && cmp '$SRC/f' '$MNT/f'"
+wfs_unmount
+# The copy's 10 chunks plus at most one version of each chunk the writes
+# touched (the old ones are gc's): no replaced version went up.
+expect_le "chunks in the store after the writes" "$(store_chunk_count)" 20
+wfs_mount --tail-hold 3600
+check "the file equals the local copy after a remount" cmp "$SRC/f" "$MNT/f"
+
+# A writer killed by SIGKILL: the kernel closes its file for it, so its
+# writes are in.
+rc=0
+python3 "$writer" 2 100 "$SRC/f" "$MNT/f" --kill-self || rc=$?
+expect_eq "the writer's exit status (SIGKILL)" 137 "$rc"
+check "the file equals the local copy after the writer was killed" cmp "$SRC/f" "$MNT/f"
+
+# The daemon killed while a writer still has the file open after more
+# writes (never closed, so never committed): the file is as its last close
+# left it, and the next daemon uploads what was queued.
+cp "$SRC/f" "$SRC/f.closed"
+python3 "$writer" 3 100 "$SRC/f" "$MNT/f" --hold "$T/written" &
+wpid=$!
+for _ in $(seq 1 600); do
+  [ -e "$T/written" ] && break
+  pid_alive "$wpid" || break
+  sleep 0.1
+done
+[ -e "$T/written" ] || fail "the writer did not finish its writes"
+it_log "held while the writer keeps the file open: $(stat_get held_chunks)"
+pid=$DAEMON_PID
+kill -9 "$pid"
+wait_pid_exit "$pid" 10 || fail "daemon $pid survived kill -9"
+kill -9 "$wpid" 2>/dev/null || true
+wait "$wpid" 2>/dev/null || true
+wfs_mount --tail-hold 3600
+drop_caches
+check "after kill -9 the file is as its last close left it" cmp "$SRC/f.closed" "$MNT/f"
+wfs_unmount
+expect_eq "nothing left staged after the unmount" 0 "$(spill_count)"
+wfs_mount
+check "the file equals its last closed version from the store" cmp "$SRC/f.closed" "$MNT/f"
+wfs_unmount
+pass "random writes through one open file: equal to a local copy at every step, replaced versions never uploaded, kills lose nothing closed"
