@@ -13,6 +13,9 @@ wfs_init
 wfs_mount --tail-hold 3600
 mkdir -p "$SRC"
 
+# The log exists before the reader starts: a read must never fail.
+: >"$SRC/log"
+: >"$MNT/log"
 # A reader that reads the log over and over while it grows: each read must
 # succeed and be a prefix of the final log (checked at the end).
 reads="$T/reads"
@@ -26,8 +29,6 @@ mkdir -p "$reads"
 ) &
 reader=$!
 
-: >"$SRC/log"
-: >"$MNT/log"
 for i in $(seq 1 300); do
   echo "line $i of a log that keeps growing" >>"$MNT/log"
   echo "line $i of a log that keeps growing" >>"$SRC/log"
