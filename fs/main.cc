@@ -126,9 +126,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   mount
       ->add_option("--tail-hold", mo.tail_hold_s,
-                   "Seconds the small last chunk of a file that keeps being "
-                   "rewritten (appends) waits before its upload; replaced "
-                   "meanwhile, it is never uploaded (0: upload every version)")
+                   "Seconds a chunk likely to be replaced soon waits before "
+                   "its upload (the last chunk of a file that keeps being "
+                   "rewritten, a chunk evicted before its file's close); "
+                   "replaced meanwhile, it is never uploaded (0: upload "
+                   "every version)")
       ->capture_default_str();
   mount->add_flag("--writeback-cache", mo.writeback_cache,
                   "Let the kernel gather small writes in its page cache and "
