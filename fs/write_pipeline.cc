@@ -34,12 +34,7 @@ WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
       tails_(options.tail_cache_bytes, options.tail_cache_entry) {
   pool_.SetEvictCallback([this] { return EvictOne(); });
   uploader_->SetSpaceFreedCallback([this] {
-    {
-      std::lock_guard<std::mutex> lock(space_mu_);
-      space_epoch_ += 1;
-      freed_epoch_ += 1;
-    }
-    space_cv_.notify_all();
+    NoteSpaceFreed();
     if (hooks_ != nullptr && hooks_->space_freed) hooks_->space_freed();
   });
   for (int i = 0; i < std::max(1, options_.seal_threads); ++i)
@@ -257,6 +252,10 @@ void WritePipeline::DiscardStaged(const std::vector<Address>& addresses) {
       spdlog::warn("cannot remove a superseded staged chunk: {}",
                    st.ToString());
   }
+  NoteSpaceFreed();
+}
+
+void WritePipeline::NoteSpaceFreed() {
   {
     std::lock_guard<std::mutex> lock(space_mu_);
     space_epoch_ += 1;

@@ -194,6 +194,9 @@ class WritePipeline {
   Result<uint64_t> FreeBytes() const;
   std::chrono::steady_clock::time_point SpaceNow() const;
   void Unreserve(uint64_t bytes);
+  // Spill space came back (an upload, a dropped chunk): wakes the writers
+  // waiting for it, and counts as progress for --space-wait.
+  void NoteSpaceFreed();
   bool EvictOne();
   void SealerLoop();
 
