@@ -105,6 +105,13 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
       continue;
     }
     auto d = f->dirty.find(idx);
+    if (d != f->dirty.end() && d->second.paged_out()) {
+      // Back into a buffer (may release the lock): then read it there.
+      if (!page_in_)
+        return Status::Error(Code::kIo, "a paged-out buffer with no page-in");
+      WAVEFS_RETURN_IF_ERROR(page_in_(f, idx, lock));
+      continue;
+    }
     if (d != f->dirty.end()) {
       const uint64_t have =
           in < d->second.len ? std::min<uint64_t>(n, d->second.len - in) : 0;

@@ -95,6 +95,11 @@ class ChunkReader {
   // segments it covers, one request, however it sits against the windows.
   void DisableReadWindows() { read_window_.store(0); }
   uint64_t read_window() const { return read_window_.load(); }
+  // How a read brings a paged-out dirty buffer back (fs/page_out.h):
+  // WritePipeline::AcquireDirty, set once before any read.
+  using PageInFn = std::function<Status(OpenFile*, uint64_t index,
+                                        std::unique_lock<std::mutex>& lock)>;
+  void SetPageIn(PageInFn page_in) { page_in_ = std::move(page_in); }
 
  private:
   // The ciphertext object (range: {offset, length} of it; none: all), from
@@ -131,6 +136,7 @@ class ChunkReader {
   std::vector<std::thread> prefetchers_;
   std::atomic<uint64_t> segment_reads_{0};
   std::atomic<uint64_t> read_window_;  // options_.read_window until disabled
+  PageInFn page_in_;
 };
 
 }  // namespace wavefs

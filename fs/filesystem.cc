@@ -24,6 +24,7 @@ WriteOptions WriteOptionsOf(const FsOptions& o) {
   w.index_stage_max = o.index_stage_max;
   w.index_stage_cap = o.index_stage_cap;
   w.hot_tail_hold = o.hot_tail_hold;
+  w.page_out_slots = o.page_out_slots;
   return w;
 }
 
@@ -564,6 +565,9 @@ std::string Filesystem::StatsText(const std::string& extra) {
   }
   add("segment_reads", std::to_string(reader_.segment_reads()));
   add("tail_cache_hits", std::to_string(pipeline_.tail_cache_hits()));
+  add("page_outs", std::to_string(pipeline_.page_outs()));
+  add("page_ins", std::to_string(pipeline_.page_ins()));
+  add("paged_out", std::to_string(pipeline_.paged_out()));
   if (counts_ != nullptr) {
     add("store_puts", std::to_string(counts_->puts()));
     add("store_bytes_got", std::to_string(counts_->bytes_got()));

@@ -16,8 +16,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "wavefs 0.1.0");
 
-  std::string store, key_file, mountpoint, memory_limit = "64M",
-                                           spill_reserve = "64M";
+  std::string store, key_file, mountpoint,
+      memory_limit = "64M", spill_reserve = "64M", page_out = "1G";
   bool watch = false;
   MountOptions mo;
 
@@ -131,6 +131,13 @@ int main(int argc, char** argv) {
                    "rewritten, a chunk evicted before its file's close); "
                    "replaced meanwhile, it is never uploaded (0: upload "
                    "every version)")
+      ->capture_default_str();
+  mount
+      ->add_option("--page-out", page_out,
+                   "Spill space where buffers of files written all over "
+                   "wait, encrypted under a key of this process, until "
+                   "their next write, instead of being sealed as chunks at "
+                   "each eviction (0: seal them)")
       ->capture_default_str();
   mount->add_flag("--writeback-cache", mo.writeback_cache,
                   "Let the kernel gather small writes in its page cache and "
@@ -279,8 +286,14 @@ int main(int argc, char** argv) {
       return std::fprintf(stderr, "wavefs: --spill-reserve: %s\n",
                           reserve.status().message().c_str()),
              2;
+    auto paging = wavefs::ParseSize(page_out);
+    if (!paging.ok())
+      return std::fprintf(stderr, "wavefs: --page-out: %s\n",
+                          paging.status().message().c_str()),
+             2;
     mo.memory_limit = *limit;
     mo.spill_reserve = *reserve;
+    mo.page_out = *paging;
     if (helper == wavefs::HelperKind::kMount)
       return helper_call.fake
                  ? 0

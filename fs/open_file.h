@@ -30,6 +30,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chunker/page_cipher.h"
 #include "chunker/types.h"
 #include "store/index.h"
 #include "util/status.h"
@@ -40,12 +41,19 @@ struct FileHandle;
 
 struct OpenFile {
   struct Dirty {
+    // Null while paged out (fs/page_out.h): the plaintext then waits,
+    // sealed under the process's page key, in slot page_slot (page_len
+    // bytes; len may have been cut shorter since by a truncate).
     uint8_t* buf = nullptr;
     uint32_t len = 0;      // valid plaintext bytes; past it reads as zeros
     uint64_t touched = 0;  // write clock at the last write (LRU eviction)
     // End of the run of writes that went in order from offset 0: when it
     // reaches the chunk's end a sequential writer is done with the chunk.
     uint32_t in_order = 0;
+    uint32_t page_slot = 0;
+    uint32_t page_len = 0;
+    PageSeal page;
+    bool paged_out() const { return buf == nullptr; }
   };
 
   explicit OpenFile(const InodeAttr& a) : ino(a.ino), attr(a), committed(a) {}
@@ -59,7 +67,12 @@ struct OpenFile {
   InodeAttr committed;  // the record as the index holds it
   bool attr_dirty = false;
   bool unlinked = false;  // last link gone: records go at the last unpin
-  std::map<uint64_t, Dirty> dirty;       // chunk index -> plaintext buffer
+  std::map<uint64_t, Dirty> dirty;  // chunk index -> plaintext buffer
+  size_t paged_out = 0;             // entries of `dirty` that are paged out
+  int page_outs = 0;  // buffers being paged out right now (in inflight)
+  // Commits in progress (WritePipeline::SealAll): while > 0 an evicted
+  // buffer of this file is sealed, never paged out.
+  int no_page_out = 0;
   std::map<uint64_t, ChunkRef> pending;  // sealed and staged, not committed
   std::set<uint64_t> inflight;           // being sealed right now
   // Seals in flight whose result must be thrown away: their chunk was cut

@@ -66,6 +66,9 @@ struct MountOptions {
   // log appended to by separate opens) waits before its upload, dropped if
   // the file's next commit replaces it (FsOptions::hot_tail_hold; 0: off).
   int tail_hold_s = 2;
+  // Spill space for paged-out buffers (FsOptions::page_out_slots, in
+  // bytes; 0: off).
+  uint64_t page_out = 1ull << 30;
   // The kernel's writeback cache (FUSE_CAP_WRITEBACK_CACHE): writes land in
   // the page cache and reach the daemon in max_write pieces at close,
   // fsync, or writeback; the kernel owns size and mtime. Off by default:

@@ -31,8 +31,13 @@ WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
       options_(options),
       hooks_(hooks),
       pool_(options.dirty_buffers, kMaxCiphertextSize),
-      tails_(options.tail_cache_bytes, options.tail_cache_entry) {
+      tails_(options.tail_cache_bytes, options.tail_cache_entry),
+      pages_(spill->dir(), options.page_out_slots) {
   pool_.SetEvictCallback([this] { return EvictOne(); });
+  reader_->SetPageIn(
+      [this](OpenFile* f, uint64_t index, std::unique_lock<std::mutex>& lock) {
+        return AcquireDirty(f, index, lock);
+      });
   uploader_->SetSpaceFreedCallback([this] {
     NoteSpaceFreed();
     if (hooks_ != nullptr && hooks_->space_freed) hooks_->space_freed();
@@ -51,8 +56,18 @@ WritePipeline::~WritePipeline() {
   uploader_->SetSpaceFreedCallback(nullptr);
 }
 
+void WritePipeline::FreeDirty(OpenFile* f, OpenFile::Dirty& d) {
+  if (d.paged_out()) {
+    pages_.Free(d.page_slot);
+    f->paged_out -= 1;
+  } else {
+    pool_.Release(d.buf);
+  }
+  d.buf = nullptr;
+}
+
 void WritePipeline::ReleaseBuffers(OpenFile* f) {
-  for (auto& [i, d] : f->dirty) pool_.Release(d.buf);
+  for (auto& [i, d] : f->dirty) FreeDirty(f, d);
   f->dirty.clear();
 }
 
@@ -103,7 +118,12 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
 Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
                                    std::unique_lock<std::mutex>& lock) {
   while (true) {
-    if (f->dirty.count(idx)) return Status::Ok();
+    auto have = f->dirty.find(idx);
+    if (have != f->dirty.end() && !have->second.paged_out())
+      return Status::Ok();
+    // Paged out (fs/page_out.h): its data was taken in long ago, so
+    // bringing it back waits for a buffer but not for spill space.
+    const bool page_in = have != f->dirty.end();
     if (f->inflight.count(idx)) {
       f->cv.wait(lock);
       continue;
@@ -116,30 +136,43 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
     // sequential writer, whose other buffers are all being sealed, waits
     // for one as before.
     const size_t cap = options_.max_buffers_per_file;
-    if (f->dirty.size() >= cap) {
-      auto lru = std::min_element(f->dirty.begin(), f->dirty.end(),
-                                  [](const auto& a, const auto& b) {
-                                    return a.second.touched < b.second.touched;
-                                  });
-      SubmitSeal(f, lru->first, true);
+    const size_t resident = f->dirty.size() - f->paged_out;
+    if (resident >= cap) {
+      uint64_t lru = 0;
+      uint64_t oldest = ~0ull;
+      for (auto& [i, d] : f->dirty) {
+        if (!d.paged_out() && d.touched <= oldest) {
+          oldest = d.touched;
+          lru = i;
+        }
+      }
+      Evict(f, lru);
       continue;
     }
-    if (f->inflight.size() >= cap ||
-        f->dirty.size() + f->inflight.size() > cap) {
+    if (f->inflight.size() >= cap || resident + f->inflight.size() > cap) {
       f->cv.wait(lock);
       continue;
     }
     lock.unlock();
     if (hooks_ != nullptr && hooks_->acquire_unlocked)
       hooks_->acquire_unlocked(f->ino, idx);
-    Status space = WaitForSpace(kMaxCiphertextSize, false);
+    Status space =
+        page_in ? Status::Ok() : WaitForSpace(kMaxCiphertextSize, false);
     uint8_t* buf = space.ok() ? pool_.Acquire() : nullptr;
     lock.lock();
     if (!space.ok()) return space;
-    if (f->dirty.count(idx) || f->inflight.count(idx)) {
+    have = f->dirty.find(idx);
+    if (f->inflight.count(idx) ||
+        (have != f->dirty.end() && !have->second.paged_out())) {
       pool_.Release(buf);
       continue;
     }
+    if (have != f->dirty.end()) {
+      Status st = PageIn(f, have->second, buf);
+      if (!st.ok()) pool_.Release(buf);
+      return st;
+    }
+    if (page_in) continue;  // cut off meanwhile: bring in what is there now
     // Bring in what the chunk holds now (copy-on-write per chunk).
     uint32_t len = 0;
     auto ref = RefOf(index_, f, idx);
@@ -167,7 +200,11 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
       len = static_cast<uint32_t>(std::min<uint64_t>((*ref)->length, limit));
       std::memset(buf, 0, len);
     }
-    f->dirty[idx] = OpenFile::Dirty{buf, len, clock_.fetch_add(1)};
+    OpenFile::Dirty d;
+    d.buf = buf;
+    d.len = len;
+    d.touched = clock_.fetch_add(1);
+    f->dirty[idx] = d;
     return Status::Ok();
   }
 }
@@ -175,7 +212,7 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
 void WritePipeline::ForgetChunks(OpenFile* f, uint64_t first, uint64_t end) {
   for (auto it = f->dirty.lower_bound(first);
        it != f->dirty.end() && it->first < end;) {
-    pool_.Release(it->second.buf);
+    FreeDirty(f, it->second);
     it = f->dirty.erase(it);
   }
   f->pending.erase(f->pending.lower_bound(first), f->pending.lower_bound(end));
@@ -186,7 +223,13 @@ void WritePipeline::ForgetChunks(OpenFile* f, uint64_t first, uint64_t end) {
 
 WritePipeline::SealJob WritePipeline::TakeForSeal(OpenFile* f, uint64_t idx) {
   auto it = f->dirty.find(idx);
-  SealJob job{f->self.lock(), idx, it->second.buf, it->second.len};
+  SealJob job;
+  job.file = f->self.lock();
+  job.index = idx;
+  job.buf = it->second.buf;
+  job.len = it->second.len;
+  job.touched = it->second.touched;
+  job.in_order = it->second.in_order;
   f->dirty.erase(it);
   f->inflight.insert(idx);
   seals_in_flight_ += 1;
@@ -196,11 +239,96 @@ WritePipeline::SealJob WritePipeline::TakeForSeal(OpenFile* f, uint64_t idx) {
 void WritePipeline::SubmitSeal(OpenFile* f, uint64_t idx, bool early) {
   SealJob job = TakeForSeal(f, idx);
   job.early = early;
+  Enqueue(std::move(job));
+}
+
+void WritePipeline::Evict(OpenFile* f, uint64_t idx) {
+  SealJob job = TakeForSeal(f, idx);
+  // Sealed by a commit's own eviction (SealAll), the version is the one
+  // the commit names: not held.
+  job.early = f->no_page_out == 0;
+  if (f->no_page_out == 0) job.slot = pages_.Take();
+  if (job.slot) f->page_outs += 1;
+  Enqueue(std::move(job));
+}
+
+void WritePipeline::Enqueue(SealJob job) {
   {
     std::lock_guard<std::mutex> sl(seal_mu_);
     seal_queue_.push_back(std::move(job));
   }
   seal_cv_.notify_one();
+}
+
+bool WritePipeline::PageOutJob(SealJob& job) {
+  OpenFile* f = job.file.get();
+  const PageOut::Slot slot = *job.slot;
+  // A slot written for the first time since the file was emptied takes
+  // disk space: only what the spill can spare now. A seal may wait for
+  // space; a page-out is there to save work, so it never waits.
+  const uint64_t need = slot.fresh ? kChunkSize : 0;
+  Result<PageSeal> seal =
+      Status::Error(Code::kNoSpace, "no spill space to spare");
+  Status fault = Status::Ok();
+  if (hooks_ != nullptr && hooks_->page_out_fault)
+    fault = hooks_->page_out_fault(f->ino, job.index);
+  if (!fault.ok()) {
+    seal = fault;
+    spdlog::warn("inode {}: chunk {} is sealed instead of paged out: {}",
+                 f->ino, job.index, fault.ToString());
+  } else if (need == 0 || TryReserve(need)) {
+    seal = pages_.Write(slot.index, job.buf, job.len);
+    if (need > 0) Unreserve(need);
+    if (!seal.ok())
+      spdlog::warn("inode {}: chunk {} is sealed instead of paged out: {}",
+                   f->ino, job.index, seal.status().ToString());
+  }
+  if (seal.ok() && hooks_ != nullptr && hooks_->page_out_written)
+    hooks_->page_out_written(f->ino, job.index);
+  bool freed = !seal.ok();
+  {
+    std::lock_guard<std::mutex> lock(f->mu);
+    f->page_outs -= 1;
+    if (seal.ok()) {
+      if (f->discard.erase(job.index) > 0) {
+        freed = true;  // cut off by a truncate or a hole punch meanwhile
+      } else {
+        OpenFile::Dirty d;
+        d.len = job.len;
+        d.touched = job.touched;
+        d.in_order = job.in_order;
+        d.page_slot = slot.index;
+        d.page_len = job.len;
+        d.page = *seal;
+        f->dirty[job.index] = d;
+        f->paged_out += 1;
+      }
+      f->inflight.erase(job.index);
+    }
+  }
+  if (freed) pages_.Free(slot.index);
+  f->cv.notify_all();
+  if (!seal.ok()) {
+    job.slot.reset();
+    return false;
+  }
+  pool_.Release(job.buf);
+  seals_in_flight_ -= 1;
+  return true;
+}
+
+Status WritePipeline::PageIn(OpenFile* f, OpenFile::Dirty& d, uint8_t* buf) {
+  Status st = pages_.Read(d.page_slot, d.page, buf, d.page_len);
+  if (!st.ok()) {
+    spdlog::error("inode {}: a paged-out buffer cannot be read back: {}",
+                  f->ino, st.ToString());
+    return st;
+  }
+  pages_.Free(d.page_slot);
+  d.buf = buf;
+  d.touched = clock_.fetch_add(1);
+  f->paged_out -= 1;
+  return Status::Ok();
 }
 
 void WritePipeline::SubmitAll(OpenFile* f, std::unique_lock<std::mutex>&) {
@@ -210,12 +338,36 @@ void WritePipeline::SubmitAll(OpenFile* f, std::unique_lock<std::mutex>&) {
 }
 
 void WritePipeline::SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock) {
+  // Nothing of f is paged out from here on, and what is being paged out
+  // lands first; then what is paged out comes back into buffers (evicting
+  // others by sealing them). After that everything written before this
+  // call is in a buffer, in a seal in flight, or pending.
+  f->no_page_out += 1;
+  if (hooks_ != nullptr && hooks_->seal_all_page_wait)
+    hooks_->seal_all_page_wait(f->ino);
+  f->cv.wait(lock, [&] { return f->page_outs == 0; });
+  while (f->paged_out > 0) {
+    uint64_t idx = 0;
+    for (auto& [i, d] : f->dirty) {
+      if (d.paged_out()) {
+        idx = i;
+        break;
+      }
+    }
+    Status st = AcquireDirty(f, idx, lock);
+    if (!st.ok()) {
+      // The commit drops the changes and reports this.
+      if (f->error.ok()) f->error = st;
+      break;
+    }
+  }
   std::vector<uint64_t> mine;
   for (auto& [i, d] : f->dirty) mine.push_back(i);
   std::set<uint64_t> awaited(f->inflight);
   awaited.insert(mine.begin(), mine.end());
   for (uint64_t i : mine) {
-    if (!f->dirty.count(i)) continue;
+    auto d = f->dirty.find(i);
+    if (d == f->dirty.end() || d->second.paged_out()) continue;
     SealJob job = TakeForSeal(f, i);
     lock.unlock();
     SealAndRecord(job);
@@ -227,6 +379,7 @@ void WritePipeline::SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock) {
       if (f->inflight.count(i)) return false;
     return true;
   });
+  f->no_page_out -= 1;
 }
 
 void WritePipeline::NoteCommit(uint64_t ino) {
@@ -405,6 +558,7 @@ void WritePipeline::SealerLoop() {
       job = std::move(seal_queue_.front());
       seal_queue_.pop_front();
     }
+    if (job.slot && PageOutJob(job)) continue;
     SealAndRecord(job);
   }
 }
@@ -422,7 +576,7 @@ bool WritePipeline::EvictOne() {
     std::unique_lock<std::mutex> lock(f->mu, std::try_to_lock);
     if (!lock.owns_lock()) continue;
     for (auto& [index, d] : f->dirty) {
-      if (d.touched < oldest) {
+      if (!d.paged_out() && d.touched < oldest) {
         oldest = d.touched;
         victim = f;
         victim_index = index;
@@ -431,8 +585,10 @@ bool WritePipeline::EvictOne() {
   }
   if (!victim) return false;
   std::lock_guard<std::mutex> lock(victim->mu);
-  if (!victim->dirty.count(victim_index)) return true;  // sealed meanwhile
-  SubmitSeal(victim.get(), victim_index, true);
+  auto d = victim->dirty.find(victim_index);
+  if (d == victim->dirty.end() || d->second.paged_out())
+    return true;  // sealed or paged out meanwhile
+  Evict(victim.get(), victim_index);
   return true;
 }
 
@@ -555,6 +711,16 @@ Status WritePipeline::WaitForSpace(uint64_t bytes, bool reserve) {
     // A relative wait: `now` is on the hooks' clock in tests.
     space_cv_.wait_for(lock, wake - now, [&] { return space_epoch_ != epoch; });
   }
+}
+
+bool WritePipeline::TryReserve(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(space_mu_);
+  auto free = FreeBytes();
+  if (!free.ok() ||
+      *free < reserved_bytes_ + bytes + options_.spill_reserve_bytes)
+    return false;
+  reserved_bytes_ += bytes;
+  return true;
 }
 
 void WritePipeline::Unreserve(uint64_t bytes) {

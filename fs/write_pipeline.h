@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -32,6 +33,7 @@
 
 #include "fs/chunk_reader.h"
 #include "fs/open_file.h"
+#include "fs/page_out.h"
 #include "fs/tail_cache.h"
 #include "store/buffer_pool.h"
 #include "store/index.h"
@@ -48,6 +50,15 @@ struct FsHooks {
   std::function<void(uint64_t ino, uint64_t index)> read_unlocked;
   // A seal thread, after staging and before recording the ref.
   std::function<void(uint64_t ino, uint64_t index)> seal_before_record;
+  // A seal thread, after a buffer was written to the page-out file and
+  // before it is recorded as paged out (fs/page_out.h).
+  std::function<void(uint64_t ino, uint64_t index)> page_out_written;
+  // A page-out, before its write: a non-ok status fails it as a full
+  // spill or an I/O error would (the buffer is then sealed instead).
+  std::function<Status(uint64_t ino, uint64_t index)> page_out_fault;
+  // SealAll, with f->mu held, before it waits for the page-outs of f in
+  // flight (the wait releases f->mu). Must not block.
+  std::function<void(uint64_t ino)> seal_all_page_wait;
   // SealAll (every flush, fsync and close), with f->mu held, after sealing
   // its own dirty buffers and before waiting for the seals it awaits; the
   // wait releases f->mu. Must not block.
@@ -122,6 +133,10 @@ struct WriteOptions {
   // (in all, and per chunk).
   size_t tail_cache_bytes = 1 << 20;
   size_t tail_cache_entry = 256 << 10;
+  // Buffers of files written all over that may wait paged out at once
+  // (fs/page_out.h; FsOptions::page_out_slots). 0: evicted buffers are
+  // sealed as chunks.
+  size_t page_out_slots = 0;
 };
 
 class WritePipeline {
@@ -155,6 +170,11 @@ class WritePipeline {
   // How often a chunk brought into a dirty buffer came from the tail cache
   // instead of the spill or the store.
   uint64_t tail_cache_hits() const { return tails_.hits(); }
+  // Buffers written to and read back from the page-out file, and how many
+  // wait there now.
+  uint64_t page_outs() const { return pages_.page_outs(); }
+  uint64_t page_ins() const { return pages_.page_ins(); }
+  size_t paged_out() const { return pages_.in_use(); }
   // A commit of ino went into the index: a small chunk sealed for it
   // within hot_tail_hold from now is held (store/index.h, "Held chunks").
   void NoteCommit(uint64_t ino);
@@ -172,9 +192,25 @@ class WritePipeline {
     // Evicted before the file was done with it: likely written and
     // sealed again before the file's commit, so its chunk is held.
     bool early = false;
+    // Set: page the buffer out to this slot instead (fs/page_out.h).
+    std::optional<PageOut::Slot> slot;
+    uint64_t touched = 0;   // the buffer's Dirty fields, to restore
+    uint32_t in_order = 0;  // when it is paged out
   };
   SealJob TakeForSeal(OpenFile* f, uint64_t index);
   void SubmitSeal(OpenFile* f, uint64_t index, bool early = false);
+  // Makes room by sending a buffer of f away: paged out where a slot is
+  // free and no commit of f is in progress, else sealed early. Needs f->mu.
+  void Evict(OpenFile* f, uint64_t index);
+  void Enqueue(SealJob job);
+  // A sealer thread's work for a job with a slot: false when the buffer
+  // could not be written there (no space to spare, an I/O error), and the
+  // job is then to be sealed as a chunk.
+  bool PageOutJob(SealJob& job);
+  // Brings paged-out chunk index of f back into buf. Needs f->mu.
+  Status PageIn(OpenFile* f, OpenFile::Dirty& d, uint8_t* buf);
+  // Frees what a dirty entry holds: its buffer or its page-out slot.
+  void FreeDirty(OpenFile* f, OpenFile::Dirty& d);
   void SealAndRecord(const SealJob& job);
   // gate: Index::ref_gate(), held shared; released while a fresh chunk is
   // staged and taken again before it is queued.
@@ -191,6 +227,8 @@ class WritePipeline {
   // upload can free space, or when space_wait passed without any upload
   // freeing space (each upload that frees some restarts the wait).
   Status WaitForSpace(uint64_t bytes, bool reserve);
+  // Reserves bytes of spill space if they fit now; never waits.
+  bool TryReserve(uint64_t bytes);
   Result<uint64_t> FreeBytes() const;
   std::chrono::steady_clock::time_point SpaceNow() const;
   void Unreserve(uint64_t bytes);
@@ -210,6 +248,7 @@ class WritePipeline {
   const FsHooks* hooks_;
   BufferPool pool_;
   TailCache tails_;
+  PageOut pages_;
 
   std::mutex seal_mu_;
   std::condition_variable seal_cv_;

@@ -238,6 +238,32 @@ class FsTest : public ::testing::Test {
   Code LookupCode(uint64_t parent, const std::string& name) {
     return fs_->Lookup(parent, name).status().code();
   }
+  // Rounds of one small write to each of six chunks, chunk after chunk:
+  // with two buffers each write evicts a chunk, which the next round
+  // brings back. Each chunk ends up over 64 KiB, so it is staged in the
+  // spill, not the index. Returns what the file holds.
+  std::string WriteAllOver(FileHandle* h, std::string model, int rounds,
+                           uint64_t seed) {
+    for (int r = 0; r < rounds; ++r) {
+      for (uint64_t c = 0; c < 6; ++c) {
+        const uint64_t at = c * kC + 200000 + r * 7919;
+        const std::string piece = RandomBytes(1000, seed + r * 6 + c);
+        WriteAt(h, at, piece);
+        if (model.size() < at + piece.size())
+          model.resize(at + piece.size(), '\0');
+        model.replace(at, piece.size(), piece);
+      }
+    }
+    return model;
+  }
+  // A figure of fs_->StatsText (`wavefs status`).
+  uint64_t Stat(const std::string& key) {
+    const std::string text = fs_->StatsText("");
+    const size_t at = text.find("\n" + key + "=");
+    EXPECT_NE(at, std::string::npos) << key << " is not in the stats";
+    if (at == std::string::npos) return ~0ull;
+    return std::stoull(text.substr(at + key.size() + 2));
+  }
   size_t SpillCount() {
     size_t n = 0;
     WAVEFS_EXPECT_OK(spill_->List([&](const Address&) { ++n; }));

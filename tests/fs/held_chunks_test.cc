@@ -210,29 +210,14 @@ class EvictedChunksTest : public HeldChunksTest {
   static FsOptions TwoBuffers(FsOptions o) {
     o.dirty_buffers = 4;
     o.max_buffers_per_file = 2;
+    // Evicted buffers are sealed as chunks: what happens when paging out
+    // is off or every slot is taken (page_out_test.cc has paging).
+    o.page_out_slots = 0;
     return o;
   }
   void SetUp() override {
     FsTest::SetUp();
     Remount(TwoBuffers(LongHold()));
-  }
-  // Rounds of one small write to each of six chunks, chunk after chunk:
-  // with two buffers each write evicts a chunk, which the next round
-  // brings back. Each chunk ends up over 64 KiB, so it is staged in the
-  // spill, not the index. Returns what the file holds.
-  std::string WriteAllOver(FileHandle* h, std::string model, int rounds,
-                           uint64_t seed) {
-    for (int r = 0; r < rounds; ++r) {
-      for (uint64_t c = 0; c < 6; ++c) {
-        const uint64_t at = c * kC + 200000 + r * 7919;
-        const std::string piece = RandomBytes(1000, seed + r * 6 + c);
-        WriteAt(h, at, piece);
-        if (model.size() < at + piece.size())
-          model.resize(at + piece.size(), '\0');
-        model.replace(at, piece.size(), piece);
-      }
-    }
-    return model;
   }
 };
 

@@ -4,7 +4,8 @@ pwrites of 4 KiB to 1 MiB at random offsets within each file's size (the
 same bytes at the same offsets in every file), as a torrent client or a
 database writes. With --kill-self the process kills itself (SIGKILL) after
 the writes (the kernel then closes its files); with --hold MARKER it
-creates MARKER after the writes and keeps its files open until killed."""
+creates MARKER after the writes and keeps its files open until killed;
+with --text TEXT every write starts with TEXT (a plaintext marker)."""
 import os
 import random
 import signal
@@ -20,6 +21,11 @@ def main():
         i = args.index("--hold")
         hold = args[i + 1]
         del args[i:i + 2]
+    text = b""
+    if "--text" in args:
+        i = args.index("--text")
+        text = args[i + 1].encode()
+        del args[i:i + 2]
     seed, count, paths = int(args[0]), int(args[1]), args[2:]
     rng = random.Random(seed)
     fds = [os.open(p, os.O_RDWR) for p in paths]
@@ -27,7 +33,7 @@ def main():
     for _ in range(count):
         n = rng.randint(4096, 1 << 20)
         off = rng.randrange(0, max(1, size - n))
-        data = rng.randbytes(n)
+        data = text + rng.randbytes(n - len(text))
         for fd in fds:
             if os.pwrite(fd, data, off) != n:
                 sys.exit(f"short write at {off} in one of {paths}")

@@ -1,0 +1,284 @@
+// Paged-out buffers (fs/page_out.h): a file written all over, with more
+// chunks than it may hold in buffers, sends its least recently written
+// buffer to the page-out file (encrypted under a key of the process)
+// instead of sealing it as a chunk; the next write or read brings it back.
+// Nothing of it reaches the spill's chunks, the index or the store before
+// the close, and the close commits exactly what was written.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "fs_fixture.h"
+
+namespace wavefs {
+namespace fs_testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class PageOutTest : public FsTest {
+ protected:
+  // Two buffers per file, paging on, and holds that outlast any test: a
+  // buffer sealed instead of paged out shows as a held chunk.
+  static FsOptions Paging(size_t slots = 64) {
+    FsOptions o = TestOptions();
+    o.dirty_buffers = 4;
+    o.max_buffers_per_file = 2;
+    o.page_out_slots = slots;
+    o.hot_tail_hold = std::chrono::hours(1);
+    return o;
+  }
+  void SetUp() override {
+    FsTest::SetUp();
+    Remount(Paging());
+  }
+};
+
+TEST_F(PageOutTest, BuffersOfAFileWrittenAllOverArePagedOutNotSealed) {
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  const std::string model = WriteAllOver(h.get(), "", 4, 100);
+  // 24 writes to six chunks with two buffers: all but the first two evict
+  // a buffer, and from the second round on each brings one back.
+  EXPECT_GE(Stat("page_outs"), 18u);
+  EXPECT_GE(Stat("page_ins"), 12u);
+  EXPECT_GT(Stat("paged_out"), 0u);
+  // Nothing was sealed: no chunk staged, held, dropped or uploaded.
+  EXPECT_EQ(index_->pending_chunks(), 0u);
+  EXPECT_EQ(index_->superseded_chunks(), 0u);
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_EQ(memory_->object_count(), 0u);
+  // A read while the file is open sees every write (paged-out buffers come
+  // back for it).
+  EXPECT_TRUE(SameBytes(model, ReadAt(h.get(), 0, model.size() + 10)));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(Stat("paged_out"), 0u);
+  EXPECT_EQ(ReadFile(ino), model);
+  Drain();
+  // One object per chunk, each sealed once, at the close.
+  EXPECT_EQ(memory_->object_count(), 6u);
+  EXPECT_EQ(index_->superseded_chunks(), 0u);
+  EXPECT_EQ(SpillCount(), 0u);
+  Remount(Paging());
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
+// A truncate, a hole punch and a zeroed range over chunks that are paged
+// out (or being paged out) cut them as they cut buffers.
+TEST_F(PageOutTest, TruncatesAndHolePunchesCutPagedOutChunks) {
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  std::string model = WriteAllOver(h.get(), "", 2, 200);
+  ASSERT_GT(Stat("paged_out"), 0u);
+  WAVEFS_ASSERT_OK(
+      fs_->Fallocate(h.get(), kFallocPunchHole | kFallocKeepSize, 1 * kC, kC));
+  model.replace(1 * kC, kC, std::string(kC, '\0'));
+  WAVEFS_ASSERT_OK(
+      fs_->Fallocate(h.get(), kFallocZeroRange, 2 * kC + 199000, 5000));
+  model.replace(2 * kC + 199000, 5000, std::string(5000, '\0'));
+  WAVEFS_ASSERT_OK(Truncate(ino, 4 * kC + 200500));
+  model.resize(4 * kC + 200500);
+  EXPECT_TRUE(SameBytes(model, ReadAt(h.get(), 0, model.size() + 10)));
+  // More writes all over, then a truncate that grows the file again.
+  model = WriteAllOver(h.get(), model, 1, 300);
+  WAVEFS_ASSERT_OK(Truncate(ino, 7 * kC));
+  model.resize(7 * kC, '\0');
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(Stat("paged_out"), 0u);
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+  Remount(Paging());
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
+// With every slot taken, an evicted buffer is sealed as a chunk (held and
+// dropped when replaced, as without paging).
+TEST_F(PageOutTest, WithEverySlotTakenBuffersAreSealedAsBefore) {
+  Remount(Paging(1));
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  const std::string model = WriteAllOver(h.get(), "", 4, 400);
+  EXPECT_GT(Stat("page_outs"), 0u);
+  EXPECT_GT(index_->superseded_chunks(), 0u);
+  EXPECT_LE(Stat("paged_out"), 1u);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(ReadFile(ino), model);
+  Drain();
+  EXPECT_EQ(memory_->object_count(), 6u);
+  Remount(Paging(1));
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
+// A page-out that fails (the spill full, an I/O error) leaves the buffer
+// as it was, and it is sealed instead.
+TEST_F(PageOutTest, AFailedPageOutSealsTheBufferInstead) {
+  FsOptions o = Paging();
+  o.hooks.page_out_fault = [](uint64_t, uint64_t) {
+    return Status::Error(Code::kNoSpace, "injected: no space", ENOSPC);
+  };
+  Remount(o);
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  const std::string model = WriteAllOver(h.get(), "", 3, 500);
+  EXPECT_EQ(Stat("page_outs"), 0u);
+  EXPECT_EQ(Stat("paged_out"), 0u);
+  EXPECT_GT(index_->superseded_chunks(), 0u);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(ReadFile(ino), model);
+  Remount(Paging());
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
+// A close that starts while a buffer is being paged out waits for it and
+// commits what it holds: the page-out is held up until the close is
+// waiting for it. Without that wait (or without bringing paged-out
+// buffers back before sealing) the commit misses chunk 0's write.
+TEST_F(PageOutTest, ACloseDuringAPageOutCommitsItsData) {
+  const uint64_t ino = Create("f");
+  std::mutex mu;
+  std::condition_variable cv;
+  bool armed = false, in_flight = false, close_waits = false, timed_out = false;
+  FsOptions o = Paging();
+  o.hooks.page_out_written = [&](uint64_t i, uint64_t index) {
+    if (i != ino || index != 0) return;
+    std::unique_lock<std::mutex> lock(mu);
+    if (!armed) return;
+    armed = false;
+    in_flight = true;
+    cv.notify_all();
+    timed_out = !cv.wait_for(lock, 20s, [&] { return close_waits; });
+  };
+  o.hooks.seal_all_page_wait = [&](uint64_t i) {
+    if (i != ino) return;
+    std::lock_guard<std::mutex> lock(mu);
+    if (!in_flight) return;
+    close_waits = true;
+    cv.notify_all();
+  };
+  Remount(o);
+  auto h = OpenH(ino);
+  const std::string data = RandomBytes(3 * kC, 700);
+  WriteAt(h.get(), 0, data.substr(0, 300000));
+  WriteAt(h.get(), kC, data.substr(kC, 300000));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    armed = true;
+  }
+  // Chunk 2 evicts chunk 0: its page-out stops in the hook.
+  WriteAt(h.get(), 2 * kC, data.substr(2 * kC, 300000));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 20s, [&] { return in_flight; }))
+        << "chunk 0 was not paged out";
+  }
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_TRUE(close_waits);
+    EXPECT_FALSE(timed_out) << "the close did not wait for the page-out";
+  }
+  std::string model(2 * kC + 300000, '\0');
+  for (uint64_t c = 0; c < 3; ++c)
+    model.replace(c * kC, 300000, data.substr(c * kC, 300000));
+  // Killed right after the close: only what it committed is there.
+  KillAndMount(Paging());
+  EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+}
+
+// A daemon killed while a closed file is rewritten all over: the file is as
+// its close left it, and nothing of the paged-out buffers is left behind
+// (the page-out file has no name).
+TEST_F(PageOutTest, AKillLosesOnlyWhatNoCloseCommitted) {
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  const std::string closed = WriteAllOver(h.get(), "", 1, 600);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  h = OpenH(ino);
+  WriteAllOver(h.get(), closed, 3, 800);
+  EXPECT_GT(Stat("paged_out"), 0u);
+  h.reset();  // the kill: no release, no commit
+  KillAndMount(Paging());
+  EXPECT_TRUE(SameBytes(closed, ReadFile(ino)));
+  Drain();
+  EXPECT_EQ(SpillCount(), 0u);
+  size_t entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(*tmp_ / "spill"))
+    entries += e.path().filename().string().rfind(".page-out", 0) == 0;
+  EXPECT_EQ(entries, 0u);
+}
+
+// Random writes, reads, truncates, hole punches, zeroed ranges and flushes
+// on a file of up to six chunks with two buffers (so chunks are paged out
+// and back all the time), every read compared with a string model, and
+// the file compared again after a remount.
+TEST_F(PageOutTest, RandomOpsMatchAStringModel) {
+  for (size_t slots : {size_t{64}, size_t{2}}) {
+    SCOPED_TRACE("slots " + std::to_string(slots));
+    Remount(Paging(slots));
+    std::mt19937_64 rng(77 + slots);
+    auto uniform = [&](uint64_t lo, uint64_t hi) {  // inclusive
+      return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
+    };
+    const uint64_t max_end = 6 * kC;
+    std::string model;
+    const uint64_t ino = Create("model" + std::to_string(slots));
+    auto h = OpenH(ino);
+    ASSERT_TRUE(h);
+    for (int op = 0; op < 400; ++op) {
+      SCOPED_TRACE("op " + std::to_string(op));
+      const uint64_t kind = uniform(0, 99);
+      if (kind < 50) {
+        uint64_t len = uniform(0, 9) < 8 ? uniform(1, 200000) : uniform(1, kC);
+        uint64_t off = uniform(0, 3) == 0
+                           ? uniform(1, 5) * kC - uniform(0, 70000)
+                           : uniform(0, max_end - 1);
+        len = std::min(len, max_end - off);
+        const std::string data = RandomBytes(len, rng());
+        WriteAt(h.get(), off, data, 128 * 1024);
+        if (model.size() < off + len) model.resize(off + len, '\0');
+        model.replace(off, len, data);
+      } else if (kind < 56) {
+        const uint64_t size = uniform(0, max_end);
+        WAVEFS_ASSERT_OK(Truncate(ino, size));
+        model.resize(size, '\0');
+      } else if (kind < 62 && !model.empty()) {
+        const uint64_t off = uniform(0, model.size() - 1);
+        const uint64_t len = uniform(1, kC + 100000);
+        const bool punch = uniform(0, 1) == 0;
+        WAVEFS_ASSERT_OK(
+            fs_->Fallocate(h.get(),
+                           punch ? kFallocPunchHole | kFallocKeepSize
+                                 : kFallocZeroRange | kFallocKeepSize,
+                           off, len));
+        const uint64_t n = std::min<uint64_t>(len, model.size() - off);
+        model.replace(off, n, std::string(n, '\0'));
+      } else if (kind < 92) {
+        const uint64_t off = uniform(0, model.size() + 1000);
+        const uint64_t len = uniform(1, kC + 1000);
+        const std::string want =
+            off < model.size() ? model.substr(off, len) : std::string();
+        ASSERT_TRUE(SameBytes(want, ReadAt(h.get(), off, len)))
+            << "read " << len << " at " << off;
+      } else if (kind < 97) {
+        WAVEFS_ASSERT_OK(fs_->Flush(h.get()));
+      } else {
+        WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+        h = OpenH(ino);
+        ASSERT_TRUE(h);
+      }
+      ASSERT_EQ(SizeOf(ino), model.size());
+    }
+    EXPECT_GT(Stat("page_outs"), 50u);
+    EXPECT_TRUE(SameBytes(model, ReadAt(h.get(), 0, model.size() + 1)));
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+    EXPECT_EQ(Stat("paged_out"), 0u);
+    Remount(Paging(slots));
+    EXPECT_TRUE(SameBytes(model, ReadFile(ino)));
+  }
+}
+
+}  // namespace
+}  // namespace fs_testing
+}  // namespace wavefs
