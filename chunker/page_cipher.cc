@@ -25,13 +25,13 @@ std::array<uint8_t, 12> NonceOf(uint64_t n) {
   return out;
 }
 
-std::array<uint8_t, 8> SlotAd(uint64_t slot) {
+std::array<uint8_t, 8> UnitAd(uint64_t unit) {
   std::array<uint8_t, 8> out{};
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(slot >> (8 * i));
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(unit >> (8 * i));
   return out;
 }
 
-Ctx Start(const std::array<uint8_t, 32>& key, uint64_t nonce, uint64_t slot,
+Ctx Start(const std::array<uint8_t, 32>& key, uint64_t nonce, uint64_t unit,
           int enc) {
   Ctx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
   Check(ctx != nullptr, "EVP_CIPHER_CTX_new");
@@ -39,7 +39,7 @@ Ctx Start(const std::array<uint8_t, 32>& key, uint64_t nonce, uint64_t slot,
   Check(EVP_CipherInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(),
                           iv.data(), enc) == 1,
         "AES-GCM init");
-  const auto ad = SlotAd(slot);
+  const auto ad = UnitAd(unit);
   int out = 0;
   Check(EVP_CipherUpdate(ctx.get(), nullptr, &out, ad.data(),
                          static_cast<int>(ad.size())) == 1,
@@ -53,15 +53,15 @@ PageCipher::PageCipher() { randombytes_buf(key_.data(), key_.size()); }
 
 PageCipher::~PageCipher() { sodium_memzero(key_.data(), key_.size()); }
 
-PageSeal PageCipher::Seal(uint64_t slot, uint8_t* data, size_t len) {
+PageSeal PageCipher::Seal(uint64_t unit, const uint8_t* in, uint8_t* out,
+                          size_t len) {
   PageSeal seal;
   seal.nonce = next_nonce_.fetch_add(1);
-  Ctx ctx = Start(key_, seal.nonce, slot, 1);
-  int out = 0;
-  Check(EVP_EncryptUpdate(ctx.get(), data, &out, data, static_cast<int>(len)) ==
-            1,
+  Ctx ctx = Start(key_, seal.nonce, unit, 1);
+  int n = 0;
+  Check(EVP_EncryptUpdate(ctx.get(), out, &n, in, static_cast<int>(len)) == 1,
         "AES-GCM encrypt");
-  Check(EVP_EncryptFinal_ex(ctx.get(), data + out, &out) == 1, "AES-GCM final");
+  Check(EVP_EncryptFinal_ex(ctx.get(), out + n, &n) == 1, "AES-GCM final");
   Check(
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG,
                           static_cast<int>(kPageTagSize), seal.tag.data()) == 1,
@@ -69,9 +69,9 @@ PageSeal PageCipher::Seal(uint64_t slot, uint8_t* data, size_t len) {
   return seal;
 }
 
-bool PageCipher::Open(uint64_t slot, const PageSeal& seal, uint8_t* data,
+bool PageCipher::Open(uint64_t unit, const PageSeal& seal, uint8_t* data,
                       size_t len) {
-  Ctx ctx = Start(key_, seal.nonce, slot, 0);
+  Ctx ctx = Start(key_, seal.nonce, unit, 0);
   int out = 0;
   Check(EVP_DecryptUpdate(ctx.get(), data, &out, data, static_cast<int>(len)) ==
             1,

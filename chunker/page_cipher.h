@@ -8,7 +8,7 @@
 // seals is scratch: gone with the process, never named by the index or the
 // store, so it need not be convergent and costs one pass each way instead
 // of a chunk seal's three (chunker/crypto.h). The additional data binds a
-// sealed page to the slot it was written to.
+// sealed unit to the place it was written to.
 //
 // Thread safety: thread-safe (each call uses a context of its own).
 #pragma once
@@ -34,11 +34,12 @@ class PageCipher {
   PageCipher(const PageCipher&) = delete;
   PageCipher& operator=(const PageCipher&) = delete;
 
-  // Encrypts data[0, len) in place for `slot`.
-  PageSeal Seal(uint64_t slot, uint8_t* data, size_t len);
+  // Encrypts in[0, len) to out (which may be in) for `unit` (where it is
+  // written: bound in as additional data).
+  PageSeal Seal(uint64_t unit, const uint8_t* in, uint8_t* out, size_t len);
   // Decrypts data[0, len) in place; false (data wiped) when the tag does
-  // not verify for this slot and seal.
-  bool Open(uint64_t slot, const PageSeal& seal, uint8_t* data, size_t len);
+  // not verify for this unit and seal.
+  bool Open(uint64_t unit, const PageSeal& seal, uint8_t* data, size_t len);
 
  private:
   std::array<uint8_t, 32> key_{};

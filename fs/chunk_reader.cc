@@ -105,16 +105,19 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
       continue;
     }
     auto d = f->dirty.find(idx);
-    if (d != f->dirty.end() && d->second.paged_out()) {
-      // Back into a buffer (may release the lock): then read it there.
-      if (!page_in_)
-        return Status::Error(Code::kIo, "a paged-out buffer with no page-in");
-      WAVEFS_RETURN_IF_ERROR(page_in_(f, idx, lock));
-      continue;
-    }
     if (d != f->dirty.end()) {
       const uint64_t have =
           in < d->second.len ? std::min<uint64_t>(n, d->second.len - in) : 0;
+      // Paged out, or segments of the range still in its page-out slot
+      // (fs/page_out.h): into the buffer first (may release the lock),
+      // then look again.
+      const uint64_t need = OpenFile::Dirty::SegmentMask(in, in + have);
+      if (need & (d->second.paged_out() ? ~0ull : d->second.absent)) {
+        if (!page_in_)
+          return Status::Error(Code::kIo, "a paged-out buffer with no page-in");
+        WAVEFS_RETURN_IF_ERROR(page_in_(f, idx, need, lock));
+        continue;
+      }
       sink->Copy(reinterpret_cast<const char*>(d->second.buf) + in, have);
       sink->Zeros(n - have);
       pos += n;

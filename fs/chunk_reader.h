@@ -95,10 +95,12 @@ class ChunkReader {
   // segments it covers, one request, however it sits against the windows.
   void DisableReadWindows() { read_window_.store(0); }
   uint64_t read_window() const { return read_window_.load(); }
-  // How a read brings a paged-out dirty buffer back (fs/page_out.h):
-  // WritePipeline::AcquireDirty, set once before any read.
-  using PageInFn = std::function<Status(OpenFile*, uint64_t index,
-                                        std::unique_lock<std::mutex>& lock)>;
+  // How a read brings the segments it needs of a paged-out dirty buffer
+  // back (fs/page_out.h): WritePipeline::AcquireDirty, set once before
+  // any read.
+  using PageInFn =
+      std::function<Status(OpenFile*, uint64_t index, uint64_t segments,
+                           std::unique_lock<std::mutex>& lock)>;
   void SetPageIn(PageInFn page_in) { page_in_ = std::move(page_in); }
 
  private:

@@ -336,8 +336,10 @@ Status Filesystem::ZeroRange(OpenFile* f, std::unique_lock<std::mutex>& lock,
     }
     WAVEFS_RETURN_IF_ERROR(pipeline_.AcquireDirty(f, idx, lock));
     auto& d = f->dirty[idx];
-    if (from < d.len)
+    if (from < d.len) {
       std::memset(d.buf + from, 0, std::min<uint64_t>(to, d.len) - from);
+      d.MarkChanged(from, std::min<uint64_t>(to, d.len));
+    }
   }
   return Status::Ok();
 }
@@ -567,7 +569,9 @@ std::string Filesystem::StatsText(const std::string& extra) {
   add("tail_cache_hits", std::to_string(pipeline_.tail_cache_hits()));
   add("page_outs", std::to_string(pipeline_.page_outs()));
   add("page_ins", std::to_string(pipeline_.page_ins()));
-  add("paged_out", std::to_string(pipeline_.paged_out()));
+  add("page_bytes_written", std::to_string(pipeline_.page_bytes_written()));
+  add("page_bytes_read", std::to_string(pipeline_.page_bytes_read()));
+  add("page_slots", std::to_string(pipeline_.page_slots_used()));
   if (counts_ != nullptr) {
     add("store_puts", std::to_string(counts_->puts()));
     add("store_bytes_got", std::to_string(counts_->bytes_got()));

@@ -18,6 +18,7 @@
 
 #include <time.h>
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -41,19 +42,38 @@ struct FileHandle;
 
 struct OpenFile {
   struct Dirty {
-    // Null while paged out (fs/page_out.h): the plaintext then waits,
-    // sealed under the process's page key, in slot page_slot (page_len
-    // bytes; len may have been cut shorter since by a truncate).
+    // Null while paged out (fs/page_out.h): the chunk's bytes then wait in
+    // its page-out slot.
     uint8_t* buf = nullptr;
     uint32_t len = 0;      // valid plaintext bytes; past it reads as zeros
     uint64_t touched = 0;  // write clock at the last write (LRU eviction)
     // End of the run of writes that went in order from offset 0: when it
     // reaches the chunk's end a sequential writer is done with the chunk.
     uint32_t in_order = 0;
+    // Page-out (fs/page_out.h): once paged out, the chunk keeps its slot
+    // until it is sealed or cut. Masks of its 64 KiB segments: in_slot,
+    // what the slot holds; absent, what is in the slot but not in buf
+    // (read when needed); changed, what buf changed since it last went
+    // to the slot.
+    bool slotted = false;
     uint32_t page_slot = 0;
-    uint32_t page_len = 0;
-    PageSeal page;
+    uint64_t in_slot = 0;
+    uint64_t absent = 0;
+    uint64_t changed = 0;
+    std::shared_ptr<std::array<PageSeal, 64>> seals;
     bool paged_out() const { return buf == nullptr; }
+    // Records that bytes [from, to) of the chunk changed in buf.
+    void MarkChanged(uint64_t from, uint64_t to) {
+      changed |= SegmentMask(from, to);
+    }
+    // The segments that bytes [from, to) of a chunk touch.
+    static uint64_t SegmentMask(uint64_t from, uint64_t to) {
+      if (to <= from) return 0;
+      const uint64_t first = from / kSegmentSize;
+      const uint64_t last = (to - 1) / kSegmentSize;  // < 64
+      const uint64_t upto = last == 63 ? ~0ull : (1ull << (last + 1)) - 1;
+      return upto & ~((1ull << first) - 1);
+    }
   };
 
   explicit OpenFile(const InodeAttr& a) : ino(a.ino), attr(a), committed(a) {}

@@ -17,6 +17,11 @@ uint64_t OffsetOf(uint32_t slot) {
   return static_cast<uint64_t>(slot) * kChunkSize;
 }
 
+// What a segment's seal is bound to: its place in the file.
+uint64_t UnitOf(uint32_t slot, uint32_t segment) {
+  return static_cast<uint64_t>(slot) * 64 + segment;
+}
+
 }  // namespace
 
 PageOut::PageOut(std::string dir, size_t slots)
@@ -78,46 +83,72 @@ void PageOut::Free(uint32_t slot) {
   }
 }
 
-Result<PageSeal> PageOut::Write(uint32_t slot, uint8_t* buf, uint32_t len) {
-  const PageSeal seal = cipher_.Seal(slot, buf, len);
-  uint64_t done = 0;
-  while (done < len) {
-    const ssize_t n =
-        ::pwrite(fd_, buf + done, len - done, OffsetOf(slot) + done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      Status st = Status::FromErrno(n < 0 ? errno : ENOSPC,
-                                    "write the page-out file in " + dir_);
-      // Ours, so it opens: the caller keeps the buffer.
-      cipher_.Open(slot, seal, buf, len);
-      return st;
+Status PageOut::Write(uint32_t slot, const uint8_t* buf, Segments which,
+                      Seals* seals) {
+  static_assert(kChunkSize / kSegmentSize == 64);
+  Seals out = *seals;
+  // Encrypted into a bounce buffer: the caller's plaintext stays as it is.
+  thread_local std::vector<uint8_t> bounce(kSegmentSize);
+  uint64_t bytes = 0;
+  for (uint32_t s = 0; s < 64; ++s) {
+    if (!(which & (Segments{1} << s))) continue;
+    const uint64_t at = s * kSegmentSize;
+    out[s] =
+        cipher_.Seal(UnitOf(slot, s), buf + at, bounce.data(), kSegmentSize);
+    size_t done = 0;
+    while (done < kSegmentSize) {
+      const ssize_t n = ::pwrite(fd_, bounce.data() + done, kSegmentSize - done,
+                                 OffsetOf(slot) + at + done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        return Status::FromErrno(n < 0 ? errno : ENOSPC,
+                                 "write the page-out file in " + dir_);
+      done += static_cast<size_t>(n);
     }
-    done += static_cast<uint64_t>(n);
+    bytes += kSegmentSize;
   }
+  *seals = out;
   std::lock_guard<std::mutex> lock(mu_);
-  page_outs_ += 1;
-  return seal;
+  bytes_written_ += bytes;
+  return Status::Ok();
 }
 
-Status PageOut::Read(uint32_t slot, const PageSeal& seal, uint8_t* buf,
-                     uint32_t len) {
-  uint64_t done = 0;
-  while (done < len) {
-    const ssize_t n =
-        ::pread(fd_, buf + done, len - done, OffsetOf(slot) + done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
-      return Status::FromErrno(errno, "read the page-out file in " + dir_);
-    if (n == 0)
-      return Status::Error(Code::kIo, "the page-out file in " + dir_ +
-                                          " is shorter than a slot");
-    done += static_cast<uint64_t>(n);
+Status PageOut::Read(uint32_t slot, const Seals& seals, Segments which,
+                     uint8_t* buf) {
+  uint64_t bytes = 0;
+  for (uint32_t s = 0; s < 64;) {
+    if (!(which & (Segments{1} << s))) {
+      ++s;
+      continue;
+    }
+    // A run of wanted segments: one read.
+    uint32_t e = s;
+    while (e < 64 && (which & (Segments{1} << e))) ++e;
+    const uint64_t at = s * kSegmentSize;
+    const uint64_t len = (e - s) * kSegmentSize;
+    uint64_t done = 0;
+    while (done < len) {
+      const ssize_t n =
+          ::pread(fd_, buf + at + done, len - done, OffsetOf(slot) + at + done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0)
+        return Status::FromErrno(errno, "read the page-out file in " + dir_);
+      if (n == 0)
+        return Status::Error(Code::kIo, "the page-out file in " + dir_ +
+                                            " is shorter than a slot");
+      done += static_cast<uint64_t>(n);
+    }
+    for (uint32_t i = s; i < e; ++i) {
+      if (!cipher_.Open(UnitOf(slot, i), seals[i], buf + i * kSegmentSize,
+                        kSegmentSize))
+        return Status::Error(Code::kCorrupt, "a paged-out buffer in " + dir_ +
+                                                 " does not verify");
+    }
+    bytes += len;
+    s = e;
   }
-  if (!cipher_.Open(slot, seal, buf, len))
-    return Status::Error(Code::kCorrupt,
-                         "a paged-out buffer in " + dir_ + " does not verify");
   std::lock_guard<std::mutex> lock(mu_);
-  page_ins_ += 1;
+  bytes_read_ += bytes;
   return Status::Ok();
 }
 
@@ -126,14 +157,14 @@ size_t PageOut::in_use() const {
   return in_use_;
 }
 
-uint64_t PageOut::page_outs() const {
+uint64_t PageOut::bytes_written() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return page_outs_;
+  return bytes_written_;
 }
 
-uint64_t PageOut::page_ins() const {
+uint64_t PageOut::bytes_read() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return page_ins_;
+  return bytes_read_;
 }
 
 }  // namespace wavefs

@@ -6,10 +6,13 @@
 // again before its close. Sealing it as a chunk (two SHA-256 passes and
 // AES-GCM, a stage in the spill, an index entry) only to fetch, decrypt
 // and seal it again at the next write made fio's random writes ~6x
-// slower than gocryptfs. A paged-out buffer is instead encrypted once under
-// a key of this process (chunker/page_cipher.h) and written to a slot of
-// one scratch file in the spill directory, through the page cache: the
-// next write reads it back from there, most often from memory.
+// slower than gocryptfs. A paged-out buffer instead goes to a slot of one
+// scratch file in the spill directory, through the page cache, in 64 KiB
+// segments each encrypted under a key of this process
+// (chunker/page_cipher.h). The chunk keeps its slot until it is sealed:
+// the next page-out writes only the segments changed since, and bringing
+// the chunk back reads only the segments a write or read needs (a 4 KiB
+// write costs a segment or two each way, not 4 MiB).
 //
 // The scratch file is unlinked from its creation (O_TMPFILE where the
 // filesystem has it): nothing of it survives the process, and a crash
@@ -18,9 +21,11 @@
 // short of space, eviction seals the chunk as before. While no slot is in
 // use the file is truncated to nothing.
 //
-// Thread safety: thread-safe; I/O runs outside the lock.
+// Thread safety: thread-safe; I/O runs outside the lock. One slot is used
+// by one thread at a time (its owner holds the file's lock or the job).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -49,16 +54,19 @@ class PageOut {
   std::optional<Slot> Take();
   // Gives a slot back.
   void Free(uint32_t slot);
-  // Seals buf[0, len) in place (len <= kChunkSize) and writes it to slot.
-  // On failure buf holds the plaintext again.
-  Result<PageSeal> Write(uint32_t slot, uint8_t* buf, uint32_t len);
-  // Reads slot back into buf and opens it: kCorrupt when it does not
-  // verify, kIo when it cannot be read.
-  Status Read(uint32_t slot, const PageSeal& seal, uint8_t* buf, uint32_t len);
-
+  // The segments of a chunk (kSegmentSize each, 64 per chunk) as a mask.
+  using Segments = uint64_t;
+  using Seals = std::array<PageSeal, 64>;
+  // Encrypts the segments `which` of buf (whole segments: buf has room
+  // for a full chunk) and writes them to slot; their seals go to seals.
+  // buf is not changed; on failure seals is unchanged.
+  Status Write(uint32_t slot, const uint8_t* buf, Segments which, Seals* seals);
+  // Reads the segments `which` of slot into buf and opens them: kCorrupt
+  // when one does not verify, kIo when it cannot be read.
+  Status Read(uint32_t slot, const Seals& seals, Segments which, uint8_t* buf);
   size_t in_use() const;
-  uint64_t page_outs() const;
-  uint64_t page_ins() const;
+  uint64_t bytes_written() const;
+  uint64_t bytes_read() const;
 
  private:
   bool OpenFileLocked();
@@ -72,8 +80,8 @@ class PageOut {
   std::vector<uint32_t> free_;   // under mu_: slots never used go last
   std::vector<bool> allocated_;  // under mu_: written since the truncate
   size_t in_use_ = 0;            // under mu_
-  uint64_t page_outs_ = 0;       // under mu_
-  uint64_t page_ins_ = 0;        // under mu_
+  uint64_t bytes_written_ = 0;   // under mu_
+  uint64_t bytes_read_ = 0;      // under mu_
 };
 
 }  // namespace wavefs

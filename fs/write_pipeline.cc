@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <optional>
 
@@ -34,10 +35,10 @@ WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
       tails_(options.tail_cache_bytes, options.tail_cache_entry),
       pages_(spill->dir(), options.page_out_slots) {
   pool_.SetEvictCallback([this] { return EvictOne(); });
-  reader_->SetPageIn(
-      [this](OpenFile* f, uint64_t index, std::unique_lock<std::mutex>& lock) {
-        return AcquireDirty(f, index, lock);
-      });
+  reader_->SetPageIn([this](OpenFile* f, uint64_t index, uint64_t segments,
+                            std::unique_lock<std::mutex>& lock) {
+    return AcquireDirty(f, index, lock, segments);
+  });
   uploader_->SetSpaceFreedCallback([this] {
     NoteSpaceFreed();
     if (hooks_ != nullptr && hooks_->space_freed) hooks_->space_freed();
@@ -58,12 +59,13 @@ WritePipeline::~WritePipeline() {
 
 void WritePipeline::FreeDirty(OpenFile* f, OpenFile::Dirty& d) {
   if (d.paged_out()) {
-    pages_.Free(d.page_slot);
     f->paged_out -= 1;
   } else {
     pool_.Release(d.buf);
   }
+  if (d.slotted) pages_.Free(d.page_slot);
   d.buf = nullptr;
+  d.slotted = false;
 }
 
 void WritePipeline::ReleaseBuffers(OpenFile* f) {
@@ -85,15 +87,43 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
     const uint32_t in = static_cast<uint32_t>(pos % kChunkSize);
     const uint32_t n =
         static_cast<uint32_t>(std::min<uint64_t>(kChunkSize - in, end - pos));
-    Status st = AcquireDirty(f, idx, lock);
+    Status st = AcquireDirty(f, idx, lock, 0);
     if (!st.ok()) {
       if (pos == offset) return st;
       break;  // a short write: what got in stays
     }
-    auto& d = f->dirty[idx];
+    // A chunk brought back from its page-out slot (fs/page_out.h) reads
+    // only the segments this write changes in part; those it overwrites
+    // whole (or up to the chunk's new end) need not come back.
+    auto& d = f->dirty.at(idx);
+    const uint32_t lo = std::min(d.len, in);
+    const uint64_t hi = in + n;
+    uint64_t whole = 0;
+    if (d.absent != 0) {
+      for (uint64_t s = lo / kSegmentSize; s * kSegmentSize < hi; ++s) {
+        const uint64_t s_end = (s + 1) * kSegmentSize;
+        if (s * kSegmentSize >= lo && (s_end <= hi || hi >= d.len))
+          whole |= 1ull << s;
+      }
+      st = Fill(f, d, OpenFile::Dirty::SegmentMask(lo, hi) & ~whole);
+    }
+    if (!st.ok()) {
+      if (pos == offset) return st;
+      break;  // a short write: what got in stays
+    }
+    whole &= d.absent;
+    d.absent &= ~whole;
     d.touched = clock_.fetch_add(1);
     if (in > d.len) std::memset(d.buf + d.len, 0, in - d.len);
     const uint32_t got = static_cast<uint32_t>(src->CopyTo(d.buf + in, n));
+    d.MarkChanged(lo, in + got);
+    if (got < n && (whole & OpenFile::Dirty::SegmentMask(in + got, hi))) {
+      // Segments taken as overwritten whole were not: what they held is
+      // no longer anywhere. Fail the file's next commit rather than keep
+      // those bytes wrong.
+      if (f->error.ok())
+        f->error = Status::Error(Code::kIo, "a write's data could not be read");
+    }
     d.len = std::max(d.len, in + got);
     if (in <= d.in_order) d.in_order = std::max(d.in_order, in + got);
     pos += got;
@@ -116,11 +146,12 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
 }
 
 Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
-                                   std::unique_lock<std::mutex>& lock) {
+                                   std::unique_lock<std::mutex>& lock,
+                                   uint64_t need) {
   while (true) {
     auto have = f->dirty.find(idx);
     if (have != f->dirty.end() && !have->second.paged_out())
-      return Status::Ok();
+      return Fill(f, have->second, need);
     // Paged out (fs/page_out.h): its data was taken in long ago, so
     // bringing it back waits for a buffer but not for spill space.
     const bool page_in = have != f->dirty.end();
@@ -168,9 +199,15 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
       continue;
     }
     if (have != f->dirty.end()) {
-      Status st = PageIn(f, have->second, buf);
-      if (!st.ok()) pool_.Release(buf);
-      return st;
+      // Back from its slot: segments come in as they are needed.
+      OpenFile::Dirty& d = have->second;
+      d.buf = buf;
+      d.absent = d.in_slot;
+      d.changed = 0;
+      d.touched = clock_.fetch_add(1);
+      f->paged_out -= 1;
+      page_ins_ += 1;
+      return Fill(f, d, need);
     }
     if (page_in) continue;  // cut off meanwhile: bring in what is there now
     // Bring in what the chunk holds now (copy-on-write per chunk).
@@ -221,15 +258,25 @@ void WritePipeline::ForgetChunks(OpenFile* f, uint64_t first, uint64_t end) {
     f->discard.insert(*it);
 }
 
-WritePipeline::SealJob WritePipeline::TakeForSeal(OpenFile* f, uint64_t idx) {
+WritePipeline::SealJob WritePipeline::TakeForSeal(OpenFile* f, uint64_t idx,
+                                                  bool page_out) {
   auto it = f->dirty.find(idx);
+  OpenFile::Dirty& d = it->second;
+  if (!page_out && d.slotted) {
+    // A seal takes every byte: what is only in the slot comes in, and the
+    // slot is done with. A read that fails fails the file's next commit.
+    Status st = Fill(f, d, ~0ull);
+    if (!st.ok() && f->error.ok()) f->error = st;
+    pages_.Free(d.page_slot);
+    d.slotted = false;
+  }
   SealJob job;
   job.file = f->self.lock();
   job.index = idx;
-  job.buf = it->second.buf;
-  job.len = it->second.len;
-  job.touched = it->second.touched;
-  job.in_order = it->second.in_order;
+  job.buf = d.buf;
+  job.len = d.len;
+  job.page_out = page_out;
+  job.dirty = d;
   f->dirty.erase(it);
   f->inflight.insert(idx);
   seals_in_flight_ += 1;
@@ -243,12 +290,25 @@ void WritePipeline::SubmitSeal(OpenFile* f, uint64_t idx, bool early) {
 }
 
 void WritePipeline::Evict(OpenFile* f, uint64_t idx) {
-  SealJob job = TakeForSeal(f, idx);
+  OpenFile::Dirty& d = f->dirty.at(idx);
+  bool page_out = false;
+  if (f->no_page_out == 0) {
+    if (!d.slotted) {
+      if (auto slot = pages_.Take()) {
+        d.slotted = true;
+        d.page_slot = slot->index;
+        d.in_slot = 0;
+        d.absent = 0;
+        d.seals = std::make_shared<PageOut::Seals>();
+      }
+    }
+    page_out = d.slotted;
+  }
+  SealJob job = TakeForSeal(f, idx, page_out);
   // Sealed by a commit's own eviction (SealAll), the version is the one
   // the commit names: not held.
   job.early = f->no_page_out == 0;
-  if (f->no_page_out == 0) job.slot = pages_.Take();
-  if (job.slot) f->page_outs += 1;
+  if (page_out) f->page_outs += 1;
   Enqueue(std::move(job));
 }
 
@@ -262,72 +322,82 @@ void WritePipeline::Enqueue(SealJob job) {
 
 bool WritePipeline::PageOutJob(SealJob& job) {
   OpenFile* f = job.file.get();
-  const PageOut::Slot slot = *job.slot;
-  // A slot written for the first time since the file was emptied takes
-  // disk space: only what the spill can spare now. A seal may wait for
-  // space; a page-out is there to save work, so it never waits.
-  const uint64_t need = slot.fresh ? kChunkSize : 0;
-  Result<PageSeal> seal =
-      Status::Error(Code::kNoSpace, "no spill space to spare");
-  Status fault = Status::Ok();
+  OpenFile::Dirty& d = job.dirty;
+  // What the slot must get: every segment up to the chunk's end that it
+  // does not hold, or holds an older version of. Segments still absent
+  // from the buffer are in the slot as they are.
+  const uint64_t in_len = OpenFile::Dirty::SegmentMask(0, job.len);
+  const uint64_t write = in_len & ~d.absent & (~d.in_slot | d.changed);
+  // Segments new to the slot take disk space: only what the spill can
+  // spare now. A seal may wait for space; a page-out is there to save
+  // work, so it never waits.
+  const uint64_t need =
+      static_cast<uint64_t>(std::popcount(write & ~d.in_slot)) * kSegmentSize;
+  Status st = Status::Ok();
   if (hooks_ != nullptr && hooks_->page_out_fault)
-    fault = hooks_->page_out_fault(f->ino, job.index);
-  if (!fault.ok()) {
-    seal = fault;
-    spdlog::warn("inode {}: chunk {} is sealed instead of paged out: {}",
-                 f->ino, job.index, fault.ToString());
-  } else if (need == 0 || TryReserve(need)) {
-    seal = pages_.Write(slot.index, job.buf, job.len);
-    if (need > 0) Unreserve(need);
-    if (!seal.ok())
-      spdlog::warn("inode {}: chunk {} is sealed instead of paged out: {}",
-                   f->ino, job.index, seal.status().ToString());
+    st = hooks_->page_out_fault(f->ino, job.index);
+  if (st.ok()) {
+    if (need == 0 || TryReserve(need)) {
+      st = pages_.Write(d.page_slot, job.buf, write, d.seals.get());
+      if (need > 0) Unreserve(need);
+    } else {
+      st = Status::Error(Code::kNoSpace, "no spill space to spare", ENOSPC);
+    }
   }
-  if (seal.ok() && hooks_ != nullptr && hooks_->page_out_written)
+  if (!st.ok()) {
+    if (st.sys_errno() != ENOSPC)
+      spdlog::warn("inode {}: chunk {} is sealed instead of paged out: {}",
+                   f->ino, job.index, st.ToString());
+    // Sealed instead: it takes every byte, so what is only in the slot
+    // comes in, and the slot is done with.
+    Status fill = pages_.Read(d.page_slot, *d.seals, d.absent, job.buf);
+    pages_.Free(d.page_slot);
+    {
+      std::lock_guard<std::mutex> lock(f->mu);
+      f->page_outs -= 1;
+      if (!fill.ok() && f->error.ok()) f->error = fill;
+    }
+    f->cv.notify_all();
+    job.page_out = false;
+    return false;
+  }
+  if (hooks_ != nullptr && hooks_->page_out_written)
     hooks_->page_out_written(f->ino, job.index);
-  bool freed = !seal.ok();
+  d.in_slot = (d.in_slot | write) & in_len;
+  d.absent = d.in_slot;
+  d.changed = 0;
+  d.buf = nullptr;
+  d.len = job.len;
+  bool cut = false;
   {
     std::lock_guard<std::mutex> lock(f->mu);
     f->page_outs -= 1;
-    if (seal.ok()) {
-      if (f->discard.erase(job.index) > 0) {
-        freed = true;  // cut off by a truncate or a hole punch meanwhile
-      } else {
-        OpenFile::Dirty d;
-        d.len = job.len;
-        d.touched = job.touched;
-        d.in_order = job.in_order;
-        d.page_slot = slot.index;
-        d.page_len = job.len;
-        d.page = *seal;
-        f->dirty[job.index] = d;
-        f->paged_out += 1;
-      }
-      f->inflight.erase(job.index);
+    if (f->discard.erase(job.index) > 0) {
+      cut = true;  // cut off by a truncate or a hole punch meanwhile
+    } else {
+      f->dirty[job.index] = d;
+      f->paged_out += 1;
     }
+    f->inflight.erase(job.index);
   }
-  if (freed) pages_.Free(slot.index);
+  if (cut) pages_.Free(d.page_slot);
+  page_outs_ += 1;
   f->cv.notify_all();
-  if (!seal.ok()) {
-    job.slot.reset();
-    return false;
-  }
   pool_.Release(job.buf);
   seals_in_flight_ -= 1;
   return true;
 }
 
-Status WritePipeline::PageIn(OpenFile* f, OpenFile::Dirty& d, uint8_t* buf) {
-  Status st = pages_.Read(d.page_slot, d.page, buf, d.page_len);
+Status WritePipeline::Fill(OpenFile* f, OpenFile::Dirty& d, uint64_t need) {
+  const uint64_t want = d.absent & need;
+  if (want == 0) return Status::Ok();
+  Status st = pages_.Read(d.page_slot, *d.seals, want, d.buf);
   if (!st.ok()) {
     spdlog::error("inode {}: a paged-out buffer cannot be read back: {}",
                   f->ino, st.ToString());
     return st;
   }
-  pages_.Free(d.page_slot);
-  d.buf = buf;
-  d.touched = clock_.fetch_add(1);
-  f->paged_out -= 1;
+  d.absent &= ~want;
   return Status::Ok();
 }
 
@@ -558,7 +628,7 @@ void WritePipeline::SealerLoop() {
       job = std::move(seal_queue_.front());
       seal_queue_.pop_front();
     }
-    if (job.slot && PageOutJob(job)) continue;
+    if (job.page_out && PageOutJob(job)) continue;
     SealAndRecord(job);
   }
 }

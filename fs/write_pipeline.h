@@ -154,8 +154,12 @@ class WritePipeline {
                        WriteSource* src, size_t size);
   // Makes chunk index of f a dirty buffer holding its current content
   // (copy-on-write). May release the lock while waiting.
+  // need: the 64 KiB segments (OpenFile::Dirty::SegmentMask) that must be
+  // in the buffer on return, for a chunk that was paged out
+  // (fs/page_out.h); the others may stay in its slot until needed.
   Status AcquireDirty(OpenFile* f, uint64_t index,
-                      std::unique_lock<std::mutex>& lock);
+                      std::unique_lock<std::mutex>& lock,
+                      uint64_t need = ~0ull);
   // Seals every dirty buffer of f in this thread, then waits for every seal
   // of f that was in flight. Seals started meanwhile by other writers are
   // theirs to wait for.
@@ -172,9 +176,11 @@ class WritePipeline {
   uint64_t tail_cache_hits() const { return tails_.hits(); }
   // Buffers written to and read back from the page-out file, and how many
   // wait there now.
-  uint64_t page_outs() const { return pages_.page_outs(); }
-  uint64_t page_ins() const { return pages_.page_ins(); }
-  size_t paged_out() const { return pages_.in_use(); }
+  uint64_t page_outs() const { return page_outs_.load(); }
+  uint64_t page_ins() const { return page_ins_.load(); }
+  uint64_t page_bytes_written() const { return pages_.bytes_written(); }
+  uint64_t page_bytes_read() const { return pages_.bytes_read(); }
+  size_t page_slots_used() const { return pages_.in_use(); }
   // A commit of ino went into the index: a small chunk sealed for it
   // within hot_tail_hold from now is held (store/index.h, "Held chunks").
   void NoteCommit(uint64_t ino);
@@ -192,12 +198,13 @@ class WritePipeline {
     // Evicted before the file was done with it: likely written and
     // sealed again before the file's commit, so its chunk is held.
     bool early = false;
-    // Set: page the buffer out to this slot instead (fs/page_out.h).
-    std::optional<PageOut::Slot> slot;
-    uint64_t touched = 0;   // the buffer's Dirty fields, to restore
-    uint32_t in_order = 0;  // when it is paged out
+    // Page the buffer out to its slot instead (fs/page_out.h).
+    bool page_out = false;
+    OpenFile::Dirty dirty;  // the entry as it was taken (slot, masks)
   };
-  SealJob TakeForSeal(OpenFile* f, uint64_t index);
+  // Takes a buffer for a seal, or with page_out for a page-out (a seal
+  // first brings in what is only in the chunk's slot, and frees the slot).
+  SealJob TakeForSeal(OpenFile* f, uint64_t index, bool page_out = false);
   void SubmitSeal(OpenFile* f, uint64_t index, bool early = false);
   // Makes room by sending a buffer of f away: paged out where a slot is
   // free and no commit of f is in progress, else sealed early. Needs f->mu.
@@ -207,8 +214,8 @@ class WritePipeline {
   // could not be written there (no space to spare, an I/O error), and the
   // job is then to be sealed as a chunk.
   bool PageOutJob(SealJob& job);
-  // Brings paged-out chunk index of f back into buf. Needs f->mu.
-  Status PageIn(OpenFile* f, OpenFile::Dirty& d, uint8_t* buf);
+  // Reads the segments of need that d has only in its slot. Needs f->mu.
+  Status Fill(OpenFile* f, OpenFile::Dirty& d, uint64_t need);
   // Frees what a dirty entry holds: its buffer or its page-out slot.
   void FreeDirty(OpenFile* f, OpenFile::Dirty& d);
   void SealAndRecord(const SealJob& job);
@@ -257,6 +264,8 @@ class WritePipeline {
   std::vector<std::thread> sealers_;
   std::atomic<int> seals_in_flight_{0};
   std::atomic<uint64_t> clock_{0};  // orders writes for LRU eviction
+  std::atomic<uint64_t> page_outs_{0};
+  std::atomic<uint64_t> page_ins_{0};
 
   // Inodes committed lately and when (NoteCommit): a leaf lock.
   std::mutex hot_mu_;

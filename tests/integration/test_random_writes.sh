@@ -32,7 +32,7 @@ check "the file reads back equal after the writes" cmp "$SRC/f" "$MNT/f"
 page_outs=$(stat_get page_outs)
 it_log "buffers paged out: $page_outs, versions replaced: $(stat_get superseded_chunks)"
 expect_le "buffers paged out instead of sealed" 50 "$page_outs"
-expect_eq "paged-out buffers left after the close" 0 "$(stat_get paged_out)"
+expect_eq "page-out slots in use after the close" 0 "$(stat_get page_slots)"
 check "and again after a drop of the page cache" bash -c "echo 3 >/proc/sys/vm/drop_caches && cmp '$SRC/f' '$MNT/f'"
 wfs_unmount
 # The copy's 10 chunks plus at most one version of each chunk the writes
@@ -76,8 +76,8 @@ done
 [ -e "$T/written" ] || fail "the writer did not finish its writes"
 pid=$DAEMON_PID
 # The page-out file has no name; the daemon's descriptor reaches it.
-paged=$(stat_get paged_out)
-expect_le "buffers paged out while the writer keeps the file open" 1 "$paged"
+paged=$(stat_get page_slots)
+expect_le "page-out slots in use while the writer keeps the file open" 1 "$paged"
 page_file=""
 for fd in /proc/"$pid"/fd/*; do
   case "$(readlink "$fd")" in */spill/*deleted*) page_file=$fd ;; esac
