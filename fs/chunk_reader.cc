@@ -118,7 +118,9 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
         WAVEFS_RETURN_IF_ERROR(page_in_(f, idx, need, lock));
         continue;
       }
-      sink->Copy(reinterpret_cast<const char*>(d->second.buf) + in, have);
+      // (A paged-out buffer with nothing to give here has no buf.)
+      if (have > 0)
+        sink->Copy(reinterpret_cast<const char*>(d->second.buf) + in, have);
       sink->Zeros(n - have);
       pos += n;
       continue;
