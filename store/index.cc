@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "chunker/data_map.h"
+#include "store/index_hooks.h"
 
 namespace wavefs {
 namespace {
@@ -720,24 +721,40 @@ Result<uint64_t> Index::DeleteStagedBody(const Address& address,
   return uint64_t{v.size()};
 }
 
+namespace {
+std::function<void()> peek_queue_hook;
+}  // namespace
+
+void SetPeekQueueHookForTesting(std::function<void()> hook) {
+  peek_queue_hook = std::move(hook);
+}
+
 Status Index::PeekQueue(size_t max,
                         std::vector<std::pair<Address, uint64_t>>* out,
                         bool include_held,
                         std::chrono::steady_clock::time_point* next_release) {
   out->clear();
   // The holds as of now (a copy: the scan below runs without queue_mu_; a
-  // hold that ends meanwhile is seen at the next look, one that starts is
-  // of a chunk queued after the scan began).
+  // hold that ends meanwhile is seen at the next look). The iterator (a
+  // snapshot of the queue) is taken under the same lock: EnqueueStaged
+  // writes a chunk's queue entry and starts its hold under queue_mu_, so
+  // every entry the scan sees has its hold in the copy. (Taken after the
+  // lock, a chunk queued in between was handed out, and the uploader's
+  // claim ended its hold: an evicted version went up that its
+  // replacement should have dropped.)
   std::vector<std::pair<Address, std::chrono::steady_clock::time_point>> held;
-  if (!include_held) {
+  std::unique_ptr<rocksdb::Iterator> it;
+  {
     std::lock_guard<std::mutex> lock(queue_mu_);
-    const auto now = std::chrono::steady_clock::now();
-    for (const auto& [a, h] : held_) {
-      if (h.until > now) held.emplace_back(a, h.until);
+    if (!include_held) {
+      const auto now = std::chrono::steady_clock::now();
+      for (const auto& [a, h] : held_) {
+        if (h.until > now) held.emplace_back(a, h.until);
+      }
     }
+    it.reset(db_->NewIterator(rocksdb::ReadOptions()));
   }
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions()));
+  if (peek_queue_hook) peek_queue_hook();
   for (it->Seek("Q"); it->Valid() && out->size() < max && it->key()[0] == 'Q';
        it->Next()) {
     if (it->key().size() != 33) continue;
