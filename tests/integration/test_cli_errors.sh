@@ -72,6 +72,8 @@ bad "mount with an unknown option" mount "$STORE" "$T/m1" --no-such-option
 bad "mount with a missing option value" mount "$STORE" "$T/m1" --spill-dir
 bad "mount with a missing key file" mount "$STORE" "$T/m1" --key-file "$T/no-such-key"
 bad "mount with too many arguments" mount "$STORE" "$T/m1" extra-arg
+bad "mount with a --page-out that is not a size" mount "$STORE" "$T/m1" --page-out lots
+bad "mount with a --page-out under one chunk" mount "$STORE" "$T/m1" --page-out 1M
 bad "unmount of a directory that is not mounted" unmount "$T/m1"
 
 # The default key file moved away.
