@@ -1,5 +1,5 @@
 // PageCipher: seals a dirty buffer that leaves memory before its file is
-// done with it (fs/page_out.h), under a key that exists only in this
+// done with it (store/page_out.h), under a key that exists only in this
 // process.
 //
 // AES-256-GCM (OpenSSL EVP: AES-NI and carry-less multiply where the CPU

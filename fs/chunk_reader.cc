@@ -109,7 +109,7 @@ Result<size_t> ChunkReader::ReadFile(OpenFile* f,
       const uint64_t have =
           in < d->second.len ? std::min<uint64_t>(n, d->second.len - in) : 0;
       // Paged out, or segments of the range still in its page-out slot
-      // (fs/page_out.h): into the buffer first (may release the lock),
+      // (store/page_out.h): into the buffer first (may release the lock),
       // then look again.
       const uint64_t need = OpenFile::Dirty::SegmentMask(in, in + have);
       if (need & (d->second.paged_out() ? ~0ull : d->second.absent)) {

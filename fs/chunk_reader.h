@@ -96,7 +96,7 @@ class ChunkReader {
   void DisableReadWindows() { read_window_.store(0); }
   uint64_t read_window() const { return read_window_.load(); }
   // How a read brings the segments it needs of a paged-out dirty buffer
-  // back (fs/page_out.h): WritePipeline::AcquireDirty, set once before
+  // back (store/page_out.h): WritePipeline::AcquireDirty, set once before
   // any read.
   using PageInFn =
       std::function<Status(OpenFile*, uint64_t index, uint64_t segments,

@@ -87,7 +87,7 @@ struct FsOptions {
   size_t commit_every_chunks = 256;
   // Evicted buffers of files written all over that may wait, encrypted
   // under a key of this process, in the spill's page-out file instead of
-  // being sealed as chunks (fs/page_out.h): 256 = 1 GiB at most. 0: off.
+  // being sealed as chunks (store/page_out.h): 256 = 1 GiB at most. 0: off.
   size_t page_out_slots = 256;
   // Test-only interleaving and fault hooks (empty in production).
   FsHooks hooks;

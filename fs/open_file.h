@@ -42,7 +42,7 @@ struct FileHandle;
 
 struct OpenFile {
   struct Dirty {
-    // Null while paged out (fs/page_out.h): the chunk's bytes then wait in
+    // Null while paged out (store/page_out.h): the chunk's bytes then wait in
     // its page-out slot.
     uint8_t* buf = nullptr;
     uint32_t len = 0;      // valid plaintext bytes; past it reads as zeros
@@ -50,7 +50,7 @@ struct OpenFile {
     // End of the run of writes that went in order from offset 0: when it
     // reaches the chunk's end a sequential writer is done with the chunk.
     uint32_t in_order = 0;
-    // Page-out (fs/page_out.h): once paged out, the chunk keeps its slot
+    // Page-out (store/page_out.h): once paged out, the chunk keeps its slot
     // until it is sealed or cut. Masks of its 64 KiB segments: in_slot,
     // what the slot holds; absent, what is in the slot but not in buf
     // (read when needed); changed, what buf changed since it last went

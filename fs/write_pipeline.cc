@@ -92,7 +92,7 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
       if (pos == offset) return st;
       break;  // a short write: what got in stays
     }
-    // A chunk brought back from its page-out slot (fs/page_out.h) reads
+    // A chunk brought back from its page-out slot (store/page_out.h) reads
     // only the segments this write changes in part; those it overwrites
     // whole (or up to the chunk's new end) need not come back.
     auto& d = f->dirty.at(idx);
@@ -152,7 +152,7 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
     auto have = f->dirty.find(idx);
     if (have != f->dirty.end() && !have->second.paged_out())
       return Fill(f, have->second, need);
-    // Paged out (fs/page_out.h): its data was taken in long ago, so
+    // Paged out (store/page_out.h): its data was taken in long ago, so
     // bringing it back waits for a buffer but not for spill space.
     const bool page_in = have != f->dirty.end();
     if (f->inflight.count(idx)) {
@@ -296,7 +296,7 @@ void WritePipeline::Evict(OpenFile* f, uint64_t idx) {
     if (!d.slotted) {
       if (auto slot = pages_.Take()) {
         d.slotted = true;
-        d.page_slot = slot->index;
+        d.page_slot = *slot;
         d.in_slot = 0;
         d.absent = 0;
         d.seals = std::make_shared<PageOut::Seals>();

@@ -33,10 +33,10 @@
 
 #include "fs/chunk_reader.h"
 #include "fs/open_file.h"
-#include "fs/page_out.h"
 #include "fs/tail_cache.h"
 #include "store/buffer_pool.h"
 #include "store/index.h"
+#include "store/page_out.h"
 #include "store/spill.h"
 #include "store/uploader.h"
 
@@ -51,7 +51,7 @@ struct FsHooks {
   // A seal thread, after staging and before recording the ref.
   std::function<void(uint64_t ino, uint64_t index)> seal_before_record;
   // A seal thread, after a buffer was written to the page-out file and
-  // before it is recorded as paged out (fs/page_out.h).
+  // before it is recorded as paged out (store/page_out.h).
   std::function<void(uint64_t ino, uint64_t index)> page_out_written;
   // A page-out, before its write: a non-ok status fails it as a full
   // spill or an I/O error would (the buffer is then sealed instead).
@@ -134,7 +134,7 @@ struct WriteOptions {
   size_t tail_cache_bytes = 1 << 20;
   size_t tail_cache_entry = 256 << 10;
   // Buffers of files written all over that may wait paged out at once
-  // (fs/page_out.h; FsOptions::page_out_slots). 0: evicted buffers are
+  // (store/page_out.h; FsOptions::page_out_slots). 0: evicted buffers are
   // sealed as chunks.
   size_t page_out_slots = 0;
 };
@@ -156,7 +156,7 @@ class WritePipeline {
   // (copy-on-write). May release the lock while waiting.
   // need: the 64 KiB segments (OpenFile::Dirty::SegmentMask) that must be
   // in the buffer on return, for a chunk that was paged out
-  // (fs/page_out.h); the others may stay in its slot until needed.
+  // (store/page_out.h); the others may stay in its slot until needed.
   Status AcquireDirty(OpenFile* f, uint64_t index,
                       std::unique_lock<std::mutex>& lock,
                       uint64_t need = ~0ull);
@@ -198,7 +198,7 @@ class WritePipeline {
     // Evicted before the file was done with it: likely written and
     // sealed again before the file's commit, so its chunk is held.
     bool early = false;
-    // Page the buffer out to its slot instead (fs/page_out.h).
+    // Page the buffer out to its slot instead (store/page_out.h).
     bool page_out = false;
     OpenFile::Dirty dirty;  // the entry as it was taken (slot, masks)
   };

@@ -1,4 +1,4 @@
-// Paged-out buffers (fs/page_out.h): a file written all over, with more
+// Paged-out buffers (store/page_out.h): a file written all over, with more
 // chunks than it may hold in buffers, sends its least recently written
 // buffer to the page-out file (encrypted under a key of the process)
 // instead of sealing it as a chunk; the next write or read brings it back.

@@ -2,7 +2,7 @@
 # A file that already exists, written all over through one open file (as
 # fio, a torrent client or a database does): more chunks than the file may
 # hold in buffers, so a chunk's buffer leaves memory before the close and
-# is brought back by the next write to it: paged out (fs/page_out.h,
+# is brought back by the next write to it: paged out (store/page_out.h,
 # encrypted in a scratch file of the spill), or with --page-out 0 sealed
 # and staged as a chunk. Every step reads back equal to a local copy
 # written the same way; nothing goes up before the close (paged out) or

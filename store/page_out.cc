@@ -1,4 +1,4 @@
-#include "fs/page_out.h"
+#include "store/page_out.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -24,8 +24,7 @@ uint64_t UnitOf(uint32_t slot, uint32_t segment) {
 
 }  // namespace
 
-PageOut::PageOut(std::string dir, size_t slots)
-    : dir_(std::move(dir)), slots_(slots), allocated_(slots, false) {
+PageOut::PageOut(std::string dir, size_t slots) : dir_(std::move(dir)) {
   // Taken from the back: slot 0 first, and freed slots (whose pages are
   // likely still in the page cache) before slots never used.
   for (size_t i = slots; i > 0; --i)
@@ -58,16 +57,13 @@ bool PageOut::OpenFileLocked() {
   return true;
 }
 
-std::optional<PageOut::Slot> PageOut::Take() {
+std::optional<uint32_t> PageOut::Take() {
   std::lock_guard<std::mutex> lock(mu_);
   if (free_.empty() || !OpenFileLocked()) return std::nullopt;
-  Slot s;
-  s.index = free_.back();
+  const uint32_t slot = free_.back();
   free_.pop_back();
-  s.fresh = !allocated_[s.index];
-  allocated_[s.index] = true;
   in_use_ += 1;
-  return s;
+  return slot;
 }
 
 void PageOut::Free(uint32_t slot) {
@@ -79,7 +75,6 @@ void PageOut::Free(uint32_t slot) {
     if (::ftruncate(fd_, 0) != 0)
       spdlog::warn("cannot truncate the page-out file: {}",
                    std::strerror(errno));
-    allocated_.assign(slots_, false);
   }
 }
 

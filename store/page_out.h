@@ -45,13 +45,9 @@ class PageOut {
   PageOut(const PageOut&) = delete;
   PageOut& operator=(const PageOut&) = delete;
 
-  struct Slot {
-    uint32_t index = 0;
-    bool fresh = false;  // its disk space is not allocated yet
-  };
   // A free slot; nullopt when all are taken, paging is off, or the scratch
   // file cannot be created (logged once; paging is then off).
-  std::optional<Slot> Take();
+  std::optional<uint32_t> Take();
   // Gives a slot back.
   void Free(uint32_t slot);
   // The segments of a chunk (kSegmentSize each, 64 per chunk) as a mask.
@@ -72,16 +68,14 @@ class PageOut {
   bool OpenFileLocked();
 
   const std::string dir_;
-  const size_t slots_;
   PageCipher cipher_;
   mutable std::mutex mu_;
-  int fd_ = -1;                  // under mu_ to open; read-only once open
-  bool failed_ = false;          // under mu_: the file could not be created
-  std::vector<uint32_t> free_;   // under mu_: slots never used go last
-  std::vector<bool> allocated_;  // under mu_: written since the truncate
-  size_t in_use_ = 0;            // under mu_
-  uint64_t bytes_written_ = 0;   // under mu_
-  uint64_t bytes_read_ = 0;      // under mu_
+  int fd_ = -1;                 // under mu_ to open; read-only once open
+  bool failed_ = false;         // under mu_: the file could not be created
+  std::vector<uint32_t> free_;  // under mu_: slots never used go last
+  size_t in_use_ = 0;           // under mu_
+  uint64_t bytes_written_ = 0;  // under mu_
+  uint64_t bytes_read_ = 0;     // under mu_
 };
 
 }  // namespace wavefs
