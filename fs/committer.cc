@@ -1,7 +1,11 @@
 #include "fs/committer.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
+#include <algorithm>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace wavefs {
@@ -22,7 +26,11 @@ void Committer::DropIfFailed(OpenFile* f) {
 }
 
 Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
-                         bool sync, FileHandle* caller) {
+                         bool sync, FileHandle* caller, bool close) {
+  ReplayIfNeeded(f, lock);
+  if (close && !sync && (caller == nullptr || caller->dropped_error.ok()) &&
+      TryJournal(f))
+    return Status::Ok();
   const uint64_t gen = f->write_gen;
   pipeline_->SealAll(f, lock);
   DropIfFailed(f);
@@ -53,9 +61,12 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
     }
     if (store_sync) WAVEFS_RETURN_IF_ERROR(store_->Sync());
   }
-  if (!f->attr_dirty && f->pending.empty() && !f->truncate_from && !sync)
+  if (!f->attr_dirty && f->pending.empty() && !f->truncate_from && !sync &&
+      f->journal_records == 0)
     return Status::Ok();
   IndexBatch b;
+  // The sealed chunks take the place of the file's journal records.
+  if (f->journal_records > 0) b.DeleteJournal(f->ino);
   if (f->truncate_from) b.DeleteChunksFrom(f->ino, *f->truncate_from);
   for (auto& [i, r] : f->pending) b.PutChunk(f->ino, i, r);
   b.PutInode(f->attr);
@@ -82,6 +93,9 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
   f->pending.clear();
   f->truncate_from.reset();
   f->attr_dirty = false;
+  f->unlogged_change = false;
+  f->journal_records = 0;
+  f->journal_bytes = 0;
   // Writers whose every write is in this commit have nothing at stake now.
   for (auto it = f->writers.begin(); it != f->writers.end();)
     it = it->second <= gen ? f->writers.erase(it) : std::next(it);
@@ -107,13 +121,161 @@ void Committer::CommitLongWrite(OpenFile* f,
                  st.ToString());
 }
 
+bool Committer::TryJournal(OpenFile* f) {
+  // Bounds: past them the file's next commit seals (its buffer is bounded
+  // by the pool, its records here).
+  constexpr uint64_t kMaxJournalBytes = 256 << 10;
+  constexpr uint64_t kMaxJournalRecords = 1024;
+  if (journal_ == nullptr || journal_->hold().count() <= 0) return false;
+  if (!S_ISREG(f->attr.mode) || !f->error.ok() || f->truncate_from ||
+      !f->pending.empty() || !f->inflight.empty() || f->paged_out > 0 ||
+      f->page_outs > 0 || f->unlogged_change || f->dirty.size() != 1)
+    return false;
+  // A file written once and closed (cp, tar, rsync) seals at its close as
+  // always; one closed again soon after a commit (a log) journals.
+  if (f->journal_records == 0 && !pipeline_->RecentlyCommitted(f->ino))
+    return false;
+  auto& [idx, d] = *f->dirty.begin();
+  if (d.paged_out() || d.log_overflow) return false;
+  if (f->journal_records > 0 && f->journal_chunk != idx) return false;
+  // Only what writes change: size and times. Anything else seals.
+  InodeAttr same = f->attr;
+  same.size = f->committed.size;
+  same.atime = f->committed.atime;
+  same.mtime = f->committed.mtime;
+  same.ctime = f->committed.ctime;
+  if (EncodeInode(same) != EncodeInode(f->committed)) return false;
+  // Nothing written since the last records (bash's redirections flush
+  // twice): the journal already holds this state.
+  if (d.logged.empty()) return f->journal_records > 0;
+  uint64_t bytes = 0;
+  for (const auto& [from, to] : d.logged) {
+    if (d.absent & OpenFile::Dirty::SegmentMask(from, to)) return false;
+    bytes += to - from;
+  }
+  if (f->journal_bytes + bytes > kMaxJournalBytes ||
+      f->journal_records + d.logged.size() > kMaxJournalRecords)
+    return false;
+  IndexBatch b;
+  uint64_t seq = f->journal_next_seq;
+  for (const auto& [from, to] : d.logged) {
+    JournalRecord r;
+    r.chunk_index = idx;
+    r.offset = from;
+    r.size = f->attr.size;
+    r.atime = f->attr.atime;
+    r.mtime = f->attr.mtime;
+    r.ctime = f->attr.ctime;
+    // Bytes past the buffer's valid length read as zeros.
+    const uint32_t have = std::min(to, std::max(from, d.len));
+    r.data.assign(reinterpret_cast<const char*>(d.buf) + from, have - from);
+    r.data.resize(to - from, '\0');
+    b.PutJournal(f->ino, seq, journal_->Seal(f->ino, seq, r));
+    seq += 1;
+  }
+  Status st = index_->Commit(&b, false);
+  if (!st.ok()) {
+    spdlog::warn("inode {}: journal commit failed, sealing instead: {}", f->ino,
+                 st.ToString());
+    return false;
+  }
+  pipeline_->NoteCommit(f->ino);
+  journal_commits_.fetch_add(1);
+  journal_bytes_.fetch_add(bytes);
+  f->journal_records += d.logged.size();
+  f->journal_bytes += bytes;
+  f->journal_chunk = idx;
+  f->journal_next_seq = seq;
+  d.logged.clear();
+  f->attr_dirty = false;
+  const uint64_t gen = f->write_gen;
+  for (auto it = f->writers.begin(); it != f->writers.end();)
+    it = it->second <= gen ? f->writers.erase(it) : std::next(it);
+  if (!f->hot) {
+    // The journal's pin keeps the buffer after the last handle goes.
+    f->hot = true;
+    f->opens += 1;
+    if (auto self = f->self.lock()) journal_->MarkHot(std::move(self));
+  }
+  return true;
+}
+
+void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
+  f->journal_replay = false;
+  if (journal_ == nullptr) return;
+  std::vector<std::pair<uint64_t, std::string>> sealed;
+  Status st =
+      index_->ListJournal(f->ino, [&](uint64_t seq, std::string_view v) {
+        sealed.emplace_back(seq, std::string(v));
+      });
+  if (!st.ok()) {
+    spdlog::error("inode {}: cannot read its tail journal: {}", f->ino,
+                  st.ToString());
+    return;
+  }
+  if (sealed.empty()) return;
+  std::optional<JournalRecord> last;
+  uint64_t bytes = 0;
+  for (const auto& [seq, v] : sealed) {
+    auto r = journal_->Open(f->ino, seq, v);
+    if (!r.ok()) {
+      spdlog::error("inode {}: {}; its bytes are left out", f->ino,
+                    r.status().ToString());
+      continue;
+    }
+    MemorySource src(r->data.data());
+    auto n = pipeline_->Write(f, nullptr, lock,
+                              r->chunk_index * kChunkSize + r->offset, &src,
+                              r->data.size());
+    if (!n.ok() || *n != r->data.size()) {
+      spdlog::error(
+          "inode {}: tail journal record {} could not be applied: {}", f->ino,
+          seq, n.ok() ? std::string("short write") : n.status().ToString());
+      continue;
+    }
+    bytes += r->data.size();
+    f->journal_chunk = r->chunk_index;
+    last = std::move(*r);
+  }
+  if (last) {
+    f->attr.size = std::max(f->attr.size, last->size);
+    f->attr.atime = last->atime;
+    f->attr.mtime = last->mtime;
+    f->attr.ctime = last->ctime;
+  }
+  // Counted even when left out: the next sealed commit deletes them all.
+  f->journal_records = sealed.size();
+  f->journal_bytes = bytes;
+  f->journal_next_seq = sealed.back().first + 1;
+  f->attr_dirty = true;
+  for (auto& [i, d] : f->dirty) d.logged.clear();
+  journal_replays_.fetch_add(1);
+  if (!f->hot) {
+    f->hot = true;
+    f->opens += 1;
+  }
+  if (auto self = f->self.lock()) journal_->MarkHot(std::move(self));
+}
+
 void Committer::DropUncommitted(OpenFile* f, const Status& why) {
   pipeline_->ReleaseBuffers(f);
   f->pending.clear();
   for (uint64_t i : f->inflight) f->discard.insert(i);
   f->truncate_from.reset();
   f->attr_dirty = false;
+  f->unlogged_change = false;
   f->attr = f->committed;
+  if (f->journal_records > 0 && journal_ != nullptr) {
+    // The records are still the file's last commit: they go back into its
+    // buffers before anything else touches it (ReplayIfNeeded), and soon
+    // in any case (the journal's thread). Pinned meanwhile.
+    f->journal_replay = true;
+    if (!f->hot) {
+      f->hot = true;
+      f->opens += 1;
+    }
+    if (auto self = f->self.lock()) journal_->CoolNow(std::move(self));
+  }
   for (auto& [h, gen] : f->writers)
     if (h->dropped_error.ok()) h->dropped_error = why;
   f->writers.clear();

@@ -9,14 +9,20 @@
 // the error, whoever ran the commit), and the kernel is told to forget the
 // pages it cached of them.
 //
+// A close (flush or release) may commit as tail-journal records instead
+// (fs/tail_journal.h, TryJournal): then nothing is sealed, and the file
+// stays hot until a sealed commit takes the records' place.
+//
 // Thread safety: thread-safe; Commit needs f->mu held through `lock`.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <set>
 
 #include "fs/open_file.h"
+#include "fs/tail_journal.h"
 #include "fs/write_pipeline.h"
 #include "store/chunk_store.h"
 #include "store/index.h"
@@ -27,18 +33,34 @@ namespace wavefs {
 class Committer {
  public:
   // commit_every_chunks: see CommitLongWrite.
+  // journal: the tail journal, or null (every commit seals).
   Committer(Index* index, Spill* spill, ChunkStore* store,
-            WritePipeline* pipeline, size_t commit_every_chunks)
+            WritePipeline* pipeline, size_t commit_every_chunks,
+            TailJournal* journal)
       : index_(index),
         spill_(spill),
         store_(store),
         pipeline_(pipeline),
-        commit_every_(commit_every_chunks) {}
+        commit_every_(commit_every_chunks),
+        journal_(journal) {}
 
   // caller: the handle on whose behalf this runs (null for setattr, xattrs,
   // unmount). It gets its own dropped-writes error, if any.
+  // close: a flush or release, which may commit as journal records.
   Status Commit(OpenFile* f, std::unique_lock<std::mutex>& lock, bool sync,
-                FileHandle* caller);
+                FileHandle* caller, bool close = false);
+  // Applies f's journal records again to its last sealed commit when a
+  // failed commit dropped them from its buffers (before any write or
+  // commit of f), and once at start-up. The file is hot afterwards. A
+  // record that cannot be opened or applied is logged and left out.
+  // Needs f->mu, and a pin of f held by the caller.
+  void Replay(OpenFile* f, std::unique_lock<std::mutex>& lock);
+  void ReplayIfNeeded(OpenFile* f, std::unique_lock<std::mutex>& lock) {
+    if (f->journal_replay) Replay(f, lock);
+  }
+  uint64_t journal_commits() const { return journal_commits_.load(); }
+  uint64_t journal_bytes() const { return journal_bytes_.load(); }
+  uint64_t journal_replays() const { return journal_replays_.load(); }
   // After a write: commits f, as a close would, once it holds
   // commit_every_chunks sealed refs not yet in the index and no half-filled
   // buffer, or twice as many whatever its buffers hold, so what a file
@@ -61,12 +83,20 @@ class Committer {
 
  private:
   void DropUncommitted(OpenFile* f, const Status& why);
+  // Commits f's changes as journal records when they are writes into the
+  // one chunk it holds in a buffer (see fs/tail_journal.h); false when
+  // they are not, or the index write failed: then the commit seals.
+  bool TryJournal(OpenFile* f);
 
   Index* index_;
   Spill* spill_;
   ChunkStore* store_;
   WritePipeline* pipeline_;
   const size_t commit_every_;
+  TailJournal* const journal_;
+  std::atomic<uint64_t> journal_commits_{0};
+  std::atomic<uint64_t> journal_bytes_{0};
+  std::atomic<uint64_t> journal_replays_{0};
   std::mutex dropped_mu_;
   std::set<uint64_t> dropped_;                      // under dropped_mu_
   std::function<void(uint64_t)> dropped_listener_;  // under dropped_mu_

@@ -58,7 +58,10 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
               ReaderOptionsOf(options_)),
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
                 WriteOptionsOf(options_), &options_.hooks),
-      committer_(index, spill, store, &pipeline_, options_.commit_every_chunks),
+      journal_(secret, options_.tail_journal ? options_.hot_tail_hold
+                                             : std::chrono::milliseconds(0)),
+      committer_(index, spill, store, &pipeline_, options_.commit_every_chunks,
+                 &journal_),
       namespace_(index, &files_, &options_.hooks) {
   // A synced index write (fsync, fsyncdir, an index flush) makes every
   // earlier record durable, including queue entries and data maps of files
@@ -70,15 +73,66 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
     // durable only once the store is.
     return moved_out ? store->Sync() : Status::Ok();
   });
+  ReplayJournals();
+  journal_.Start(
+      [this](std::shared_ptr<OpenFile> f) { CoolTail(std::move(f)); });
 }
 
 Filesystem::~Filesystem() {
+  journal_.Stop();
   index_->SetSyncBarrier(nullptr);
   // Buffers still held by open files (none after CommitAll) go back.
   for (auto& f : files_.All()) {
     std::lock_guard<std::mutex> lock(f->mu);
     pipeline_.ReleaseBuffers(f.get());
   }
+}
+
+void Filesystem::ReplayJournals() {
+  // The daemon stopped while files were hot: their records go back into
+  // buffers on top of their last sealed commits, and they are hot again
+  // (sealed by the journal's thread in a moment, or at unmount).
+  auto inos = index_->JournaledInodes();
+  if (!inos.ok()) {
+    spdlog::error("cannot list tail journals: {}", inos.status().ToString());
+    return;
+  }
+  for (uint64_t ino : *inos) {
+    auto f = files_.Pin(ino);
+    if (!f.ok()) {
+      // Its inode went (an orphan reclaimed at start): so do its records.
+      spdlog::warn("tail journal of inode {} without its file: {}; dropped",
+                   ino, f.status().ToString());
+      IndexBatch b;
+      b.DeleteJournal(ino);
+      index_->Commit(&b, false).IgnoreError();
+      continue;
+    }
+    {
+      std::unique_lock<std::mutex> lock((*f)->mu);
+      committer_.Replay(f->get(), lock);
+    }
+    files_.Unpin(*f, [&](OpenFile* last) { pipeline_.ReleaseBuffers(last); });
+    spdlog::info("inode {}: tail journal applied again", ino);
+  }
+}
+
+void Filesystem::CoolTail(std::shared_ptr<OpenFile> f) {
+  {
+    std::unique_lock<std::mutex> lock(f->mu);
+    if (f->journal_replay) {
+      committer_.Replay(f.get(), lock);
+      return;
+    }
+    if (!f->hot) return;
+    f->hot = false;
+  }
+  // The commit seals the chunk and deletes the records; on failure the
+  // records stay and the file is hot again (Committer::DropUncommitted).
+  Status st = Unpin(f, nullptr);
+  if (!st.ok())
+    spdlog::error("inode {}: sealing its journaled tail failed: {}", f->ino,
+                  st.ToString());
 }
 
 void Filesystem::SetDroppedListener(std::function<void(uint64_t)> listener) {
@@ -172,7 +226,7 @@ Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h) {
   Status st;
   {
     std::unique_lock<std::mutex> lock(f->mu);
-    st = committer_.Commit(f.get(), lock, false, h);
+    st = committer_.Commit(f.get(), lock, false, h, /*close=*/h != nullptr);
     if (h != nullptr) f->writers.erase(h);
   }
   bool unlinked = false;
@@ -198,6 +252,7 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(uint64_t ino, int flags) {
       std::unique_lock<std::mutex> lock(h->file->mu);
       if (S_ISREG(h->file->attr.mode)) {
         committer_.DropIfFailed(h->file.get());
+        committer_.ReplayIfNeeded(h->file.get(), lock);
         st = Truncate(h->file.get(), lock, 0);
         if (st.ok())
           st = committer_.Commit(h->file.get(), lock, false, nullptr);
@@ -222,7 +277,7 @@ uint32_t Filesystem::ModeOf(FileHandle* h) {
 
 Status Filesystem::Flush(FileHandle* h) {
   std::unique_lock<std::mutex> lock(h->file->mu);
-  return committer_.Commit(h->file.get(), lock, false, h);
+  return committer_.Commit(h->file.get(), lock, false, h, /*close=*/true);
 }
 
 Status Filesystem::Fsync(FileHandle* h) {
@@ -283,6 +338,7 @@ Status Filesystem::Truncate(OpenFile* f, std::unique_lock<std::mutex>& lock,
   f->attr.size = n;
   f->attr.mtime = f->attr.ctime = WallNow();
   f->attr_dirty = true;
+  f->unlogged_change = true;
   return Status::Ok();
 }
 
@@ -296,6 +352,7 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
     std::unique_lock<std::mutex> lock(f->mu);
     // Changes a failed seal already doomed go first, not with this one.
     committer_.DropIfFailed(f.get());
+    committer_.ReplayIfNeeded(f.get(), lock);
     if (c.size) st = Truncate(f.get(), lock, *c.size);
     if (st.ok()) {
       const timespec now = WallNow();
@@ -325,6 +382,7 @@ Status Filesystem::ZeroRange(OpenFile* f, std::unique_lock<std::mutex>& lock,
     const uint64_t from = std::max(start, base) - base;
     const uint64_t to = std::min(end - base, in_file);
     if (from >= to) continue;
+    f->unlogged_change = true;
     if (from == 0 && to == in_file) {
       // The whole chunk (as far as the file goes) is zero now: a hole.
       pipeline_.ForgetChunks(f, idx, idx + 1);
@@ -360,6 +418,8 @@ Status Filesystem::Fallocate(FileHandle* h, int mode, uint64_t offset,
   if (!S_ISREG(f->attr.mode))
     return Status::Error(Code::kInvalid, "fallocate of a non-regular file");
   if (!f->error.ok()) return f->error;
+  committer_.ReplayIfNeeded(f, lock);
+  f->unlogged_change = true;
   if (mode & (kFallocPunchHole | kFallocZeroRange)) {
     WAVEFS_RETURN_IF_ERROR(ZeroRange(f, lock, offset, end));
     f->write_gen += 1;
@@ -391,6 +451,7 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
   if (offset + size > kMaxFileSize || offset + size < offset)
     return Status::Error(Code::kTooBig, "write past the file size limit");
   std::unique_lock<std::mutex> lock(f->mu);
+  committer_.ReplayIfNeeded(f, lock);
   auto n = pipeline_.Write(f, h, lock, offset, src, size);
   if (!n.ok()) return n;
   f->attr.mtime = f->attr.ctime = WallNow();
@@ -470,6 +531,10 @@ Result<uint64_t> Filesystem::CopyRange(FileHandle* in, uint64_t off_in,
   OpenFile* src = in->file.get();
   OpenFile* dst = out->file.get();
   uint64_t src_size = 0;
+  {
+    std::unique_lock<std::mutex> lock(dst->mu);
+    committer_.ReplayIfNeeded(dst, lock);
+  }
   {
     // Seal and commit the source, so its chunks have refs to share.
     std::unique_lock<std::mutex> lock(src->mu);
@@ -568,6 +633,10 @@ std::string Filesystem::StatsText(const std::string& extra) {
   add("segment_reads", std::to_string(reader_.segment_reads()));
   add("tail_cache_hits", std::to_string(pipeline_.tail_cache_hits()));
   add("page_outs", std::to_string(pipeline_.page_outs()));
+  add("journal_commits", std::to_string(committer_.journal_commits()));
+  add("journal_bytes", std::to_string(committer_.journal_bytes()));
+  add("journal_replays", std::to_string(committer_.journal_replays()));
+  add("hot_files", std::to_string(journal_.hot_files()));
   add("page_ins", std::to_string(pipeline_.page_ins()));
   add("page_bytes_written", std::to_string(pipeline_.page_bytes_written()));
   add("page_bytes_read", std::to_string(pipeline_.page_bytes_read()));

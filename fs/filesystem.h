@@ -32,6 +32,7 @@
 #include "fs/committer.h"
 #include "fs/namespace.h"
 #include "fs/open_file.h"
+#include "fs/tail_journal.h"
 #include "fs/write_pipeline.h"
 #include "store/chunk_store.h"
 #include "store/counting_store.h"
@@ -89,6 +90,11 @@ struct FsOptions {
   // under a key of this process, in the spill's page-out file instead of
   // being sealed as chunks (store/page_out.h): 256 = 1 GiB at most. 0: off.
   size_t page_out_slots = 256;
+  // A close whose changes are writes into one chunk commits them as
+  // encrypted journal records in the index, and the chunk is sealed once,
+  // hot_tail_hold after the first (fs/tail_journal.h). Off (or a
+  // hot_tail_hold of 0): every such close seals the chunk.
+  bool tail_journal = true;
   // Test-only interleaving and fault hooks (empty in production).
   FsHooks hooks;
 };
@@ -218,6 +224,11 @@ class Filesystem {
   // Drops one pin of f (committing on behalf of h); the records of an
   // unlinked file go with its last pin.
   Status Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h);
+  // Start-up: applies the tail journals left by the last daemon.
+  void ReplayJournals();
+  // The journal's thread: f's time as a hot file is up (a sealed commit and
+  // its pin go), or its records must be applied again.
+  void CoolTail(std::shared_ptr<OpenFile> f);
   // Cuts or extends f to n bytes. Needs f->mu; may release it.
   Status Truncate(OpenFile* f, std::unique_lock<std::mutex>& lock, uint64_t n);
   // Zeroes [start, end) of f (inside its size); whole chunks become holes.
@@ -235,6 +246,7 @@ class Filesystem {
   OpenFileTable files_;
   ChunkReader reader_;
   WritePipeline pipeline_;
+  TailJournal journal_;
   Committer committer_;
   Namespace namespace_;
 };

@@ -143,6 +143,10 @@ int main(int argc, char** argv) {
                   "Let the kernel gather small writes in its page cache and "
                   "send them in ~1 MiB pieces (errors of a full spill come "
                   "back from close or fsync instead of write)");
+  mount->add_flag("--no-tail-journal", mo.no_tail_journal,
+                  "Seal a file's last chunk at every close, even when the "
+                  "file is closed again and again (a log): no journal "
+                  "records in the index");
   mount->add_flag("--no-splice", mo.no_splice,
                   "Read write requests into memory instead of pipes (one "
                   "more copy of every byte written)");

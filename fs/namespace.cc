@@ -332,6 +332,7 @@ Status Namespace::DeleteOrphan(uint64_t ino) {
   b.DeleteInode(ino);
   b.DeleteChunksFrom(ino, 0);
   b.DeleteXattrs(ino);
+  b.DeleteJournal(ino);
   return index_->Commit(&b, false);
 }
 

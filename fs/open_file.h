@@ -18,6 +18,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <cstdint>
@@ -61,7 +62,28 @@ struct OpenFile {
     uint64_t absent = 0;
     uint64_t changed = 0;
     std::shared_ptr<std::array<PageSeal, 64>> seals;
+    // Tail journal (fs/tail_journal.h): byte ranges [first, second) written
+    // since the buffer came in or since its last journal records, and
+    // whether they stopped being trackable (too many).
+    std::vector<std::pair<uint32_t, uint32_t>> logged;
+    bool log_overflow = false;
     bool paged_out() const { return buf == nullptr; }
+    // Records a write of bytes [from, to) for the tail journal.
+    void Log(uint32_t from, uint32_t to) {
+      if (to <= from || log_overflow) return;
+      if (!logged.empty() && from <= logged.back().second &&
+          to >= logged.back().first) {
+        logged.back().first = std::min(logged.back().first, from);
+        logged.back().second = std::max(logged.back().second, to);
+        return;
+      }
+      if (logged.size() >= 8) {
+        log_overflow = true;
+        logged.clear();
+        return;
+      }
+      logged.emplace_back(from, to);
+    }
     // Records that bytes [from, to) of the chunk changed in buf.
     void MarkChanged(uint64_t from, uint64_t to) {
       changed |= SegmentMask(from, to);
@@ -107,6 +129,21 @@ struct OpenFile {
   uint64_t write_gen = 0;      // bumped by every write
   uint64_t next_read = ~0ull;  // offset a sequential reader asks for next
   uint64_t run_start = 0;      // where the current sequential run began
+  // Tail journal (fs/tail_journal.h). A change since the last commit that
+  // is not a write (truncate, hole punch, zeroed range, fallocate): the
+  // next commit seals.
+  bool unlogged_change = false;
+  // Records in the index on top of the last sealed commit, their bytes,
+  // the chunk they are about, and the next record's sequence number.
+  uint64_t journal_records = 0;
+  uint64_t journal_bytes = 0;
+  uint64_t journal_chunk = 0;
+  uint64_t journal_next_seq = 1;
+  // Pinned by the journal until its sealed commit (counted in opens).
+  bool hot = false;
+  // A commit failed and dropped the buffers the records were applied to:
+  // they must be applied again before the next write or commit.
+  bool journal_replay = false;
 };
 
 // What open() hands out; owned by the caller until Release.

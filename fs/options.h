@@ -78,6 +78,8 @@ struct MountOptions {
   // into pipes (fs/fuse_ops.cc, OpInit): one more copy of every byte; for
   // comparison and for kernels whose splice misbehaves.
   bool no_splice = false;
+  // Every close seals (FsOptions::tail_journal off).
+  bool no_tail_journal = false;
 };
 
 // What each memory user gets out of --memory-limit.

@@ -117,6 +117,7 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
     if (in > d.len) std::memset(d.buf + d.len, 0, in - d.len);
     const uint32_t got = static_cast<uint32_t>(src->CopyTo(d.buf + in, n));
     d.MarkChanged(lo, in + got);
+    d.Log(in, in + got);
     if (got < n && (whole & OpenFile::Dirty::SegmentMask(in + got, hi))) {
       // Segments taken as overwritten whole were not: what they held is
       // no longer anywhere. Fail the file's next commit rather than keep

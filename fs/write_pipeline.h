@@ -184,6 +184,9 @@ class WritePipeline {
   // A commit of ino went into the index: a small chunk sealed for it
   // within hot_tail_hold from now is held (store/index.h, "Held chunks").
   void NoteCommit(uint64_t ino);
+  // Whether ino was committed within hot_tail_hold (NoteCommit): a file
+  // written again soon after a close (a log), not one written once.
+  bool RecentlyCommitted(uint64_t ino) { return HoldFor(ino).count() > 0; }
   // Removes the spill files of held chunks the index dropped (a failure
   // leaves a stray file, which the next mount's recovery removes) and
   // wakes writers waiting for spill space.

@@ -75,6 +75,11 @@ std::string XattrPrefix(uint64_t ino) {
 std::string XattrKey(uint64_t ino, const std::string& name) {
   return XattrPrefix(ino) + name;
 }
+std::string JournalPrefix(uint64_t ino) {
+  std::string k("J");
+  PutBe64(&k, ino);
+  return k;
+}
 std::string AddrKey(char tag, const Address& a) {
   std::string k(1, tag);
   k.append(reinterpret_cast<const char*>(a.data()), a.size());
@@ -186,6 +191,16 @@ void IndexBatch::DeleteXattr(uint64_t ino, const std::string& name) {
 }
 void IndexBatch::DeleteXattrs(uint64_t ino) {
   batch_->DeleteRange(XattrPrefix(ino), XattrPrefix(ino + 1));
+}
+
+void IndexBatch::PutJournal(uint64_t ino, uint64_t seq,
+                            std::string_view sealed) {
+  std::string k = JournalPrefix(ino);
+  PutBe64(&k, seq);
+  batch_->Put(k, rocksdb::Slice(sealed.data(), sealed.size()));
+}
+void IndexBatch::DeleteJournal(uint64_t ino) {
+  batch_->DeleteRange(JournalPrefix(ino), JournalPrefix(ino + 1));
 }
 
 void IndexBatch::PutRecord(std::string_view key, std::string_view value) {
@@ -399,6 +414,38 @@ Status Index::ListChunks(
   return FromRocks(it->status(), "list chunks");
 }
 
+Status Index::ListJournal(
+    uint64_t ino, const std::function<void(uint64_t, std::string_view)>& fn) {
+  const std::string prefix = JournalPrefix(ino);
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    if (it->key().size() != prefix.size() + 8) continue;
+    fn(GetBe64(it->key().data() + prefix.size()),
+       std::string_view(it->value().data(), it->value().size()));
+  }
+  return FromRocks(it->status(), "list tail journal");
+}
+
+Result<std::vector<uint64_t>> Index::JournaledInodes() {
+  std::vector<uint64_t> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("J"); it->Valid() && it->key()[0] == 'J';) {
+    if (it->key().size() != 17) {
+      it->Next();
+      continue;
+    }
+    const uint64_t ino = GetBe64(it->key().data() + 1);
+    out.push_back(ino);
+    if (ino == ~0ull) break;
+    it->Seek(JournalPrefix(ino + 1));
+  }
+  WAVEFS_RETURN_IF_ERROR(FromRocks(it->status(), "list tail journals"));
+  return out;
+}
+
 void Index::SetSyncBarrier(std::function<Status()> barrier) {
   std::lock_guard<std::mutex> lock(barrier_mu_);
   barrier_ = std::move(barrier);
@@ -445,6 +492,7 @@ Result<uint64_t> Index::ReclaimOrphans() {
     b.DeleteInode(ino);
     b.DeleteChunksFrom(ino, 0);
     b.DeleteXattrs(ino);
+    b.DeleteJournal(ino);
     ++n;
   }
   WAVEFS_RETURN_IF_ERROR(FromRocks(it->status(), "scan inodes"));

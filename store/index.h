@@ -13,6 +13,10 @@
 //   'P' address                  -> u64le pin count (shared maps; gc keeps
 //                                   every pinned address)
 //   'S' share id (16 bytes)      -> share record (store/index_shares.cc)
+//   'J' ino seq                  -> a sealed tail-journal record: bytes
+//                                   written to the file since its last
+//                                   sealed commit (fs/tail_journal.h); gone
+//                                   with the commit that seals them
 // Every change that must be atomic goes through one IndexBatch and Commit().
 // Non-sync commits are durable against a killed process (RocksDB's WAL is in
 // the page cache); sync commits survive power loss.
@@ -103,6 +107,10 @@ class IndexBatch {
   void DeleteXattr(uint64_t ino, const std::string& name);
   // Every extended attribute of ino (when its inode goes).
   void DeleteXattrs(uint64_t ino);
+  // Tail-journal records of ino (fs/tail_journal.h): opaque sealed bytes,
+  // applied in seq order.
+  void PutJournal(uint64_t ino, uint64_t seq, std::string_view sealed);
+  void DeleteJournal(uint64_t ino);
   // Restoring a snapshot (store/snapshot.h): a record as IndexView::
   // ForEachRecord gave it, and an address known as stored ('A' = 2).
   void PutRecord(std::string_view key, std::string_view value);
@@ -189,6 +197,12 @@ class Index {
   Status ListXattrs(
       uint64_t ino,
       const std::function<void(const std::string&, const std::string&)>& fn);
+
+  // Tail-journal records of ino in seq order (fn gets seq and the sealed
+  // bytes), and every inode that has some.
+  Status ListJournal(uint64_t ino,
+                     const std::function<void(uint64_t, std::string_view)>& fn);
+  Result<std::vector<uint64_t>> JournaledInodes();
 
   // Deletes every inode record without links (files unlinked while open
   // when the daemon died), with its chunk refs and attributes. Returns how

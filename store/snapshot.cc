@@ -37,6 +37,9 @@ constexpr uint8_t kRecordPending = 2;
 constexpr char kQueueTag = 'Q';
 constexpr char kKnownTag = 'A';
 constexpr char kStagedBodyTag = 'B';
+// Tail-journal records (fs/tail_journal.h) stay out too: a snapshot holds
+// each file as of its last sealed commit, whose chunks it names.
+constexpr char kJournalTag = 'J';
 
 static_assert(sizeof(crypto_secretstream_xchacha20poly1305_state) == 52);
 static_assert(kStreamHeader == 24);
@@ -464,7 +467,8 @@ Result<TakenSnapshot> TakeSnapshot(Index* index, ChunkStore* store,
             Address a;
             std::memcpy(a.data(), k.data() + 1, a.size());
             w.AddPending(a);
-          } else if (k[0] != kKnownTag && k[0] != kStagedBodyTag) {
+          } else if (k[0] != kKnownTag && k[0] != kStagedBodyTag &&
+                     k[0] != kJournalTag) {
             w.AddRecord(k, v);
           }
           return Status::Ok();

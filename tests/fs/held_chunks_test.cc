@@ -23,6 +23,9 @@ class HeldChunksTest : public FsTest {
   static FsOptions LongHold() {
     FsOptions o = TestOptions();
     o.hot_tail_hold = std::chrono::hours(1);
+    // The sealing path of appends: with the tail journal (its own tests,
+    // tail_journal_test.cc) appends seal only when the journal ends.
+    o.tail_journal = false;
     return o;
   }
   void SetUp() override {

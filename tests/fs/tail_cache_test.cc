@@ -44,6 +44,10 @@ TEST(TailCacheTest, KeepsWithinItsBudgetLeastRecentlyUsedOut) {
 }
 
 TEST_F(FsTest, AppendsBySeparateOpensFetchNothing) {
+  // Appends that seal at each close (the tail journal's fallback).
+  FsOptions o = TestOptions();
+  o.tail_journal = false;
+  Remount(o);
   std::string want = "line 0 of the log\n";
   const uint64_t ino = WriteFile("log", want);
   Drain();  // every version goes to the store before the next append
@@ -66,6 +70,10 @@ TEST_F(FsTest, AppendsBySeparateOpensFetchNothing) {
 }
 
 TEST_F(FsTest, AppendsToATailTooBigToCacheFetchItAndStayRight) {
+  // Appends that seal at each close (the tail journal's fallback).
+  FsOptions o = TestOptions();
+  o.tail_journal = false;
+  Remount(o);
   // A tail over the cache's entry size (256 KiB) is fetched as before.
   std::string want = RandomBytes(kC + 300 * 1024, 401);
   const uint64_t ino = WriteFile("big", want);

@@ -1,0 +1,349 @@
+// The tail journal (fs/tail_journal.h): a file closed again soon after a
+// commit (a log appended to by separate opens) commits its writes as
+// encrypted index records instead of sealing its last chunk at each close;
+// a kill loses none of them, and a sealed commit takes their place.
+#include "fs/tail_journal.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "fs_fixture.h"
+
+namespace wavefs {
+namespace fs_testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class TailJournalTest : public FsTest {
+ protected:
+  // Journals that outlast any test: only a sealed commit ends them.
+  static FsOptions LongHold() {
+    FsOptions o = TestOptions();
+    o.hot_tail_hold = std::chrono::hours(1);
+    return o;
+  }
+  void SetUp() override {
+    FsTest::SetUp();
+    Remount(LongHold());
+  }
+  // Appends line through an open of its own, as `echo >> log` does.
+  void Append(uint64_t ino, std::string* log, const std::string& line) {
+    auto h = OpenH(ino);
+    ASSERT_TRUE(h);
+    WriteAt(h.get(), log->size(), line);
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+    *log += line;
+  }
+  bool Journaled(uint64_t ino) {
+    auto inos = index_->JournaledInodes();
+    EXPECT_TRUE(inos.ok());
+    return inos.ok() &&
+           std::find(inos->begin(), inos->end(), ino) != inos->end();
+  }
+  // Whether any file under dir holds marker.
+  static bool AnyFileHolds(const std::filesystem::path& dir,
+                           const std::string& marker) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+      if (!e.is_regular_file()) continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+      if (bytes.find(marker) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+TEST_F(TailJournalTest, AppendsAreJournaledAndSurviveAKill) {
+  std::string log = "first line, sealed at its close\n";
+  const uint64_t ino = WriteFile("log", log);
+  Drain();
+  const uint64_t puts = store_->puts();
+  for (int i = 0; i < 50; ++i)
+    Append(ino, &log, "line " + std::to_string(i) + " zq-journal-marker\n");
+  EXPECT_EQ(Stat("journal_commits"), 50u);
+  EXPECT_EQ(Stat("hot_files"), 1u);
+  EXPECT_TRUE(Journaled(ino));
+  Drain();
+  EXPECT_EQ(store_->puts(), puts) << "an append sealed and uploaded its tail";
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  EXPECT_EQ(SizeOf(ino), log.size());
+  // Records are ciphertext: the marker is in no file of the index (its
+  // log holds the records now) nor of the spill.
+  EXPECT_FALSE(AnyFileHolds(*tmp_ / "index", "zq-journal-marker"));
+  EXPECT_FALSE(AnyFileHolds(*tmp_ / "spill", "zq-journal-marker"));
+
+  KillAndMount(LongHold());
+  EXPECT_EQ(Stat("journal_replays"), 1u);
+  EXPECT_EQ(SizeOf(ino), log.size());
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  // Appending goes on where it stopped.
+  Append(ino, &log, "after the kill\n");
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+
+  // Unmount seals: the records go, the store has the file.
+  Remount(LongHold());
+  EXPECT_FALSE(Journaled(ino));
+  EXPECT_EQ(Stat("journal_replays"), 0u);
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  KillAndMount(LongHold());
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+TEST_F(TailJournalTest, TheHoldEndsWithOneSealedCommit) {
+  FsOptions o = TestOptions();
+  o.hot_tail_hold = 300ms;
+  Remount(o);
+  std::string log = RandomBytes(3 * kC + 12345, 501);  // a tail of 12345
+  const uint64_t ino = WriteFile("log", log);
+  Drain();
+  const uint64_t puts = store_->puts();
+  for (int i = 0; i < 5; ++i) Append(ino, &log, RandomBytes(100 + i, 510 + i));
+  EXPECT_GE(Stat("journal_commits"), 1u);
+  // The journal's thread seals the tail once and lets the file go.
+  ASSERT_TRUE(WaitFor([&] { return !Journaled(ino); }, 10s));
+  ASSERT_TRUE(WaitFor([&] { return Stat("hot_files") == 0; }, 10s));
+  Drain();
+  EXPECT_LE(store_->puts() - puts, 2u) << "every append was sealed";
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  KillAndMount(o);
+  EXPECT_EQ(Stat("journal_replays"), 0u);
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+TEST_F(TailJournalTest, BigTailsAreNotSealedPerAppend) {
+  // The case that was 100x slower than gocryptfs: a 3 MB log.
+  std::string log = RandomBytes(3'000'000, 520);
+  const uint64_t ino = WriteFile("log", log);
+  Drain();
+  const uint64_t puts = store_->puts();
+  const uint64_t gets = store_->gets();
+  for (int i = 0; i < 30; ++i) Append(ino, &log, "a line of the log\n");
+  Drain();
+  EXPECT_EQ(store_->puts(), puts);
+  EXPECT_LE(store_->gets() - gets, 1u) << "each append fetched the tail";
+  EXPECT_EQ(Stat("journal_bytes"), 30u * 18u);
+  KillAndMount(LongHold());
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+TEST_F(TailJournalTest, ChangesOtherThanWritesSealFirst) {
+  std::string log = "start\n";
+  const uint64_t ino = WriteFile("log", log);
+  Append(ino, &log, "one\n");
+  Append(ino, &log, "two\n");
+  ASSERT_TRUE(Journaled(ino));
+  AttrChange chmod;
+  chmod.mode = 0600;
+  ASSERT_TRUE(fs_->SetAttr(ino, chmod).ok());
+  EXPECT_FALSE(Journaled(ino)) << "a chmod commit left the records";
+  Append(ino, &log, "three\n");
+  EXPECT_TRUE(Journaled(ino));
+  WAVEFS_ASSERT_OK(Truncate(ino, 8));
+  log.resize(8);
+  EXPECT_FALSE(Journaled(ino));
+  Append(ino, &log, "four\n");
+  // A hole punched after journaled appends seals at the next close.
+  {
+    auto h = OpenH(ino);
+    ASSERT_TRUE(h);
+    WAVEFS_ASSERT_OK(
+        fs_->Fallocate(h.get(), kFallocPunchHole | kFallocKeepSize, 2, 3));
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+    log.replace(2, 3, std::string(3, '\0'));
+  }
+  EXPECT_FALSE(Journaled(ino));
+  Append(ino, &log, "five\n");
+  EXPECT_TRUE(Journaled(ino));
+  // An fsync seals too (power-loss durability takes sealed chunks).
+  {
+    auto h = OpenH(ino);
+    ASSERT_TRUE(h);
+    WriteAt(h.get(), log.size(), "six\n");
+    log += "six\n";
+    WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+    EXPECT_FALSE(Journaled(ino));
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  }
+  KillAndMount(LongHold());
+  EXPECT_EQ(fs_->GetAttr(ino)->mode & 07777, 0600u);
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+TEST_F(TailJournalTest, WritesIntoTwoChunksSeal) {
+  std::string log = RandomBytes(kC - 10, 530);
+  const uint64_t ino = WriteFile("log", log);
+  Append(ino, &log, RandomBytes(100, 531));  // crosses into chunk 1
+  EXPECT_FALSE(Journaled(ino));
+  Append(ino, &log, RandomBytes(100, 532));  // within chunk 1
+  EXPECT_TRUE(Journaled(ino));
+  // Overwrites in place are journaled as well, up to eight ranges a close.
+  {
+    auto h = OpenH(ino);
+    ASSERT_TRUE(h);
+    for (int i = 0; i < 3; ++i) {
+      const uint64_t at = kC + 20 + 30 * i;
+      WriteAt(h.get(), at, "XY");
+      log.replace(at, 2, "XY");
+    }
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  }
+  EXPECT_TRUE(Journaled(ino));
+  // A write into another chunk than the journal's seals.
+  {
+    auto h = OpenH(ino);
+    ASSERT_TRUE(h);
+    WriteAt(h.get(), 5, "zz");
+    log.replace(5, 2, "zz");
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  }
+  EXPECT_FALSE(Journaled(ino));
+  KillAndMount(LongHold());
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+TEST_F(TailJournalTest, AFailedSealKeepsWhatTheJournalHolds) {
+  std::atomic<bool> fail{false};
+  FsOptions o = LongHold();
+  o.hooks.stage_fault = [&](const Address&) {
+    return fail ? Status::Error(Code::kIo, "injected stage failure")
+                : Status::Ok();
+  };
+  Remount(o);
+  std::string log = "start\n";
+  const uint64_t ino = WriteFile("log", log);
+  Append(ino, &log, "journaled one\n");
+  Append(ino, &log, "journaled two\n");
+  ASSERT_TRUE(Journaled(ino));
+  // A write whose fsync fails to seal: that write is dropped and its
+  // writer told; the closes before it still stand.
+  fail = true;
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  WriteAt(h.get(), log.size(), "dropped\n");
+  EXPECT_FALSE(fs_->Fsync(h.get()).ok());
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  fail = false;
+  ASSERT_TRUE(WaitFor([&] { return Stat("journal_replays") >= 1; }, 10s));
+  EXPECT_TRUE(Journaled(ino));
+  EXPECT_EQ(SizeOf(ino), log.size());
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  Append(ino, &log, "after the failure\n");
+  KillAndMount(LongHold());
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  Remount(LongHold());
+  EXPECT_FALSE(Journaled(ino));
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+TEST_F(TailJournalTest, AnUnlinkedHotFileGoesWithItsRecords) {
+  std::string log = "start\n";
+  const uint64_t ino = WriteFile("log", log);
+  Append(ino, &log, "one\n");
+  ASSERT_TRUE(Journaled(ino));
+  WAVEFS_ASSERT_OK(fs_->Unlink(kRootIno, "log"));
+  EXPECT_EQ(LookupCode(kRootIno, "log"), Code::kNotFound);
+  KillAndMount(LongHold());  // an orphan with records: both go at start
+  EXPECT_FALSE(Journaled(ino));
+  EXPECT_EQ(fs_->GetAttr(ino).status().code(), Code::kNotFound);
+
+  // Unlinked, then a clean unmount.
+  std::string other = "start\n";
+  const uint64_t ino2 = WriteFile("other", other);
+  Append(ino2, &other, "one\n");
+  ASSERT_TRUE(Journaled(ino2));
+  WAVEFS_ASSERT_OK(fs_->Unlink(kRootIno, "other"));
+  Remount(LongHold());
+  EXPECT_FALSE(Journaled(ino2));
+  EXPECT_EQ(fs_->GetAttr(ino2).status().code(), Code::kNotFound);
+}
+
+TEST_F(TailJournalTest, MoreHotFilesThanBuffersStayRight) {
+  FsOptions o = LongHold();
+  o.dirty_buffers = 4;
+  o.max_buffers_per_file = 2;
+  Remount(o);
+  std::vector<uint64_t> inos;
+  std::vector<std::string> logs(8);
+  for (int f = 0; f < 8; ++f) {
+    logs[f] = RandomBytes(100000 + f, 540 + f);
+    inos.push_back(WriteFile("log" + std::to_string(f), logs[f]));
+  }
+  for (int round = 0; round < 6; ++round)
+    for (int f = 0; f < 8; ++f)
+      Append(inos[f], &logs[f],
+             "round " + std::to_string(round) + " file " + std::to_string(f));
+  for (int f = 0; f < 8; ++f)
+    EXPECT_TRUE(SameBytes(logs[f], ReadFile(inos[f]))) << "file " << f;
+  KillAndMount(o);
+  for (int f = 0; f < 8; ++f)
+    EXPECT_TRUE(SameBytes(logs[f], ReadFile(inos[f]))) << "file " << f;
+  Remount(o);
+  for (int f = 0; f < 8; ++f) EXPECT_FALSE(Journaled(inos[f]));
+  for (int f = 0; f < 8; ++f)
+    EXPECT_TRUE(SameBytes(logs[f], ReadFile(inos[f]))) << "file " << f;
+}
+
+TEST_F(TailJournalTest, OffSealsEveryClose) {
+  FsOptions o = LongHold();
+  o.tail_journal = false;
+  Remount(o);
+  std::string log = "start\n";
+  const uint64_t ino = WriteFile("log", log);
+  Append(ino, &log, "one\n");
+  EXPECT_FALSE(Journaled(ino));
+  EXPECT_EQ(Stat("journal_commits"), 0u);
+  KillAndMount(o);
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+TEST(TailJournalRecords, OpenOnlyWhatWasSealedThere) {
+  ASSERT_TRUE(InitCrypto().ok());
+  Secret secret;
+  secret.fill(7);
+  TailJournal j(secret, 1s);
+  JournalRecord r;
+  r.chunk_index = 3;
+  r.offset = 4000;
+  r.size = 3 * kC + 4010;
+  r.mtime = {1700000000, 5};
+  r.ctime = {1700000001, 6};
+  r.atime = {1700000002, 7};
+  r.data = "ten bytes!";
+  const std::string sealed = j.Seal(42, 9, r);
+  EXPECT_EQ(sealed.find("ten bytes!"), std::string::npos);
+  auto back = j.Open(42, 9, sealed);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->chunk_index, 3u);
+  EXPECT_EQ(back->offset, 4000u);
+  EXPECT_EQ(back->size, r.size);
+  EXPECT_EQ(back->mtime.tv_sec, 1700000000);
+  EXPECT_EQ(back->mtime.tv_nsec, 5);
+  EXPECT_EQ(back->ctime.tv_nsec, 6);
+  EXPECT_EQ(back->atime.tv_nsec, 7);
+  EXPECT_EQ(back->data, "ten bytes!");
+  // Another place, another key, a flipped bit: none opens.
+  EXPECT_EQ(j.Open(43, 9, sealed).status().code(), Code::kCorrupt);
+  EXPECT_EQ(j.Open(42, 10, sealed).status().code(), Code::kCorrupt);
+  Secret other = secret;
+  other[0] ^= 1;
+  EXPECT_EQ(TailJournal(other, 1s).Open(42, 9, sealed).status().code(),
+            Code::kCorrupt);
+  std::string bad = sealed;
+  bad[bad.size() / 2] ^= 0x10;
+  EXPECT_EQ(j.Open(42, 9, bad).status().code(), Code::kCorrupt);
+  EXPECT_EQ(j.Open(42, 9, sealed.substr(0, 20)).status().code(),
+            Code::kCorrupt);
+  // Two seals of the same record differ (random nonces).
+  EXPECT_NE(j.Seal(42, 9, r), sealed);
+}
+
+}  // namespace
+}  // namespace fs_testing
+}  // namespace wavefs
