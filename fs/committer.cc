@@ -135,6 +135,9 @@ bool Committer::TryJournal(OpenFile* f) {
   // always; one closed again soon after a commit (a log) journals.
   if (f->journal_records == 0 && !pipeline_->RecentlyCommitted(f->ino))
     return false;
+  // Hot files keep buffers other writers need: a few at once, the others
+  // seal as before.
+  if (!f->hot && !journal_->HasRoom()) return false;
   auto& [idx, d] = *f->dirty.begin();
   if (d.paged_out() || d.log_overflow) return false;
   if (f->journal_records > 0 && f->journal_chunk != idx) return false;
@@ -194,6 +197,7 @@ bool Committer::TryJournal(OpenFile* f) {
   if (!f->hot) {
     // The journal's pin keeps the buffer after the last handle goes.
     f->hot = true;
+    f->hot_since = std::chrono::steady_clock::now();
     f->opens += 1;
     if (auto self = f->self.lock()) journal_->MarkHot(std::move(self));
   }
@@ -203,6 +207,18 @@ bool Committer::TryJournal(OpenFile* f) {
 void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
   f->journal_replay = false;
   if (journal_ == nullptr) return;
+  // Writes and commits of f wait for this (ReplayIfNeeded): a commit in
+  // the middle would delete records not yet back in the file.
+  f->replaying = true;
+  f->replayer = std::this_thread::get_id();
+  struct Done {
+    OpenFile* f;
+    ~Done() {
+      f->replaying = false;
+      f->replayer = std::thread::id();
+      f->cv.notify_all();
+    }
+  } done{f};
   std::vector<std::pair<uint64_t, std::string>> sealed;
   Status st =
       index_->ListJournal(f->ino, [&](uint64_t seq, std::string_view v) {
@@ -254,6 +270,7 @@ void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
     f->hot = true;
     f->opens += 1;
   }
+  f->hot_since = std::chrono::steady_clock::now();
   if (auto self = f->self.lock()) journal_->MarkHot(std::move(self));
 }
 

@@ -55,7 +55,10 @@ class Committer {
   // record that cannot be opened or applied is logged and left out.
   // Needs f->mu, and a pin of f held by the caller.
   void Replay(OpenFile* f, std::unique_lock<std::mutex>& lock);
+  // Waits for a replay of f in progress (another thread's), then replays
+  // if one is due.
   void ReplayIfNeeded(OpenFile* f, std::unique_lock<std::mutex>& lock) {
+    f->cv.wait(lock, [&] { return !f->replaying; });
     if (f->journal_replay) Replay(f, lock);
   }
   uint64_t journal_commits() const { return journal_commits_.load(); }

@@ -58,8 +58,10 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
               ReaderOptionsOf(options_)),
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
                 WriteOptionsOf(options_), &options_.hooks),
-      journal_(secret, options_.tail_journal ? options_.hot_tail_hold
-                                             : std::chrono::milliseconds(0)),
+      journal_(secret,
+               options_.tail_journal ? options_.hot_tail_hold
+                                     : std::chrono::milliseconds(0),
+               std::max<size_t>(1, options_.dirty_buffers / 2)),
       committer_(index, spill, store, &pipeline_, options_.commit_every_chunks,
                  &journal_),
       namespace_(index, &files_, &options_.hooks) {
@@ -120,11 +122,25 @@ void Filesystem::ReplayJournals() {
 void Filesystem::CoolTail(std::shared_ptr<OpenFile> f) {
   {
     std::unique_lock<std::mutex> lock(f->mu);
-    if (f->journal_replay) {
-      committer_.Replay(f.get(), lock);
+    if (f->journal_replay || f->replaying) {
+      committer_.ReplayIfNeeded(f.get(), lock);
       return;
     }
     if (!f->hot) return;
+    // Sealed only when idle and its hold is over: not while a handle may
+    // be writing (a commit then races its writes), nor when it was due
+    // for a replay that another thread already did (its hold starts anew).
+    const auto age = std::chrono::steady_clock::now() - f->hot_since;
+    if (age < journal_.hold()) {
+      journal_.CoolAfter(f, journal_.hold() - age);
+      return;
+    }
+    if (f->opens > 1 && age < 4 * journal_.hold()) {
+      // A reader that keeps the file open (tail -f) delays it to four
+      // holds at most.
+      journal_.CoolAfter(f, std::chrono::milliseconds(100));
+      return;
+    }
     f->hot = false;
   }
   // The commit seals the chunk and deletes the records; on failure the

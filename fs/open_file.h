@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -29,6 +30,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -139,11 +141,18 @@ struct OpenFile {
   uint64_t journal_bytes = 0;
   uint64_t journal_chunk = 0;
   uint64_t journal_next_seq = 1;
-  // Pinned by the journal until its sealed commit (counted in opens).
+  // Pinned by the journal until its sealed commit (counted in opens),
+  // since hot_since.
   bool hot = false;
+  std::chrono::steady_clock::time_point hot_since;
   // A commit failed and dropped the buffers the records were applied to:
   // they must be applied again before the next write or commit.
   bool journal_replay = false;
+  // A replay is applying records now: it may release mu while it brings
+  // the chunk in, and nothing else may write or commit f meanwhile
+  // (Committer::ReplayIfNeeded waits on cv).
+  bool replaying = false;
+  std::thread::id replayer;  // the thread replaying, while replaying
 };
 
 // What open() hands out; owned by the caller until Release.

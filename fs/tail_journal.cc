@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -39,8 +40,9 @@ std::array<uint8_t, 16> Place(uint64_t ino, uint64_t seq) {
 
 }  // namespace
 
-TailJournal::TailJournal(const Secret& secret, std::chrono::milliseconds hold)
-    : hold_(hold) {
+TailJournal::TailJournal(const Secret& secret, std::chrono::milliseconds hold,
+                         size_t max_hot)
+    : hold_(hold), max_hot_(std::max<size_t>(1, max_hot)) {
   crypto_generichash(key_.data(), key_.size(),
                      reinterpret_cast<const uint8_t*>(kKeyContext),
                      sizeof kKeyContext - 1, secret.data(), secret.size());
@@ -139,12 +141,27 @@ void TailJournal::MarkHot(std::shared_ptr<OpenFile> f) {
   cv_.notify_all();
 }
 
+void TailJournal::CoolAfter(std::shared_ptr<OpenFile> f,
+                            std::chrono::steady_clock::duration after) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t ino = f->ino;
+  hot_.insert_or_assign(
+      ino,
+      std::make_pair(std::move(f), std::chrono::steady_clock::now() + after));
+  cv_.notify_all();
+}
+
 void TailJournal::CoolNow(std::shared_ptr<OpenFile> f) {
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t ino = f->ino;
   hot_.insert_or_assign(
       ino, std::make_pair(std::move(f), std::chrono::steady_clock::now()));
   cv_.notify_all();
+}
+
+bool TailJournal::HasRoom() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hot_.size() < max_hot_;
 }
 
 size_t TailJournal::hot_files() const {

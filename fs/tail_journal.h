@@ -66,12 +66,17 @@ struct JournalRecord {
 class TailJournal {
  public:
   // hold: how long a file stays hot after its first record (0: never).
-  TailJournal(const Secret& secret, std::chrono::milliseconds hold);
+  // max_hot: how many files may be hot at once; each keeps a chunk buffer
+  // of the write pool, which writers of other files need.
+  TailJournal(const Secret& secret, std::chrono::milliseconds hold,
+              size_t max_hot = 2);
   ~TailJournal();
   TailJournal(const TailJournal&) = delete;
   TailJournal& operator=(const TailJournal&) = delete;
 
   std::chrono::milliseconds hold() const { return hold_; }
+  // Whether one more file may become hot now.
+  bool HasRoom() const;
 
   std::string Seal(uint64_t ino, uint64_t seq, const JournalRecord& r) const;
   // kCorrupt when the record does not open under this key at this place.
@@ -85,7 +90,11 @@ class TailJournal {
   void Stop();
   // f became hot (its first record since its last sealed commit): cool
   // runs for it hold from now. Leaf lock: callable with f->mu held.
+  // after: when to cool it instead (a file found busy is looked at again
+  // soon rather than a whole hold later).
   void MarkHot(std::shared_ptr<OpenFile> f);
+  void CoolAfter(std::shared_ptr<OpenFile> f,
+                 std::chrono::steady_clock::duration after);
   // Cool f soon, whatever its time (its commit failed and it needs its
   // records applied again). Leaf lock.
   void CoolNow(std::shared_ptr<OpenFile> f);
@@ -96,6 +105,7 @@ class TailJournal {
 
   std::array<uint8_t, 32> key_;
   const std::chrono::milliseconds hold_;
+  const size_t max_hot_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, std::pair<std::shared_ptr<OpenFile>,

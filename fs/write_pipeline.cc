@@ -150,6 +150,14 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
                                    std::unique_lock<std::mutex>& lock,
                                    uint64_t need) {
   while (true) {
+    // A failed commit dropped buffers that held tail-journal records
+    // (fs/tail_journal.h): a write that was waiting here lands after they
+    // are back, not on the older sealed version under them.
+    if ((f->journal_replay || f->replaying) &&
+        f->replayer != std::this_thread::get_id()) {
+      f->cv.wait(lock);
+      continue;
+    }
     auto have = f->dirty.find(idx);
     if (have != f->dirty.end() && !have->second.paged_out())
       return Fill(f, have->second, need);
@@ -293,7 +301,11 @@ void WritePipeline::SubmitSeal(OpenFile* f, uint64_t idx, bool early) {
 void WritePipeline::Evict(OpenFile* f, uint64_t idx) {
   OpenFile::Dirty& d = f->dirty.at(idx);
   bool page_out = false;
-  if (f->no_page_out == 0) {
+  // The buffer of a hot file nobody has open (fs/tail_journal.h: a log
+  // between appends) is sealed, which its journal's end would do anyway,
+  // rather than paged out and brought back for that seal.
+  const bool idle_hot = f->hot && f->opens == 1;
+  if (f->no_page_out == 0 && !idle_hot) {
     if (!d.slotted) {
       if (auto slot = pages_.Take()) {
         d.slotted = true;

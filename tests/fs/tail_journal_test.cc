@@ -279,6 +279,9 @@ TEST_F(TailJournalTest, MoreHotFilesThanBuffersStayRight) {
     for (int f = 0; f < 8; ++f)
       Append(inos[f], &logs[f],
              "round " + std::to_string(round) + " file " + std::to_string(f));
+  // Each hot file keeps a buffer: half the pool at most.
+  EXPECT_LE(Stat("hot_files"), 2u);
+  EXPECT_GE(Stat("journal_commits"), 2u * 5u);
   for (int f = 0; f < 8; ++f)
     EXPECT_TRUE(SameBytes(logs[f], ReadFile(inos[f]))) << "file " << f;
   KillAndMount(o);
@@ -288,6 +291,29 @@ TEST_F(TailJournalTest, MoreHotFilesThanBuffersStayRight) {
   for (int f = 0; f < 8; ++f) EXPECT_FALSE(Journaled(inos[f]));
   for (int f = 0; f < 8; ++f)
     EXPECT_TRUE(SameBytes(logs[f], ReadFile(inos[f]))) << "file " << f;
+}
+
+TEST_F(TailJournalTest, AHotBufferNeededElsewhereIsSealedNotPagedOut) {
+  FsOptions o = LongHold();
+  o.dirty_buffers = 2;
+  o.max_buffers_per_file = 2;
+  Remount(o);
+  std::string log = "start\n";
+  const uint64_t ino = WriteFile("log", log);
+  Append(ino, &log, "one\n");
+  ASSERT_TRUE(Journaled(ino));
+  // Another file takes both buffers: the log's goes, sealed (its journal's
+  // end would seal it anyway), not paged out and brought back for that.
+  auto h = OpenH(Create("other"));
+  ASSERT_TRUE(h);
+  WriteAt(h.get(), 0, "a");
+  WriteAt(h.get(), kC, "b");
+  EXPECT_EQ(Stat("page_outs"), 0u);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  Append(ino, &log, "two\n");
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  KillAndMount(o);
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
 }
 
 TEST_F(TailJournalTest, OffSealsEveryClose) {
