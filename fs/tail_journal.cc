@@ -133,12 +133,7 @@ void TailJournal::Stop() {
 }
 
 void TailJournal::MarkHot(std::shared_ptr<OpenFile> f) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const uint64_t ino = f->ino;
-  hot_.insert_or_assign(
-      ino,
-      std::make_pair(std::move(f), std::chrono::steady_clock::now() + hold_));
-  cv_.notify_all();
+  CoolAfter(std::move(f), hold_);
 }
 
 void TailJournal::CoolAfter(std::shared_ptr<OpenFile> f,
@@ -152,11 +147,7 @@ void TailJournal::CoolAfter(std::shared_ptr<OpenFile> f,
 }
 
 void TailJournal::CoolNow(std::shared_ptr<OpenFile> f) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const uint64_t ino = f->ino;
-  hot_.insert_or_assign(
-      ino, std::make_pair(std::move(f), std::chrono::steady_clock::now()));
-  cv_.notify_all();
+  CoolAfter(std::move(f), std::chrono::steady_clock::duration::zero());
 }
 
 bool TailJournal::HasRoom() const {
