@@ -32,7 +32,12 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
       TryJournal(f))
     return Status::Ok();
   const uint64_t gen = f->write_gen;
+  // No change of f lands while SealAll has mu released (OpenFile::commits):
+  // what this commit records is what it sealed.
+  f->commits += 1;
+  f->cv.wait(lock, [&] { return f->changes == 0; });
   pipeline_->SealAll(f, lock);
+  if (--f->commits == 0) f->cv.notify_all();
   DropIfFailed(f);
   if (caller != nullptr) WAVEFS_RETURN_IF_ERROR(TakeDroppedError(caller));
   if (sync) {

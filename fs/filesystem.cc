@@ -269,7 +269,10 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(uint64_t ino, int flags) {
       if (S_ISREG(h->file->attr.mode)) {
         committer_.DropIfFailed(h->file.get());
         committer_.ReplayIfNeeded(h->file.get(), lock);
-        st = Truncate(h->file.get(), lock, 0);
+        {
+          ChangeScope change(h->file.get(), lock, options_.hooks.change_waits);
+          st = Truncate(h->file.get(), lock, 0);
+        }
         if (st.ok())
           st = committer_.Commit(h->file.get(), lock, false, nullptr);
       }
@@ -369,7 +372,10 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
     // Changes a failed seal already doomed go first, not with this one.
     committer_.DropIfFailed(f.get());
     committer_.ReplayIfNeeded(f.get(), lock);
-    if (c.size) st = Truncate(f.get(), lock, *c.size);
+    if (c.size) {
+      ChangeScope change(f.get(), lock, options_.hooks.change_waits);
+      st = Truncate(f.get(), lock, *c.size);
+    }
     if (st.ok()) {
       const timespec now = WallNow();
       InodeAttr& a = f->attr;
@@ -435,6 +441,7 @@ Status Filesystem::Fallocate(FileHandle* h, int mode, uint64_t offset,
     return Status::Error(Code::kInvalid, "fallocate of a non-regular file");
   if (!f->error.ok()) return f->error;
   committer_.ReplayIfNeeded(f, lock);
+  ChangeScope change(f, lock, options_.hooks.change_waits);
   f->unlogged_change = true;
   if (mode & (kFallocPunchHole | kFallocZeroRange)) {
     WAVEFS_RETURN_IF_ERROR(ZeroRange(f, lock, offset, end));
@@ -468,10 +475,12 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
     return Status::Error(Code::kTooBig, "write past the file size limit");
   std::unique_lock<std::mutex> lock(f->mu);
   committer_.ReplayIfNeeded(f, lock);
+  ChangeScope change(f, lock, options_.hooks.change_waits);
   auto n = pipeline_.Write(f, h, lock, offset, src, size);
   if (!n.ok()) return n;
   f->attr.mtime = f->attr.ctime = WallNow();
   f->attr_dirty = true;
+  change.End();  // the commit below waits for changes to end
   committer_.CommitLongWrite(f, lock);
   return n;
 }
@@ -598,6 +607,9 @@ Result<uint64_t> Filesystem::CopyRange(FileHandle* in, uint64_t off_in,
           r.hole = true;
           r.length = static_cast<uint32_t>(n);
         }
+        // The ref and the size go in together, mu held throughout: a
+        // commit sealing meanwhile records both or neither, so this needs
+        // no ChangeScope (and must not wait for one under the gate).
         std::lock_guard<std::mutex> lock(dst->mu);
         // A short last chunk replaces the destination chunk only when the
         // destination has nothing after it in that chunk.

@@ -10,6 +10,21 @@ Result<std::optional<ChunkRef>> RefOf(Index* index, OpenFile* f, uint64_t idx) {
   return index->GetChunk(f->ino, idx);
 }
 
+ChangeScope::ChangeScope(OpenFile* f, std::unique_lock<std::mutex>& lock,
+                         const std::function<void(uint64_t)>& on_wait)
+    : f_(f) {
+  if (f->commits > 0 && on_wait) on_wait(f->ino);
+  f->cv.wait(lock, [&] { return f->commits == 0; });
+  f->changes += 1;
+}
+
+void ChangeScope::End() {
+  if (f_ == nullptr) return;
+  f_->changes -= 1;
+  if (f_->changes == 0) f_->cv.notify_all();
+  f_ = nullptr;
+}
+
 std::shared_ptr<OpenFile> OpenFileTable::Find(uint64_t ino) {
   std::lock_guard<std::mutex> lock(mu_);
   return FindLocked(ino);

@@ -153,6 +153,33 @@ struct OpenFile {
   // (Committer::ReplayIfNeeded waits on cv).
   bool replaying = false;
   std::thread::id replayer;  // the thread replaying, while replaying
+  // A commit seals with mu released (WritePipeline::SealAll). A change of
+  // the file's bytes or size landing meanwhile (another handle's write,
+  // cut or fallocate) might miss the seal while the commit records the
+  // size it makes: a crash before the next commit would then leave zeros,
+  // or refs cut away, where that change wrote. So a change waits while
+  // commits seal (`commits`), and a commit seals only once the changes in
+  // progress are done (`changes`; they may release mu too, waiting for a
+  // buffer or spill space). See ChangeScope.
+  int commits = 0;
+  int changes = 0;
+};
+
+// A change of f's bytes or size in progress (OpenFile::changes), from
+// construction (which first waits for f's sealing commits to end, calling
+// on_wait before it waits) to End() or destruction; both need f->mu held
+// through the lock given.
+class ChangeScope {
+ public:
+  ChangeScope(OpenFile* f, std::unique_lock<std::mutex>& lock,
+              const std::function<void(uint64_t ino)>& on_wait);
+  ~ChangeScope() { End(); }
+  ChangeScope(const ChangeScope&) = delete;
+  ChangeScope& operator=(const ChangeScope&) = delete;
+  void End();
+
+ private:
+  OpenFile* f_;
 };
 
 // What open() hands out; owned by the caller until Release.

@@ -63,6 +63,9 @@ struct FsHooks {
   // its own dirty buffers and before waiting for the seals it awaits; the
   // wait releases f->mu. Must not block.
   std::function<void(uint64_t ino)> seal_all_wait;
+  // A write, cut or fallocate about to wait for a commit of its file that
+  // is sealing (OpenFile::commits), with f->mu held. Must not block.
+  std::function<void(uint64_t ino)> change_waits;
   // Staging a chunk: a non-ok status fails the stage (fault injection).
   std::function<Status(const Address&)> stage_fault;
   // The spill's free bytes as WritePipeline sees them (a simulated disk);

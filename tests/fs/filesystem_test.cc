@@ -1234,8 +1234,10 @@ TEST_F(FsTest, ReaderAndFlusherRaceAWriterOnOneFile) {
 // each hung close also holds a FUSE worker thread.
 // Repro, forced with hooks: the one seal thread holds the last full chunk
 // of h1's writes; Flush(h2) starts waiting for it; only then h1 writes 1
-// byte at chunk 9 (a dirty buffer nobody seals); then the held seal ends.
-// The Flush must return without h1 flushing.
+// byte at chunk 9; then the held seal ends. The Flush must return without
+// h1 flushing. Since 2026-12-02 such a write waits for the flush's commit
+// (OpenFile::commits: a commit records only what it sealed), so it lands
+// after the flush, which the test checks too.
 TEST_F(FsTest, FlushReturnsWhileAnotherHandleKeepsWriting) {
   std::atomic<uint64_t> watched{0};  // the file the hooks act on (0: none)
   std::mutex mu;
@@ -1256,6 +1258,10 @@ TEST_F(FsTest, FlushReturnsWhileAnotherHandleKeepsWriting) {
     std::lock_guard<std::mutex> lock(mu);
     flush_waiting = true;
     cv.notify_all();
+  };
+  std::atomic<int> write_waits{0};
+  options.hooks.change_waits = [&](uint64_t ino) {
+    if (ino == watched.load()) write_waits += 1;
   };
   Unmount();
   Mount(options);
@@ -1280,7 +1286,14 @@ TEST_F(FsTest, FlushReturnsWhileAnotherHandleKeepsWriting) {
   }
   // The flush waits (with the file lock released) for chunk 7's seal;
   // another handle keeps writing meanwhile.
-  WriteAt(h1.get(), 9 * kC, "x");
+  std::atomic<bool> wrote{false};
+  std::thread other([&] {
+    WriteAt(h1.get(), 9 * kC, "x");
+    wrote = true;
+  });
+  EXPECT_TRUE(WaitFor([&] { return write_waits.load() == 1; }, 60s))
+      << "the write did not wait for the flush's commit";
+  EXPECT_FALSE(wrote.load());
   {
     std::lock_guard<std::mutex> lock(mu);
     other_wrote = true;
@@ -1290,8 +1303,10 @@ TEST_F(FsTest, FlushReturnsWhileAnotherHandleKeepsWriting) {
   // as chunk 7 is recorded.
   const bool returned = WaitFor([&] { return flushed.load(); }, 60s);
   EXPECT_TRUE(returned) << "Flush blocked while another handle wrote";
+  other.join();
   if (!returned) WAVEFS_EXPECT_OK(fs_->Flush(h1.get()));  // unstick it
   flusher.join();
+  EXPECT_TRUE(wrote.load());
   WAVEFS_EXPECT_OK(flush_status);
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h1)));
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h2)));

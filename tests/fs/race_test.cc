@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <set>
+#include <thread>
 
 #include "fs/filesystem.h"
 #include "fs_fixture.h"
@@ -187,6 +188,105 @@ TEST_F(FsRaceTest, FailedUnlinkOfAnOpenFileKeepsIt) {
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
   Remount();
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
+}
+
+// A close seals its file with the file's lock released. Another handle
+// (another process) that writes past the end in that window would miss the
+// seal while the close commits the size it made: killed right after, the
+// file would hold what was closed plus a run of zeros. Such a write waits
+// for the seal to end (OpenFile::commits) and lands after the commit.
+TEST_F(FsRaceTest, WriteDuringACloseSealWaitsForItsCommit) {
+  std::atomic<uint64_t> ino{0};
+  std::atomic<int> ran{0};
+  std::atomic<int> waits{0};
+  std::atomic<bool> written{false};
+  FileHandle* other = nullptr;
+  const std::string extra = RandomBytes(5000, 21);
+  std::thread writer_thread;
+  FsHooks hooks;
+  hooks.change_waits = [&](uint64_t i) {
+    if (i == ino.load()) waits += 1;
+  };
+  hooks.seal_before_record = [&](uint64_t i, uint64_t) {
+    if (i != ino.load() || ran.fetch_add(1) > 0) return;
+    writer_thread = std::thread([&] {
+      auto n = fs_->Write(other, kC + 10, extra.data(), extra.size());
+      EXPECT_TRUE(n.ok() && *n == extra.size());
+      written = true;
+    });
+    // The write is now waiting for this seal's commit.
+    ASSERT_TRUE(WaitFor([&] { return waits.load() == 1; }, 30s));
+    EXPECT_FALSE(written.load());
+  };
+  MountWithHooks(hooks);
+  const uint64_t f = Create("f");
+  auto closer = OpenH(f);
+  auto writer = OpenH(f);
+  const std::string data = RandomBytes(1000, 22);
+  WriteAt(closer.get(), 0, data);
+  other = writer.get();
+  ino = f;
+  WAVEFS_ASSERT_OK(fs_->Flush(closer.get()));
+  writer_thread.join();
+  ino = 0;
+  ASSERT_EQ(ran.load(), 1);
+  ASSERT_TRUE(written.load());
+  // The writer's bytes are there until the kill, and go with it.
+  EXPECT_EQ(SizeOf(f), kC + 10 + extra.size());
+  closer.reset();  // the kill: no release, no commit
+  writer.reset();
+  KillAndMount();
+  EXPECT_TRUE(SameBytes(data, ReadFile(f)));
+}
+
+// The same with a cut too: another handle empties the file and another
+// writes past the end while the close seals. Both wait for its commit;
+// killed after the cut's commit, the file is what one order of the two
+// makes, not a run of zeros where the write was.
+TEST_F(FsRaceTest, CutAndWriteDuringACloseSealWaitForItsCommit) {
+  std::atomic<uint64_t> ino{0};
+  std::atomic<int> ran{0};
+  std::atomic<int> waits{0};
+  FileHandle* other = nullptr;
+  const std::string extra = RandomBytes(5000, 23);
+  std::thread cutter;
+  std::thread writer_thread;
+  FsHooks hooks;
+  hooks.change_waits = [&](uint64_t i) {
+    if (i == ino.load()) waits += 1;
+  };
+  hooks.seal_before_record = [&](uint64_t i, uint64_t) {
+    if (i != ino.load() || ran.fetch_add(1) > 0) return;
+    cutter = std::thread([&, i] { WAVEFS_EXPECT_OK(Truncate(i, 0)); });
+    writer_thread = std::thread([&] {
+      auto n = fs_->Write(other, kC + 10, extra.data(), extra.size());
+      EXPECT_TRUE(n.ok() && *n == extra.size());
+    });
+    ASSERT_TRUE(WaitFor([&] { return waits.load() == 2; }, 30s));
+  };
+  MountWithHooks(hooks);
+  const uint64_t f = Create("f");
+  auto closer = OpenH(f);
+  auto writer = OpenH(f);
+  WriteAt(closer.get(), 0, RandomBytes(1000, 24));
+  other = writer.get();
+  ino = f;
+  WAVEFS_ASSERT_OK(fs_->Flush(closer.get()));
+  cutter.join();
+  writer_thread.join();
+  ino = 0;
+  ASSERT_GE(ran.load(), 1);  // the cut's own commit seals too
+  closer.reset();            // the kill
+  writer.reset();
+  KillAndMount();
+  // Write then cut: empty. Cut then write: the cut's commit (which waited
+  // for the write) sealed the write's bytes with their size.
+  const std::string got = ReadFile(f);
+  std::string cut_then_write(kC + 10, '\0');
+  cut_then_write += extra;
+  EXPECT_TRUE(got.empty() || SameBytes(cut_then_write, got))
+      << "a file of " << got.size() << " bytes that no order of the cut "
+      << "and the write makes";
 }
 
 // A store that moves a staged file in at put time (as the local store does
