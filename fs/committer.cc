@@ -27,7 +27,9 @@ void Committer::DropIfFailed(OpenFile* f) {
 
 Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
                          bool sync, FileHandle* caller, bool close) {
-  ReplayIfNeeded(f, lock);
+  // A sealed commit deletes the journal's records: never before they are
+  // back in the file.
+  WAVEFS_RETURN_IF_ERROR(ReplayIfNeeded(f, lock));
   if (close && !sync && (caller == nullptr || caller->dropped_error.ok()) &&
       TryJournal(f))
     return Status::Ok();
@@ -224,17 +226,42 @@ void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
       f->cv.notify_all();
     }
   } done{f};
+  // Pinned (hot) until a sealed commit takes the records' place.
+  auto pin = [&] {
+    if (!f->hot) {
+      f->hot = true;
+      f->opens += 1;
+    }
+  };
+  auto failed = [&](const Status& why) {
+    // Nothing of this attempt stays: f is back at its last sealed commit,
+    // its records stay in the index, and the replay is due again.
+    pipeline_->ReleaseBuffers(f);
+    f->pending.clear();
+    for (uint64_t i : f->inflight) f->discard.insert(i);
+    f->attr = f->committed;
+    f->attr_dirty = false;
+    if (f->replay_error.ok())
+      spdlog::error(
+          "inode {}: its tail journal cannot be applied yet ({}); its "
+          "records are kept, trying again every second",
+          f->ino, why.ToString());
+    f->replay_error = why;
+    f->journal_replay = true;
+    pin();
+    if (auto self = f->self.lock())
+      journal_->CoolAfter(std::move(self), std::chrono::seconds(1));
+  };
   std::vector<std::pair<uint64_t, std::string>> sealed;
   Status st =
       index_->ListJournal(f->ino, [&](uint64_t seq, std::string_view v) {
         sealed.emplace_back(seq, std::string(v));
       });
-  if (!st.ok()) {
-    spdlog::error("inode {}: cannot read its tail journal: {}", f->ino,
-                  st.ToString());
+  if (!st.ok()) return failed(st);
+  if (sealed.empty()) {
+    f->replay_error = Status::Ok();
     return;
   }
-  if (sealed.empty()) return;
   std::optional<JournalRecord> last;
   uint64_t bytes = 0;
   for (const auto& [seq, v] : sealed) {
@@ -248,12 +275,10 @@ void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
     auto n = pipeline_->Write(f, nullptr, lock,
                               r->chunk_index * kChunkSize + r->offset, &src,
                               r->data.size());
-    if (!n.ok() || *n != r->data.size()) {
-      spdlog::error(
-          "inode {}: tail journal record {} could not be applied: {}", f->ino,
-          seq, n.ok() ? std::string("short write") : n.status().ToString());
-      continue;
-    }
+    if (!n.ok() || *n != r->data.size())
+      return failed(
+          n.ok() ? Status::Error(Code::kIo, "short write of a journal record")
+                 : n.status());
     bytes += r->data.size();
     f->journal_chunk = r->chunk_index;
     last = std::move(*r);
@@ -271,10 +296,10 @@ void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
   f->attr_dirty = true;
   for (auto& [i, d] : f->dirty) d.logged.clear();
   journal_replays_.fetch_add(1);
-  if (!f->hot) {
-    f->hot = true;
-    f->opens += 1;
-  }
+  if (!f->replay_error.ok())
+    spdlog::info("inode {}: its tail journal is applied now", f->ino);
+  f->replay_error = Status::Ok();
+  pin();
   f->hot_since = std::chrono::steady_clock::now();
   if (auto self = f->self.lock()) journal_->MarkHot(std::move(self));
 }

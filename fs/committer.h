@@ -52,14 +52,21 @@ class Committer {
   // Applies f's journal records again to its last sealed commit when a
   // failed commit dropped them from its buffers (before any write or
   // commit of f), and once at start-up. The file is hot afterwards. A
-  // record that cannot be opened or applied is logged and left out.
-  // Needs f->mu, and a pin of f held by the caller.
+  // record that cannot be opened (fails authentication) is logged and
+  // left out. When one cannot be applied (its chunk cannot be brought in:
+  // the store unreachable, the spill full) nothing is: f is back at its
+  // last sealed commit, the records stay in the index, the replay stays
+  // due with that error (OpenFile::replay_error) and the journal's thread
+  // tries again a second later. Needs f->mu, and a pin of f held by the
+  // caller.
   void Replay(OpenFile* f, std::unique_lock<std::mutex>& lock);
   // Waits for a replay of f in progress (another thread's), then replays
-  // if one is due.
-  void ReplayIfNeeded(OpenFile* f, std::unique_lock<std::mutex>& lock) {
+  // if one is due. Not ok while the replay is still due (it failed): then
+  // nothing may write or commit f, or the records would be lost.
+  Status ReplayIfNeeded(OpenFile* f, std::unique_lock<std::mutex>& lock) {
     f->cv.wait(lock, [&] { return !f->replaying; });
     if (f->journal_replay) Replay(f, lock);
+    return f->journal_replay ? f->replay_error : Status::Ok();
   }
   uint64_t journal_commits() const { return journal_commits_.load(); }
   uint64_t journal_bytes() const { return journal_bytes_.load(); }

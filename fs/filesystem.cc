@@ -110,12 +110,14 @@ void Filesystem::ReplayJournals() {
       index_->Commit(&b, false).IgnoreError();
       continue;
     }
+    bool applied = false;
     {
       std::unique_lock<std::mutex> lock((*f)->mu);
       committer_.Replay(f->get(), lock);
+      applied = !(*f)->journal_replay;
     }
     files_.Unpin(*f, [&](OpenFile* last) { pipeline_.ReleaseBuffers(last); });
-    spdlog::info("inode {}: tail journal applied again", ino);
+    if (applied) spdlog::info("inode {}: tail journal applied again", ino);
   }
 }
 
@@ -123,7 +125,8 @@ void Filesystem::CoolTail(std::shared_ptr<OpenFile> f) {
   {
     std::unique_lock<std::mutex> lock(f->mu);
     if (f->journal_replay || f->replaying) {
-      committer_.ReplayIfNeeded(f.get(), lock);
+      // A failed replay has the next try scheduled already.
+      committer_.ReplayIfNeeded(f.get(), lock).IgnoreError();
       return;
     }
     if (!f->hot) return;
@@ -268,8 +271,8 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(uint64_t ino, int flags) {
       std::unique_lock<std::mutex> lock(h->file->mu);
       if (S_ISREG(h->file->attr.mode)) {
         committer_.DropIfFailed(h->file.get());
-        committer_.ReplayIfNeeded(h->file.get(), lock);
-        {
+        st = committer_.ReplayIfNeeded(h->file.get(), lock);
+        if (st.ok()) {
           ChangeScope change(h->file.get(), lock, options_.hooks.change_waits);
           st = Truncate(h->file.get(), lock, 0);
         }
@@ -371,8 +374,8 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
     std::unique_lock<std::mutex> lock(f->mu);
     // Changes a failed seal already doomed go first, not with this one.
     committer_.DropIfFailed(f.get());
-    committer_.ReplayIfNeeded(f.get(), lock);
-    if (c.size) {
+    st = committer_.ReplayIfNeeded(f.get(), lock);
+    if (st.ok() && c.size) {
       ChangeScope change(f.get(), lock, options_.hooks.change_waits);
       st = Truncate(f.get(), lock, *c.size);
     }
@@ -440,7 +443,7 @@ Status Filesystem::Fallocate(FileHandle* h, int mode, uint64_t offset,
   if (!S_ISREG(f->attr.mode))
     return Status::Error(Code::kInvalid, "fallocate of a non-regular file");
   if (!f->error.ok()) return f->error;
-  committer_.ReplayIfNeeded(f, lock);
+  WAVEFS_RETURN_IF_ERROR(committer_.ReplayIfNeeded(f, lock));
   ChangeScope change(f, lock, options_.hooks.change_waits);
   f->unlogged_change = true;
   if (mode & (kFallocPunchHole | kFallocZeroRange)) {
@@ -474,7 +477,7 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
   if (offset + size > kMaxFileSize || offset + size < offset)
     return Status::Error(Code::kTooBig, "write past the file size limit");
   std::unique_lock<std::mutex> lock(f->mu);
-  committer_.ReplayIfNeeded(f, lock);
+  WAVEFS_RETURN_IF_ERROR(committer_.ReplayIfNeeded(f, lock));
   ChangeScope change(f, lock, options_.hooks.change_waits);
   auto n = pipeline_.Write(f, h, lock, offset, src, size);
   if (!n.ok()) return n;
@@ -558,7 +561,7 @@ Result<uint64_t> Filesystem::CopyRange(FileHandle* in, uint64_t off_in,
   uint64_t src_size = 0;
   {
     std::unique_lock<std::mutex> lock(dst->mu);
-    committer_.ReplayIfNeeded(dst, lock);
+    WAVEFS_RETURN_IF_ERROR(committer_.ReplayIfNeeded(dst, lock));
   }
   {
     // Seal and commit the source, so its chunks have refs to share.

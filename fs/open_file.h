@@ -153,6 +153,8 @@ struct OpenFile {
   // (Committer::ReplayIfNeeded waits on cv).
   bool replaying = false;
   std::thread::id replayer;  // the thread replaying, while replaying
+  // Why the last replay failed, while it is due again (journal_replay).
+  Status replay_error;
   // A commit seals with mu released (WritePipeline::SealAll). A change of
   // the file's bytes or size landing meanwhile (another handle's write,
   // cut or fallocate) might miss the seal while the commit records the

@@ -155,6 +155,9 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
     // are back, not on the older sealed version under them.
     if ((f->journal_replay || f->replaying) &&
         f->replayer != std::this_thread::get_id()) {
+      // A replay that failed is tried again later (Committer::Replay):
+      // this write fails rather than wait for the store to come back.
+      if (!f->replaying && !f->replay_error.ok()) return f->replay_error;
       f->cv.wait(lock);
       continue;
     }

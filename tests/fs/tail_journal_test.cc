@@ -96,6 +96,43 @@ TEST_F(TailJournalTest, AppendsAreJournaledAndSurviveAKill) {
   EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
 }
 
+// The daemon comes back while the store is unreachable, and the log's
+// last sealed chunk is only in the store: its records cannot be applied
+// yet. They stay (a sealed commit would delete them), writes and closes
+// of the log fail meanwhile instead of landing on the version under
+// them, and once the store answers the journal's thread applies them.
+TEST_F(TailJournalTest, AReplayThatCannotFetchItsChunkKeepsTheRecords) {
+  std::string log = "first line, sealed at its close\n";
+  const uint64_t ino = WriteFile("log", log);
+  Drain();  // its chunk leaves the spill: it is in the store only
+  for (int i = 0; i < 5; ++i)
+    Append(ino, &log, "line " + std::to_string(i) + "\n");
+  ASSERT_TRUE(Journaled(ino));
+  const auto unreachable = faults_->FailGets(
+      Status::Error(Code::kIo, "injected: store unreachable", EIO),
+      FaultStore::kForever);
+  KillAndMount(LongHold());
+  EXPECT_EQ(Stat("journal_replays"), 0u);
+  EXPECT_TRUE(Journaled(ino));
+  {
+    auto h = OpenH(ino);
+    ASSERT_TRUE(h);
+    auto n = fs_->Write(h.get(), log.size(), "lost?\n", 6);
+    ASSERT_FALSE(n.ok());
+    EXPECT_EQ(ErrnoOf(n.status()), EIO);
+    EXPECT_FALSE(fs_->Flush(h.get()).ok());
+    fs_->Release(std::move(h)).IgnoreError();
+  }
+  EXPECT_TRUE(Journaled(ino)) << "a failed replay lost the records";
+  faults_->Lift(unreachable);
+  ASSERT_TRUE(WaitFor([&] { return Stat("journal_replays") == 1; }, 30s));
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  Append(ino, &log, "after the store came back\n");
+  Remount(LongHold());
+  EXPECT_FALSE(Journaled(ino));
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
 TEST_F(TailJournalTest, TheHoldEndsWithOneSealedCommit) {
   FsOptions o = TestOptions();
   o.hot_tail_hold = 300ms;
