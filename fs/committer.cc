@@ -236,11 +236,7 @@ void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
   auto failed = [&](const Status& why) {
     // Nothing of this attempt stays: f is back at its last sealed commit,
     // its records stay in the index, and the replay is due again.
-    pipeline_->ReleaseBuffers(f);
-    f->pending.clear();
-    for (uint64_t i : f->inflight) f->discard.insert(i);
-    f->attr = f->committed;
-    f->attr_dirty = false;
+    ResetToCommitted(f);
     if (f->replay_error.ok())
       spdlog::error(
           "inode {}: its tail journal cannot be applied yet ({}); its "
@@ -304,7 +300,7 @@ void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
   if (auto self = f->self.lock()) journal_->MarkHot(std::move(self));
 }
 
-void Committer::DropUncommitted(OpenFile* f, const Status& why) {
+void Committer::ResetToCommitted(OpenFile* f) {
   pipeline_->ReleaseBuffers(f);
   f->pending.clear();
   for (uint64_t i : f->inflight) f->discard.insert(i);
@@ -312,6 +308,10 @@ void Committer::DropUncommitted(OpenFile* f, const Status& why) {
   f->attr_dirty = false;
   f->unlogged_change = false;
   f->attr = f->committed;
+}
+
+void Committer::DropUncommitted(OpenFile* f, const Status& why) {
+  ResetToCommitted(f);
   if (f->journal_records > 0 && journal_ != nullptr) {
     // The records are still the file's last commit: they go back into its
     // buffers before anything else touches it (ReplayIfNeeded), and soon

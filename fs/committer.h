@@ -92,6 +92,9 @@ class Committer {
   bool TakeDropped(uint64_t ino);
 
  private:
+  // f back at its last commit: buffers, pending refs, cut and attribute
+  // changes go; seals in flight are discarded when they end.
+  void ResetToCommitted(OpenFile* f);
   void DropUncommitted(OpenFile* f, const Status& why);
   // Commits f's changes as journal records when they are writes into the
   // one chunk it holds in a buffer (see fs/tail_journal.h); false when
