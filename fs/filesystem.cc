@@ -247,6 +247,7 @@ Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h) {
     std::unique_lock<std::mutex> lock(f->mu);
     st = committer_.Commit(f.get(), lock, false, h, /*close=*/h != nullptr);
     if (h != nullptr) f->writers.erase(h);
+    if (h != nullptr && h->read_write) f->read_write_handles -= 1;
   }
   bool unlinked = false;
   files_.Unpin(f, [&](OpenFile* last) {
@@ -263,6 +264,11 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(uint64_t ino, int flags) {
   auto h = std::make_unique<FileHandle>();
   h->file = *f;
   if (committer_.TakeDropped(ino)) h->keep_cache = false;
+  if ((flags & O_ACCMODE) == O_RDWR) {
+    std::lock_guard<std::mutex> lock(h->file->mu);
+    h->read_write = true;
+    h->file->read_write_handles += 1;
+  }
   if (flags & O_TRUNC) {
     // The kernel sends O_TRUNC with the open (atomic O_TRUNC) instead of a
     // setattr: empty the file here, and commit it, as ext4 would.
@@ -507,6 +513,12 @@ Result<uint64_t> Filesystem::SeekDataHole(FileHandle* h, uint64_t offset,
   std::unique_lock<std::mutex> lock(f->mu);
   const uint64_t size = f->attr.size;
   if (offset >= size) return NoSuchOffset("seek past the end of the file");
+  // A shared writable mapping may hold written pages the daemon has not
+  // seen yet (the kernel does not write them back before asking), anywhere
+  // in the file: while one may exist, every byte counts as data and the
+  // only hole is the end, which POSIX allows. (A mapping cannot change the
+  // size; a write(2) reaches the daemon before it returns.)
+  if (f->read_write_handles > 0) return whence == SEEK_DATA ? offset : size;
   // Chunks with data: committed refs (unless cut), pending refs, buffers.
   std::set<uint64_t> data;
   WAVEFS_RETURN_IF_ERROR(

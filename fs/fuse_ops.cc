@@ -384,7 +384,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto a = Fs(req)->MakeNode(parent, name, S_IFREG | (mode & 07777), 0, c->uid,
                              c->gid);
   if (!a.ok()) return ReplyErr(req, "create", a.status());
-  auto h = Fs(req)->Open(a->ino);
+  auto h = Fs(req)->Open(a->ino, fi->flags & O_ACCMODE);
   if (!h.ok()) return ReplyErr(req, "create", h.status());
   fi->fh = reinterpret_cast<uint64_t>(h->release());
   fuse_entry_param e;
@@ -777,6 +777,14 @@ void OpLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence,
     return (void)fuse_reply_err(req, EINVAL);
   }
   if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  // With the writeback cache the kernel holds written pages (and the size
+  // they make) that have not reached the daemon, and it does not write them
+  // back before asking: an answer from the index alone could call them a
+  // hole, or an offset below the kernel's size past the end. ENOSYS makes the
+  // kernel answer every SEEK_DATA/SEEK_HOLE of this mount itself from its
+  // own size (all data, the hole at the end): what POSIX allows, correct,
+  // without skipping holes.
+  if (Ctx(req)->writeback_cache) return (void)fuse_reply_err(req, ENOSYS);
   auto r =
       Fs(req)->SeekDataHole(Handle(fi), static_cast<uint64_t>(off), whence);
   if (!r.ok()) return ReplyErr(req, "lseek", r.status());

@@ -128,6 +128,11 @@ struct OpenFile {
   // generation of their last write: each of them is told when a commit
   // drops those writes, whoever runs that commit.
   std::map<FileHandle*, uint64_t> writers;
+  // Handles opened O_RDWR: each may back a shared writable mapping, whose
+  // dirty pages the kernel keeps until msync, munmap or its writeback, so
+  // the daemon does not know where data is while one is open
+  // (Filesystem::SeekDataHole).
+  int read_write_handles = 0;
   uint64_t write_gen = 0;      // bumped by every write
   uint64_t next_read = ~0ull;  // offset a sequential reader asks for next
   uint64_t run_start = 0;      // where the current sequential run began
@@ -191,6 +196,8 @@ struct FileHandle {
   // content any more (changes were dropped after a failed commit): the open
   // must then not keep the kernel's page cache.
   bool keep_cache = true;
+  // Opened O_RDWR (counted in file->read_write_handles).
+  bool read_write = false;
   // Set (under file->mu) when a commit dropped writes made through this
   // handle; its next flush, fsync or release reports it and clears it.
   Status dropped_error;

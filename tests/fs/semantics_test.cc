@@ -187,6 +187,38 @@ TEST_F(FsTest, SeekDataAndHoleFollowTheChunks) {
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
 }
 
+// While a handle opened O_RDWR is open, a shared writable mapping may hold
+// pages the daemon has not seen (the kernel keeps them until msync or
+// munmap and does not write them back for lseek): every byte is data and
+// the end is the only hole. When it closes, the chunks count again.
+TEST_F(FsTest, SeekDataAndHoleSeeAllDataWhileAReadWriteHandleIsOpen) {
+  const uint64_t ino = Create("f");
+  auto h = OpenH(ino);
+  WriteAt(h.get(), 0, RandomBytes(100, 33));
+  WriteAt(h.get(), 3 * kC + 5, RandomBytes(10, 34));
+  const uint64_t size = 3 * kC + 15;
+  WAVEFS_ASSERT_OK(fs_->Flush(h.get()));
+  auto rw = fs_->Open(ino, O_RDWR);
+  ASSERT_TRUE(rw.ok()) << rw.status().ToString();
+  for (FileHandle* via : {h.get(), rw->get()}) {
+    EXPECT_EQ(*fs_->SeekDataHole(via, kC + 1, SEEK_DATA), kC + 1);
+    EXPECT_EQ(*fs_->SeekDataHole(via, 50, SEEK_HOLE), size);
+    EXPECT_EQ(ErrnoOf(fs_->SeekDataHole(via, size, SEEK_DATA).status()), ENXIO);
+  }
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(*rw)));
+  EXPECT_EQ(*fs_->SeekDataHole(h.get(), kC + 1, SEEK_DATA), 3 * kC);
+  EXPECT_EQ(*fs_->SeekDataHole(h.get(), 50, SEEK_HOLE), kC);
+  // A truncating read-write open counts the same, until it closes.
+  auto rwt = fs_->Open(ino, O_RDWR | O_TRUNC);
+  ASSERT_TRUE(rwt.ok()) << rwt.status().ToString();
+  WriteAt(rwt->get(), 2 * kC, RandomBytes(10, 35));
+  EXPECT_EQ(*fs_->SeekDataHole(h.get(), 0, SEEK_HOLE), 2 * kC + 10);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(*rwt)));
+  EXPECT_EQ(*fs_->SeekDataHole(h.get(), 0, SEEK_DATA), 2 * kC);
+  EXPECT_EQ(*fs_->SeekDataHole(h.get(), 0, SEEK_HOLE), 0u);
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+}
+
 TEST_F(FsTest, CopyRangeSharesWholeChunksAndCopiesTheRest) {
   const std::string data = RandomBytes(3 * kC + 777, 41);
   const uint64_t src = WriteFile("src", data);

@@ -31,6 +31,7 @@ import collections
 import ctypes
 import errno
 import hashlib
+import mmap
 import os
 import random
 import shutil
@@ -69,6 +70,10 @@ FAMILIES = {
     "sync": "fsync, fdatasync",
     "dirhandle": "directories opened O_RDONLY stay open (fstat, fchmod, fchown, fsync, "
                  "xattrs through them, also after rmdir); without it they are closed at once",
+    "mmap": "MAP_SHARED mappings: writes through one (msync or not) then munmap; "
+            "reads through one; a mapping kept across a write(2), ftruncate up or "
+            "fsync through another handle, which it must see; SEEK_DATA/SEEK_HOLE "
+            "while pages written through one are not written back",
     "cache": "posix_fadvise DONTNEED (drops cached pages, forces reads from the fs)",
     "killpriv": "a non-owner (uid/gid 65534) writes (1 byte, 256 KiB), ftruncates or "
                 "opens with O_TRUNC a root file with S_ISUID, or S_ISGID|S_IXGRP: both "
@@ -584,6 +589,10 @@ class Tester:
             ("chown", "chown", 2, self.op_chown),
             ("utime", "utime", 2, self.op_utime),
             ("fsync", "sync", 2, self.op_fsync),
+            ("mmap_write", "mmap", 3, self.op_mmap_write),
+            ("mmap_read", "mmap", 1.5, self.op_mmap_read),
+            ("mmap_held", "mmap", 1.5, self.op_mmap_held),
+            ("mmap_seek", "mmap", 1, self.op_mmap_seek),
             ("fadvise_dontneed", "cache", 1.5, self.op_dropcache),
             ("killpriv", "killpriv", 0.6, self.op_killpriv),
             ("killpriv_nogx", "killpriv_nogx", 0.3, self.op_killpriv_nogx),
@@ -806,58 +815,65 @@ class Tester:
         self.say(f"lseek(h{hid}, {off}, {wname}) ['{self.handles[hid].path}', size {size}]"
                  " (POSIX contract checked, offsets not compared)")
 
-        def contract(s):
-            fd = s.fds[hid]
-            pos = os.lseek(fd, 0, os.SEEK_CUR)
-            sz = os.fstat(fd).st_size
-            # The bytes checked below are read through a separate handle when
-            # this one is write-only.
-            def rd(n, at):
-                if self.handles[hid].readable:
-                    return os.pread(fd, n, at)
-                rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
-                try:
-                    return os.pread(rfd, n, at)
-                finally:
-                    os.close(rfd)
-            try:
-                r = os.lseek(fd, off, whence)
-            except OSError as e:
-                if e.errno == errno.ENXIO and off < sz:
-                    # Only right for SEEK_DATA in a hole that runs to the end.
-                    if whence == SEEK_HOLE:
-                        return ("violation", f"SEEK_HOLE gave ENXIO for offset {off} < size {sz}")
-                    tail = rd(sz - off, off)
-                    if tail.count(0) != len(tail):
-                        i = next(i for i, c in enumerate(tail) if c)
-                        return ("violation", f"SEEK_DATA gave ENXIO for offset {off} < size "
-                                             f"{sz} but byte {off + i} is non-zero")
-                    return ("contract ok",)
-                return ("err", e.errno)
-            finally:
-                os.lseek(fd, pos, os.SEEK_SET)
-            if off >= sz:
-                return ("violation", f"returned {r} for offset {off} >= size {sz}; "
-                                     "expected ENXIO")
-            if whence == SEEK_DATA:
-                if not off <= r < sz:
-                    return ("violation", f"SEEK_DATA returned {r}, not in [{off}, {sz})")
-                skipped = rd(r - off, off) if r > off else b""
-                if skipped.count(0) != len(skipped):
-                    i = next(i for i, c in enumerate(skipped) if c)
-                    return ("violation", f"SEEK_DATA returned {r} but byte {off + i} "
-                                         f"in the skipped range [{off}, {r}) is non-zero")
-            else:
-                if not off <= r <= sz:
-                    return ("violation", f"SEEK_HOLE returned {r}, not in [{off}, {sz}]")
-                if r < sz:
-                    few = rd(min(16, sz - r), r)
-                    if few.count(0) != len(few):
-                        return ("violation", f"SEEK_HOLE returned {r} but the bytes "
-                                             f"there are not zero: {few.hex()}")
-            return ("contract ok",)
+        ra, rb = self.both_raw(lambda s: self._seek_contract(s, hid, off, whence))
+        self._seek_verdict(wname, ra, rb)
+        self.check_handle(hid, content=False)
+        return True
 
-        ra, rb = self.both_raw(contract)
+    def _seek_contract(self, s, hid, off, whence):
+        """lseek(off, whence) on side s; ("contract ok",), ("violation", why)
+        or ("err", errno). Offsets are not compared between the sides."""
+        fd = s.fds[hid]
+        pos = os.lseek(fd, 0, os.SEEK_CUR)
+        sz = os.fstat(fd).st_size
+        # The bytes checked below are read through a separate handle when
+        # this one is write-only.
+        def rd(n, at):
+            if self.handles[hid].readable:
+                return os.pread(fd, n, at)
+            rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
+            try:
+                return os.pread(rfd, n, at)
+            finally:
+                os.close(rfd)
+        try:
+            r = os.lseek(fd, off, whence)
+        except OSError as e:
+            if e.errno == errno.ENXIO and off < sz:
+                # Only right for SEEK_DATA in a hole that runs to the end.
+                if whence == SEEK_HOLE:
+                    return ("violation", f"SEEK_HOLE gave ENXIO for offset {off} < size {sz}")
+                tail = rd(sz - off, off)
+                if tail.count(0) != len(tail):
+                    i = next(i for i, c in enumerate(tail) if c)
+                    return ("violation", f"SEEK_DATA gave ENXIO for offset {off} < size "
+                                         f"{sz} but byte {off + i} is non-zero")
+                return ("contract ok",)
+            return ("err", e.errno)
+        finally:
+            os.lseek(fd, pos, os.SEEK_SET)
+        if off >= sz:
+            return ("violation", f"returned {r} for offset {off} >= size {sz}; "
+                                 "expected ENXIO")
+        if whence == SEEK_DATA:
+            if not off <= r < sz:
+                return ("violation", f"SEEK_DATA returned {r}, not in [{off}, {sz})")
+            skipped = rd(r - off, off) if r > off else b""
+            if skipped.count(0) != len(skipped):
+                i = next(i for i, c in enumerate(skipped) if c)
+                return ("violation", f"SEEK_DATA returned {r} but byte {off + i} "
+                                     f"in the skipped range [{off}, {r}) is non-zero")
+        else:
+            if not off <= r <= sz:
+                return ("violation", f"SEEK_HOLE returned {r}, not in [{off}, {sz}]")
+            if r < sz:
+                few = rd(min(16, sz - r), r)
+                if few.count(0) != len(few):
+                    return ("violation", f"SEEK_HOLE returned {r} but the bytes "
+                                         f"there are not zero: {few.hex()}")
+        return ("contract ok",)
+
+    def _seek_verdict(self, wname, ra, rb):
         for side, rr in ((self.A, ra), (self.B, rb)):
             if rr[0] == "ok" and rr[1][0] == "violation":
                 raise Mismatch(f"side {side.name} ({side.root}) violates the "
@@ -866,8 +882,6 @@ class Tester:
         if ra != rb:
             raise Mismatch("SEEK_DATA/SEEK_HOLE outcome (ENXIO for offset >= size vs "
                            "a result that keeps the contract)", ra, rb)
-        self.check_handle(hid, content=False)
-        return True
 
     def op_cfr(self):
         rng = self.rng
@@ -1204,6 +1218,145 @@ class Tester:
         self.say(f"{name}(h{hid}) ['{self.handles[hid].path}']")
         self.both(lambda s: fn(s.fds[hid]))
         self.check_handle(hid, content=self.rng.random() < 0.3)
+        return True
+
+    # MAP_SHARED mappings of a whole file (an fd opened O_WRONLY or with
+    # O_APPEND gets EACCES on both sides). Accesses stay below the size the
+    # file had when mapped and nothing shrinks it while mapped: past the end a
+    # mapping faults with SIGBUS.
+    def _mapping(self, want):
+        hid = self.pick_handle(("reg",), want)
+        if want == "W" and self.rng.random() < 0.8:  # mostly O_RDWR, no O_APPEND
+            rw = sorted(h for h, x in self.handles.items() if x.kind == "reg"
+                        and x.readable and x.writable and not x.append)
+            hid = self.rng.choice(rw) if rw else hid
+        if hid is None:
+            return None
+        size = self.fsize(hid)
+        if size == 0:
+            return None
+        n = min(self.pick_len(), size)
+        return hid, size, n, self.rng.randint(0, size - n)
+
+    @staticmethod
+    def _map(fd, size, write):
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if write else 0)
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, prot)
+
+    def op_mmap_write(self):
+        m = self._mapping("W")
+        if m is None:
+            return False
+        hid, size, n, off = m
+        data = self.gen(n)
+        sync = self.rng.random() < 0.5
+        self.say(f"mmap(h{hid}, {size}, RW)[{off}:{off + n}] = {fmt(data)}"
+                 f"{'; msync' if sync else ''}; munmap ['{self.handles[hid].path}']")
+
+        def do(s):
+            mp = self._map(s.fds[hid], size, True)
+            try:
+                mp[off:off + n] = data
+                if sync:
+                    mp.flush()
+            finally:
+                mp.close()
+            return n
+        self.both(do)
+        self.check_handle(hid)
+        return True
+
+    def op_mmap_read(self):
+        m = self._mapping("r")
+        if m is None:
+            return False
+        hid, size, n, off = m
+        self.say(f"mmap(h{hid}, {size}, R)[{off}:{off + n}] ['{self.handles[hid].path}']")
+
+        def do(s):
+            mp = self._map(s.fds[hid], size, False)
+            try:
+                return hashlib.sha256(mp[off:off + n]).hexdigest()
+            finally:
+                mp.close()
+        self.both(do)
+        return True
+
+    def op_mmap_held(self):
+        """A mapping written, then the file changed through another handle
+        (pwrite, ftruncate up, fsync) while still mapped: reads through the
+        mapping see the change, and the mapping's own bytes survive it."""
+        m = self._mapping("W")
+        if m is None:
+            return False
+        hid, size, n, off = m
+        other = self.pick_handle(("reg",), "W")
+        if other is None:
+            return False
+        rng = self.rng
+        data = self.gen(n)
+        k = min(self.pick_len(), size)
+        off2 = rng.randint(0, size - k)
+        data2 = self.gen(k)
+        then = rng.choice(["pwrite", "ftruncate", "fsync"])
+        grow = size + rng.randint(1, 2 * CHUNK)
+        what = {"pwrite": f"pwrite(h{other}, {fmt(data2)}, off={off2})",
+                "ftruncate": f"ftruncate(h{other}, {grow})",
+                "fsync": f"fsync(h{other})"}[then]
+        self.say(f"mmap(h{hid}, {size}, RW)[{off}:{off + n}] = {fmt(data)}; {what}; "
+                 f"read the mapping [{off2}:{off2 + k}] and [{off}:{off + n}]; munmap "
+                 f"['{self.handles[hid].path}', h{other} '{self.handles[other].path}']")
+
+        def do(s):
+            mp = self._map(s.fds[hid], size, True)
+            try:
+                mp[off:off + n] = data
+                if then == "pwrite":
+                    r = os.pwrite(s.fds[other], data2, off2)
+                elif then == "ftruncate":
+                    r = os.ftruncate(s.fds[other], grow)
+                else:
+                    r = os.fsync(s.fds[other])
+                return (r, hashlib.sha256(mp[off2:off2 + k]).hexdigest(),
+                        hashlib.sha256(mp[off:off + n]).hexdigest())
+            finally:
+                mp.close()
+        self.both(do)
+        self.check_handle(hid)
+        self.check_handle(other)
+        return True
+
+    def op_mmap_seek(self):
+        """SEEK_DATA/SEEK_HOLE while a mapping holds pages written through it
+        and not yet written back (no msync): they are data."""
+        m = self._mapping("W")
+        if m is None:
+            return False
+        hid, size, n, off = m
+        rng = self.rng
+        data = self.gen(n)
+        whence = rng.choice([SEEK_DATA, SEEK_HOLE])
+        at = rng.choice([0, off, max(0, off - rng.randint(1, CHUNK)),
+                         rng.randint(0, size - 1)])
+        wname = "SEEK_DATA" if whence == SEEK_DATA else "SEEK_HOLE"
+        self.say(f"mmap(h{hid}, {size}, RW)[{off}:{off + n}] = {fmt(data)}; "
+                 f"lseek(h{hid}, {at}, {wname}) (contract checked); munmap "
+                 f"['{self.handles[hid].path}']")
+        mapped = {}
+
+        def write(s):
+            mp = self._map(s.fds[hid], size, True)
+            mapped[s.name] = mp
+            mp[off:off + n] = data
+            return n
+        try:
+            self.both(write)
+            ra, rb = self.both_raw(lambda s: self._seek_contract(s, hid, at, whence))
+        finally:
+            for mp in mapped.values():
+                mp.close()
+        self._seek_verdict(wname, ra, rb)
+        self.check_handle(hid)
         return True
 
     def op_dropcache(self):

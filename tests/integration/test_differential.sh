@@ -4,7 +4,8 @@
 # straddling the 4 MiB chunk boundary, truncate, fallocate, SEEK_DATA/HOLE,
 # copy_file_range, renameat2 incl. RENAME_EXCHANGE, links, unlink of open
 # files, xattrs, chmod/chown/utime, a non-owner's write to a setuid file,
-# ...) to the mount and to a plain local directory, and after every step
+# shared mmap writes and reads, SEEK_DATA/HOLE while mapped pages are
+# dirty, ...) to the mount and to a plain local directory, and after every step
 # compares the results and the touched files. Each seed runs in its own
 # subdirectory; after each seed both trees are compared again after a
 # remount and a dropped page cache.
