@@ -74,6 +74,8 @@ FAMILIES = {
             "reads through one; a mapping kept across a write(2), ftruncate up or "
             "fsync through another handle, which it must see; SEEK_DATA/SEEK_HOLE "
             "while pages written through one are not written back",
+    "direct": "O_DIRECT opens: aligned writes and reads (4 KiB offsets and lengths, "
+              "aligned buffers), past the end too, while other handles cache pages",
     "cache": "posix_fadvise DONTNEED (drops cached pages, forces reads from the fs)",
     "killpriv": "a non-owner (uid/gid 65534) writes (1 byte, 256 KiB), ftruncates or "
                 "opens with O_TRUNC a root file with S_ISUID, or S_ISGID|S_IXGRP: both "
@@ -133,7 +135,7 @@ def errname(e):
 def flagnames(flags):
     acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
     out = [acc[flags & os.O_ACCMODE]]
-    for f in ("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND"):
+    for f in ("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_DIRECT"):
         if flags & getattr(os, f):
             out.append(f)
     return "|".join(out)
@@ -593,6 +595,8 @@ class Tester:
             ("mmap_read", "mmap", 1.5, self.op_mmap_read),
             ("mmap_held", "mmap", 1.5, self.op_mmap_held),
             ("mmap_seek", "mmap", 1, self.op_mmap_seek),
+            ("direct_write", "direct", 2, self.op_direct_write),
+            ("direct_read", "direct", 1.5, self.op_direct_read),
             ("fadvise_dontneed", "cache", 1.5, self.op_dropcache),
             ("killpriv", "killpriv", 0.6, self.op_killpriv),
             ("killpriv_nogx", "killpriv_nogx", 0.3, self.op_killpriv_nogx),
@@ -1357,6 +1361,64 @@ class Tester:
                 mp.close()
         self._seek_verdict(wname, ra, rb)
         self.check_handle(hid)
+        return True
+
+    # O_DIRECT wants offsets, lengths and buffers aligned to the logical
+    # block (ext4: 512 B or 4 KiB); 4 KiB suits both sides. The handle is
+    # opened and closed in the step, while the others keep their cached
+    # pages, which must not hide what the direct write put.
+    def _direct_span(self):
+        ex = self.existing_files()
+        path = self.rng.choice(ex) if ex and self.rng.random() < 0.85 else self.pick_file()
+        size = self.psize(path) if self.kind_of(path) == "reg" else 0
+        blocks = self.rng.choice([1, 2, 3, 16, 255, 256, 257, 512])
+        n = blocks * 4096
+        r = self.rng.random()
+        if r < 0.3:  # straddles a chunk boundary
+            off = self.rng.randint(1, 2) * CHUNK - self.rng.randint(1, blocks) * 4096
+        elif r < 0.5:  # at or past the end
+            off = (size + 4095) // 4096 * 4096 + self.rng.choice([0, 0, 4096, MiB])
+        else:
+            off = self.rng.randint(0, max(0, size) // 4096) * 4096
+        off = min(max(0, off), (MAXF - n) // 4096 * 4096)
+        return path, off, n
+
+    def op_direct_write(self):
+        path, off, n = self._direct_span()
+        data = self.gen(n)
+        flags = os.O_DIRECT | self.rng.choice([os.O_WRONLY, os.O_RDWR])
+        self.say(f"fd = open('{path}', {flagnames(flags)}); pwrite(fd, {fmt(data)}, "
+                 f"off={off}); close(fd)")
+
+        def do(s):
+            buf = mmap.mmap(-1, n)  # page-aligned
+            buf[:] = data
+            fd = os.open(s.p(path), flags)
+            try:
+                return os.pwritev(fd, [buf], off)
+            finally:
+                os.close(fd)
+                buf.close()
+        self.both(do)
+        self.check_path(path)
+        self.check_all_handles()
+        return True
+
+    def op_direct_read(self):
+        path, off, n = self._direct_span()
+        self.say(f"fd = open('{path}', O_RDONLY|O_DIRECT); pread(fd, {n}, off={off}); "
+                 "close(fd)")
+
+        def do(s):
+            buf = mmap.mmap(-1, n)
+            fd = os.open(s.p(path), os.O_RDONLY | os.O_DIRECT)
+            try:
+                got = os.preadv(fd, [buf], off)
+                return got, hashlib.sha256(buf[:got]).hexdigest()
+            finally:
+                os.close(fd)
+                buf.close()
+        self.both(do)
         return True
 
     def op_dropcache(self):

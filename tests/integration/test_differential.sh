@@ -5,7 +5,7 @@
 # copy_file_range, renameat2 incl. RENAME_EXCHANGE, links, unlink of open
 # files, xattrs, chmod/chown/utime, a non-owner's write to a setuid file,
 # shared mmap writes and reads, SEEK_DATA/HOLE while mapped pages are
-# dirty, ...) to the mount and to a plain local directory, and after every step
+# dirty, O_DIRECT writes and reads beside cached handles, ...) to the mount and to a plain local directory, and after every step
 # compares the results and the touched files. Each seed runs in its own
 # subdirectory; after each seed both trees are compared again after a
 # remount and a dropped page cache.
