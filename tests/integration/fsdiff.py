@@ -1383,6 +1383,16 @@ class Tester:
         off = min(max(0, off), (MAXF - n) // 4096 * 4096)
         return path, off, n
 
+    @staticmethod
+    def _direct(s, path, flags, n, io):
+        """io(fd, buf) on path opened with flags, buf a page-aligned n bytes."""
+        with mmap.mmap(-1, n) as buf:
+            fd = os.open(s.p(path), flags)
+            try:
+                return io(fd, buf)
+            finally:
+                os.close(fd)
+
     def op_direct_write(self):
         path, off, n = self._direct_span()
         data = self.gen(n)
@@ -1390,16 +1400,10 @@ class Tester:
         self.say(f"fd = open('{path}', {flagnames(flags)}); pwrite(fd, {fmt(data)}, "
                  f"off={off}); close(fd)")
 
-        def do(s):
-            buf = mmap.mmap(-1, n)  # page-aligned
+        def write(fd, buf):
             buf[:] = data
-            fd = os.open(s.p(path), flags)
-            try:
-                return os.pwritev(fd, [buf], off)
-            finally:
-                os.close(fd)
-                buf.close()
-        self.both(do)
+            return os.pwritev(fd, [buf], off)
+        self.both(lambda s: self._direct(s, path, flags, n, write))
         self.check_path(path)
         self.check_all_handles()
         return True
@@ -1409,16 +1413,10 @@ class Tester:
         self.say(f"fd = open('{path}', O_RDONLY|O_DIRECT); pread(fd, {n}, off={off}); "
                  "close(fd)")
 
-        def do(s):
-            buf = mmap.mmap(-1, n)
-            fd = os.open(s.p(path), os.O_RDONLY | os.O_DIRECT)
-            try:
-                got = os.preadv(fd, [buf], off)
-                return got, hashlib.sha256(buf[:got]).hexdigest()
-            finally:
-                os.close(fd)
-                buf.close()
-        self.both(do)
+        def read(fd, buf):
+            got = os.preadv(fd, [buf], off)
+            return got, hashlib.sha256(buf[:got]).hexdigest()
+        self.both(lambda s: self._direct(s, path, os.O_RDONLY | os.O_DIRECT, n, read))
         return True
 
     def op_dropcache(self):
