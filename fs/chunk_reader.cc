@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "chunker/crypto.h"
+#include "store/thread_name.h"
 
 namespace wavefs {
 
@@ -44,7 +45,10 @@ ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
       windows_(options.read_window > 0 ? options.window_entries : 0),
       read_window_(options.read_window) {
   for (int i = 0; i < options_.prefetch_depth; ++i)
-    prefetchers_.emplace_back([this] { PrefetchLoop(); });
+    prefetchers_.emplace_back([this] {
+      NameThisThread("wfs-prefetch");
+      PrefetchLoop();
+    });
 }
 
 ChunkReader::~ChunkReader() {

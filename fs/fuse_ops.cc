@@ -659,7 +659,8 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
         "\nreaddirplus_entries=" +
         std::to_string(c->readdirplus_entries.load()) +
         "\ngetxattr_requests=" + std::to_string(c->getxattr_requests.load()) +
-        "\nkillpriv_v2=" + std::to_string(c->wire.negotiated() ? 1 : 0) + "\n";
+        "\nkillpriv_v2=" + std::to_string(c->wire.negotiated() ? 1 : 0) + "\n" +
+        c->wire.RequestCounts();
     if (c->invalidator != nullptr) {
       extra +=
           "kernel_invalidations=" + std::to_string(c->invalidator->sent()) +

@@ -77,7 +77,76 @@ bool ReadFull(int fd, uint8_t* buf, size_t n) {
   return true;
 }
 
+// The name of a FUSE opcode as linux/fuse.h spells it, without FUSE_.
+std::string OpcodeName(size_t op) {
+  switch (op) {
+#define WAVEFS_OPCODE(name) \
+  case FUSE_##name:         \
+    return #name;
+    WAVEFS_OPCODE(LOOKUP)
+    WAVEFS_OPCODE(FORGET)
+    WAVEFS_OPCODE(GETATTR)
+    WAVEFS_OPCODE(SETATTR)
+    WAVEFS_OPCODE(READLINK)
+    WAVEFS_OPCODE(SYMLINK)
+    WAVEFS_OPCODE(MKNOD)
+    WAVEFS_OPCODE(MKDIR)
+    WAVEFS_OPCODE(UNLINK)
+    WAVEFS_OPCODE(RMDIR)
+    WAVEFS_OPCODE(RENAME)
+    WAVEFS_OPCODE(LINK)
+    WAVEFS_OPCODE(OPEN)
+    WAVEFS_OPCODE(READ)
+    WAVEFS_OPCODE(WRITE)
+    WAVEFS_OPCODE(STATFS)
+    WAVEFS_OPCODE(RELEASE)
+    WAVEFS_OPCODE(FSYNC)
+    WAVEFS_OPCODE(SETXATTR)
+    WAVEFS_OPCODE(GETXATTR)
+    WAVEFS_OPCODE(LISTXATTR)
+    WAVEFS_OPCODE(REMOVEXATTR)
+    WAVEFS_OPCODE(FLUSH)
+    WAVEFS_OPCODE(INIT)
+    WAVEFS_OPCODE(OPENDIR)
+    WAVEFS_OPCODE(READDIR)
+    WAVEFS_OPCODE(RELEASEDIR)
+    WAVEFS_OPCODE(FSYNCDIR)
+    WAVEFS_OPCODE(GETLK)
+    WAVEFS_OPCODE(SETLK)
+    WAVEFS_OPCODE(SETLKW)
+    WAVEFS_OPCODE(ACCESS)
+    WAVEFS_OPCODE(CREATE)
+    WAVEFS_OPCODE(INTERRUPT)
+    WAVEFS_OPCODE(BMAP)
+    WAVEFS_OPCODE(DESTROY)
+    WAVEFS_OPCODE(IOCTL)
+    WAVEFS_OPCODE(POLL)
+    WAVEFS_OPCODE(NOTIFY_REPLY)
+    WAVEFS_OPCODE(BATCH_FORGET)
+    WAVEFS_OPCODE(FALLOCATE)
+    WAVEFS_OPCODE(READDIRPLUS)
+    WAVEFS_OPCODE(RENAME2)
+    WAVEFS_OPCODE(LSEEK)
+    WAVEFS_OPCODE(COPY_FILE_RANGE)
+#undef WAVEFS_OPCODE
+    default:
+      return "op" + std::to_string(op);
+  }
+}
+
 }  // namespace
+
+std::string FuseWire::RequestCounts() const {
+  std::string out;
+  for (size_t op = 0; op < requests_.size(); ++op) {
+    const uint64_t n = requests_[op].load(std::memory_order_relaxed);
+    if (n == 0) continue;
+    out += "requests_" +
+           (op == kOpcodes ? std::string("other") : OpcodeName(op)) + "=" +
+           std::to_string(n) + "\n";
+  }
+  return out;
+}
 
 bool TakeKillFlag(int* flags) {
   const bool kill = (static_cast<uint32_t>(*flags) & kKillSuidGidFlag) != 0;
@@ -92,6 +161,8 @@ void FuseWire::OnRequest(void* buf, size_t n) {
   if (h.len < sizeof h) return;
   uint8_t* arg = static_cast<uint8_t*>(buf) + sizeof h;
   const size_t argn = std::min<size_t>(n, h.len) - sizeof h;
+  requests_[std::min<size_t>(h.opcode, kOpcodes)].fetch_add(
+      1, std::memory_order_relaxed);
   switch (h.opcode) {
     case FUSE_INIT: {
       // major, minor, max_readahead, flags: the layout of every version.

@@ -34,9 +34,11 @@
 
 #include <sys/uio.h>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace wavefs {
@@ -86,7 +88,14 @@ class FuseWire {
     return negotiated_.load(std::memory_order_acquire);
   }
 
+  // Requests read so far, by opcode, as "NAME=count" lines for
+  // user.wavefs.stats (opcodes never seen left out): how many round trips
+  // a workload costs per file, which is what bounds small-file trees.
+  std::string RequestCounts() const;
+
  private:
+  static constexpr size_t kOpcodes = 64;  // FUSE_* opcodes are below this
+  std::array<std::atomic<uint64_t>, kOpcodes + 1> requests_{};  // +1: other
   std::atomic<bool> offered_{false};
   std::atomic<bool> negotiated_{false};
   std::atomic<uint64_t> init_unique_{0};

@@ -6,6 +6,7 @@
 
 #include "store/fsck.h"
 #include "store/gc.h"
+#include "store/thread_name.h"
 
 namespace wavefs {
 
@@ -28,6 +29,7 @@ Maintenance::~Maintenance() { Stop(); }
 
 void Maintenance::ScheduleGc(std::chrono::seconds interval) {
   scheduler_ = std::thread([this, interval] {
+    NameThisThread("wfs-gc-timer");
     std::unique_lock<std::mutex> lock(schedule_mu_);
     while (!schedule_cv_.wait_for(lock, interval,
                                   [this] { return schedule_stop_; })) {
@@ -102,6 +104,7 @@ Status Maintenance::Start(const std::string& name, const std::string& args) {
   running_ = true;
   cancel_ = false;
   thread_ = std::thread([this, task, gc, dry_run, verify, repair] {
+    NameThisThread("wfs-maint");
     auto progress = [this, task](const std::string& phase, uint64_t done,
                                  uint64_t total) {
       std::lock_guard<std::mutex> lock(mu_);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "chunker/le_codec.h"
+#include "store/thread_name.h"
 
 namespace wavefs {
 namespace {
@@ -120,7 +121,10 @@ Result<JournalRecord> TailJournal::Open(uint64_t ino, uint64_t seq,
 
 void TailJournal::Start(std::function<void(std::shared_ptr<OpenFile>)> cool) {
   cool_ = std::move(cool);
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("wfs-tails");
+    Loop();
+  });
 }
 
 void TailJournal::Stop() {

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "chunker/crypto.h"
+#include "store/thread_name.h"
 
 namespace wavefs {
 namespace {
@@ -44,7 +45,10 @@ WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
     if (hooks_ != nullptr && hooks_->space_freed) hooks_->space_freed();
   });
   for (int i = 0; i < std::max(1, options_.seal_threads); ++i)
-    sealers_.emplace_back([this] { SealerLoop(); });
+    sealers_.emplace_back([this] {
+      NameThisThread("wfs-seal");
+      SealerLoop();
+    });
 }
 
 WritePipeline::~WritePipeline() {

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "store/file_util.h"
+#include "store/thread_name.h"
 
 namespace wavefs {
 
@@ -29,7 +30,10 @@ Snapshotter::~Snapshotter() { Stop(); }
 
 void Snapshotter::Start() {
   if (o_.interval.count() == 0) return;
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("wfs-snapshot");
+    Loop();
+  });
 }
 
 void Snapshotter::Stop() {

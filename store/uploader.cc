@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "chunker/crypto.h"
+#include "store/thread_name.h"
 
 namespace wavefs {
 
@@ -35,9 +36,19 @@ void Uploader::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stop_ || dispatcher_.joinable()) return;
   const int n = std::max(1, options_.concurrency);
-  for (int i = 0; i < n; ++i) workers_.emplace_back([this] { WorkerLoop(); });
-  completer_ = std::thread([this] { CompleteLoop(); });
-  dispatcher_ = std::thread([this] { DispatchLoop(); });
+  for (int i = 0; i < n; ++i)
+    workers_.emplace_back([this] {
+      NameThisThread("wfs-upload");
+      WorkerLoop();
+    });
+  completer_ = std::thread([this] {
+    NameThisThread("wfs-complete");
+    CompleteLoop();
+  });
+  dispatcher_ = std::thread([this] {
+    NameThisThread("wfs-dispatch");
+    DispatchLoop();
+  });
 }
 
 void Uploader::Notify() {

@@ -188,6 +188,29 @@ TEST(FuseWireTest, MarksKillFlagsOfWriteOpenAndCreateOnceNegotiated) {
   wire.OnRequest(shortw.data(), shortw.size());
 }
 
+TEST(FuseWireTest, CountsRequestsByOpcode) {
+  FuseWire wire;
+  EXPECT_EQ(wire.RequestCounts(), "") << "nothing read yet";
+  fuse_write_in w{};
+  for (uint64_t u = 1; u <= 3; ++u) {
+    auto write = Request(FUSE_WRITE, u, w, 8);
+    wire.OnRequest(write.data(), write.size());
+  }
+  fuse_open_in o{};
+  auto lookup = Request(FUSE_LOOKUP, 4, o);
+  wire.OnRequest(lookup.data(), lookup.size());
+  auto cuse = Request(CUSE_INIT, 5, o);  // beyond every FUSE opcode
+  wire.OnRequest(cuse.data(), cuse.size());
+  auto unnamed = Request(63, 6, o);  // below the bound, not in the table
+  wire.OnRequest(unnamed.data(), unnamed.size());
+  // Not a request: shorter than its header.
+  std::vector<uint8_t> runt(sizeof(fuse_in_header) - 1, 0);
+  wire.OnRequest(runt.data(), runt.size());
+  EXPECT_EQ(wire.RequestCounts(),
+            "requests_LOOKUP=1\nrequests_WRITE=3\nrequests_op63=1\n"
+            "requests_other=1\n");
+}
+
 // A request spliced from "/dev/fuse" (a pipe here) reaches libfuse's pipe
 // whole, in order, with its header patched.
 TEST(FuseWireTest, SpliceRequestPatchesTheHeaderAndMovesTheData) {

@@ -36,6 +36,10 @@ chattr +i "$T/store/chunks" || fail "cannot chattr +i $T/store/chunks"
 wfs_mount --tail-hold 0
 check "cp -a a tree of small files" cp -a "$SRC/tree" "$MNT/tree"
 expect_eq "one spill file (the 64 KiB one) for 43 files" 1 "$(spill_count)"
+# user.wavefs.stats counts the kernel's requests by opcode (how many round
+# trips a workload costs): cp -a made 2 directories and 43 files.
+expect_eq "FUSE CREATE requests for 43 new files" 43 "$(stat_get requests_CREATE)"
+expect_eq "FUSE MKDIR requests for 2 new directories" 2 "$(stat_get requests_MKDIR)"
 check "cp a 5 MiB file" cp "$SRC/big" "$MNT/big"
 expect_eq "the big file's two chunks are in the spill" 3 "$(spill_count)"
 expect_le "bytes staged in the index (40 small files and tiny)" 800000 \
