@@ -10,7 +10,7 @@
 #                    [--runs N] [--out FILE] [--no-build] [--bin PATH]
 #                    [--systems curl,wavefs,s3fs,rclone,rclone-crypt]
 #   scripts/bench.sh --workloads [--quick] [--runs N] [--out FILE]
-#                    [--systems ext4,wavefs,wavefs-wb,gocryptfs] [--bin PATH]
+#                    [--systems ext4,passthrough,wavefs,wavefs-wb,gocryptfs] [--bin PATH]
 #   scripts/bench.sh --scale [--quick] [--huge-size 100G] [--files 1000000]
 #                    [--runs N] [--out FILE] [--bin PATH]
 #

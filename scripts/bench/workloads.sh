@@ -5,6 +5,8 @@
 # fresh target per run, rows run one after another in one mount:
 #
 #   ext4       a plain directory on the bench's disk: the floor
+#   passthrough  libfuse's do-nothing passthrough_ll over a directory: the
+#              floor of any FUSE filesystem (every request a round trip)
 #   wavefs     `wavefs mount` with its defaults
 #   wavefs-wb  `wavefs mount --writeback-cache`
 #   gocryptfs  (when installed; --install-peers installs it and fio)
@@ -21,7 +23,7 @@
 #              --quick), crc32c verify (when fio is installed)
 # --quick: CI-sized inputs (--quick --runs 1 takes about a minute).
 
-WL_SYSTEMS=(ext4 wavefs wavefs-wb gocryptfs)
+WL_SYSTEMS=(ext4 passthrough wavefs wavefs-wb gocryptfs)
 WL_ROWS=(tar rsync clone append tee fio)
 
 wl_setup_inputs() {
@@ -93,6 +95,14 @@ wl_rows() {
   local sys=$1 d=$2
   wl_time "$sys" tar tar -C "$d" -xf "$WL_TAR"
   [ "$(find "$d/include" | wc -l)" -ge "$WL_TAR_FILES" ] || die "$sys: tar -x left files out"
+  case "$sys" in
+    wavefs|wavefs-wb)
+      # The FUSE requests tar cost (user.wavefs.stats counts them by opcode;
+      # the mount is fresh, so they are tar's and find's).
+      record R "$sys" tar "$(getfattr --only-values -n user.wavefs.stats "$d" 2>/dev/null |
+        awk -F= '/^requests_/ { n += $2 } END { print n + 0 }')"
+      ;;
+  esac
   wl_time "$sys" rsync rsync -a /usr/share/doc/ "$d/doc/"
   wl_time "$sys" clone git clone -q --no-hardlinks "$ROOT" "$d/repo"
   git -C "$d/repo" fsck --no-progress >>"$LOGS/workloads-$sys.log" 2>&1 || die "$sys: the cloned repository fails git fsck"
@@ -126,6 +136,15 @@ wl_run() {
       unset WAVEFS_HOME
       wl_settle
       ;;
+    passthrough)
+      local under=$WORK/wl-pt mnt=$MNTS/wl-pt
+      rm -rf "$under"; mkdir -p "$under" "$mnt"
+      pt_mount "$under" "$mnt"
+      wl_rows passthrough "$mnt"
+      unmount_timed "$mnt" "$PT_PID"
+      rm -rf "$under"
+      wl_settle
+      ;;
     gocryptfs)
       local cipher=$WORK/wl-gc mnt=$MNTS/wl-gocryptfs
       rm -rf "$cipher"; mkdir -p "$cipher" "$mnt"
@@ -147,8 +166,9 @@ wl_main() {
   for sys in "${WL_SYSTEMS[@]}"; do
     case "$sys" in
       ext4|wavefs|wavefs-wb) ;;
+      passthrough) [ -x "$PT" ] || die "$PT not built (libfuse3-dev's examples)" ;;
       gocryptfs) command -v gocryptfs >/dev/null 2>&1 || MISSING[gocryptfs]=1 ;;
-      *) die "unknown system '$sys' for --workloads (ext4,wavefs,wavefs-wb,gocryptfs)" ;;
+      *) die "unknown system '$sys' for --workloads (ext4,passthrough,wavefs,wavefs-wb,gocryptfs)" ;;
     esac
   done
   [ -x "$WAVEFS" ] || die "$WAVEFS not found (run scripts/build.sh)"
@@ -173,10 +193,15 @@ wl_main() {
     echo "- machine: $(nproc) cores ($cpu), kernel $(uname -r); runs: $RUNS (medians shown)$([ "$QUICK" -eq 1 ] && echo '; --quick inputs')"
     echo "- inputs: tar = /usr/include ($WL_TAR_FILES entries); rsync = /usr/share/doc ($WL_DOC_FILES entries); clone = this repository;"
     echo "  append = 2000 x \`echo >> log\`; tee = $((WL_TEE_BYTES >> 20)) MiB in 8 KiB writes; fio = randwrite 4k-1m, $WL_FIO_SIZE, crc32c verify"
-    echo "- seconds each command took (page cache dropped before each); ratios against gocryptfs and ext4 of the same run"
+    echo "- seconds each command took (page cache dropped before each); ratios against gocryptfs, ext4 and passthrough_ll of the same run"
+    local r
+    for sys in wavefs wavefs-wb; do
+      r=$(med R "$sys" tar)
+      [ -n "$r" ] && echo "- FUSE requests $sys received during tar (median): $(fmt "$r" 0), $(awk -v r="$r" -v f="$WL_TAR_FILES" 'BEGIN { printf "%.1f", r / f }') per entry"
+    done
     echo
-    echo "| workload | $(printf '%s | ' "${WL_SYSTEMS[@]}")wavefs vs gocryptfs | wavefs vs ext4 | wavefs-wb vs gocryptfs | wavefs-wb vs ext4 |"
-    echo "|---|$(printf -- '---|%.0s' "${WL_SYSTEMS[@]}")---|---|---|---|"
+    echo "| workload | $(printf '%s | ' "${WL_SYSTEMS[@]}")wavefs vs gocryptfs | wavefs vs ext4 | wavefs vs passthrough | wavefs-wb vs gocryptfs | wavefs-wb vs ext4 |"
+    echo "|---|$(printf -- '---|%.0s' "${WL_SYSTEMS[@]}")---|---|---|---|---|"
     for row in "${WL_ROWS[@]}"; do
       local line="| $row |" v
       for sys in "${WL_SYSTEMS[@]}"; do
@@ -185,6 +210,7 @@ wl_main() {
       done
       line+=" $(ratio "$(med W wavefs "$row")" "$(med W gocryptfs "$row")") |"
       line+=" $(ratio "$(med W wavefs "$row")" "$(med W ext4 "$row")") |"
+      line+=" $(ratio "$(med W wavefs "$row")" "$(med W passthrough "$row")") |"
       line+=" $(ratio "$(med W wavefs-wb "$row")" "$(med W gocryptfs "$row")") |"
       line+=" $(ratio "$(med W wavefs-wb "$row")" "$(med W ext4 "$row")") |"
       echo "$line"
