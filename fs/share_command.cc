@@ -229,6 +229,7 @@ int RunUnshare(const std::string& target, const std::string& mount) {
       mount.empty() ? WavefsMounts() : std::vector<std::string>{mount};
   if (mounts.empty()) return Fail("no wavefs mount is running");
   std::string last_error;
+  std::vector<std::string> dead;
   for (const std::string& m : mounts) {
     if (lsetxattr(m.c_str(), kXattrUnshare, id_hex.data(), id_hex.size(), 0) ==
         0) {
@@ -240,12 +241,25 @@ int RunUnshare(const std::string& target, const std::string& mount) {
     const int err = errno;
     // ENODATA: not this mount's share. EPERM: a daemon without sharing
     // (older wavefs), which cannot hold it either; said only when asked.
+    // ENOTCONN: a mount whose daemon is gone (killed, crashed) cannot hold a
+    // live share; when the mounts were found rather than named, it must not
+    // hide the answer of the live ones, so it is only mentioned.
+    if (err == ENOTCONN && mount.empty()) {
+      dead.push_back(m);
+      continue;
+    }
     if (err != ENODATA && (err != EPERM || !mount.empty()))
       last_error = Status::FromErrno(err, "unshare on " + m).message();
   }
   if (!last_error.empty()) return Fail(last_error);
-  return Fail("no share " + id_hex + " on " +
-              (mount.empty() ? "any running wavefs mount" : mount));
+  std::string msg = "no share " + id_hex + " on " +
+                    (mount.empty() ? "any running wavefs mount" : mount);
+  if (!dead.empty()) {
+    msg += " (daemon gone, not searched: ";
+    for (size_t i = 0; i < dead.size(); ++i) msg += (i ? ", " : "") + dead[i];
+    msg += "; 'wavefs unmount' and mount it again)";
+  }
+  return Fail(msg);
 }
 
 namespace {

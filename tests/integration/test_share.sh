@@ -130,12 +130,29 @@ fi
 
 # ---- unshare: each share once; a second share of the same file stays
 check "share the small file a second time" "$WAVEFS_BIN" share "$MNT/small" -o "$T/small2.wfmap"
+# A second mount whose daemon is killed stays as a dead mount (ENOTCONN): a
+# crashed mount elsewhere on the machine must not hide the live mounts'
+# answers from an unshare that searches them all.
+mkdir -p "$T/mnt2"
+check "init a second store" env WAVEFS_HOME="$T/home3" "$WAVEFS_BIN" init "$T/store2"
+check "mount it" env WAVEFS_HOME="$T/home3" "$WAVEFS_BIN" mount "$T/store2" "$T/mnt2"
+pid2=$(stat_get pid "$T/mnt2")
+DAEMON_PIDS+=("$pid2")
+kill -9 "$pid2"
+wait_pid_exit "$pid2" 10 || fail "daemon $pid2 survived kill -9"
+rc=0
+stat "$T/mnt2" >/dev/null 2>"$T/err" || rc=$?
+grep -q "not connected" "$T/err" || fail "the killed mount is not dead: rc $rc, $(cat "$T/err")"
+pass "the second mount is dead after kill -9 of its daemon"
 check "unshare the first map" "$WAVEFS_BIN" unshare "$T/small.wfmap"
 rc=0
 "$WAVEFS_BIN" unshare "$T/small.wfmap" 2>"$T/err" || rc=$?
 expect_eq "a second unshare of it fails" 1 "$rc"
 grep -q "no share" "$T/err" || fail "unexpected: $(cat "$T/err")"
+grep -q "daemon gone, not searched: $T/mnt2" "$T/err" || fail "the dead mount is not named: $(cat "$T/err")"
+expect_eq "one line of error" 1 "$(wc -l <"$T/err")"
 id=$(python3 -c "import sys; print(open(sys.argv[1],'rb').read()[32:48].hex())" "$T/small2.wfmap")
 check "unshare the second by id and mount" "$WAVEFS_BIN" unshare "$id" --mount "$MNT"
 check "unshare the big file" "$WAVEFS_BIN" unshare "$T/big.wfmap"
+check "unmount the dead mount" fusermount3 -u "$T/mnt2"
 wfs_unmount
