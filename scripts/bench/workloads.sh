@@ -5,8 +5,9 @@
 # fresh target per run, rows run one after another in one mount:
 #
 #   ext4       a plain directory on the bench's disk: the floor
-#   passthrough  libfuse's do-nothing passthrough_ll over a directory: the
-#              floor of any FUSE filesystem (every request a round trip)
+#   passthrough  libfuse's do-nothing passthrough_ll over a directory, with
+#              xattrs: the floor of any FUSE filesystem with xattrs (every
+#              request a round trip)
 #   wavefs     `wavefs mount` with its defaults
 #   wavefs-wb  `wavefs mount --writeback-cache`
 #   gocryptfs  (when installed; --install-peers installs it and fio)
@@ -193,7 +194,7 @@ wl_main() {
     echo "- machine: $(nproc) cores ($cpu), kernel $(uname -r); runs: $RUNS (medians shown)$([ "$QUICK" -eq 1 ] && echo '; --quick inputs')"
     echo "- inputs: tar = /usr/include ($WL_TAR_FILES entries); rsync = /usr/share/doc ($WL_DOC_FILES entries); clone = this repository;"
     echo "  append = 2000 x \`echo >> log\`; tee = $((WL_TEE_BYTES >> 20)) MiB in 8 KiB writes; fio = randwrite 4k-1m, $WL_FIO_SIZE, crc32c verify"
-    echo "- seconds each command took (page cache dropped before each); ratios against gocryptfs, ext4 and passthrough_ll of the same run"
+    echo "- seconds each command took (page cache dropped before each); ratios against gocryptfs, ext4 and passthrough_ll -o xattr of the same run"
     local r
     for sys in wavefs wavefs-wb; do
       r=$(med R "$sys" tar)
