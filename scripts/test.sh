@@ -76,6 +76,27 @@ if [ ! -c /dev/fuse ]; then
   modprobe fuse 2>/dev/null || true
 fi
 
+# An earlier run killed in the middle (a CI timeout, ^C, a lost session)
+# can leave an integration test's mount behind with its daemon gone. Such a
+# mount answers ENOTCONN to everything, and tests that look at all mounts
+# (`wavefs unshare` searches every running mount) would trip over it. Take
+# down only those: fuse mounts under this runner's temp parent whose
+# directory no longer answers; a live mount is never touched.
+section "stale test mounts"
+it_parent=$(cd "${WAVEFS_IT_TMP:-/var/tmp}" 2>/dev/null && pwd -P)
+while read -r _dev mnt fstype _rest; do
+  case "$fstype" in fuse | fuse.*) ;; *) continue ;; esac
+  mnt=$(printf '%b' "$mnt") # /proc/mounts escapes spaces as \040
+  case "$mnt" in "$it_parent"/wavefs-it.*) ;; *) continue ;; esac
+  # A daemon that is only stopped (SIGSTOP) would hang stat: give up after
+  # 5 s and leave that mount alone (exit 124/137 is not "gone").
+  timeout -s KILL 5 stat "$mnt" >/dev/null 2>&1
+  if [ $? -eq 1 ]; then
+    echo "test.sh: unmounting $mnt (its daemon is gone)"
+    fusermount3 -u -z "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+  fi
+done </proc/mounts
+
 # One Ceph RGW on 127.0.0.1 for every S3 test of both runs (the S3 tests
 # would otherwise start one each, 4-8 s apiece); destroyed at the end.
 section "Ceph RGW for the S3 tests"
