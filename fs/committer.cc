@@ -25,13 +25,41 @@ void Committer::DropIfFailed(OpenFile* f) {
   DropUncommitted(f, err);
 }
 
+Status Committer::SyncNamedChunks(OpenFile* f) {
+  // Everything this file names that is still staged must be on disk
+  // before the commit that names it is.
+  std::vector<Address> staged;
+  for (auto& [i, r] : f->pending)
+    if (!r.hole) staged.push_back(r.address);
+  WAVEFS_RETURN_IF_ERROR(
+      index_->ListChunks(f->ino, [&](uint64_t i, const ChunkRef& r) {
+        if (!r.hole && !f->pending.count(i)) staged.push_back(r.address);
+      }));
+  // A chunk no longer in the spill but still queued was put into the
+  // store and not yet made durable there (the local store moves a staged
+  // file in by rename and syncs once per wave): sync the store now.
+  bool store_sync = false;
+  for (const Address& a : staged) {
+    if (spill_->Contains(a)) {
+      Status st = spill_->Sync(a);
+      if (st.ok()) continue;
+      if (st.code() != Code::kNotFound) return st;
+    }
+    auto queued = index_->IsQueued(a);
+    if (!queued.ok()) return queued.status();
+    if (*queued) store_sync = true;
+  }
+  if (store_sync) WAVEFS_RETURN_IF_ERROR(store_->Sync());
+  return Status::Ok();
+}
+
 Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
-                         bool sync, FileHandle* caller, bool close) {
+                         bool sync, FileHandle* caller, Trigger why) {
   // A sealed commit deletes the journal's records: never before they are
   // back in the file.
   WAVEFS_RETURN_IF_ERROR(ReplayIfNeeded(f, lock));
-  if (close && !sync && (caller == nullptr || caller->dropped_error.ok()) &&
-      TryJournal(f))
+  if (why != Trigger::kInternal &&
+      (caller == nullptr || caller->dropped_error.ok()) && TryJournal(f, sync))
     return Status::Ok();
   const uint64_t gen = f->write_gen;
   // No change of f lands while SealAll has mu released (OpenFile::commits):
@@ -42,32 +70,7 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
   if (--f->commits == 0) f->cv.notify_all();
   DropIfFailed(f);
   if (caller != nullptr) WAVEFS_RETURN_IF_ERROR(TakeDroppedError(caller));
-  if (sync) {
-    // Everything this file names that is still staged must be on disk
-    // before the commit that names it is.
-    std::vector<Address> staged;
-    for (auto& [i, r] : f->pending)
-      if (!r.hole) staged.push_back(r.address);
-    WAVEFS_RETURN_IF_ERROR(
-        index_->ListChunks(f->ino, [&](uint64_t i, const ChunkRef& r) {
-          if (!r.hole && !f->pending.count(i)) staged.push_back(r.address);
-        }));
-    // A chunk no longer in the spill but still queued was put into the
-    // store and not yet made durable there (the local store moves a staged
-    // file in by rename and syncs once per wave): sync the store now.
-    bool store_sync = false;
-    for (const Address& a : staged) {
-      if (spill_->Contains(a)) {
-        Status st = spill_->Sync(a);
-        if (st.ok()) continue;
-        if (st.code() != Code::kNotFound) return st;
-      }
-      auto queued = index_->IsQueued(a);
-      if (!queued.ok()) return queued.status();
-      if (*queued) store_sync = true;
-    }
-    if (store_sync) WAVEFS_RETURN_IF_ERROR(store_->Sync());
-  }
+  if (sync) WAVEFS_RETURN_IF_ERROR(SyncNamedChunks(f));
   if (!f->attr_dirty && f->pending.empty() && !f->truncate_from && !sync &&
       f->journal_records == 0)
     return Status::Ok();
@@ -128,7 +131,7 @@ void Committer::CommitLongWrite(OpenFile* f,
                  st.ToString());
 }
 
-bool Committer::TryJournal(OpenFile* f) {
+bool Committer::TryJournal(OpenFile* f, bool sync) {
   // Bounds: past them the file's next commit seals (its buffer is bounded
   // by the pool, its records here).
   constexpr uint64_t kMaxJournalBytes = 256 << 10;
@@ -156,8 +159,18 @@ bool Committer::TryJournal(OpenFile* f) {
   same.ctime = f->committed.ctime;
   if (EncodeInode(same) != EncodeInode(f->committed)) return false;
   // Nothing written since the last records (bash's redirections flush
-  // twice): the journal already holds this state.
-  if (d.logged.empty()) return f->journal_records > 0;
+  // twice): the journal already holds this state; an fsync makes it
+  // durable.
+  if (d.logged.empty()) {
+    if (f->journal_records == 0) return false;
+    if (!sync) return true;
+    Status st = SyncNamedChunks(f);
+    if (st.ok()) st = index_->Sync();
+    if (!st.ok())
+      spdlog::warn("inode {}: journal sync failed, sealing instead: {}", f->ino,
+                   st.ToString());
+    return st.ok();
+  }
   uint64_t bytes = 0;
   for (const auto& [from, to] : d.logged) {
     if (d.absent & OpenFile::Dirty::SegmentMask(from, to)) return false;
@@ -183,7 +196,10 @@ bool Committer::TryJournal(OpenFile* f) {
     b.PutJournal(f->ino, seq, journal_->Seal(f->ino, seq, r));
     seq += 1;
   }
-  Status st = index_->Commit(&b, false);
+  // An fsync's records need the file's last sealed commit under them on
+  // disk (its chunks here, its index records with this synced write).
+  Status st = sync ? SyncNamedChunks(f) : Status::Ok();
+  if (st.ok()) st = index_->Commit(&b, sync);
   if (!st.ok()) {
     spdlog::warn("inode {}: journal commit failed, sealing instead: {}", f->ino,
                  st.ToString());

@@ -9,9 +9,9 @@
 // the error, whoever ran the commit), and the kernel is told to forget the
 // pages it cached of them.
 //
-// A close (flush or release) may commit as tail-journal records instead
-// (fs/tail_journal.h, TryJournal): then nothing is sealed, and the file
-// stays hot until a sealed commit takes the records' place.
+// A close (flush or release) or an fsync may commit as tail-journal records
+// instead (fs/tail_journal.h, TryJournal): then nothing is sealed, and the
+// file stays hot until a sealed commit takes the records' place.
 //
 // Thread safety: thread-safe; Commit needs f->mu held through `lock`.
 #pragma once
@@ -44,11 +44,15 @@ class Committer {
         commit_every_(commit_every_chunks),
         journal_(journal) {}
 
+  // What asks for a commit. A close (flush or release) and an fsync of a
+  // handle may commit as journal records (TryJournal); anything else
+  // (setattr, xattrs, long writes, unmount) seals.
+  enum class Trigger { kInternal, kClose, kFsync };
   // caller: the handle on whose behalf this runs (null for setattr, xattrs,
   // unmount). It gets its own dropped-writes error, if any.
-  // close: a flush or release, which may commit as journal records.
+  // sync: durable against power loss when this returns (fsync, unmount).
   Status Commit(OpenFile* f, std::unique_lock<std::mutex>& lock, bool sync,
-                FileHandle* caller, bool close = false);
+                FileHandle* caller, Trigger why = Trigger::kInternal);
   // Applies f's journal records again to its last sealed commit when a
   // failed commit dropped them from its buffers (before any write or
   // commit of f), and once at start-up. The file is hot afterwards. A
@@ -98,8 +102,14 @@ class Committer {
   void DropUncommitted(OpenFile* f, const Status& why);
   // Commits f's changes as journal records when they are writes into the
   // one chunk it holds in a buffer (see fs/tail_journal.h); false when
-  // they are not, or the index write failed: then the commit seals.
-  bool TryJournal(OpenFile* f);
+  // they are not, or the index write failed: then the commit seals. sync
+  // (an fsync): the records, and the sealed commit under them with every
+  // chunk it names, are durable against power loss when it returns true.
+  bool TryJournal(OpenFile* f, bool sync);
+  // Makes every chunk f names (its pending refs and its data map in the
+  // index) that is still staged, or stored but not yet synced there,
+  // durable against power loss.
+  Status SyncNamedChunks(OpenFile* f);
 
   Index* index_;
   Spill* spill_;

@@ -245,7 +245,9 @@ Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h) {
   Status st;
   {
     std::unique_lock<std::mutex> lock(f->mu);
-    st = committer_.Commit(f.get(), lock, false, h, /*close=*/h != nullptr);
+    st = committer_.Commit(f.get(), lock, false, h,
+                           h != nullptr ? Committer::Trigger::kClose
+                                        : Committer::Trigger::kInternal);
     if (h != nullptr) f->writers.erase(h);
     if (h != nullptr && h->read_write) f->read_write_handles -= 1;
   }
@@ -305,12 +307,14 @@ uint32_t Filesystem::ModeOf(FileHandle* h) {
 
 Status Filesystem::Flush(FileHandle* h) {
   std::unique_lock<std::mutex> lock(h->file->mu);
-  return committer_.Commit(h->file.get(), lock, false, h, /*close=*/true);
+  return committer_.Commit(h->file.get(), lock, false, h,
+                           Committer::Trigger::kClose);
 }
 
 Status Filesystem::Fsync(FileHandle* h) {
   std::unique_lock<std::mutex> lock(h->file->mu);
-  return committer_.Commit(h->file.get(), lock, true, h);
+  return committer_.Commit(h->file.get(), lock, true, h,
+                           Committer::Trigger::kFsync);
 }
 
 Status Filesystem::CommitAll() {

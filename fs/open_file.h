@@ -71,21 +71,34 @@ struct OpenFile {
     bool log_overflow = false;
     bool paged_out() const { return buf == nullptr; }
     // Records a write of bytes [from, to) for the tail journal.
+    // Kept sorted and disjoint: a database rewrites the same few pages
+    // (its header page at every transaction) between two fsyncs.
     void Log(uint32_t from, uint32_t to) {
       if (to <= from || log_overflow) return;
-      if (!logged.empty() && from <= logged.back().second &&
-          to >= logged.back().first) {
-        logged.back().first = std::min(logged.back().first, from);
-        logged.back().second = std::max(logged.back().second, to);
+      // The first range that ends at or after from: it and those after it
+      // that start at or before to merge with [from, to).
+      auto it = std::lower_bound(logged.begin(), logged.end(), from,
+                                 [](const std::pair<uint32_t, uint32_t>& r,
+                                    uint32_t v) { return r.second < v; });
+      auto end = it;
+      while (end != logged.end() && end->first <= to) {
+        from = std::min(from, end->first);
+        to = std::max(to, end->second);
+        ++end;
+      }
+      if (it != end) {
+        *it = {from, to};
+        logged.erase(it + 1, end);
         return;
       }
-      if (logged.size() >= 8) {
+      if (logged.size() >= kMaxLogged) {
         log_overflow = true;
         logged.clear();
         return;
       }
-      logged.emplace_back(from, to);
+      logged.insert(it, {from, to});
     }
+    static constexpr size_t kMaxLogged = 32;
     // Records that bytes [from, to) of the chunk changed in buf.
     void MarkChanged(uint64_t from, uint64_t to) {
       changed |= SegmentMask(from, to);

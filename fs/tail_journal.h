@@ -13,13 +13,18 @@
 // file stays pinned ("hot") while later closes add records; the file is
 // committed the usual way, sealing the chunk and deleting the records in
 // the same index batch, at the latest `hold` after its first record, or
-// earlier by any commit that is not such a close (fsync, setattr, a
-// truncate, writes to a second chunk, too much journal, unmount).
+// earlier by any commit that is not such a close or fsync (setattr, a
+// truncate, writes to a second chunk, too much journal, unmount). An fsync
+// journals the same way, in a synced index write, once every chunk of the
+// sealed version under the records is durable (Committer::TryJournal): a
+// database fsyncing its write-ahead log after every transaction no longer
+// seals 4 MiB each time.
 //
 // What the index holds meanwhile is two things: the file as of its last
 // sealed commit (inode record and data map agree: what snapshots, gc, fsck
 // and shares see), and the journal on top of it. Invariant 1 holds because
-// the records are in RocksDB's log when the close returns; at the next
+// the records are in RocksDB's log when the close returns (synced, for an
+// fsync: they survive power loss too); at the next
 // start, and after a commit of the file failed and dropped its buffers,
 // the records are applied again to that sealed version (Replay in
 // fs/committer.h), and the file is hot again.

@@ -198,19 +198,91 @@ TEST_F(TailJournalTest, ChangesOtherThanWritesSealFirst) {
   EXPECT_FALSE(Journaled(ino));
   Append(ino, &log, "five\n");
   EXPECT_TRUE(Journaled(ino));
-  // An fsync seals too (power-loss durability takes sealed chunks).
+  // An fsync of writes only journals too (durably:
+  // FsyncsOfALogAreJournaled); a chmod through the open handle seals.
   {
     auto h = OpenH(ino);
     ASSERT_TRUE(h);
     WriteAt(h.get(), log.size(), "six\n");
     log += "six\n";
     WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+    EXPECT_TRUE(Journaled(ino));
+    AttrChange chmod2;
+    chmod2.mode = 0640;
+    ASSERT_TRUE(fs_->SetAttr(ino, chmod2).ok());
     EXPECT_FALSE(Journaled(ino));
     WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
   }
   KillAndMount(LongHold());
-  EXPECT_EQ(fs_->GetAttr(ino)->mode & 07777, 0600u);
+  EXPECT_EQ(fs_->GetAttr(ino)->mode & 07777, 0640u);
   EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+// A program that keeps its file open and fsyncs after each append (a
+// database's write-ahead log, SQLite's -wal) gets the same journal: the
+// first fsync seals, the next ones commit their bytes as records in a
+// synced index write, with no seal, no stage and no upload each.
+TEST_F(TailJournalTest, FsyncsOfALogAreJournaled) {
+  std::string log = RandomBytes(200000, 560);  // a spill-staged tail
+  const uint64_t ino = WriteFile("wal", log);
+  Drain();
+  const uint64_t puts = store_->puts();
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  for (int i = 0; i < 20; ++i) {
+    const std::string frame = RandomBytes(4096 + 24, 561 + i);
+    WriteAt(h.get(), log.size(), frame);
+    log += frame;
+    WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+  }
+  EXPECT_GE(Stat("journal_commits"), 19u);
+  EXPECT_TRUE(Journaled(ino));
+  // An fsync with nothing new is a sync of what the journal holds.
+  WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+  Drain();
+  EXPECT_LE(store_->puts() - puts, 1u) << "each fsync sealed the tail";
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  // The handle is still open when the daemon dies: every fsynced byte
+  // comes back.
+  h.reset();
+  KillAndMount(LongHold());
+  EXPECT_EQ(SizeOf(ino), log.size());
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  Remount(LongHold());
+  EXPECT_FALSE(Journaled(ino));
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+// A database rewrites the same pages (its header page every transaction)
+// in any order between two fsyncs: each page is one record, however often
+// it was written, and a transaction touching many pages still journals.
+TEST_F(TailJournalTest, RewrittenPagesAreJournaledOnce) {
+  constexpr uint64_t kPage = 4096;
+  std::string db = RandomBytes(64 * kPage, 570);
+  const uint64_t ino = WriteFile("db", db);
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  auto write_page = [&](uint64_t page, int version) {
+    const std::string bytes = RandomBytes(kPage, 1000 * version + page);
+    WriteAt(h.get(), page * kPage, bytes);
+    db.replace(page * kPage, kPage, bytes);
+  };
+  // Pages 0, 40 and 7, in turns, ten times each.
+  for (int v = 0; v < 10; ++v)
+    for (uint64_t page : {0, 40, 7}) write_page(page, v);
+  const uint64_t bytes = Stat("journal_bytes");
+  WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+  EXPECT_TRUE(Journaled(ino)) << "rewrites of three pages were sealed";
+  EXPECT_EQ(Stat("journal_bytes") - bytes, 3 * kPage);
+  // 30 scattered pages and a run of 4 adjacent ones in one transaction.
+  for (uint64_t page = 1; page < 60; page += 2) write_page(page, 20);
+  for (uint64_t page = 2; page < 6; ++page) write_page(page, 21);
+  WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+  EXPECT_TRUE(Journaled(ino));
+  EXPECT_TRUE(SameBytes(db, ReadFile(ino)));
+  h.reset();
+  KillAndMount(LongHold());
+  EXPECT_TRUE(SameBytes(db, ReadFile(ino)));
 }
 
 TEST_F(TailJournalTest, WritesIntoTwoChunksSeal) {
@@ -258,12 +330,13 @@ TEST_F(TailJournalTest, AFailedSealKeepsWhatTheJournalHolds) {
   Append(ino, &log, "journaled one\n");
   Append(ino, &log, "journaled two\n");
   ASSERT_TRUE(Journaled(ino));
-  // A write whose fsync fails to seal: that write is dropped and its
-  // writer told; the closes before it still stand.
+  // A write whose fsync fails to seal (it is in a second chunk, so it
+  // cannot be journaled): that write is dropped and its writer told; the
+  // closes before it still stand.
   fail = true;
   auto h = OpenH(ino);
   ASSERT_TRUE(h);
-  WriteAt(h.get(), log.size(), "dropped\n");
+  WriteAt(h.get(), kC + 10, "dropped\n");
   EXPECT_FALSE(fs_->Fsync(h.get()).ok());
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
   fail = false;
