@@ -22,10 +22,14 @@
 #              a time; 2 GiB (256 MiB with --quick)
 #   fio        fio randwrite, block sizes 4k-1m, 128 MiB (32 MiB with
 #              --quick), crc32c verify (when fio is installed)
+#   sqlite-wal, sqlite-delete
+#              1000 SQLite transactions (200 with --quick), one 3 KB row
+#              each, synchronous=FULL, journal_mode WAL and DELETE: a
+#              database's fsync after every transaction
 # --quick: CI-sized inputs (--quick --runs 1 takes about a minute).
 
 WL_SYSTEMS=(ext4 passthrough wavefs wavefs-wb gocryptfs)
-WL_ROWS=(tar rsync clone append tee fio)
+WL_ROWS=(tar rsync clone append tee fio sqlite-wal sqlite-delete)
 
 wl_setup_inputs() {
   WL_TAR=$DATA/usr-include.tar
@@ -36,9 +40,11 @@ wl_setup_inputs() {
   if [ "$QUICK" -eq 1 ]; then
     WL_TEE_BYTES=$((256 << 20))
     WL_FIO_SIZE=32m
+    WL_SQLITE_TXNS=200
   else
     WL_TEE_BYTES=$((2 << 30))
     WL_FIO_SIZE=128m
+    WL_SQLITE_TXNS=1000
   fi
 }
 
@@ -113,6 +119,8 @@ wl_rows() {
   if command -v fio >/dev/null 2>&1; then
     wl_time "$sys" fio wl_fio "$d"
   fi
+  wl_time "$sys" sqlite-wal python3 "$ROOT/scripts/bench/sqlite_txns.py" "$d" wal "$WL_SQLITE_TXNS"
+  wl_time "$sys" sqlite-delete python3 "$ROOT/scripts/bench/sqlite_txns.py" "$d" delete "$WL_SQLITE_TXNS"
 }
 
 wl_run() {
@@ -193,7 +201,8 @@ wl_main() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); wavefs commit $commit$dirty; command: \`$CMDLINE\`"
     echo "- machine: $(nproc) cores ($cpu), kernel $(uname -r); runs: $RUNS (medians shown)$([ "$QUICK" -eq 1 ] && echo '; --quick inputs')"
     echo "- inputs: tar = /usr/include ($WL_TAR_FILES entries); rsync = /usr/share/doc ($WL_DOC_FILES entries); clone = this repository;"
-    echo "  append = 2000 x \`echo >> log\`; tee = $((WL_TEE_BYTES >> 20)) MiB in 8 KiB writes; fio = randwrite 4k-1m, $WL_FIO_SIZE, crc32c verify"
+    echo "  append = 2000 x \`echo >> log\`; tee = $((WL_TEE_BYTES >> 20)) MiB in 8 KiB writes; fio = randwrite 4k-1m, $WL_FIO_SIZE, crc32c verify;"
+    echo "  sqlite-wal, sqlite-delete = $WL_SQLITE_TXNS transactions of one 3 KB row, synchronous=FULL"
     echo "- seconds each command took (page cache dropped before each); ratios against gocryptfs, ext4 and passthrough_ll -o xattr of the same run"
     local r
     for sys in wavefs wavefs-wb; do
