@@ -47,14 +47,32 @@ Status Spill::Stage(const Address& address,
       WriteFileAtomicallyDirect(PathOf(address), ciphertext, 0600, env_));
   std::lock_guard<std::mutex> lock(mu_);
   unsynced_.insert(address);
+  synced_.erase(address);
+  changes_ += 1;
   return Status::Ok();
 }
 
 Status Spill::Sync(const Address& address) {
+  uint64_t changes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    changes = changes_;
+    if (synced_.count(address)) {
+      // Still the file this call synced (a Stage or Remove would have
+      // dropped it from synced_), if it is still there: a move into the
+      // store leaves it in synced_ until its Remove.
+      if (Contains(address)) return Status::Ok();
+      return Status::Error(Code::kNotFound, "not staged: " + ToHex(address));
+    }
+  }
   WAVEFS_RETURN_IF_ERROR(env_->SyncPath(PathOf(address)));
   WAVEFS_RETURN_IF_ERROR(env_->SyncPath(dir_));
   std::lock_guard<std::mutex> lock(mu_);
   unsynced_.erase(address);
+  if (changes_ == changes) {
+    if (synced_.size() >= kMaxSyncedCache) synced_.clear();
+    synced_.insert(address);
+  }
   return Status::Ok();
 }
 
@@ -100,6 +118,11 @@ Status Spill::ReadRange(const Address& address, uint64_t offset, size_t len,
 }
 
 Status Spill::Remove(const Address& address) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    synced_.erase(address);
+    changes_ += 1;
+  }
   Status st = env_->Unlink(PathOf(address));
   if (!st.ok() && st.code() != Code::kNotFound) return st;
   return Status::Ok();

@@ -8,8 +8,12 @@
 //
 // The spill remembers which staged files are not yet durable, so that
 // SyncStaged() can make all of them durable before the index makes a record
-// naming one of them durable (see Index::SetSyncBarrier). Every mutating
-// call goes through the Env (store/env.h).
+// naming one of them durable (see Index::SetSyncBarrier). It also remembers
+// (up to kMaxSyncedCache) which files Sync(address) made durable: a staged
+// file never changes, so a second Sync of it costs a stat instead of two
+// fsyncs (a database fsyncing its file names the same sealed chunks every
+// time, Committer::SyncNamedChunks). Every mutating call goes through the
+// Env (store/env.h).
 #pragma once
 
 #include <cstdint>
@@ -34,7 +38,9 @@ class Spill {
                                              Env* env = Env::Default());
 
   Status Stage(const Address& address, std::span<const uint8_t> ciphertext);
-  // Makes one staged file and its name durable.
+  // Makes one staged file and its name durable; kNotFound when it is not
+  // staged (moved into the store, or removed). Free for a file this call
+  // already made durable that is still in place.
   Status Sync(const Address& address);
   // Makes every file staged so far durable (each file, then the directory
   // once). *moved_out (optional) is set when a file staged since the last
@@ -61,6 +67,13 @@ class Spill {
   Env* env_;
   std::mutex mu_;
   std::set<Address> unsynced_;  // staged, not yet made durable
+  // Made durable by Sync and not staged or removed since. A cache: cleared
+  // when full, so it stays small whatever the spill holds.
+  static constexpr size_t kMaxSyncedCache = 4096;
+  std::set<Address> synced_;
+  // Bumped by every Stage and Remove: a Sync that saw another value before
+  // its fsyncs may not have synced the file now at that name.
+  uint64_t changes_ = 0;
 };
 
 }  // namespace wavefs

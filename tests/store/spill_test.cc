@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,60 @@ TEST_F(SpillTest, SyncMakesStagedFileDurable) {
   WAVEFS_ASSERT_OK(spill_->Stage(a, MakeBytes(10, 3)));
   WAVEFS_EXPECT_OK(spill_->Sync(a));
   EXPECT_EQ(spill_->Sync(MakeAddress(4)).code(), Code::kNotFound);
+}
+
+// Counts fsyncs; everything else goes to the POSIX Env.
+class CountingEnv : public Env {
+ public:
+  Status CreateFile(const std::string& path, std::span<const uint8_t> data,
+                    unsigned mode, bool direct) override {
+    return Env::Default()->CreateFile(path, data, mode, direct);
+  }
+  Status SyncPath(const std::string& path) override {
+    syncs += 1;
+    return Env::Default()->SyncPath(path);
+  }
+  Status SyncFs(const std::string& path) override {
+    return Env::Default()->SyncFs(path);
+  }
+  Status Rename(const std::string& from, const std::string& to) override {
+    return Env::Default()->Rename(from, to);
+  }
+  Status Unlink(const std::string& path) override {
+    return Env::Default()->Unlink(path);
+  }
+  Status MakeDir(const std::string& path, unsigned mode) override {
+    return Env::Default()->MakeDir(path, mode);
+  }
+  int syncs = 0;
+};
+
+TEST_F(SpillTest, SyncOfAFileAlreadySyncedCostsNoFsync) {
+  // A database's every fsync names the same staged chunks: only the first
+  // Sync of each may cost fsyncs; a file staged anew must be synced anew.
+  CountingEnv env;
+  auto opened = Spill::Open(*tmp_ / "counted", &env);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Spill& spill = **opened;
+  const Address a = MakeAddress(30);
+  WAVEFS_ASSERT_OK(spill.Stage(a, MakeBytes(10, 30)));
+  WAVEFS_ASSERT_OK(spill.Sync(a));
+  EXPECT_EQ(env.syncs, 2);  // the file, then its name
+  WAVEFS_ASSERT_OK(spill.Sync(a));
+  WAVEFS_ASSERT_OK(spill.Stage(a, MakeBytes(10, 30)));  // already there
+  WAVEFS_ASSERT_OK(spill.Sync(a));
+  EXPECT_EQ(env.syncs, 2);
+  WAVEFS_ASSERT_OK(spill.Remove(a));
+  EXPECT_EQ(spill.Sync(a).code(), Code::kNotFound);
+  WAVEFS_ASSERT_OK(spill.Stage(a, MakeBytes(10, 30)));
+  const int before = env.syncs;
+  WAVEFS_ASSERT_OK(spill.Sync(a));
+  EXPECT_EQ(env.syncs, before + 2);
+  // Moved out without a Remove (the local store renames staged files in):
+  // not staged any more, whatever was synced before.
+  std::filesystem::rename(spill.PathOf(a), *tmp_ / "moved");
+  EXPECT_EQ(spill.Sync(a).code(), Code::kNotFound);
+  EXPECT_EQ(env.syncs, before + 2);
 }
 
 TEST_F(SpillTest, ReadMissingIsNotFound) {
