@@ -132,18 +132,16 @@ void Committer::CommitLongWrite(OpenFile* f,
 }
 
 bool Committer::TryJournal(OpenFile* f, bool sync) {
-  // Bounds: past them the file's next commit seals (its buffer is bounded
-  // by the pool, its records here).
-  constexpr uint64_t kMaxJournalBytes = 256 << 10;
-  constexpr uint64_t kMaxJournalRecords = 1024;
   if (journal_ == nullptr || journal_->hold().count() <= 0) return false;
   if (!S_ISREG(f->attr.mode) || !f->error.ok() || f->truncate_from ||
       !f->pending.empty() || !f->inflight.empty() || f->paged_out > 0 ||
       f->page_outs > 0 || f->unlogged_change || f->dirty.size() != 1)
     return false;
   // A file written once and closed (cp, tar, rsync) seals at its close as
-  // always; one closed again soon after a commit (a log) journals.
-  if (f->journal_records == 0 && !pipeline_->RecentlyCommitted(f->ino))
+  // always; one closed again soon after a commit (a log) journals, and so
+  // does any fsync: one that waits for it is a database's (SQLite's
+  // -journal file is new in every transaction, and used to seal each time).
+  if (f->journal_records == 0 && !sync && !pipeline_->RecentlyCommitted(f->ino))
     return false;
   // Hot files keep buffers other writers need: a few at once, the others
   // seal as before.
@@ -324,6 +322,24 @@ void Committer::ResetToCommitted(OpenFile* f) {
   f->attr_dirty = false;
   f->unlogged_change = false;
   f->attr = f->committed;
+}
+
+void Committer::DiscardOrphan(OpenFile* f, std::unique_lock<std::mutex>& lock) {
+  f->cv.wait(lock, [&] {
+    return f->commits == 0 && f->changes == 0 && !f->replaying;
+  });
+  ResetToCommitted(f);
+  f->journal_replay = false;
+  f->journal_records = 0;
+  f->journal_bytes = 0;
+  f->writers.clear();
+  std::vector<Address> spilled;
+  auto dropped = index_->DropSuperseded(
+      f->ino, [](uint64_t, const Address&) { return false; }, &spilled);
+  if (!dropped.ok())
+    spdlog::warn("inode {}: chunks of the deleted file stay queued: {}", f->ino,
+                 dropped.status().ToString());
+  pipeline_->DiscardStaged(spilled);
 }
 
 void Committer::DropUncommitted(OpenFile* f, const Status& why) {

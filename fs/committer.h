@@ -32,6 +32,18 @@ namespace wavefs {
 
 class Committer {
  public:
+  // Bounds of one file's journal: past them its next commit seals (its
+  // buffer is bounded by the pool, its records here). Each seal costs the
+  // whole chunk (4 MiB: two hash passes and the cipher, a spill write and
+  // an fsync), so the cap sets how often a file rewritten in place (a
+  // database's write-ahead log) pays it: at 256 KiB SQLite in WAL mode ran
+  // at 510-577 transactions/s, at 1 MiB 756-848 (gocryptfs: 762-780, same
+  // run). The records sit in the index's memtable until the seal deletes
+  // them (at most max_hot files are hot: three at the default memory
+  // limit); more of them make the memtable flush sooner, not the daemon
+  // bigger (the memtable has its own bound).
+  static constexpr uint64_t kMaxJournalBytes = 1 << 20;
+  static constexpr uint64_t kMaxJournalRecords = 1024;
   // commit_every_chunks: see CommitLongWrite.
   // journal: the tail journal, or null (every commit seals).
   Committer(Index* index, Spill* spill, ChunkStore* store,
@@ -94,6 +106,13 @@ class Committer {
   // True once per inode whose changes were dropped since it was last asked
   // (the next open must not keep the kernel's cached pages).
   bool TakeDropped(uint64_t ino);
+  // The last pin of f goes and f has no name left: no handle, mapping or
+  // name can reach it again, so what it holds beyond its last commit is
+  // dropped instead of sealed (a database's -journal file, unlinked at the
+  // end of every transaction, was sealed each time), with its journal
+  // state; its chunks held for upload go without one. The caller deletes
+  // its records (Namespace::DeleteOrphan).
+  void DiscardOrphan(OpenFile* f, std::unique_lock<std::mutex>& lock);
 
  private:
   // f back at its last commit: buffers, pending refs, cut and attribute

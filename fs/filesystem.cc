@@ -75,6 +75,12 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
     // durable only once the store is.
     return moved_out ? store->Sync() : Status::Ok();
   });
+  // A hot file whose last name goes, with no handle left (SQLite unlinks
+  // its -journal after each transaction), is dropped now (CoolTail), not
+  // sealed a hold later: its buffer and hot slot are wanted by the next.
+  namespace_.SetOrphanListener([this](const std::shared_ptr<OpenFile>& f) {
+    if (f->hot && f->opens == 1) journal_.CoolNow(f);
+  });
   ReplayJournals();
   journal_.Start(
       [this](std::shared_ptr<OpenFile> f) { CoolTail(std::move(f)); });
@@ -130,15 +136,17 @@ void Filesystem::CoolTail(std::shared_ptr<OpenFile> f) {
       return;
     }
     if (!f->hot) return;
+    // A file without a name or handle goes at once, unsealed (Unpin).
+    const bool orphan = f->unlinked && f->opens == 1;
     // Sealed only when idle and its hold is over: not while a handle may
     // be writing (a commit then races its writes), nor when it was due
     // for a replay that another thread already did (its hold starts anew).
     const auto age = std::chrono::steady_clock::now() - f->hot_since;
-    if (age < journal_.hold()) {
+    if (!orphan && age < journal_.hold()) {
       journal_.CoolAfter(f, journal_.hold() - age);
       return;
     }
-    if (f->opens > 1 && age < 4 * journal_.hold()) {
+    if (!orphan && f->opens > 1 && age < 4 * journal_.hold()) {
       // A reader that keeps the file open (tail -f) delays it to four
       // holds at most.
       journal_.CoolAfter(f, std::chrono::milliseconds(100));
@@ -243,19 +251,33 @@ Status Filesystem::RemoveXattr(uint64_t ino, const std::string& name) {
 
 Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h) {
   Status st;
+  bool cool_now = false;
   {
     std::unique_lock<std::mutex> lock(f->mu);
-    st = committer_.Commit(f.get(), lock, false, h,
-                           h != nullptr ? Committer::Trigger::kClose
-                                        : Committer::Trigger::kInternal);
+    // Its last handle goes and only the journal's pin is left.
+    const bool last_handle = h != nullptr && f->hot && f->opens == 2;
+    if (f->unlinked && (f->opens == 1 || last_handle)) {
+      // The last pin or handle of a file with no name left: nothing can
+      // open it again (the kernel releases a handle only once no
+      // descriptor or mapping holds it), so what it did not commit is
+      // nobody's (a temporary file unlinked while open, a database's
+      // -journal).
+      committer_.DiscardOrphan(f.get(), lock);
+    } else {
+      st = committer_.Commit(f.get(), lock, false, h,
+                             h != nullptr ? Committer::Trigger::kClose
+                                          : Committer::Trigger::kInternal);
+    }
     if (h != nullptr) f->writers.erase(h);
     if (h != nullptr && h->read_write) f->read_write_handles -= 1;
+    cool_now = f->unlinked && last_handle;
   }
   bool unlinked = false;
   files_.Unpin(f, [&](OpenFile* last) {
     pipeline_.ReleaseBuffers(last);
     unlinked = last->unlinked;
   });
+  if (cool_now) journal_.CoolNow(f);
   if (unlinked) WAVEFS_RETURN_IF_ERROR(namespace_.DeleteOrphan(f->ino));
   return st;
 }

@@ -99,7 +99,10 @@ Status Namespace::Commit(Edit* edit) {
     for (auto& [ino, f] : open) {
       f->committed = records[ino];
       for (auto& fn : edit->changes[ino]) fn(f->attr);
-      if (orphaned.count(ino)) f->unlinked = true;
+      if (orphaned.count(ino)) {
+        f->unlinked = true;
+        if (orphan_listener_) orphan_listener_(f);
+      }
     }
   });
   return result;

@@ -81,6 +81,13 @@ class Namespace {
 
   // The records of an unlinked inode whose last pin went.
   Status DeleteOrphan(uint64_t ino);
+  // Runs for each pinned file whose last link a namespace change removed,
+  // right after the change, with the table lock and f->mu held (it must
+  // only take leaf locks). Set before any change.
+  void SetOrphanListener(
+      std::function<void(const std::shared_ptr<OpenFile>&)> listener) {
+    orphan_listener_ = std::move(listener);
+  }
 
  private:
   using AttrFn = std::function<void(InodeAttr&)>;
@@ -101,6 +108,7 @@ class Namespace {
   Index* index_;
   OpenFileTable* files_;
   const FsHooks* hooks_;
+  std::function<void(const std::shared_ptr<OpenFile>&)> orphan_listener_;
   std::mutex mu_;  // serialises namespace changes
 };
 

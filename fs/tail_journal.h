@@ -18,7 +18,10 @@
 // journals the same way, in a synced index write, once every chunk of the
 // sealed version under the records is durable (Committer::TryJournal): a
 // database fsyncing its write-ahead log after every transaction no longer
-// seals 4 MiB each time.
+// seals 4 MiB each time. A file's first fsync journals too (a database's
+// rollback journal is a new file in every transaction), and a hot file
+// whose last name and handle are gone is dropped, not sealed
+// (Committer::DiscardOrphan).
 //
 // What the index holds meanwhile is two things: the file as of its last
 // sealed commit (inode record and data map agree: what snapshots, gc, fsck

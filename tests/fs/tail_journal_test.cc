@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "fs/committer.h"
 #include "fs_fixture.h"
 
 namespace wavefs {
@@ -251,6 +252,116 @@ TEST_F(TailJournalTest, FsyncsOfALogAreJournaled) {
   Remount(LongHold());
   EXPECT_FALSE(Journaled(ino));
   EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
+// A file rewritten in place and fsynced (a database's write-ahead log)
+// journals up to Committer::kMaxJournalBytes; the fsync that would go past
+// seals the chunk instead, once, and the next ones journal again.
+TEST_F(TailJournalTest, AJournalIsBoundedAndThenSealsOnce) {
+  constexpr uint64_t kFrame = 64 << 10;
+  constexpr uint64_t kFits = Committer::kMaxJournalBytes / kFrame;
+  std::string wal = RandomBytes(2 << 20, 580);
+  const uint64_t ino = WriteFile("wal", wal);
+  Drain();
+  const uint64_t puts = store_->puts();
+  const uint64_t commits = Stat("journal_commits");
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  auto frame = [&](uint64_t i) {
+    // Around the first MiB, as a log that starts over after a checkpoint.
+    const uint64_t at = (i * kFrame) % (1 << 20);
+    const std::string bytes = RandomBytes(kFrame, 600 + i);
+    WriteAt(h.get(), at, bytes);
+    wal.replace(at, kFrame, bytes);
+    WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+  };
+  for (uint64_t i = 0; i < kFits; ++i) frame(i);
+  EXPECT_EQ(Stat("journal_commits") - commits, kFits);
+  EXPECT_TRUE(Journaled(ino));
+  Drain();
+  EXPECT_EQ(store_->puts(), puts) << "an fsync within the bound sealed";
+  frame(kFits);  // one frame past the bound
+  EXPECT_EQ(Stat("journal_commits") - commits, kFits);
+  EXPECT_FALSE(Journaled(ino)) << "the journal went past its bound";
+  Drain();
+  EXPECT_EQ(store_->puts(), puts + 1);
+  frame(kFits + 1);
+  EXPECT_EQ(Stat("journal_commits") - commits, kFits + 1);
+  EXPECT_TRUE(Journaled(ino));
+  EXPECT_TRUE(SameBytes(wal, ReadFile(ino)));
+  h.reset();
+  KillAndMount(LongHold());
+  EXPECT_TRUE(SameBytes(wal, ReadFile(ino)));
+}
+
+// SQLite in DELETE mode: each transaction creates a -journal file, writes
+// the pages it will change, fsyncs it, then commits the database and
+// unlinks the journal. The new file's fsync journals (it used to seal), and
+// its unlink drops it, unsealed and unuploaded, at once rather than a hold
+// later: its hot slot is free for the next transaction's journal.
+TEST_F(TailJournalTest, ADatabasesRollbackJournalIsNeitherSealedNorUploaded) {
+  std::string db = RandomBytes(64 << 10, 590);
+  const uint64_t db_ino = WriteFile("db", db);
+  Drain();
+  const uint64_t puts = store_->puts();
+  for (int txn = 0; txn < 8; ++txn) {
+    const uint64_t commits = Stat("journal_commits");
+    const uint64_t j = Create("db-journal");
+    const std::string pages = RandomBytes(8192 + 512, 591 + txn);
+    auto jh = OpenH(j);
+    ASSERT_TRUE(jh);
+    WriteAt(jh.get(), 0, pages);
+    WAVEFS_ASSERT_OK(fs_->Fsync(jh.get()));
+    EXPECT_EQ(Stat("journal_commits"), commits + 1) << "transaction " << txn;
+    EXPECT_TRUE(Journaled(j));
+    // A kill now (a crash in the middle of the transaction) keeps it.
+    if (txn == 3) {
+      jh.reset();
+      KillAndMount(LongHold());
+      EXPECT_TRUE(SameBytes(pages, ReadFile(j)));
+      jh = OpenH(j);
+      ASSERT_TRUE(jh);
+    }
+    auto dh = OpenH(db_ino);
+    ASSERT_TRUE(dh);
+    const std::string page = RandomBytes(4096, 700 + txn);
+    WriteAt(dh.get(), 4096 * (txn % 16), page);
+    db.replace(4096 * (txn % 16), 4096, page);
+    WAVEFS_ASSERT_OK(fs_->Fsync(dh.get()));
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(dh)));
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(jh)));
+    WAVEFS_ASSERT_OK(fs_->Unlink(kRootIno, "db-journal"));
+    // Gone at once, not an hour (LongHold) later.
+    ASSERT_TRUE(WaitFor([&] { return !Journaled(j); }, 10s));
+    ASSERT_TRUE(WaitFor([&] { return Stat("hot_files") <= 1; }, 10s));
+  }
+  Drain();
+  // The database's own seals (at most one per hold) are its only uploads.
+  EXPECT_EQ(store_->puts(), puts) << "a rollback journal was uploaded";
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_TRUE(SameBytes(db, ReadFile(db_ino)));
+  KillAndMount(LongHold());
+  EXPECT_TRUE(SameBytes(db, ReadFile(db_ino)));
+  EXPECT_EQ(LookupCode(kRootIno, "db-journal"), Code::kNotFound);
+}
+
+// A temporary file unlinked while open (tmpfile(3)) and written: its last
+// release drops what it holds instead of sealing and uploading it.
+TEST_F(TailJournalTest, AFileUnlinkedWhileOpenIsNotSealedAtItsRelease) {
+  const uint64_t puts = store_->puts();
+  const uint64_t ino = Create("tmp");
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  WAVEFS_ASSERT_OK(fs_->Unlink(kRootIno, "tmp"));
+  const std::string data = RandomBytes(3 << 20, 595);
+  WriteAt(h.get(), 0, data);
+  EXPECT_TRUE(SameBytes(data, ReadAt(h.get(), 0, data.size())));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  Drain();
+  EXPECT_EQ(store_->puts(), puts) << "a deleted file was uploaded";
+  EXPECT_EQ(SpillCount(), 0u);
+  auto gone = fs_->GetAttr(ino);
+  EXPECT_FALSE(gone.ok());
 }
 
 // A database rewrites the same pages (its header page every transaction)
