@@ -32,12 +32,17 @@ reader=$!
 cat "$T/ready" >/dev/null
 
 # The writer dirties the chunk while the spill is there, so its writes
-# succeed; then the spill goes, and the commit at close fails.
+# succeed; then the spill goes, and the commit at close fails. It writes
+# into a second chunk too: a close whose writes are all in one chunk may
+# commit them as tail-journal records instead of sealing (when a was
+# committed within --tail-hold and they fit the journal's bound), and
+# then nothing fails; the outcome must not hang on how fast cp was.
 python3 - "$MNT/a" "$SRC/patch" "$SPILL_DIR" >"$T/writer.out" 2>&1 <<'PY' || fail "writer: $(cat "$T/writer.out")"
 import os, shutil, sys
 path, patch, spill = sys.argv[1:4]
 fd = os.open(path, os.O_WRONLY)
 os.pwrite(fd, b"x", 2 << 20)
+os.pwrite(fd, b"y", 6 << 20)
 shutil.rmtree(spill)
 data = open(patch, 'rb').read()
 assert os.pwrite(fd, data, 2 << 20) == len(data), "short write"
