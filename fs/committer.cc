@@ -40,11 +40,10 @@ Status Committer::SyncNamedChunks(OpenFile* f) {
   // file in by rename and syncs once per wave): sync the store now.
   bool store_sync = false;
   for (const Address& a : staged) {
-    if (spill_->Contains(a)) {
-      Status st = spill_->Sync(a);
-      if (st.ok()) continue;
-      if (st.code() != Code::kNotFound) return st;
-    }
+    // kNotFound: not (or no longer) in the spill.
+    Status st = spill_->Sync(a);
+    if (st.ok()) continue;
+    if (st.code() != Code::kNotFound) return st;
     auto queued = index_->IsQueued(a);
     if (!queued.ok()) return queued.status();
     if (*queued) store_sync = true;

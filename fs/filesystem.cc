@@ -79,7 +79,7 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
   // its -journal after each transaction), is dropped now (CoolTail), not
   // sealed a hold later: its buffer and hot slot are wanted by the next.
   namespace_.SetOrphanListener([this](const std::shared_ptr<OpenFile>& f) {
-    if (f->hot && f->opens == 1) journal_.CoolNow(f);
+    if (f->hot && f->LastPinOfOrphan()) journal_.CoolNow(f);
   });
   ReplayJournals();
   journal_.Start(
@@ -137,7 +137,7 @@ void Filesystem::CoolTail(std::shared_ptr<OpenFile> f) {
     }
     if (!f->hot) return;
     // A file without a name or handle goes at once, unsealed (Unpin).
-    const bool orphan = f->unlinked && f->opens == 1;
+    const bool orphan = f->LastPinOfOrphan();
     // Sealed only when idle and its hold is over: not while a handle may
     // be writing (a commit then races its writes), nor when it was due
     // for a replay that another thread already did (its hold starts anew).
@@ -254,14 +254,12 @@ Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h) {
   bool cool_now = false;
   {
     std::unique_lock<std::mutex> lock(f->mu);
-    // Its last handle goes and only the journal's pin is left.
-    const bool last_handle = h != nullptr && f->hot && f->opens == 2;
-    if (f->unlinked && (f->opens == 1 || last_handle)) {
-      // The last pin or handle of a file with no name left: nothing can
-      // open it again (the kernel releases a handle only once no
-      // descriptor or mapping holds it), so what it did not commit is
-      // nobody's (a temporary file unlinked while open, a database's
-      // -journal).
+    // The last handle of a file with no name left, and only the journal's
+    // pin is left besides: the journal's thread lets go of it next.
+    const bool last_handle =
+        h != nullptr && f->unlinked && f->hot && f->opens == 2;
+    if (f->LastPinOfOrphan() || last_handle) {
+      // A temporary file unlinked while open, a database's -journal.
       committer_.DiscardOrphan(f.get(), lock);
     } else {
       st = committer_.Commit(f.get(), lock, false, h,
@@ -270,7 +268,7 @@ Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h) {
     }
     if (h != nullptr) f->writers.erase(h);
     if (h != nullptr && h->read_write) f->read_write_handles -= 1;
-    cool_now = f->unlinked && last_handle;
+    cool_now = last_handle;
   }
   bool unlinked = false;
   files_.Unpin(f, [&](OpenFile* last) {

@@ -124,6 +124,10 @@ struct OpenFile {
   InodeAttr committed;  // the record as the index holds it
   bool attr_dirty = false;
   bool unlinked = false;  // last link gone: records go at the last unpin
+  // No name left and one pin, the caller's: nothing can open the file
+  // again (the kernel releases a handle only once no descriptor or mapping
+  // holds it), so what it did not commit is nobody's. Under mu.
+  bool LastPinOfOrphan() const { return unlinked && opens == 1; }
   std::map<uint64_t, Dirty> dirty;  // chunk index -> plaintext buffer
   size_t paged_out = 0;             // entries of `dirty` that are paged out
   int page_outs = 0;  // buffers being paged out right now (in inflight)
