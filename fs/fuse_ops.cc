@@ -24,7 +24,6 @@
 namespace wavefs {
 namespace {
 
-constexpr double kTimeout = 1.0;
 constexpr const char* kXattrStats = "user.wavefs.stats";
 constexpr const char* kXattrState = "user.wavefs.state";
 constexpr const char* kXattrDataMap = "user.wavefs.datamap";
@@ -65,8 +64,8 @@ void ReplyEntry(fuse_req_t req, const InodeAttr& a) {
   std::memset(&e, 0, sizeof e);
   e.ino = a.ino;
   e.generation = 1;
-  e.attr_timeout = kTimeout;
-  e.entry_timeout = kTimeout;
+  e.attr_timeout = Ctx(req)->timeout;
+  e.entry_timeout = Ctx(req)->timeout;
   FillStat(a, &e.attr);
   fuse_reply_entry(req, &e);
 }
@@ -74,7 +73,7 @@ void ReplyEntry(fuse_req_t req, const InodeAttr& a) {
 void ReplyAttr(fuse_req_t req, const InodeAttr& a) {
   struct stat st;
   FillStat(a, &st);
-  fuse_reply_attr(req, &st, kTimeout);
+  fuse_reply_attr(req, &st, Ctx(req)->timeout);
 }
 
 FileHandle* Handle(fuse_file_info* fi) {
@@ -174,14 +173,14 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Ctx(req)->lookup_requests.fetch_add(1, std::memory_order_relaxed);
   auto a = Fs(req)->Lookup(parent, name);
   if (!a.ok() && a.status().code() == Code::kNotFound) {
-    // A negative entry the kernel keeps for kTimeout: repeated stats of a
+    // A negative entry the kernel keeps for the timeout: repeated stats of a
     // missing name (PATH searches, include-path probes, git's existence
     // checks) ask once. Every name is made through this mount, and the
     // kernel turns the negative entry into the new one itself (creates with
     // O_EXCL and rename targets look again anyway).
     fuse_entry_param e;
     std::memset(&e, 0, sizeof e);
-    e.entry_timeout = kTimeout;
+    e.entry_timeout = Ctx(req)->timeout;
     fuse_reply_entry(req, &e);
     return;
   }
@@ -391,8 +390,8 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   std::memset(&e, 0, sizeof e);
   e.ino = a->ino;
   e.generation = 1;
-  e.attr_timeout = kTimeout;
-  e.entry_timeout = kTimeout;
+  e.attr_timeout = Ctx(req)->timeout;
+  e.entry_timeout = Ctx(req)->timeout;
   FillStat(*a, &e.attr);
   if (fuse_reply_create(req, &e, fi) != 0)
     Fs(req)->Release(std::unique_ptr<FileHandle>(Handle(fi))).IgnoreError();
@@ -522,6 +521,12 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return ReplyErr(req, "opendir",
                     Status::Error(Code::kNotDir, "not a directory"));
   fi->fh = reinterpret_cast<uint64_t>(new FileHandle());
+  // The kernel may keep the listing and answer the next opendir's reads
+  // from it: it drops it itself when this directory changes through it
+  // (creates, unlinks and renames bump its version), and every change goes
+  // through this mount.
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
   fuse_reply_open(req, fi);
 }
 
@@ -565,8 +570,8 @@ void ReadDirInto(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         with_attr = true;
         e.ino = attr->ino;
         e.generation = 1;
-        e.attr_timeout = kTimeout;
-        e.entry_timeout = kTimeout;
+        e.attr_timeout = Ctx(req)->timeout;
+        e.entry_timeout = Ctx(req)->timeout;
         FillStat(*attr, &e.attr);
       } else {
         e.attr.st_ino = child;

@@ -42,6 +42,12 @@ struct FuseContext {
   // records whether it agreed.
   bool want_writeback_cache = false;
   bool want_splice = true;  // false: --no-splice
+  // Seconds the kernel may keep names, missing names and attributes
+  // without asking again (--attr-timeout). Every change goes through this
+  // daemon (the store's lock keeps a second one out), so the kernel's own
+  // updates keep them right; what the daemon changes on its own (a
+  // commit's dropped changes, killed set-user-ID bits) it invalidates.
+  double timeout = 3600;
   std::atomic<bool> writeback_cache{false};
   // WRITE requests received, for user.wavefs.stats (how well the kernel
   // gathers small writes).

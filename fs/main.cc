@@ -139,6 +139,13 @@ int main(int argc, char** argv) {
                    "their next write, instead of being sealed as chunks at "
                    "each eviction (0: seal them)")
       ->capture_default_str();
+  mount
+      ->add_option("--attr-timeout", mo.attr_timeout_s,
+                   "Seconds the kernel keeps names and attributes (and "
+                   "that a name is missing) before it asks the daemon again; "
+                   "every change goes through this mount, so they stay "
+                   "right (0: ask every time)")
+      ->capture_default_str();
   mount->add_flag("--writeback-cache", mo.writeback_cache,
                   "Let the kernel gather small writes in its page cache and "
                   "send them in ~1 MiB pieces (errors of a full spill come "

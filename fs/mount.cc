@@ -205,6 +205,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   ctx.fs = fs.get();
   ctx.want_writeback_cache = o.writeback_cache;
   ctx.want_splice = !o.no_splice;
+  ctx.timeout = o.attr_timeout_s;
   ctx.maintenance = maintenance.get();
   std::unique_ptr<ShareService> shares;
   if (auto sid = IdFromHex(o.store_id); sid.ok()) {
@@ -463,6 +464,8 @@ int RunMount(MountOptions o) {
   if (o.upload_threads < 1 || o.upload_threads > 64 || o.seal_threads < 1 ||
       o.seal_threads > 64 || o.fuse_threads < 1 || o.fuse_threads > 64)
     return Fail("thread counts must be between 1 and 64");
+  if (o.attr_timeout_s < 0 || o.attr_timeout_s > 86400)
+    return Fail("--attr-timeout must be between 0 and 86400 seconds");
   if (o.space_wait_s < 0 || o.space_wait_s > 86400)
     return Fail("--space-wait must be between 0 and 86400 seconds");
   if (o.drain_timeout_s < 1 || o.drain_timeout_s > 86400)

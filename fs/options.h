@@ -74,6 +74,9 @@ struct MountOptions {
   // fsync, or writeback; the kernel owns size and mtime. Off by default:
   // errors of a full spill then come back from close/fsync, not write().
   bool writeback_cache = false;
+  // Seconds the kernel keeps names, missing names and attributes before it
+  // asks again (FuseContext::timeout; 0: ask every time).
+  int attr_timeout_s = 3600;
   // Read write requests into memory instead of having libfuse splice them
   // into pipes (fs/fuse_ops.cc, OpInit): one more copy of every byte; for
   // comparison and for kernels whose splice misbehaves.

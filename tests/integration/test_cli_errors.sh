@@ -74,6 +74,8 @@ bad "mount with a missing key file" mount "$STORE" "$T/m1" --key-file "$T/no-suc
 bad "mount with too many arguments" mount "$STORE" "$T/m1" extra-arg
 bad "mount with a --page-out that is not a size" mount "$STORE" "$T/m1" --page-out lots
 bad "mount with a --page-out under one chunk" mount "$STORE" "$T/m1" --page-out 1M
+bad "mount with a negative --attr-timeout" mount "$STORE" "$T/m1" --attr-timeout -1
+bad "mount with an --attr-timeout over a day" mount "$STORE" "$T/m1" --attr-timeout 90000
 bad "unmount of a directory that is not mounted" unmount "$T/m1"
 
 # The default key file moved away.

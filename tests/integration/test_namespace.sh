@@ -284,4 +284,129 @@ expect_le "LOOKUPs for 500 lstat of 5 missing names, then making them" "$(($(sta
 wfs_remount
 expect_eq "names made after a negative lookup, after a remount" \
   "created hardlink mkdir renamed symlink" "$(ls "$MNT/neg" | tr '\n' ' ' | sed 's/ $//')"
+# Caches (--attr-timeout, one hour by default, and listings the kernel
+# keeps): every change below is made through the mount, and after each one
+# what the mount shows from its caches equals a local directory given the
+# same change, and equals what the daemon says once the kernel has
+# forgotten everything (drop_caches; each check must cost LOOKUPs, or it
+# compared the cache with itself).
+cat >"$T/caches.py" <<'PY'
+import mmap, os, subprocess, sys
+mnt, local, stats_mnt = sys.argv[1], sys.argv[2], sys.argv[3]
+# With the writeback cache the kernel keeps a file's times itself and sends
+# mtime back, but stamps ctime with its own clock: ctime is compared
+# without it.
+wb = b"writeback_cache=1" in os.getxattr(stats_mnt, "user.wavefs.stats")
+
+def lookups():
+    raw = os.getxattr(stats_mnt, "user.wavefs.stats").decode()
+    for line in raw.splitlines():
+        if line.startswith("lookup_requests="):
+            return int(line.split("=", 1)[1])
+    sys.exit("no lookup_requests in user.wavefs.stats")
+
+def attrs(p):
+    s = os.lstat(p)
+    size = "-" if os.path.isdir(p) and not os.path.islink(p) else s.st_size
+    return (size, oct(s.st_mode), s.st_nlink, s.st_uid, s.st_gid, s.st_mtime_ns,
+            None if wb else s.st_ctime_ns)
+
+def view(root):
+    out = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        rel = os.path.relpath(dirpath, root)
+        for name in sorted(dirs + files):
+            p = os.path.join(dirpath, name)
+            s = os.lstat(p)
+            size = "-" if os.path.isdir(p) and not os.path.islink(p) else s.st_size
+            out.append((os.path.join(rel, name), size, oct(s.st_mode), s.st_nlink))
+    return out
+
+def full(root):
+    return [(rel, attrs(os.path.join(root, rel)))
+            for rel, *_ in view(root)] + [(".", attrs(root)[1:5])]
+
+bad = []
+def step(name, op):
+    for root in (local, mnt):
+        op(root)
+    if view(mnt) != view(local):
+        bad.append(f"{name}: listing differs from the local directory")
+    cached = full(mnt)
+    before = lookups()
+    # Dentries used since the last pass get a second chance: drop thrice.
+    for _ in range(3):
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2")
+    fresh = full(mnt)
+    if lookups() == before:
+        bad.append(f"{name}: the check cost no LOOKUP (caches not dropped)")
+    if cached != fresh:
+        diff = [(c, f) for c, f in zip(cached, fresh) if c != f][:2]
+        bad.append(f"{name}: cached {diff}")
+
+def write(p, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+    fd = os.open(p, flags, 0o644)
+    os.write(fd, data)
+    os.close(fd)
+
+def mmap_write(p):
+    fd = os.open(p, os.O_RDWR)
+    m = mmap.mmap(fd, 4096)
+    m[0:5] = b"hello"
+    m.flush()
+    m.close()
+    os.close(fd)
+
+def copy_range(root):
+    src = os.open(os.path.join(root, "d/big"), os.O_RDONLY)
+    dst = os.open(os.path.join(root, "d/f"), os.O_WRONLY)
+    os.copy_file_range(src, dst, 50000, 0, 7)
+    os.close(src)
+    os.close(dst)
+
+def punch(root):
+    fd = os.open(os.path.join(root, "d/big"), os.O_RDWR)
+    os.posix_fallocate(fd, 0, 1)  # keeps size; only to touch the file
+    os.close(fd)
+
+J = os.path.join
+step("mkdir and list", lambda r: (os.mkdir(J(r, "d")), os.listdir(J(r, "d"))))
+step("create", lambda r: write(J(r, "d/f"), b"x" * 10000))
+step("append", lambda r: write(J(r, "d/f"), b"y" * 100,
+                               os.O_WRONLY | os.O_APPEND))
+step("truncate", lambda r: os.truncate(J(r, "d/f"), 5000))
+step("chmod", lambda r: os.chmod(J(r, "d/f"), 0o600))
+step("chown", lambda r: os.chown(J(r, "d/f"), 1000, 1000))
+step("hard link", lambda r: os.link(J(r, "d/f"), J(r, "d/g")))
+step("unlink one name", lambda r: os.unlink(J(r, "d/g")))
+step("symlink", lambda r: os.symlink("f", J(r, "d/s")))
+step("rename in", lambda r: (write(J(r, "t"), b"t"), os.rename(J(r, "t"), J(r, "d/t"))))
+step("rename out", lambda r: os.rename(J(r, "d/t"), J(r, "t2")))
+step("rename over", lambda r: (write(J(r, "d/u"), b"uu"), os.rename(J(r, "d/u"), J(r, "d/f"))))
+step("utime", lambda r: os.utime(J(r, "d/f"), (1, 2)))
+step("setxattr", lambda r: os.setxattr(J(r, "d/f"), "user.k", b"v"))
+step("mmap write", lambda r: (write(J(r, "d/big"), b"q" * 300000), mmap_write(J(r, "d/big"))))
+step("O_TRUNC", lambda r: write(J(r, "d/big"), b"", os.O_WRONLY | os.O_TRUNC))
+step("rewrite", lambda r: write(J(r, "d/big"), b"r" * 70000))
+step("copy_file_range", copy_range)
+step("fallocate", punch)
+step("subdir", lambda r: (os.mkdir(J(r, "d/sub")), os.rmdir(J(r, "d/sub")), os.mkdir(J(r, "d/sub2"))))
+step("rm -r", lambda r: subprocess.run(["rm", "-r", J(r, "d")], check=True))
+print("; ".join(bad) or "ok")
+PY
+mkdir "$MNT/caches" "$LOCAL/caches"
+# mtime and ctime are compared between the cache and the daemon only (the
+# local directory's differ by the time between the two runs).
+expect_eq "what the caches show after each change equals a fresh look and a local directory" \
+  ok "$(python3 "$T/caches.py" "$MNT/caches" "$LOCAL/caches" "$MNT")"
+# A listing the kernel keeps is served again without READDIRPLUS.
+mkdir -p "$MNT/kept" && touch "$MNT/kept/a" "$MNT/kept/b"
+ls -l "$MNT/kept" >/dev/null
+plus0=$(stats_raw | awk -F= '/^requests_READDIR(PLUS)?=/ { n += $2 } END { print n + 0 }')
+ls -l "$MNT/kept" >/dev/null
+expect_eq "READDIR(PLUS) requests for a listing the kernel kept" 0 \
+  "$(($(stats_raw | awk -F= '/^requests_READDIR(PLUS)?=/ { n += $2 } END { print n + 0 }') - plus0))"
+
 wfs_unmount
