@@ -75,8 +75,13 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
     return Status::Ok();
   IndexBatch b;
   // The sealed chunks take the place of the file's journal records.
-  if (f->journal_records > 0) b.DeleteJournal(f->ino);
-  if (f->truncate_from) b.DeleteChunksFrom(f->ino, *f->truncate_from);
+  // Point deletes where few (Index::DeleteJournal says why); the file's
+  // lock keeps other commits of it out until this one is written.
+  if (f->journal_records > 0)
+    WAVEFS_RETURN_IF_ERROR(index_->DeleteJournal(&b, f->ino));
+  if (f->truncate_from)
+    WAVEFS_RETURN_IF_ERROR(
+        index_->DeleteChunksFrom(&b, f->ino, *f->truncate_from));
   for (auto& [i, r] : f->pending) b.PutChunk(f->ino, i, r);
   b.PutInode(f->attr);
   WAVEFS_RETURN_IF_ERROR(index_->Commit(&b, sync));

@@ -85,10 +85,12 @@ Status Namespace::Commit(Edit* edit) {
     }
     for (auto& [ino, rec] : records)
       if (!deleted.count(ino)) edit->batch.PutInode(rec);
+    // No name and no handle: nothing else can add records of these.
     for (uint64_t ino : deleted) {
       edit->batch.DeleteInode(ino);
-      edit->batch.DeleteChunksFrom(ino, 0);
-      edit->batch.DeleteXattrs(ino);
+      result = index_->DeleteChunksFrom(&edit->batch, ino, 0);
+      if (result.ok()) result = index_->DeleteXattrs(&edit->batch, ino);
+      if (!result.ok()) return;
     }
     if (hooks_ != nullptr && hooks_->ns_commit_fault) {
       result = hooks_->ns_commit_fault();
@@ -333,9 +335,9 @@ Status Namespace::DeleteOrphan(uint64_t ino) {
   std::lock_guard<std::mutex> ns(mu_);
   IndexBatch b;
   b.DeleteInode(ino);
-  b.DeleteChunksFrom(ino, 0);
-  b.DeleteXattrs(ino);
-  b.DeleteJournal(ino);
+  WAVEFS_RETURN_IF_ERROR(index_->DeleteChunksFrom(&b, ino, 0));
+  WAVEFS_RETURN_IF_ERROR(index_->DeleteXattrs(&b, ino));
+  WAVEFS_RETURN_IF_ERROR(index_->DeleteJournal(&b, ino));
   return index_->Commit(&b, false);
 }
 

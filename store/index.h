@@ -115,10 +115,14 @@ class IndexBatch {
   // ForEachRecord gave it, and an address known as stored ('A' = 2).
   void PutRecord(std::string_view key, std::string_view value);
   void MarkStored(const Address& address);
+  // Range deletes in this batch (DeleteChunksFrom, DeleteXattrs,
+  // DeleteJournal): what Index's point-delete variants avoid.
+  size_t range_deletes() const { return range_deletes_; }
 
  private:
   friend class Index;
   std::unique_ptr<rocksdb::WriteBatch> batch_;
+  size_t range_deletes_ = 0;
 };
 
 // A consistent read-only view of the index (a RocksDB snapshot taken by
@@ -210,6 +214,24 @@ class Index {
   Result<uint64_t> ReclaimOrphans();
 
   Status Commit(IndexBatch* batch, bool sync);
+
+  // What IndexBatch's DeleteChunksFrom, DeleteXattrs and DeleteJournal
+  // delete, added to `batch` as one point delete per record there now when
+  // there are at most kPointDeleteLimit of them, else as their range
+  // delete. Why: RocksDB (7.8) rebuilds its list of the memtable's range
+  // tombstones for the first read after each new one, a cost that grows
+  // with every tombstone until the memtable is flushed; a range delete per
+  // small file made `rm -rf` of 8,000 files take 15-19 s instead of 1.
+  // They read the keys now: call them only where no commit can add a
+  // record of `ino` in that range before `batch` is committed (under the
+  // file's lock, or for a file with no name and no handle). Like the range
+  // delete, they are ordered before later puts of the same batch; unlike
+  // it, they do not delete records put earlier in the same batch.
+  static constexpr size_t kPointDeleteLimit = 1024;
+  Status DeleteChunksFrom(IndexBatch* batch, uint64_t ino, uint64_t first);
+  Status DeleteXattrs(IndexBatch* batch, uint64_t ino);
+  Status DeleteJournal(IndexBatch* batch, uint64_t ino);
+
   // How many Commit calls succeeded since open (namespace changes and file
   // commits; not upload-queue traffic): what triggers index snapshots.
   uint64_t commit_count() const { return commits_.load(); }
