@@ -180,8 +180,7 @@ void IndexBatch::PutChunk(uint64_t ino, uint64_t index, const ChunkRef& ref) {
 void IndexBatch::DeleteChunksFrom(uint64_t ino, uint64_t first) {
   // Chunk deletes must come before later puts of the same batch, so they are
   // written into the batch right away as a range delete.
-  batch_->DeleteRange(ChunkRefKey(ino, first), ChunkPrefix(ino + 1));
-  ++range_deletes_;
+  DeleteRange(ChunkRefKey(ino, first), ChunkPrefix(ino + 1));
 }
 
 void IndexBatch::PutXattr(uint64_t ino, const std::string& name,
@@ -192,8 +191,7 @@ void IndexBatch::DeleteXattr(uint64_t ino, const std::string& name) {
   batch_->Delete(XattrKey(ino, name));
 }
 void IndexBatch::DeleteXattrs(uint64_t ino) {
-  batch_->DeleteRange(XattrPrefix(ino), XattrPrefix(ino + 1));
-  ++range_deletes_;
+  DeleteRange(XattrPrefix(ino), XattrPrefix(ino + 1));
 }
 
 void IndexBatch::PutJournal(uint64_t ino, uint64_t seq,
@@ -203,7 +201,10 @@ void IndexBatch::PutJournal(uint64_t ino, uint64_t seq,
   batch_->Put(k, rocksdb::Slice(sealed.data(), sealed.size()));
 }
 void IndexBatch::DeleteJournal(uint64_t ino) {
-  batch_->DeleteRange(JournalPrefix(ino), JournalPrefix(ino + 1));
+  DeleteRange(JournalPrefix(ino), JournalPrefix(ino + 1));
+}
+void IndexBatch::DeleteRange(const std::string& begin, const std::string& end) {
+  batch_->DeleteRange(begin, end);
   ++range_deletes_;
 }
 
@@ -493,53 +494,36 @@ Status Index::Commit(IndexBatch* batch, bool sync) {
   return st;
 }
 
-namespace {
-
-// Point deletes of the keys in [begin, end) when there are at most `limit`
-// of them (true), or nothing (false: the caller adds the range delete).
-Result<bool> PointDeletes(rocksdb::DB* db, rocksdb::WriteBatch* batch,
-                          const std::string& begin, const std::string& end,
-                          size_t limit) {
+Status Index::DeleteKeys(IndexBatch* batch, const std::string& begin,
+                         const std::string& end) {
   std::vector<std::string> keys;
   rocksdb::ReadOptions ro;
   const rocksdb::Slice upper(end);
   ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   for (it->Seek(begin); it->Valid(); it->Next()) {
-    if (keys.size() == limit) return false;
+    if (keys.size() == kPointDeleteLimit) {
+      batch->DeleteRange(begin, end);
+      return Status::Ok();
+    }
     keys.push_back(it->key().ToString());
   }
   WAVEFS_RETURN_IF_ERROR(FromRocks(it->status(), "list records to delete"));
-  for (const std::string& k : keys) batch->Delete(k);
-  return true;
+  for (const std::string& k : keys) batch->batch_->Delete(k);
+  return Status::Ok();
 }
-
-}  // namespace
 
 Status Index::DeleteChunksFrom(IndexBatch* batch, uint64_t ino,
                                uint64_t first) {
-  auto points =
-      PointDeletes(db_.get(), batch->batch_.get(), ChunkRefKey(ino, first),
-                   ChunkPrefix(ino + 1), kPointDeleteLimit);
-  if (!points.ok()) return points.status();
-  if (!*points) batch->DeleteChunksFrom(ino, first);
-  return Status::Ok();
+  return DeleteKeys(batch, ChunkRefKey(ino, first), ChunkPrefix(ino + 1));
 }
 
 Status Index::DeleteXattrs(IndexBatch* batch, uint64_t ino) {
-  auto points = PointDeletes(db_.get(), batch->batch_.get(), XattrPrefix(ino),
-                             XattrPrefix(ino + 1), kPointDeleteLimit);
-  if (!points.ok()) return points.status();
-  if (!*points) batch->DeleteXattrs(ino);
-  return Status::Ok();
+  return DeleteKeys(batch, XattrPrefix(ino), XattrPrefix(ino + 1));
 }
 
 Status Index::DeleteJournal(IndexBatch* batch, uint64_t ino) {
-  auto points = PointDeletes(db_.get(), batch->batch_.get(), JournalPrefix(ino),
-                             JournalPrefix(ino + 1), kPointDeleteLimit);
-  if (!points.ok()) return points.status();
-  if (!*points) batch->DeleteJournal(ino);
-  return Status::Ok();
+  return DeleteKeys(batch, JournalPrefix(ino), JournalPrefix(ino + 1));
 }
 
 Result<uint64_t> Index::ReclaimOrphans() {

@@ -121,6 +121,7 @@ class IndexBatch {
 
  private:
   friend class Index;
+  void DeleteRange(const std::string& begin, const std::string& end);
   std::unique_ptr<rocksdb::WriteBatch> batch_;
   size_t range_deletes_ = 0;
 };
@@ -410,6 +411,10 @@ class Index {
       const std::function<bool(const ShareId&, uint64_t addresses)>& fn);
 
  private:
+  // Point deletes of every key in [begin, end), or one range delete when
+  // there are more than kPointDeleteLimit.
+  Status DeleteKeys(IndexBatch* batch, const std::string& begin,
+                    const std::string& end);
   Index() = default;
   Status Init();
   // Runs the barrier; its error fails the synced write that needed it.
