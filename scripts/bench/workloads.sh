@@ -16,6 +16,9 @@
 # flush to the store afterwards is not counted, for any system):
 #   tar        `tar -xf` of /usr/include (a tarball made once)
 #   rsync      `rsync -a` of /usr/share/doc
+#   ls         `ls -lR` of that copy (names and attributes of every entry)
+#   rsync-again  `rsync -a` of /usr/share/doc once more: nothing to copy,
+#              every file compared by size and mtime (an incremental backup)
 #   clone      `git clone --no-hardlinks` of this repository
 #   append     2000 x `echo line >> log` (each its own open and close)
 #   tee        `openssl enc | tee FILE | openssl dgst`: tee writes 8 KiB at
@@ -26,10 +29,12 @@
 #              1000 SQLite transactions (200 with --quick), one 3 KB row
 #              each, synchronous=FULL, journal_mode WAL and DELETE: a
 #              database's fsync after every transaction
+#   rm         `rm -rf` of the tree tar made (last: ext4 without a journal
+#              makes the next inode allocations pay for a deletion)
 # --quick: CI-sized inputs (--quick --runs 1 takes about a minute).
 
 WL_SYSTEMS=(ext4 passthrough wavefs wavefs-wb gocryptfs)
-WL_ROWS=(tar rsync clone append tee fio sqlite-wal sqlite-delete)
+WL_ROWS=(tar rsync ls rsync-again clone append tee fio sqlite-wal sqlite-delete rm)
 
 wl_setup_inputs() {
   WL_TAR=$DATA/usr-include.tar
@@ -91,6 +96,15 @@ wl_tee() {
   [ "$(openssl dgst -sha256 -r <"$1/tee" | cut -d' ' -f1)" = "$sum" ]
 }
 
+wl_ls() { ls -lR "$1/doc" >/dev/null; }
+
+# rsync again over an unchanged copy: fails if it finds anything to do.
+wl_rsync_again() {
+  local changes
+  changes=$(rsync -ai /usr/share/doc/ "$1/doc/") || return 1
+  [ -z "$changes" ] || { printf 'rsync found changes:\n%s\n' "$changes" | head -n 5; return 1; }
+}
+
 wl_fio() {
   fio --name=randwrite --filename="$1/fio" --rw=randwrite --bsrange=4k-1m \
     --size="$WL_FIO_SIZE" --verify=crc32c --ioengine=psync --randrepeat=1 \
@@ -111,6 +125,8 @@ wl_rows() {
       ;;
   esac
   wl_time "$sys" rsync rsync -a /usr/share/doc/ "$d/doc/"
+  wl_time "$sys" ls wl_ls "$d"
+  wl_time "$sys" rsync-again wl_rsync_again "$d"
   wl_time "$sys" clone git clone -q --no-hardlinks "$ROOT" "$d/repo"
   git -C "$d/repo" fsck --no-progress >>"$LOGS/workloads-$sys.log" 2>&1 || die "$sys: the cloned repository fails git fsck"
   wl_time "$sys" append wl_append "$d"
@@ -121,6 +137,8 @@ wl_rows() {
   fi
   wl_time "$sys" sqlite-wal python3 "$ROOT/scripts/bench/sqlite_txns.py" "$d" wal "$WL_SQLITE_TXNS"
   wl_time "$sys" sqlite-delete python3 "$ROOT/scripts/bench/sqlite_txns.py" "$d" delete "$WL_SQLITE_TXNS"
+  wl_time "$sys" rm rm -rf "$d/include"
+  [ ! -e "$d/include" ] || die "$sys: rm -rf left $d/include"
 }
 
 wl_run() {
@@ -200,7 +218,7 @@ wl_main() {
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); wavefs commit $commit$dirty; command: \`$CMDLINE\`"
     echo "- machine: $(nproc) cores ($cpu), kernel $(uname -r); runs: $RUNS (medians shown)$([ "$QUICK" -eq 1 ] && echo '; --quick inputs')"
-    echo "- inputs: tar = /usr/include ($WL_TAR_FILES entries); rsync = /usr/share/doc ($WL_DOC_FILES entries); clone = this repository;"
+    echo "- inputs: tar = /usr/include ($WL_TAR_FILES entries), rm = rm -rf of it; rsync = /usr/share/doc ($WL_DOC_FILES entries), ls = ls -lR of the copy, rsync-again = rsync -a again (nothing to copy); clone = this repository;"
     echo "  append = 2000 x \`echo >> log\`; tee = $((WL_TEE_BYTES >> 20)) MiB in 8 KiB writes; fio = randwrite 4k-1m, $WL_FIO_SIZE, crc32c verify;"
     echo "  sqlite-wal, sqlite-delete = $WL_SQLITE_TXNS transactions of one 3 KB row, synchronous=FULL"
     echo "- seconds each command took (page cache dropped before each); ratios against gocryptfs, ext4 and passthrough_ll -o xattr of the same run"
