@@ -74,6 +74,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   mount->add_option("--upload-threads", mo.upload_threads,
                     "Parallel chunk uploads (default 2, 4 for S3)");
+  mount
+      ->add_option("--small-upload-threads", mo.small_upload_threads,
+                   "More parallel uploads for chunks of at most 256 KiB "
+                   "(default 0, 12 for S3)")
+      ->check(CLI::Range(0, 64));
   mount->add_option("--s3-endpoint", mo.s3_endpoint,
                     "S3 endpoint URL (overrides the store URL's endpoint=)");
   mount->add_option("--s3-region", mo.s3_region,

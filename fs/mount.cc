@@ -128,12 +128,13 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   spdlog::info(
       "wavefs {} starting: store {} mountpoint {} meta {} spill {} "
       "memory-limit {} MiB -> {} write buffers, {} cached chunks, "
-      "index {}+{} MiB; seal threads {}, upload threads {}, fuse threads {}",
+      "index {}+{} MiB; seal threads {}, upload threads {} (+{} small), fuse "
+      "threads {}",
       "0.1", o.store_desc, o.mountpoint, o.meta_dir, o.spill_dir,
       o.memory_limit >> 20, budget.fs.dirty_buffers, budget.fs.cache_chunks,
       (2 * budget.index.write_buffer_bytes) >> 20,
       budget.index.block_cache_bytes >> 20, budget.fs.seal_threads,
-      o.upload_threads, o.fuse_threads);
+      o.upload_threads, o.small_upload_threads, o.fuse_threads);
 
   // No core dump or ptrace by other users: the daemon holds the
   // convergence secret, every chunk key and decrypted file data.
@@ -166,6 +167,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
 
   Uploader::Options uo;
   uo.concurrency = o.upload_threads;
+  uo.small_lanes = o.small_upload_threads;
   uo.format = o.chunk_format;
   Uploader uploader(index->get(), spill->get(), &store, uo);
   uploader.Start();
@@ -409,6 +411,12 @@ int RunMount(MountOptions o) {
   o.store_desc = o.location.Describe();
   if (o.upload_threads == 0)
     o.upload_threads = o.location.kind == StoreLocation::Kind::kS3 ? 4 : 2;
+  // A small object's put costs the store's round trip, so more of them
+  // run at once against S3 (docs/architecture.md, "Upload path"); a local
+  // store's puts are file creates on the same disk: no more than before.
+  if (o.small_upload_threads < 0)
+    o.small_upload_threads =
+        o.location.kind == StoreLocation::Kind::kS3 ? 12 : 0;
   // For S3 this is a signed request: wrong keys, a missing bucket, a bad
   // region or an unreachable endpoint fail here, before the fork.
   auto cfg = ReadStoreConfigAt(o.location);
@@ -464,6 +472,8 @@ int RunMount(MountOptions o) {
   if (o.upload_threads < 1 || o.upload_threads > 64 || o.seal_threads < 1 ||
       o.seal_threads > 64 || o.fuse_threads < 1 || o.fuse_threads > 64)
     return Fail("thread counts must be between 1 and 64");
+  if (o.small_upload_threads < 0 || o.small_upload_threads > 64)
+    return Fail("--small-upload-threads must be between 0 and 64");
   if (o.attr_timeout_s < 0 || o.attr_timeout_s > 86400)
     return Fail("--attr-timeout must be between 0 and 86400 seconds");
   if (o.space_wait_s < 0 || o.space_wait_s > 86400)

@@ -42,6 +42,9 @@ struct MountOptions {
   std::vector<std::string> fuse_options;  // each -o value
   uint64_t memory_limit = 64ull << 20;
   int upload_threads = 0;  // 0: 2 for a local store, 4 for S3
+  // Extra uploads of small chunks (Uploader::Options::small_lanes);
+  // -1: 0 for a local store, 12 for S3.
+  int small_upload_threads = -1;
   int seal_threads = DefaultSealThreads();
   // Each FUSE thread keeps a request buffer that a 1 MiB write fills (the
   // kernel hands requests to idle threads in turn, so all of them): 3

@@ -184,8 +184,9 @@ std::unique_ptr<S3Client::Handle> S3Client::TakeHandle() {
 void S3Client::ReturnHandle(std::unique_ptr<Handle> h) {
   std::lock_guard<std::mutex> lock(mu_);
   // A handle keeps its connection: a few idle ones are what connection
-  // reuse needs (one per concurrent request).
-  if (idle_.size() < 16) idle_.push_back(std::move(h));
+  // reuse needs (one per concurrent request: 16 upload lanes by default
+  // for S3, the FUSE threads' reads and the prefetchers').
+  if (idle_.size() < 24) idle_.push_back(std::move(h));
 }
 
 std::string S3Client::UrlFor(const std::string& key,

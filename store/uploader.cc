@@ -35,11 +35,12 @@ Uploader::~Uploader() { Stop(); }
 void Uploader::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stop_ || dispatcher_.joinable()) return;
-  const int n = std::max(1, options_.concurrency);
+  const int n =
+      std::max(1, options_.concurrency) + std::max(0, options_.small_lanes);
   for (int i = 0; i < n; ++i)
-    workers_.emplace_back([this] {
+    workers_.emplace_back([this, i] {
       NameThisThread("wfs-upload");
-      WorkerLoop();
+      WorkerLoop(i);
     });
   completer_ = std::thread([this] {
     NameThisThread("wfs-complete");
@@ -252,6 +253,7 @@ void Uploader::TripLocked(Clock::time_point now, const std::string& error) {
   // every worker should not try its own chunk now.
   for (auto it = ready_.rbegin(); it != ready_.rend(); ++it) {
     claimed_.erase(it->address);
+    if (!IsSmall(*it)) big_active_ -= 1;
     candidates_.push_front(*it);
   }
   ready_.clear();
@@ -295,7 +297,8 @@ size_t Uploader::RoomLocked(Clock::time_point now,
   }
   // One chunk waiting per worker, so a worker never waits for the
   // dispatcher.
-  const size_t target = static_cast<size_t>(std::max(1, options_.concurrency));
+  const size_t target = static_cast<size_t>(std::max(1, options_.concurrency) +
+                                            std::max(0, options_.small_lanes));
   return ready_.size() >= target ? 0 : target - ready_.size();
 }
 
@@ -311,9 +314,21 @@ void Uploader::DispatchLoop() {
     const size_t room = RoomLocked(now, &wake);
     if (room > 0 && !candidates_.empty()) {
       size_t handed = 0;
+      bool lanes_full = false;  // only big candidates, their lanes taken
       while (handed < room && !candidates_.empty()) {
-        const Chunk c = candidates_.front();
-        candidates_.pop_front();
+        // In queue order, except that while the big chunks' lanes are all
+        // taken the first small candidate goes ahead.
+        auto next = candidates_.begin();
+        if (big_active_ >= std::max(1, options_.concurrency)) {
+          next = std::find_if(candidates_.begin(), candidates_.end(),
+                              [&](const Chunk& c) { return IsSmall(c); });
+          if (next == candidates_.end()) {
+            lanes_full = true;
+            break;
+          }
+        }
+        const Chunk c = *next;
+        candidates_.erase(next);
         if (!claimed_.insert(c.address).second) continue;
         // Ends its hold; a held chunk dropped since it was listed (its
         // file's next commit superseded it) is not put.
@@ -322,10 +337,13 @@ void Uploader::DispatchLoop() {
           claimed_.erase(c.address);
           continue;
         }
+        if (!IsSmall(c)) big_active_ += 1;
         ready_.push_back(c);
         ++handed;
       }
       if (handed > 0) work_cv_.notify_all();
+      // A worker that finishes a big put wakes the dispatcher.
+      if (handed == 0 && lanes_full) cv_.wait_until(lock, wake);
       continue;
     }
     // Look at the queue when there is room and it may hold something new:
@@ -386,8 +404,9 @@ void Uploader::DispatchLoop() {
   }
 }
 
-void Uploader::WorkerLoop() {
+void Uploader::WorkerLoop(int lane) {
   std::vector<uint8_t> scratch;  // this worker's one buffer
+  const bool small_lane = lane >= std::max(1, options_.concurrency);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     work_cv_.wait(lock, [&] { return stop_ || !ready_.empty(); });
@@ -403,8 +422,15 @@ void Uploader::WorkerLoop() {
     Status st = UploadOne(chunk.address, chunk.length, &scratch, &dropped);
     const auto end = Clock::now();
 
+    // A small lane that read a big chunk (verify_puts, a store that does
+    // not stream files) gives the buffer back: memory stays what the
+    // `concurrency` lanes take.
+    if (small_lane && scratch.capacity() > options_.small_max_bytes)
+      std::vector<uint8_t>().swap(scratch);
+
     lock.lock();
     in_flight_ -= 1;
+    if (!IsSmall(chunk)) big_active_ -= 1;
     if (st.ok()) {
       backoff_.erase(chunk.address);
       tripped_ = false;  // the store answers again

@@ -84,7 +84,14 @@ class Uploader {
   struct Options {
     size_t wave_size = 64;  // most chunks completed by one Sync()
     int concurrency = 2;    // puts in flight (worker threads)
-    int max_attempts = 5;   // per chunk and hand-out, then it backs off
+    // A put of a small chunk (a small file, a file's tail: at most
+    // small_max_bytes) costs the store's round trip, not its bandwidth, so
+    // up to small_lanes more of them run beside the `concurrency` puts:
+    // chunks above small_max_bytes never take more than `concurrency`
+    // lanes, the rest take any lane (concurrency + small_lanes workers).
+    int small_lanes = 0;
+    uint64_t small_max_bytes = 256u << 10;
+    int max_attempts = 5;  // per chunk and hand-out, then it backs off
     // The longest a finished put waits for more to join its batch.
     std::chrono::milliseconds gather{200};
     std::chrono::milliseconds initial_backoff{100};
@@ -133,6 +140,9 @@ class Uploader {
     Address address;
     uint64_t length = 0;
   };
+  bool IsSmall(const Chunk& c) const {
+    return c.length <= options_.small_max_bytes;
+  }
   struct Finished {  // put, not yet completed
     Chunk chunk;
     Clock::time_point put_start;
@@ -144,7 +154,9 @@ class Uploader {
   };
 
   void DispatchLoop();
-  void WorkerLoop();
+  // lane: 0..concurrency-1 keep their scratch buffer whatever its size;
+  // small lanes keep one only up to small_max_bytes.
+  void WorkerLoop(int lane);
   void CompleteLoop();
   // Chunks the dispatcher may hand out now (0: none; *wake: when to look
   // again). Called with mu_ held.
@@ -190,8 +202,10 @@ class Uploader {
   std::deque<Chunk> candidates_;  // queued, unclaimed: next to hand out
   std::deque<Chunk> ready_;       // handed out, not yet taken by a worker
   int in_flight_ = 0;             // puts running
-  std::deque<Finished> done_;     // put ok, waiting for a batch
-  size_t completing_ = 0;         // chunks of the batch being completed
+  // Chunks above small_max_bytes in ready_ or in flight (<= concurrency).
+  int big_active_ = 0;
+  std::deque<Finished> done_;  // put ok, waiting for a batch
+  size_t completing_ = 0;      // chunks of the batch being completed
   std::set<Address> claimed_;  // in ready_, in flight, in done_ or completing
   // Bumped whenever the uploader removes queue entries (completion, lost
   // chunk): a PeekQueue that overlapped it may list them and is redone.

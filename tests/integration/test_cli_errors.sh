@@ -76,6 +76,8 @@ bad "mount with a --page-out that is not a size" mount "$STORE" "$T/m1" --page-o
 bad "mount with a --page-out under one chunk" mount "$STORE" "$T/m1" --page-out 1M
 bad "mount with a negative --attr-timeout" mount "$STORE" "$T/m1" --attr-timeout -1
 bad "mount with an --attr-timeout over a day" mount "$STORE" "$T/m1" --attr-timeout 90000
+bad "mount with a negative --small-upload-threads" mount "$STORE" "$T/m1" --small-upload-threads -1
+bad "mount with --small-upload-threads over 64" mount "$STORE" "$T/m1" --small-upload-threads 65
 bad "unmount of a directory that is not mounted" unmount "$T/m1"
 
 # The default key file moved away.

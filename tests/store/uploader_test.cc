@@ -19,6 +19,7 @@
 
 #include "chunker/crypto.h"
 #include "store/fault_store.h"
+#include "store/forwarding_store.h"
 #include "store/index.h"
 #include "store/memory_store.h"
 #include "store/spill.h"
@@ -188,6 +189,76 @@ class GateStore : public ChunkStore {
   bool gated_put_returned_ = false;
 };
 
+// Passes every call on, counts the puts running at once (all, and those of
+// more than big_bytes), and holds every put of more than big_bytes until
+// Release(): big uploads as slow as the test wants.
+class LaneStore : public ForwardingStore {
+ public:
+  LaneStore(ChunkStore* inner, size_t big_bytes)
+      : ForwardingStore(inner), big_bytes_(big_bytes) {}
+
+  Status Put(const Address& address,
+             std::span<const uint8_t> ciphertext) override {
+    const bool big = ciphertext.size() > big_bytes_;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      active_ += 1;
+      max_active_ = std::max(max_active_, active_);
+      if (!big) small_puts_ += 1;
+      if (big) {
+        big_active_ += 1;
+        max_big_active_ = std::max(max_big_active_, big_active_);
+        cv_.notify_all();
+        cv_.wait(lock, [&] { return released_; });
+      }
+    }
+    Status st = inner()->Put(address, ciphertext);
+    std::lock_guard<std::mutex> lock(mu_);
+    active_ -= 1;
+    if (big) big_active_ -= 1;
+    return st;
+  }
+  // Staged chunks come as files: read, then through Put above.
+  Status PutFile(const Address& address, const std::string& path,
+                 std::vector<uint8_t>* scratch) override {
+    return ChunkStore::PutFile(address, path, scratch);
+  }
+
+  // Waits until n big puts are held at once.
+  bool WaitBigHeld(int n, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return big_active_ >= n; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  int max_active() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_active_;
+  }
+  int max_big_active() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_big_active_;
+  }
+  int small_puts() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return small_puts_;
+  }
+
+ private:
+  const size_t big_bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+  int active_ = 0;
+  int max_active_ = 0;
+  int big_active_ = 0;
+  int max_big_active_ = 0;
+  int small_puts_ = 0;
+};
+
 // Records the order of puts and syncs and checks, at every call and from a
 // thread polling the spill, the uploader's promise: a staged chunk's spill
 // file is gone only once the chunk was put and a Sync() that began after
@@ -339,6 +410,7 @@ class UploaderTest : public ::testing::Test {
   }
   void TearDown() override {
     if (gate_) gate_->Release();  // else Stop waits for the blocked put
+    if (lanes_) lanes_->Release();
     if (uploader_) uploader_->Stop();
     if (order_) order_->StopWatching();
     if (probe_) {
@@ -348,6 +420,7 @@ class UploaderTest : public ::testing::Test {
     uploader_.reset();
     order_.reset();
     gate_.reset();
+    lanes_.reset();
     probe_.reset();
     spill_.reset();
     index_.reset();
@@ -454,6 +527,7 @@ class UploaderTest : public ::testing::Test {
       &store_};  // between probe_ and store_; no rules by default
   std::unique_ptr<ProbeStore> probe_;
   std::unique_ptr<GateStore> gate_;    // outlives uploader_ (TearDown)
+  std::unique_ptr<LaneStore> lanes_;   // likewise
   std::unique_ptr<OrderStore> order_;  // likewise
   std::unique_ptr<Uploader> uploader_;
 };
@@ -846,6 +920,75 @@ TEST_F(UploaderTest, SlowPutDoesNotHoldUpOtherChunks) {
   ExpectAllStored(chunks);
   EXPECT_EQ(SpillCount(), 0u);
   EXPECT_EQ(probe_->violations(), 0);
+}
+
+// Small chunks (small files, tails) cost the store's round trip: they get
+// lanes of their own beside the big chunks', so a tree of small files is
+// not uploaded `concurrency` objects at a time, and slow big puts hold up
+// none of them. Big chunks never take more than `concurrency` lanes.
+TEST_F(UploaderTest, SmallChunksTakeExtraLanesBigOnesAreBoundedByConcurrency) {
+  constexpr size_t kSmallMax = 2000;
+  auto big = StageMany(1, 6, 5000);
+  auto small = StageMany(100, 40, 100);
+  lanes_ = std::make_unique<LaneStore>(probe_.get(), kSmallMax);
+  Uploader::Options o = FastOptions();
+  o.concurrency = 2;
+  o.small_lanes = 4;
+  o.small_max_bytes = kSmallMax;
+  MakeUploaderOn(lanes_.get(), o);
+  uploader_->Start();
+  uploader_->Notify();
+  ASSERT_TRUE(lanes_->WaitBigHeld(2, 30s)) << "big chunks were not put";
+  // Both big lanes are held: every small chunk still goes, through the
+  // other lanes, and no third big put starts.
+  const bool small_done = WaitFor(
+      [&] {
+        for (const Staged& s : small) {
+          if (!StoredAndGone(s)) return false;
+        }
+        return true;
+      },
+      30s);
+  EXPECT_TRUE(small_done) << "small chunks waited for big puts";
+  EXPECT_EQ(lanes_->max_big_active(), 2);
+  for (const Staged& s : big) EXPECT_TRUE(Queued(s.address));
+
+  lanes_->Release();
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
+  ExpectAllStored(big);
+  ExpectAllStored(small);
+  EXPECT_EQ(SpillCount(), 0u);
+  EXPECT_EQ(lanes_->max_big_active(), 2);
+  EXPECT_LE(lanes_->max_active(), 6);
+  // The small lanes were used: more puts at once than `concurrency`.
+  EXPECT_GT(lanes_->max_active(), 2);
+  EXPECT_EQ(probe_->violations(), 0);
+}
+
+// Without small lanes every chunk shares the `concurrency` lanes: a held
+// big put takes one of them.
+TEST_F(UploaderTest, WithoutSmallLanesHeldBigPutsTakeTheLanes) {
+  constexpr size_t kSmallMax = 2000;
+  auto big = StageMany(1, 2, 5000);
+  auto small = StageMany(100, 10, 100);
+  lanes_ = std::make_unique<LaneStore>(probe_.get(), kSmallMax);
+  Uploader::Options o = FastOptions();
+  o.concurrency = 2;
+  o.small_lanes = 0;
+  o.small_max_bytes = kSmallMax;
+  MakeUploaderOn(lanes_.get(), o);
+  uploader_->Start();
+  uploader_->Notify();
+  ASSERT_TRUE(lanes_->WaitBigHeld(2, 30s));
+  // Both lanes are held: no small chunk is put any more.
+  const int before = lanes_->small_puts();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(lanes_->small_puts(), before);
+  lanes_->Release();
+  WAVEFS_ASSERT_OK(uploader_->Drain(60s, nullptr));
+  ExpectAllStored(big);
+  ExpectAllStored(small);
+  EXPECT_LE(lanes_->max_active(), 2);
 }
 
 // Chunks staged while puts are running are picked up at once: no waiting
