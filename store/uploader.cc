@@ -253,10 +253,10 @@ void Uploader::TripLocked(Clock::time_point now, const std::string& error) {
   // every worker should not try its own chunk now.
   for (auto it = ready_.rbegin(); it != ready_.rend(); ++it) {
     claimed_.erase(it->address);
-    if (!IsSmall(*it)) big_active_ -= 1;
     candidates_.push_front(*it);
   }
   ready_.clear();
+  big_ready_ = 0;
   notified_ = true;  // look at the queue again once the pause is over
   cv_.notify_all();
   // One line when uploads start failing (and a reminder a minute), not one
@@ -316,10 +316,12 @@ void Uploader::DispatchLoop() {
       size_t handed = 0;
       bool lanes_full = false;  // only big candidates, their lanes taken
       while (handed < room && !candidates_.empty()) {
-        // In queue order, except that while the big chunks' lanes are all
-        // taken the first small candidate goes ahead.
+        // In queue order, except that once 2 * concurrency big chunks are
+        // handed out (never the case without small lanes: the ready list
+        // then holds at most `concurrency`) the first small candidate
+        // goes ahead.
         auto next = candidates_.begin();
-        if (big_active_ >= std::max(1, options_.concurrency)) {
+        if (big_ready_ + big_in_flight_ >= 2 * BigLanes()) {
           next = std::find_if(candidates_.begin(), candidates_.end(),
                               [&](const Chunk& c) { return IsSmall(c); });
           if (next == candidates_.end()) {
@@ -337,7 +339,7 @@ void Uploader::DispatchLoop() {
           claimed_.erase(c.address);
           continue;
         }
-        if (!IsSmall(c)) big_active_ += 1;
+        if (!IsSmall(c)) big_ready_ += 1;
         ready_.push_back(c);
         ++handed;
       }
@@ -404,16 +406,28 @@ void Uploader::DispatchLoop() {
   }
 }
 
+std::deque<Uploader::Chunk>::iterator Uploader::TakeableLocked() {
+  if (big_in_flight_ < BigLanes()) return ready_.begin();
+  return std::find_if(ready_.begin(), ready_.end(),
+                      [&](const Chunk& c) { return IsSmall(c); });
+}
+
 void Uploader::WorkerLoop(int lane) {
   std::vector<uint8_t> scratch;  // this worker's one buffer
-  const bool small_lane = lane >= std::max(1, options_.concurrency);
+  const bool small_lane = lane >= BigLanes();
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stop_ || !ready_.empty(); });
+    work_cv_.wait(lock,
+                  [&] { return stop_ || TakeableLocked() != ready_.end(); });
     if (stop_) return;
-    const Chunk chunk = ready_.front();
-    ready_.pop_front();
+    const auto take = TakeableLocked();
+    const Chunk chunk = *take;
+    ready_.erase(take);
     in_flight_ += 1;
+    if (!IsSmall(chunk)) {
+      big_ready_ -= 1;
+      big_in_flight_ += 1;
+    }
     cv_.notify_all();  // room for the dispatcher
     lock.unlock();
 
@@ -430,7 +444,11 @@ void Uploader::WorkerLoop(int lane) {
 
     lock.lock();
     in_flight_ -= 1;
-    if (!IsSmall(chunk)) big_active_ -= 1;
+    if (!IsSmall(chunk)) {
+      big_in_flight_ -= 1;
+      // A worker may be waiting for a big put's lane.
+      if (options_.small_lanes > 0) work_cv_.notify_all();
+    }
     if (st.ok()) {
       backoff_.erase(chunk.address);
       tripped_ = false;  // the store answers again

@@ -58,6 +58,7 @@
 // finished, and joins every thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -86,9 +87,10 @@ class Uploader {
     int concurrency = 2;    // puts in flight (worker threads)
     // A put of a small chunk (a small file, a file's tail: at most
     // small_max_bytes) costs the store's round trip, not its bandwidth, so
-    // up to small_lanes more of them run beside the `concurrency` puts:
-    // chunks above small_max_bytes never take more than `concurrency`
-    // lanes, the rest take any lane (concurrency + small_lanes workers).
+    // up to small_lanes more of them run beside the `concurrency` puts
+    // (concurrency + small_lanes workers): no more than `concurrency` puts
+    // of bigger chunks run at once, small ones take any free worker.
+    // With 0 the uploader is exactly `concurrency` workers for any chunk.
     int small_lanes = 0;
     uint64_t small_max_bytes = 256u << 10;
     int max_attempts = 5;  // per chunk and hand-out, then it backs off
@@ -143,6 +145,10 @@ class Uploader {
   bool IsSmall(const Chunk& c) const {
     return c.length <= options_.small_max_bytes;
   }
+  int BigLanes() const { return std::max(1, options_.concurrency); }
+  // The first chunk in ready_ a free worker may put now: a small one, or a
+  // big one while fewer than `concurrency` big puts run. Needs mu_.
+  std::deque<Chunk>::iterator TakeableLocked();
   struct Finished {  // put, not yet completed
     Chunk chunk;
     Clock::time_point put_start;
@@ -202,8 +208,11 @@ class Uploader {
   std::deque<Chunk> candidates_;  // queued, unclaimed: next to hand out
   std::deque<Chunk> ready_;       // handed out, not yet taken by a worker
   int in_flight_ = 0;             // puts running
-  // Chunks above small_max_bytes in ready_ or in flight (<= concurrency).
-  int big_active_ = 0;
+  // Chunks above small_max_bytes in ready_ and in flight: at most
+  // `concurrency` in flight, and (as without small lanes) at most
+  // 2 * concurrency of them handed out.
+  int big_ready_ = 0;
+  int big_in_flight_ = 0;
   std::deque<Finished> done_;  // put ok, waiting for a batch
   size_t completing_ = 0;      // chunks of the batch being completed
   std::set<Address> claimed_;  // in ready_, in flight, in done_ or completing
