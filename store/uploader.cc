@@ -35,9 +35,7 @@ Uploader::~Uploader() { Stop(); }
 void Uploader::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stop_ || dispatcher_.joinable()) return;
-  const int n =
-      std::max(1, options_.concurrency) + std::max(0, options_.small_lanes);
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < Workers(); ++i)
     workers_.emplace_back([this, i] {
       NameThisThread("wfs-upload");
       WorkerLoop(i);
@@ -297,8 +295,7 @@ size_t Uploader::RoomLocked(Clock::time_point now,
   }
   // One chunk waiting per worker, so a worker never waits for the
   // dispatcher.
-  const size_t target = static_cast<size_t>(std::max(1, options_.concurrency) +
-                                            std::max(0, options_.small_lanes));
+  const size_t target = static_cast<size_t>(Workers());
   return ready_.size() >= target ? 0 : target - ready_.size();
 }
 
@@ -322,8 +319,7 @@ void Uploader::DispatchLoop() {
         // goes ahead.
         auto next = candidates_.begin();
         if (big_ready_ + big_in_flight_ >= 2 * BigLanes()) {
-          next = std::find_if(candidates_.begin(), candidates_.end(),
-                              [&](const Chunk& c) { return IsSmall(c); });
+          next = FirstSmall(candidates_);
           if (next == candidates_.end()) {
             lanes_full = true;
             break;
@@ -404,12 +400,6 @@ void Uploader::DispatchLoop() {
     exhausted = candidates_.empty();
     poll_at = std::min(next_backoff, next_release);
   }
-}
-
-std::deque<Uploader::Chunk>::iterator Uploader::TakeableLocked() {
-  if (big_in_flight_ < BigLanes()) return ready_.begin();
-  return std::find_if(ready_.begin(), ready_.end(),
-                      [&](const Chunk& c) { return IsSmall(c); });
 }
 
 void Uploader::WorkerLoop(int lane) {

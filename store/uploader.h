@@ -146,9 +146,16 @@ class Uploader {
     return c.length <= options_.small_max_bytes;
   }
   int BigLanes() const { return std::max(1, options_.concurrency); }
+  int Workers() const { return BigLanes() + std::max(0, options_.small_lanes); }
+  std::deque<Chunk>::iterator FirstSmall(std::deque<Chunk>& chunks) const {
+    return std::find_if(chunks.begin(), chunks.end(),
+                        [&](const Chunk& c) { return IsSmall(c); });
+  }
   // The first chunk in ready_ a free worker may put now: a small one, or a
   // big one while fewer than `concurrency` big puts run. Needs mu_.
-  std::deque<Chunk>::iterator TakeableLocked();
+  std::deque<Chunk>::iterator TakeableLocked() {
+    return big_in_flight_ < BigLanes() ? ready_.begin() : FirstSmall(ready_);
+  }
   struct Finished {  // put, not yet completed
     Chunk chunk;
     Clock::time_point put_start;

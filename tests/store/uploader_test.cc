@@ -454,6 +454,18 @@ class UploaderTest : public ::testing::Test {
     for (const Staged& s : chunks) first = std::min(first, s.address);
     return first;
   }
+  // An uploader of 2 lanes plus small_lanes on a LaneStore that holds
+  // every put of more than small_max bytes, started.
+  void StartOnLaneStore(size_t small_max, int small_lanes) {
+    lanes_ = std::make_unique<LaneStore>(probe_.get(), small_max);
+    Uploader::Options o = FastOptions();
+    o.concurrency = 2;
+    o.small_lanes = small_lanes;
+    o.small_max_bytes = small_max;
+    MakeUploaderOn(lanes_.get(), o);
+    uploader_->Start();
+    uploader_->Notify();
+  }
   bool StoredAndGone(const Staged& s) {
     auto has = store_.Has(s.address);
     return has.ok() && *has && !spill_->Contains(s.address) &&
@@ -930,14 +942,7 @@ TEST_F(UploaderTest, SmallChunksTakeExtraLanesBigOnesAreBoundedByConcurrency) {
   constexpr size_t kSmallMax = 2000;
   auto big = StageMany(1, 6, 5000);
   auto small = StageMany(100, 40, 100);
-  lanes_ = std::make_unique<LaneStore>(probe_.get(), kSmallMax);
-  Uploader::Options o = FastOptions();
-  o.concurrency = 2;
-  o.small_lanes = 4;
-  o.small_max_bytes = kSmallMax;
-  MakeUploaderOn(lanes_.get(), o);
-  uploader_->Start();
-  uploader_->Notify();
+  StartOnLaneStore(kSmallMax, 4);
   ASSERT_TRUE(lanes_->WaitBigHeld(2, 30s)) << "big chunks were not put";
   // Both big lanes are held: every small chunk still goes, through the
   // other lanes, and no third big put starts.
@@ -971,14 +976,7 @@ TEST_F(UploaderTest, WithoutSmallLanesHeldBigPutsTakeTheLanes) {
   constexpr size_t kSmallMax = 2000;
   auto big = StageMany(1, 2, 5000);
   auto small = StageMany(100, 10, 100);
-  lanes_ = std::make_unique<LaneStore>(probe_.get(), kSmallMax);
-  Uploader::Options o = FastOptions();
-  o.concurrency = 2;
-  o.small_lanes = 0;
-  o.small_max_bytes = kSmallMax;
-  MakeUploaderOn(lanes_.get(), o);
-  uploader_->Start();
-  uploader_->Notify();
+  StartOnLaneStore(kSmallMax, 0);
   ASSERT_TRUE(lanes_->WaitBigHeld(2, 30s));
   // Both lanes are held: no small chunk is put any more.
   const int before = lanes_->small_puts();
