@@ -157,7 +157,7 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
     const std::string what =
         "chunk refs of missing inode " + std::to_string(ino);
     if (o.repair && o.index_repair) {
-      fix.DeleteChunksFrom(ino, 0);
+      WAVEFS_RETURN_IF_ERROR(index->DeleteChunksFrom(&fix, ino, 0));
       index_fixed = true;
       r.corrected.push_back(what + ": removed");
     } else {

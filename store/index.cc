@@ -537,10 +537,12 @@ Result<uint64_t> Index::ReclaimOrphans() {
     auto a = DecodeInode(
         ino, std::string_view(it->value().data(), it->value().size()));
     if (!a.ok() || a->nlink != 0 || ino == kRootIno) continue;
+    // Point deletes where few (DeleteKeys says why): orphans are often
+    // small files unlinked while open.
     b.DeleteInode(ino);
-    b.DeleteChunksFrom(ino, 0);
-    b.DeleteXattrs(ino);
-    b.DeleteJournal(ino);
+    WAVEFS_RETURN_IF_ERROR(DeleteChunksFrom(&b, ino, 0));
+    WAVEFS_RETURN_IF_ERROR(DeleteXattrs(&b, ino));
+    WAVEFS_RETURN_IF_ERROR(DeleteJournal(&b, ino));
     ++n;
   }
   WAVEFS_RETURN_IF_ERROR(FromRocks(it->status(), "scan inodes"));

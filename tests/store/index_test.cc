@@ -149,6 +149,8 @@ TEST_F(IndexTest, ReclaimOrphansRemovesUnlinkedInodesOnly) {
   b.PutChunk(orphan.ino, 0, ref);
   b.PutChunk(linked.ino, 0, ref);
   b.PutXattr(orphan.ino, "user.a", "x");
+  b.PutJournal(orphan.ino, 1, "rec");
+  b.PutJournal(linked.ino, 1, "rec");
   WAVEFS_ASSERT_OK(index_->Commit(&b, false));
   auto n = index_->ReclaimOrphans();
   ASSERT_TRUE(n.ok()) << n.status().ToString();
@@ -157,8 +159,16 @@ TEST_F(IndexTest, ReclaimOrphansRemovesUnlinkedInodesOnly) {
   EXPECT_TRUE(Chunks(orphan.ino).empty());
   EXPECT_EQ(index_->GetXattr(orphan.ino, "user.a").status().code(),
             Code::kNotFound);
+  auto journal = [&](uint64_t ino) {
+    size_t records = 0;
+    WAVEFS_EXPECT_OK(index_->ListJournal(
+        ino, [&](uint64_t, std::string_view) { ++records; }));
+    return records;
+  };
+  EXPECT_EQ(journal(orphan.ino), 0u);
   EXPECT_TRUE(index_->GetInode(linked.ino).ok());
   EXPECT_EQ(Chunks(linked.ino).size(), 1u);
+  EXPECT_EQ(journal(linked.ino), 1u);
   EXPECT_TRUE(index_->GetInode(kRootIno).ok());
   EXPECT_EQ(*index_->ReclaimOrphans(), 0u);
 }

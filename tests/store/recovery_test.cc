@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "chunker/crypto.h"
+#include "index_spill_fixture.h"
 #include "store/memory_store.h"
 #include "store_test_util.h"
 
@@ -13,19 +14,9 @@ namespace wavefs {
 namespace {
 
 using testing_util::MakeBytes;
-using testing_util::TempDir;
 
-class RecoveryTest : public ::testing::Test {
+class RecoveryTest : public testing_util::IndexSpillTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(InitCrypto().ok());
-    auto index = Index::Open(tmp_ / "index", Index::Options{});
-    ASSERT_TRUE(index.ok()) << index.status().ToString();
-    index_ = std::move(*index);
-    auto spill = Spill::Open(tmp_ / "spill");
-    ASSERT_TRUE(spill.ok()) << spill.status().ToString();
-    spill_ = std::move(*spill);
-  }
   // Stages bytes under their real address; queued when asked.
   Address Stage(const std::vector<uint8_t>& bytes, bool queue) {
     const Address a = AddressOf(kNewestChunkFormat, bytes);
@@ -35,9 +26,6 @@ class RecoveryTest : public ::testing::Test {
     }
     return a;
   }
-  TempDir tmp_;
-  std::unique_ptr<Index> index_;
-  std::unique_ptr<Spill> spill_;
 };
 
 TEST_F(RecoveryTest, TornStagedChunkIsNotUploadedAndStaleOnesGo) {
