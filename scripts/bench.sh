@@ -7,6 +7,7 @@
 #                    [--systems cp,passthrough,wavefs,gocryptfs,rclone]
 #                    [--bin PATH/TO/wavefs (implies --no-build)]
 #   scripts/bench.sh --store s3 [--s3-env FILE] [--osd-size 40G] [--sizes ..]
+#                   [--no-small-files]
 #                    [--runs N] [--out FILE] [--no-build] [--bin PATH]
 #                    [--systems curl,wavefs,s3fs,rclone,rclone-crypt]
 #   scripts/bench.sh --workloads [--quick] [--runs N] [--out FILE]
@@ -26,7 +27,9 @@
 # says how): a single-node Ceph RGW started in .bench/rgw (bluestore on a
 # sparse --osd-size file) and destroyed at the end, or the one whose env line
 # (as `scripts/ceph-rgw.sh start` prints it) is in --s3-env FILE. Default
-# --out there: docs/bench-s3-latest.md. The rest of this text is local mode.
+# --out there: docs/bench-s3-latest.md. After the sizes it extracts a tree of
+# small files into each mount (--no-small-files skips it: s3fs alone takes
+# ~17 min there). The rest of this text is local mode.
 #
 # Systems measured for each size and run (interleaved, so drift hits all):
 #   cp           plain `cp` + `sync` into a local directory
@@ -67,6 +70,7 @@ WAVEFS=""
 WORKLOADS=0
 SCALE=0
 QUICK=0
+S3_SMALL=1
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "bench.sh: error: $*" >&2; exit 1; }
@@ -87,6 +91,7 @@ while [ "$#" -gt 0 ]; do
     --store) need_val "$1" "$#"; STORE_KIND=$2; shift ;;
     --s3-env) need_val "$1" "$#"; S3_ENV_FILE=$(realpath "$2"); shift ;;
     --osd-size) need_val "$1" "$#"; OSD_SIZE=$2; shift ;;
+    --no-small-files) S3_SMALL=0 ;;
     --workloads) WORKLOADS=1 ;;
     --scale) SCALE=1 ;;
     --huge-size) need_val "$1" "$#"; SC_HUGE_ARG=$2; shift ;;
@@ -111,6 +116,7 @@ case "$STORE_KIND" in
   *) die "--store must be local or s3, got '$STORE_KIND'" ;;
 esac
 [ -z "$S3_ENV_FILE" ] || [ "$STORE_KIND" = s3 ] || die "--s3-env needs --store s3"
+[ "$S3_SMALL" -eq 1 ] || [ "$STORE_KIND" = s3 ] || die "--no-small-files needs --store s3"
 [ -z "$S3_ENV_FILE" ] || [ -f "$S3_ENV_FILE" ] || die "--s3-env: no file '$S3_ENV_FILE'"
 
 BENCH=$ROOT/.bench

@@ -27,6 +27,10 @@
 # Reads (FUSE systems): remount, page cache (and the OSD's BlueStore cache,
 # when the cluster is ours) dropped, `dd bs=1M | openssl dgst -sha256`
 # checked; then 200 random 1 MiB preads (bench.sh's randread.py, checked).
+# Small files (FUSE systems, after the sizes): `tar -x` of the regular files
+# of /usr/include until every file is in the bucket, then a fresh mount's
+# files checked against the tarball (not timed; one GET per file, so this
+# takes minutes, and s3fs's extraction alone ~17 min).
 # Requests are counted on the RGW side (perf counter rgw.req through its
 # admin socket) when the cluster's directory is known; otherwise the upload
 # figure is the number of objects in the bucket.
@@ -166,7 +170,10 @@ s3_list() {
 # s3_purge BUCKET: delete every object, then the bucket (warns, never dies).
 s3_purge() {
   local b=$1
-  s3_list "$b" | awk -v u="$(s3_url "$b")" '{ print u "/" $1 }' |
+  # Keys percent-encoded (SigV4 signs the encoded path: a raw `+`, as in
+  # include/c++/, fails the signature check), their slashes kept.
+  s3_list "$b" | jq -Rr --arg u "$(s3_url "$b")" \
+    'sub(" [0-9]+$"; "") | $u + "/" + (@uri | gsub("%2F"; "/"))' |
     xargs -r -P4 -n 64 curl -K "$S3_AUTH" -X DELETE >/dev/null 2>>"$LOGS/s3-purge.log" ||
     log "warning: deleting the objects of bucket $b failed (see $LOGS/s3-purge.log)"
   s3 -X DELETE "$(s3_url "$b")" -o /dev/null 2>>"$LOGS/s3-purge.log" ||
@@ -431,18 +438,8 @@ rcs_flush() {
   fusermount3 -u "$mnt"
 }
 
-# bench_rclone_s3 SIZE SYS CRYPT(0|1)
-bench_rclone_s3() {
-  local size=$1 sys=$2 crypt=$3 bytes b mnt=$MNTS/$2 c0 c1 want remote
-  bytes=$(to_bytes "$size")
-  b=$(s3_bucket_name "$sys" "$size")
-  want=$bytes
-  remote="s3remote:$b"
-  if [ "$crypt" -eq 1 ]; then
-    # crypt format: 32-byte header, 16-byte tag per 64 KiB block.
-    want=$(( 32 + bytes + 16 * ((bytes + 65535) / 65536) ))
-    remote="crypt:"
-  fi
+# rcs_config BUCKET: remotes s3remote: (the RGW) and crypt: (over BUCKET).
+rcs_config() {
   (
     umask 077
     cat >"$WORK/rclone-s3.conf" <<CONF
@@ -457,10 +454,25 @@ force_path_style = true
 
 [crypt]
 type = crypt
-remote = s3remote:$b
+remote = s3remote:$1
 password = $(rclone obscure wavefs-bench-password)
 CONF
   )
+}
+
+# bench_rclone_s3 SIZE SYS CRYPT(0|1)
+bench_rclone_s3() {
+  local size=$1 sys=$2 crypt=$3 bytes b mnt=$MNTS/$2 c0 c1 want remote
+  bytes=$(to_bytes "$size")
+  b=$(s3_bucket_name "$sys" "$size")
+  want=$bytes
+  remote="s3remote:$b"
+  if [ "$crypt" -eq 1 ]; then
+    # crypt format: 32-byte header, 16-byte tag per 64 KiB block.
+    want=$(( 32 + bytes + 16 * ((bytes + 65535) / 65536) ))
+    remote="crypt:"
+  fi
+  rcs_config "$b"
   rm -rf "$WORK/rclone-cache"; mkdir -p "$mnt"
   s3_mkbucket "$b"
   c0=$(rgw_reqs)
@@ -482,6 +494,140 @@ CONF
 
 bench_s3_rclone() { bench_rclone_s3 "$1" rclone 0; }
 bench_s3_rclone_crypt() { bench_rclone_s3 "$1" rclone-crypt 1; }
+
+# ---------------------------------------------------------------- small files
+
+# `tar -x` of the regular files of /usr/include (a tarball made once; no
+# symlinks, which rclone mount refuses) into each FUSE system, until every
+# file is in the bucket: wavefs `wavefs unmount`; s3fs sync + unmount (it
+# uploads at close); rclone until the bucket lists every file, then
+# unmount. Then, not timed, a fresh mount's files are checked against the
+# tarball (contents, in order).
+S3_TAR=""
+S3_TAR_FILES=0
+
+s3_small_input() {
+  S3_TAR=$DATA/usr-include-files.tar
+  if [ ! -s "$S3_TAR" ]; then
+    (cd /usr && find include -type f -print0 |
+      tar --null --no-recursion -cf "$S3_TAR.tmp" -T -) || die "cannot make $S3_TAR from /usr/include"
+    mv "$S3_TAR.tmp" "$S3_TAR"
+  fi
+  S3_TAR_FILES=$(tar -tf "$S3_TAR" | wc -l)
+}
+
+# s3_small_extract SYS MNT: the timed `tar -x` (recorded as copy).
+s3_small_extract() {
+  local t0 t1
+  drop_caches
+  t0=$(now)
+  tar -xf "$S3_TAR" --no-same-owner -C "$2" 2>>"$LOGS/small-$1.log" ||
+    die "$1: tar -x into $2 failed (see $LOGS/small-$1.log)"
+  t1=$(now)
+  record small "$1" copy "$(secs "$t0" "$t1")"
+}
+
+# s3_small_check SYS MNT: the files read back equal the tarball's.
+s3_small_check() {
+  local want got
+  want=$(tar -xOf "$S3_TAR" | openssl dgst -sha256 -r | cut -d' ' -f1)
+  got=$(cd "$2" && tar -tf "$S3_TAR" | xargs -d '\n' cat | openssl dgst -sha256 -r | cut -d' ' -f1)
+  [ "$got" = "$want" ] || die "$1: the files read back from the bucket differ from the tarball"
+}
+
+# s3_small_record SYS C0 C1 BUCKET [POLLS]: after unmount_timed.
+s3_small_record() {
+  record small "$1" flush "$UT_SECS"
+  record small "$1" rss "$(kib_mib "$UT_PEAK_KIB")"
+  rec_upload_reqs small "$1" "$2" "$3" "$4" "${5:-0}"
+  rec_until small "$1"
+}
+
+bench_s3_small_wavefs() {
+  local b store mnt=$MNTS/wavefs c0 c1
+  b=$(s3_bucket_name wavefs small)
+  store="s3://$b/store?endpoint=$WAVEFS_S3_ENDPOINT"
+  rm -rf "$WORK/wavefs-home"; mkdir -p "$mnt"
+  export WAVEFS_HOME=$WORK/wavefs-home
+  s3_mkbucket "$b"
+  "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init $store failed (see $LOGS/wavefs-mount.log)"
+  c0=$(rgw_reqs)
+  wfs_mount "$store" "$mnt"
+  s3_small_extract wavefs "$mnt"
+  unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
+  c1=$(rgw_reqs)
+  s3_small_record wavefs "$c0" "$c1" "$b"
+  wfs_mount "$store" "$mnt"
+  s3_small_check wavefs "$mnt"
+  unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
+  s3_purge "$b"
+  rm -rf "$WAVEFS_HOME"
+  unset WAVEFS_HOME
+}
+
+bench_s3_small_s3fs() {
+  local b mnt=$MNTS/s3fs c0 c1
+  b=$(s3_bucket_name s3fs small)
+  ( umask 077; printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$WORK/s3fs-passwd" )
+  mkdir -p "$mnt"
+  s3_mkbucket "$b"
+  c0=$(rgw_reqs)
+  s3fs_mount "$b" "$mnt"
+  s3_small_extract s3fs "$mnt"
+  unmount_timed "$mnt" "$S3FS_PID" s3fs_unmount "$mnt"
+  c1=$(rgw_reqs)
+  s3_small_record s3fs "$c0" "$c1" "$b"
+  rm -rf "$WORK/s3fs-tmp"
+  s3fs_mount "$b" "$mnt"
+  s3_small_check s3fs "$mnt"
+  unmount_timed "$mnt" "$S3FS_PID" s3fs_unmount "$mnt"
+  s3_purge "$b"
+  rm -rf "$WORK/s3fs-tmp"
+}
+
+# rcs_flush_count BUCKET MNT N: wait until the bucket lists N objects (every
+# file uploaded from rclone's write cache), then unmount. S3_POLLS: the
+# listing requests this made (one per 1000 keys listed).
+rcs_flush_count() {
+  local b=$1 mnt=$2 want=$3 end n
+  sync
+  end=$(( $(date +%s) + 3600 ))
+  S3_POLLS=0
+  while :; do
+    n=$(s3_list "$b" | wc -l)
+    S3_POLLS=$(( S3_POLLS + n / 1000 + 1 ))
+    [ "$n" -ge "$want" ] && break
+    [ "$(date +%s)" -lt "$end" ] || die "rclone never finished uploading to $b ($n of $want objects)"
+    sleep 1
+  done
+  fusermount3 -u "$mnt"
+}
+
+# bench_rclone_small SYS CRYPT(0|1)
+bench_rclone_small() {
+  local sys=$1 b mnt=$MNTS/$1 c0 c1 remote
+  b=$(s3_bucket_name "$sys" small)
+  remote="s3remote:$b"
+  [ "$2" -eq 1 ] && remote="crypt:"
+  rcs_config "$b"
+  rm -rf "$WORK/rclone-cache"; mkdir -p "$mnt"
+  s3_mkbucket "$b"
+  c0=$(rgw_reqs)
+  rcs_mount "$remote" "$mnt"
+  s3_small_extract "$sys" "$mnt"
+  unmount_timed "$mnt" "$RCS_PID" rcs_flush_count "$b" "$mnt" "$S3_TAR_FILES"
+  c1=$(rgw_reqs)
+  s3_small_record "$sys" "$c0" "$c1" "$b" "$S3_POLLS"
+  rm -rf "$WORK/rclone-cache"
+  rcs_mount "$remote" "$mnt"
+  s3_small_check "$sys" "$mnt"
+  unmount_timed "$mnt" "$RCS_PID"
+  s3_purge "$b"
+  rm -rf "$WORK/rclone-cache"
+}
+
+bench_s3_small_rclone() { bench_rclone_small rclone 0; }
+bench_s3_small_rclone_crypt() { bench_rclone_small rclone-crypt 1; }
 
 # ---------------------------------------------------------------- main
 
@@ -525,6 +671,18 @@ s3_main() {
         log "$size run $run/$RUNS: $sys"
         "bench_s3_${sys//-/_}" "$size"
       done
+    done
+  done
+
+  [ "$S3_SMALL" -eq 0 ] || s3_small_input
+  for run in $(seq 1 "$RUNS"); do
+    [ "$S3_SMALL" -eq 1 ] || break
+    S3_RUN=$run
+    for sys in "${SYSTEMS[@]}"; do
+      [ "$sys" = curl ] && continue   # no per-file baseline
+      [ -n "${MISSING[$sys]:-}" ] && continue
+      log "small files ($S3_TAR_FILES) run $run/$RUNS: $sys"
+      "bench_s3_small_${sys//-/_}"
     done
   done
 
@@ -577,6 +735,22 @@ s3_report() {
       done
     done
     echo
+    if [ "$S3_SMALL" -eq 1 ]; then
+      echo "Small files: \`tar -x\` of the $S3_TAR_FILES regular files of /usr/include ($(( $(stat -c %s "$S3_TAR") >> 20 )) MiB tarball), until every file is in the bucket:"
+      echo
+      echo "| system | tar -x s | in bucket s | vs wavefs | upload requests | peak RSS MiB |"
+      echo "|---|---|---|---|---|---|"
+      local wu
+      wu=$(s3_med small wavefs until)
+      for sys in "${SYSTEMS[@]}"; do
+        [ "$sys" = curl ] && continue
+        [ -n "${MISSING[$sys]:-}" ] && continue
+        c=$(s3_med small "$sys" copy); u=$(s3_med small "$sys" until)
+        rss=$(s3_med small "$sys" rss); w=$(s3_med small "$sys" wreq)
+        echo "| $sys | $(s3_fmt "$c") | $(s3_fmt "$u") | $(s3_ratio "$u" "$wu") | $(s3_fmt "$w" 0) | $(s3_fmt "$rss" 1) |"
+      done
+    fi
+    echo
     echo "Notes:"
     echo "- curl = the link's ceiling: 4 MiB objects, 4 parallel signed PUT streams (one kept-alive curl each; splitting the file is not timed);"
     echo "  its seq read = 4 parallel GET streams of all objects, each sha256-checked; its random = the same ${RAND_READS} 1 MiB reads as sequential"
@@ -596,6 +770,12 @@ s3_report() {
       echo "  connection when it seeks, so its figure is what it asked for, far more than what moved."
     else
       echo "- requests: the server's counters were not reachable: upload = objects in the bucket afterwards; read columns for curl only."
+    fi
+    if [ "$S3_SMALL" -eq 1 ]; then
+      echo "- small files: in bucket = \`tar -x\` + the flush (wavefs \`wavefs unmount\`; s3fs sync + unmount; rclone until the bucket"
+      echo "  lists every file, then unmount; its listing requests subtracted); the files are then read back through a new mount and"
+      echo "  checked against the tarball (not timed). Upload requests counted as above (every request, incl. directory objects and"
+      echo "  metadata updates)."
     fi
     echo "- s3fs keeps what it downloaded for an open file in its tmpdir until the file is closed: within one open (the whole"
     echo "  random-read pass) a byte range is fetched at most once, and it fetches large parts around each read."
