@@ -331,17 +331,31 @@ wfs_stats_log() {   # MNT LABEL: user.wavefs.stats into the log
     >>"$LOGS/wavefs-s3-stats.log" 2>&1 || true
 }
 
+# wfs_s3_init BUCKET: a new bucket and a wavefs store in it, with a fresh
+# index and key (WAVEFS_HOME); its URL in WFS_STORE.
+wfs_s3_init() {
+  WFS_STORE="s3://$1/store?endpoint=$WAVEFS_S3_ENDPOINT"
+  rm -rf "$WORK/wavefs-home"
+  export WAVEFS_HOME=$WORK/wavefs-home
+  s3_mkbucket "$1"
+  "$WAVEFS" init "$WFS_STORE" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init $WFS_STORE failed (see $LOGS/wavefs-mount.log)"
+}
+
+# wfs_s3_done BUCKET: the bucket and the local index go.
+wfs_s3_done() {
+  s3_purge "$1"
+  rm -rf "$WAVEFS_HOME"
+  unset WAVEFS_HOME
+}
+
 bench_s3_wavefs() {
-  local size=$1 bytes b store mnt=$MNTS/wavefs c0 c1 chunks want f warns
+  local size=$1 bytes b mnt=$MNTS/wavefs c0 c1 chunks want f warns
   bytes=$(to_bytes "$size")
   b=$(s3_bucket_name wavefs "$size")
-  store="s3://$b/store?endpoint=$WAVEFS_S3_ENDPOINT"
-  rm -rf "$WORK/wavefs-home"; mkdir -p "$mnt"
-  export WAVEFS_HOME=$WORK/wavefs-home   # fresh index and key per run
-  s3_mkbucket "$b"
-  "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init $store failed (see $LOGS/wavefs-mount.log)"
+  mkdir -p "$mnt"
+  wfs_s3_init "$b"
   c0=$(rgw_reqs)
-  wfs_mount "$store" "$mnt"
+  wfs_mount "$WFS_STORE" "$mnt"
   start_sampler "$WFS_PID"
   timed_copy "$size" wavefs "$mnt/f"
   wfs_stats_log "$mnt" "$size run $S3_RUN: after cp, before unmount"
@@ -353,7 +367,7 @@ bench_s3_wavefs() {
   want=$(( (bytes + S3_OBJ - 1) / S3_OBJ ))
   [ "$chunks" -eq "$want" ] ||
     S3_NOTES["wavefs $size run $S3_RUN: $chunks chunk objects in the bucket after unmount, expected $want"]=1
-  wfs_mount "$store" "$mnt"
+  wfs_mount "$WFS_STORE" "$mnt"
   measure_reads_s3 "$size" wavefs "$mnt/f"
   wfs_stats_log "$mnt" "$size run $S3_RUN: after the reads (second mount)"
   unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
@@ -365,9 +379,7 @@ bench_s3_wavefs() {
     [ "$warns" -eq 0 ] ||
       S3_NOTES["wavefs $size run $S3_RUN: $warns warning/error lines in its log ($LOGS/wavefs-s3-$size-r$S3_RUN.log)"]=1
   done
-  s3_purge "$b"
-  rm -rf "$WAVEFS_HOME"
-  unset WAVEFS_HOME
+  wfs_s3_done "$b"
 }
 
 # ---------------------------------------------------------------- s3fs
@@ -375,6 +387,7 @@ bench_s3_wavefs() {
 S3FS_PID=""
 s3fs_mount() {   # BUCKET MNT
   mkdir -p "$WORK/s3fs-tmp"
+  ( umask 077; printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$WORK/s3fs-passwd" )
   s3fs "$1" "$2" -f -o "url=$WAVEFS_S3_ENDPOINT,use_path_request_style,passwd_file=$WORK/s3fs-passwd,endpoint=$AWS_REGION,tmpdir=$WORK/s3fs-tmp" \
     >>"$LOGS/s3fs.log" 2>&1 &
   S3FS_PID=$!
@@ -388,7 +401,6 @@ bench_s3_s3fs() {
   local size=$1 bytes b mnt=$MNTS/s3fs c0 c1 got
   bytes=$(to_bytes "$size")
   b=$(s3_bucket_name s3fs "$size")
-  ( umask 077; printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$WORK/s3fs-passwd" )
   mkdir -p "$mnt"
   s3_mkbucket "$b"
   c0=$(rgw_reqs)
@@ -422,20 +434,28 @@ rcs_mount() {   # REMOTE MNT
   wait_mounted "$2" "$RCS_PID" 60 || die "rclone mount did not mount (see $LOGS/rclone-s3.log)"
 }
 
-# rcs_flush BUCKET MNT WANT: rclone uploads from its write cache after close;
-# wait until the bucket lists an object of the final size, then unmount.
-rcs_flush() {
-  local b=$1 mnt=$2 want=$3 end
+# rcs_flush_until BUCKET MNT PAUSE AWK: rclone uploads from its write cache
+# after close; list the bucket every PAUSE seconds until the awk program
+# AWK exits 0 on the listing ("KEY SIZE" lines), then unmount. S3_POLLS:
+# the listing requests this made (one per 1000 keys listed).
+rcs_flush_until() {
+  local b=$1 mnt=$2 pause=$3 done_when=$4 end listing
   sync
   end=$(( $(date +%s) + 3600 ))
   S3_POLLS=0
   while :; do
-    S3_POLLS=$(( S3_POLLS + 1 ))
-    if s3_list "$b" | awk -v w="$want" '$2 == w { f = 1 } END { exit !f }'; then break; fi
+    listing=$(s3_list "$b") || listing=""   # a failed listing: not yet
+    S3_POLLS=$(( S3_POLLS + $(grep -c . <<<"$listing" || true) / 1000 + 1 ))
+    awk "$done_when" <<<"$listing" && break
     [ "$(date +%s)" -lt "$end" ] || die "rclone never finished uploading to $b"
-    sleep 0.1
+    sleep "$pause"
   done
   fusermount3 -u "$mnt"
+}
+
+# rcs_flush BUCKET MNT WANT: until the bucket lists an object of WANT bytes.
+rcs_flush() {
+  rcs_flush_until "$1" "$2" 0.1 "\$2 == $3 { f = 1 } END { exit !f }"
 }
 
 # rcs_config BUCKET: remotes s3remote: (the RGW) and crypt: (over BUCKET).
@@ -505,6 +525,7 @@ bench_s3_rclone_crypt() { bench_rclone_s3 "$1" rclone-crypt 1; }
 # tarball (contents, in order).
 S3_TAR=""
 S3_TAR_FILES=0
+S3_TAR_SHA=""   # of every file's bytes, in the tarball's order
 
 s3_small_input() {
   S3_TAR=$DATA/usr-include-files.tar
@@ -514,6 +535,7 @@ s3_small_input() {
     mv "$S3_TAR.tmp" "$S3_TAR"
   fi
   S3_TAR_FILES=$(tar -tf "$S3_TAR" | wc -l)
+  S3_TAR_SHA=$(tar -xOf "$S3_TAR" | openssl dgst -sha256 -r | cut -d' ' -f1)
 }
 
 # s3_small_extract SYS MNT: the timed `tar -x` (recorded as copy).
@@ -529,10 +551,9 @@ s3_small_extract() {
 
 # s3_small_check SYS MNT: the files read back equal the tarball's.
 s3_small_check() {
-  local want got
-  want=$(tar -xOf "$S3_TAR" | openssl dgst -sha256 -r | cut -d' ' -f1)
+  local got
   got=$(cd "$2" && tar -tf "$S3_TAR" | xargs -d '\n' cat | openssl dgst -sha256 -r | cut -d' ' -f1)
-  [ "$got" = "$want" ] || die "$1: the files read back from the bucket differ from the tarball"
+  [ "$got" = "$S3_TAR_SHA" ] || die "$1: the files read back from the bucket differ from the tarball"
 }
 
 # s3_small_record SYS C0 C1 BUCKET [POLLS]: after unmount_timed.
@@ -544,31 +565,25 @@ s3_small_record() {
 }
 
 bench_s3_small_wavefs() {
-  local b store mnt=$MNTS/wavefs c0 c1
+  local b mnt=$MNTS/wavefs c0 c1
   b=$(s3_bucket_name wavefs small)
-  store="s3://$b/store?endpoint=$WAVEFS_S3_ENDPOINT"
-  rm -rf "$WORK/wavefs-home"; mkdir -p "$mnt"
-  export WAVEFS_HOME=$WORK/wavefs-home
-  s3_mkbucket "$b"
-  "$WAVEFS" init "$store" >>"$LOGS/wavefs-mount.log" 2>&1 || die "wavefs init $store failed (see $LOGS/wavefs-mount.log)"
+  mkdir -p "$mnt"
+  wfs_s3_init "$b"
   c0=$(rgw_reqs)
-  wfs_mount "$store" "$mnt"
+  wfs_mount "$WFS_STORE" "$mnt"
   s3_small_extract wavefs "$mnt"
   unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
   c1=$(rgw_reqs)
   s3_small_record wavefs "$c0" "$c1" "$b"
-  wfs_mount "$store" "$mnt"
+  wfs_mount "$WFS_STORE" "$mnt"
   s3_small_check wavefs "$mnt"
   unmount_timed "$mnt" "$WFS_PID" "$WAVEFS" unmount "$mnt"
-  s3_purge "$b"
-  rm -rf "$WAVEFS_HOME"
-  unset WAVEFS_HOME
+  wfs_s3_done "$b"
 }
 
 bench_s3_small_s3fs() {
   local b mnt=$MNTS/s3fs c0 c1
   b=$(s3_bucket_name s3fs small)
-  ( umask 077; printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$WORK/s3fs-passwd" )
   mkdir -p "$mnt"
   s3_mkbucket "$b"
   c0=$(rgw_reqs)
@@ -585,22 +600,10 @@ bench_s3_small_s3fs() {
   rm -rf "$WORK/s3fs-tmp"
 }
 
-# rcs_flush_count BUCKET MNT N: wait until the bucket lists N objects (every
-# file uploaded from rclone's write cache), then unmount. S3_POLLS: the
-# listing requests this made (one per 1000 keys listed).
+# rcs_flush_count BUCKET MNT N: until the bucket lists N objects (every
+# file); a listing of thousands of keys is polled once a second.
 rcs_flush_count() {
-  local b=$1 mnt=$2 want=$3 end n
-  sync
-  end=$(( $(date +%s) + 3600 ))
-  S3_POLLS=0
-  while :; do
-    n=$(s3_list "$b" | wc -l)
-    S3_POLLS=$(( S3_POLLS + n / 1000 + 1 ))
-    [ "$n" -ge "$want" ] && break
-    [ "$(date +%s)" -lt "$end" ] || die "rclone never finished uploading to $b ($n of $want objects)"
-    sleep 1
-  done
-  fusermount3 -u "$mnt"
+  rcs_flush_until "$1" "$2" 1 "NF { n++ } END { exit n < $3 }"
 }
 
 # bench_rclone_small SYS CRYPT(0|1)
@@ -674,17 +677,18 @@ s3_main() {
     done
   done
 
-  [ "$S3_SMALL" -eq 0 ] || s3_small_input
-  for run in $(seq 1 "$RUNS"); do
-    [ "$S3_SMALL" -eq 1 ] || break
-    S3_RUN=$run
-    for sys in "${SYSTEMS[@]}"; do
-      [ "$sys" = curl ] && continue   # no per-file baseline
-      [ -n "${MISSING[$sys]:-}" ] && continue
-      log "small files ($S3_TAR_FILES) run $run/$RUNS: $sys"
-      "bench_s3_small_${sys//-/_}"
+  if [ "$S3_SMALL" -eq 1 ]; then
+    s3_small_input
+    for run in $(seq 1 "$RUNS"); do
+      S3_RUN=$run
+      for sys in "${SYSTEMS[@]}"; do
+        [ "$sys" = curl ] && continue   # no per-file baseline
+        [ -n "${MISSING[$sys]:-}" ] && continue
+        log "small files ($S3_TAR_FILES) run $run/$RUNS: $sys"
+        "bench_s3_small_${sys//-/_}"
+      done
     done
-  done
+  fi
 
   s3_report
 }
