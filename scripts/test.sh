@@ -59,6 +59,17 @@ run_ctest() {
   total_skip=$((total_skip + skipped))
   if [ "$failed" -gt 0 ]; then
     problems+=("$name: $failed of $total test(s) failed")
+    # CI shows only the head and the tail of this output: repeat what
+    # failed inside the failing tests (gtest's failed test names and the
+    # lines of each failed check) here, so that they reach the summary.
+    local detail
+    while IFS= read -r detail; do
+      problems+=("$name:   $detail")
+    done < <(grep -E -A4 '^[^ ]+:[0-9]+: Failure$' "$log" | grep -v -E '^--$' |
+      head -n 40)
+    while IFS= read -r detail; do
+      problems+=("$name:   $detail")
+    done < <(grep -E '^\[  FAILED  \] [A-Za-z_0-9]+\.' "$log" | sort -u | head -n 20)
   elif [ "$rc" -ne 0 ]; then
     total_fail=$((total_fail + 1))
     problems+=("$name: ctest exited $rc")
