@@ -222,7 +222,7 @@ bool Committer::TryJournal(OpenFile* f, bool sync) {
   if (!f->hot) {
     // The journal's pin keeps the buffer after the last handle goes.
     f->hot = true;
-    f->hot_since = std::chrono::steady_clock::now();
+    f->hot_since = pipeline_->HoldNow();
     f->opens += 1;
     if (auto self = f->self.lock()) journal_->MarkHot(std::move(self));
   }
@@ -314,7 +314,7 @@ void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
     spdlog::info("inode {}: its tail journal is applied now", f->ino);
   f->replay_error = Status::Ok();
   pin();
-  f->hot_since = std::chrono::steady_clock::now();
+  f->hot_since = pipeline_->HoldNow();
   if (auto self = f->self.lock()) journal_->MarkHot(std::move(self));
 }
 

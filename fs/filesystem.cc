@@ -61,7 +61,8 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
       journal_(secret,
                options_.tail_journal ? options_.hot_tail_hold
                                      : std::chrono::milliseconds(0),
-               std::max<size_t>(1, options_.dirty_buffers / 2)),
+               std::max<size_t>(1, options_.dirty_buffers / 2),
+               options_.hooks.hold_now),
       committer_(index, spill, store, &pipeline_, options_.commit_every_chunks,
                  &journal_),
       namespace_(index, &files_, &options_.hooks) {
@@ -141,7 +142,7 @@ void Filesystem::CoolTail(std::shared_ptr<OpenFile> f) {
     // Sealed only when idle and its hold is over: not while a handle may
     // be writing (a commit then races its writes), nor when it was due
     // for a replay that another thread already did (its hold starts anew).
-    const auto age = std::chrono::steady_clock::now() - f->hot_since;
+    const auto age = pipeline_.HoldNow() - f->hot_since;
     if (!orphan && age < journal_.hold()) {
       journal_.CoolAfter(f, journal_.hold() - age);
       return;

@@ -41,9 +41,12 @@ std::array<uint8_t, 16> Place(uint64_t ino, uint64_t seq) {
 
 }  // namespace
 
-TailJournal::TailJournal(const Secret& secret, std::chrono::milliseconds hold,
-                         size_t max_hot)
-    : hold_(hold), max_hot_(std::max<size_t>(1, max_hot)) {
+TailJournal::TailJournal(
+    const Secret& secret, std::chrono::milliseconds hold, size_t max_hot,
+    std::function<std::chrono::steady_clock::time_point()> now)
+    : hold_(hold),
+      max_hot_(std::max<size_t>(1, max_hot)),
+      now_(std::move(now)) {
   crypto_generichash(key_.data(), key_.size(),
                      reinterpret_cast<const uint8_t*>(kKeyContext),
                      sizeof kKeyContext - 1, secret.data(), secret.size());
@@ -144,9 +147,7 @@ void TailJournal::CoolAfter(std::shared_ptr<OpenFile> f,
                             std::chrono::steady_clock::duration after) {
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t ino = f->ino;
-  hot_.insert_or_assign(
-      ino,
-      std::make_pair(std::move(f), std::chrono::steady_clock::now() + after));
+  hot_.insert_or_assign(ino, std::make_pair(std::move(f), Now() + after));
   cv_.notify_all();
 }
 
@@ -164,10 +165,14 @@ size_t TailJournal::hot_files() const {
   return hot_.size();
 }
 
+std::chrono::steady_clock::time_point TailJournal::Now() const {
+  return now_ ? now_() : std::chrono::steady_clock::now();
+}
+
 void TailJournal::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = Now();
     std::vector<std::shared_ptr<OpenFile>> due;
     auto next = std::chrono::steady_clock::time_point::max();
     for (auto it = hot_.begin(); it != hot_.end();) {
@@ -185,7 +190,9 @@ void TailJournal::Loop() {
       lock.lock();
       continue;
     }
-    if (next == std::chrono::steady_clock::time_point::max())
+    if (now_ && next != std::chrono::steady_clock::time_point::max())
+      cv_.wait_for(lock, std::chrono::milliseconds(10));  // a test clock
+    else if (next == std::chrono::steady_clock::time_point::max())
       cv_.wait(lock);
     else
       cv_.wait_until(lock, next);

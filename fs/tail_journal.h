@@ -76,8 +76,12 @@ class TailJournal {
   // hold: how long a file stays hot after its first record (0: never).
   // max_hot: how many files may be hot at once; each keeps a chunk buffer
   // of the write pool, which writers of other files need.
+  // now: the hold's clock (FsHooks::hold_now); empty: steady_clock. With
+  // a clock of its own the thread looks every 10 ms instead of sleeping
+  // until the next file is due.
   TailJournal(const Secret& secret, std::chrono::milliseconds hold,
-              size_t max_hot = 2);
+              size_t max_hot = 2,
+              std::function<std::chrono::steady_clock::time_point()> now = {});
   ~TailJournal();
   TailJournal(const TailJournal&) = delete;
   TailJournal& operator=(const TailJournal&) = delete;
@@ -110,10 +114,12 @@ class TailJournal {
 
  private:
   void Loop();
+  std::chrono::steady_clock::time_point Now() const;
 
   std::array<uint8_t, 32> key_;
   const std::chrono::milliseconds hold_;
   const size_t max_hot_;
+  const std::function<std::chrono::steady_clock::time_point()> now_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<uint64_t, std::pair<std::shared_ptr<OpenFile>,

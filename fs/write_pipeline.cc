@@ -474,7 +474,7 @@ void WritePipeline::SealAll(OpenFile* f, std::unique_lock<std::mutex>& lock) {
 
 void WritePipeline::NoteCommit(uint64_t ino) {
   if (options_.hot_tail_hold.count() <= 0) return;
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = HoldNow();
   std::lock_guard<std::mutex> lock(hot_mu_);
   if (last_commit_.size() >= 4096) {
     // Only the last hold's worth matters: forget older commits, and all of
@@ -512,7 +512,7 @@ std::chrono::steady_clock::duration WritePipeline::HoldFor(uint64_t ino) {
   std::lock_guard<std::mutex> lock(hot_mu_);
   auto it = last_commit_.find(ino);
   if (it == last_commit_.end() ||
-      std::chrono::steady_clock::now() - it->second >= options_.hot_tail_hold)
+      HoldNow() - it->second >= options_.hot_tail_hold)
     return {};
   return options_.hot_tail_hold;
 }
@@ -686,6 +686,11 @@ Result<uint64_t> WritePipeline::FreeBytes() const {
   if (hooks_ != nullptr && hooks_->spill_free_bytes)
     return hooks_->spill_free_bytes();
   return spill_->FreeBytes();
+}
+
+std::chrono::steady_clock::time_point WritePipeline::HoldNow() const {
+  if (hooks_ != nullptr && hooks_->hold_now) return hooks_->hold_now();
+  return std::chrono::steady_clock::now();
 }
 
 std::chrono::steady_clock::time_point WritePipeline::SpaceNow() const {

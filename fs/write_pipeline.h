@@ -83,6 +83,14 @@ struct FsHooks {
   // makes "waited longer than --space-wait" independent of how fast the
   // machine is. WaitForSpace still looks again at least every 500 ms.
   std::function<std::chrono::steady_clock::time_point()> space_now;
+  // The clock the tail journal's hold is measured by (fs/tail_journal.h):
+  // when a file became hot, whether a file was committed within the hold,
+  // and when the journal's thread cools a file; unset:
+  // std::chrono::steady_clock. A test clock makes "the hold is over" a
+  // step of the test, not a race with the machine's speed; the journal's
+  // thread then looks every 10 ms. (A held chunk's end in the index,
+  // store/index.h, stays on real time.)
+  std::function<std::chrono::steady_clock::time_point()> hold_now;
   // After an upload freed spill space and the waiting writers were woken
   // (from the uploader's thread, holding no lock of the pipeline).
   std::function<void()> space_freed;
@@ -190,6 +198,8 @@ class WritePipeline {
   // Whether ino was committed within hot_tail_hold (NoteCommit): a file
   // written again soon after a close (a log), not one written once.
   bool RecentlyCommitted(uint64_t ino) { return HoldFor(ino).count() > 0; }
+  // Now on the hold's clock (FsHooks::hold_now).
+  std::chrono::steady_clock::time_point HoldNow() const;
   // Removes the spill files of held chunks the index dropped (a failure
   // leaves a stray file, which the next mount's recovery removes) and
   // wakes writers waiting for spill space.

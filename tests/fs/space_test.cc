@@ -147,13 +147,15 @@ class FsSpaceTest : public FsTest {
 // a file written all over, evicted before its close, with a hold of an
 // hour) must not keep writers from the space they take: a spill with room
 // for three chunks, a file of six whose every chunk is evicted and brought
-// back four times, and --space-wait of 2 s. Writers short of space end the
+// back four times, and --space-wait of 30 s. Writers short of space end the
 // holds, the uploads free the space, and every write succeeds.
 TEST_F(FsSpaceTest, HeldChunksGiveWayWhenTheSpillIsShort) {
   FsOptions o = TestOptions();
   o.dirty_buffers = 4;
   o.max_buffers_per_file = 2;
-  o.space_wait = 2s;
+  // Long enough for uploads on a stalled machine to free the space (it
+  // was 2 s); held chunks that did not give way fail a write after it.
+  o.space_wait = 30s;
   o.hot_tail_hold = std::chrono::hours(1);
   MountOnDisk(3 * kChunkOnDisk, o, FsHooks{});
   const uint64_t ino = Create("f");
