@@ -41,7 +41,8 @@ ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
       store_(store),
       format_(format),
       options_(options),
-      cache_(options.cache_chunks),
+      cache_(options.cache_chunks + options.cache_small_entries,
+             static_cast<uint64_t>(options.cache_chunks) * kChunkSize),
       windows_(options.read_window > 0 ? options.window_entries : 0),
       read_window_(options.read_window) {
   for (int i = 0; i < options_.prefetch_depth; ++i)
@@ -214,8 +215,19 @@ Result<ChunkData> ChunkReader::FetchChunk(const ChunkRef& ref) {
     WAVEFS_RETURN_IF_ERROR(
         OpenChunk(ref, format_, buf->data(), buf->size(), false));
     buf->resize(ref.length);
+    // The cache counts an entry's size: a small chunk in a reused 4 MiB
+    // vector would hold far more than that (the vector goes back to the
+    // reuse list instead).
+    if (buf->capacity() > 2 * std::max<size_t>(buf->size(), 64 << 10))
+      return CopyWiped(buf->data(), buf->size());
     return ChunkData(std::move(buf));
   });
+}
+
+Status ChunkReader::PrefetchSmall(const ChunkRef& ref) {
+  if (cache_.Contains(ref.address)) return Status::Ok();
+  auto data = FetchChunk(ref);
+  return data.ok() ? Status::Ok() : data.status();
 }
 
 Status ChunkReader::ReadObject(

@@ -66,7 +66,10 @@ class CopyingSink : public ReadSink {
 class ChunkReader {
  public:
   struct Options {
-    size_t cache_chunks = 2;    // decrypted whole chunks kept
+    size_t cache_chunks = 2;  // decrypted whole chunks kept
+    // Entries the cache keeps besides, within the same bytes (chunks of
+    // small files fetched ahead of their reader, fs/sibling_prefetch.h).
+    size_t cache_small_entries = 0;
     int prefetch_depth = 1;     // chunks fetched ahead (0: no prefetch)
     uint64_t read_window = 0;   // see FsOptions::read_window
     size_t window_entries = 3;  // windows kept (read_window > 0)
@@ -89,6 +92,9 @@ class ChunkReader {
                           uint64_t offset, size_t size, ReadSink* sink);
   // The whole decrypted chunk (through the cache).
   Result<ChunkData> FetchChunk(const ChunkRef& ref);
+  // Fetches a small file's chunk into the cache ahead of its reader
+  // (fs/sibling_prefetch.h); nothing when it is cached or being fetched.
+  Status PrefetchSmall(const ChunkRef& ref);
   uint64_t segment_reads() const { return segment_reads_.load(); }
   // Turns the read windows off (0) once the kernel sends whole reads in one
   // request (fs/kernel_readahead.h): a random read then fetches exactly the

@@ -36,7 +36,16 @@ ChunkReader::Options ReaderOptionsOf(const FsOptions& o) {
   r.read_window = o.read_window;
   r.recycled_chunks = o.recycled_chunks;
   r.fetch_unlocked = o.hooks.read_unlocked;
+  // Room for the files fetched ahead and those the reader is on.
+  r.cache_small_entries = o.prefetch_files > 0 ? 4 * o.prefetch_files : 0;
   return r;
+}
+
+SiblingPrefetch::Options SiblingOptionsOf(const FsOptions& o) {
+  SiblingPrefetch::Options s;
+  s.files_ahead = o.prefetch_files;
+  s.threads = static_cast<int>(std::min<size_t>(4, o.prefetch_files));
+  return s;
 }
 
 Status NoSuchOffset(const char* what) {
@@ -56,6 +65,7 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
       files_(index),
       reader_(index, spill, store, options_.chunk_format,
               ReaderOptionsOf(options_)),
+      siblings_(index, &reader_, SiblingOptionsOf(options_)),
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
                 WriteOptionsOf(options_), &options_.hooks),
       journal_(secret,
@@ -216,7 +226,16 @@ Result<std::string> Filesystem::ReadLink(uint64_t ino) {
 
 Status Filesystem::ReadDir(uint64_t ino, const std::string& after,
                            const std::function<bool(const DirEntry&)>& fn) {
-  return namespace_.ReadDir(ino, after, fn);
+  if (!siblings_.enabled()) return namespace_.ReadDir(ino, after, fn);
+  // The regular files the caller took, in order, for SiblingPrefetch.
+  std::vector<uint64_t> files;
+  Status st = namespace_.ReadDir(ino, after, [&](const DirEntry& e) {
+    if (!fn(e)) return false;
+    if (S_ISREG(e.mode)) files.push_back(e.ino);
+    return true;
+  });
+  siblings_.NoteListing(ino, after.empty(), files);
+  return st;
 }
 
 Status Filesystem::FsyncDir() { return namespace_.Sync(); }
@@ -287,6 +306,8 @@ Result<std::unique_ptr<FileHandle>> Filesystem::Open(uint64_t ino, int flags) {
   auto h = std::make_unique<FileHandle>();
   h->file = *f;
   if (committer_.TakeDropped(ino)) h->keep_cache = false;
+  if ((flags & O_ACCMODE) != O_WRONLY && !(flags & O_TRUNC))
+    siblings_.NoteOpen(ino);
   if ((flags & O_ACCMODE) == O_RDWR) {
     std::lock_guard<std::mutex> lock(h->file->mu);
     h->read_write = true;
@@ -699,6 +720,8 @@ std::string Filesystem::StatsText(const std::string& extra) {
     add("store_gets", std::to_string(counts_->gets()));
   }
   add("segment_reads", std::to_string(reader_.segment_reads()));
+  add("sibling_prefetches", std::to_string(siblings_.prefetched()));
+  add("sibling_queued", std::to_string(siblings_.queued()));
   add("tail_cache_hits", std::to_string(pipeline_.tail_cache_hits()));
   add("page_outs", std::to_string(pipeline_.page_outs()));
   add("journal_commits", std::to_string(committer_.journal_commits()));

@@ -4,12 +4,13 @@
 // errnos. Everything below is expressed in inode numbers, names and byte
 // ranges, so it can be unit-tested with a MemoryStore and no mount.
 //
-// This class only composes the five parts that do the work, one file each:
+// This class only composes the parts that do the work, one file each:
 //   Namespace      (fs/namespace.h)      names, links, renames, xattrs
 //   OpenFileTable  (fs/open_file.h)      open inodes, pins, last release
 //   WritePipeline  (fs/write_pipeline.h) dirty buffers, sealing, staging
 //   Committer      (fs/committer.h)      data maps into the index, drops
 //   ChunkReader    (fs/chunk_reader.h)   cache, segments, prefetch
+//   SiblingPrefetch (fs/sibling_prefetch.h) small files read in a row
 // and the operations that span them (open with O_TRUNC, setattr,
 // fallocate, lseek, copy_file_range). The lock order is written in
 // fs/open_file.h.
@@ -32,6 +33,7 @@
 #include "fs/committer.h"
 #include "fs/namespace.h"
 #include "fs/open_file.h"
+#include "fs/sibling_prefetch.h"
 #include "fs/tail_journal.h"
 #include "fs/write_pipeline.h"
 #include "store/chunk_store.h"
@@ -95,6 +97,9 @@ struct FsOptions {
   // hot_tail_hold after the first (fs/tail_journal.h). Off (or a
   // hot_tail_hold of 0): every such close seals the chunk.
   bool tail_journal = true;
+  // Small files (up to 1 MiB) fetched ahead of a reader going through a
+  // directory in order (fs/sibling_prefetch.h). 0: off.
+  size_t prefetch_files = 0;
   // Test-only interleaving and fault hooks (empty in production).
   FsHooks hooks;
 };
@@ -245,6 +250,7 @@ class Filesystem {
   const FsOptions options_;
   OpenFileTable files_;
   ChunkReader reader_;
+  SiblingPrefetch siblings_;  // before reader_ goes
   WritePipeline pipeline_;
   TailJournal journal_;
   Committer committer_;

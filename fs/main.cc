@@ -79,6 +79,12 @@ int main(int argc, char** argv) {
                    "More parallel uploads for chunks of at most 256 KiB "
                    "(default 0, 12 for S3)")
       ->check(CLI::Range(0, 64));
+  mount
+      ->add_option("--prefetch-files", mo.prefetch_files,
+                   "Small files (up to 1 MiB) fetched ahead of a program "
+                   "reading a directory's files in order, as cp -r, tar and "
+                   "rsync do (default 0, 8 for S3)")
+      ->check(CLI::Range(0, 64));
   mount->add_option("--s3-endpoint", mo.s3_endpoint,
                     "S3 endpoint URL (overrides the store URL's endpoint=)");
   mount->add_option("--s3-region", mo.s3_region,

@@ -417,6 +417,9 @@ int RunMount(MountOptions o) {
   if (o.small_upload_threads < 0)
     o.small_upload_threads =
         o.location.kind == StoreLocation::Kind::kS3 ? 12 : 0;
+  // A local store's read is a file read on this disk: nothing to hide.
+  if (o.prefetch_files < 0)
+    o.prefetch_files = o.location.kind == StoreLocation::Kind::kS3 ? 8 : 0;
   // For S3 this is a signed request: wrong keys, a missing bucket, a bad
   // region or an unreachable endpoint fail here, before the fork.
   auto cfg = ReadStoreConfigAt(o.location);
@@ -474,6 +477,8 @@ int RunMount(MountOptions o) {
     return Fail("thread counts must be between 1 and 64");
   if (o.small_upload_threads < 0 || o.small_upload_threads > 64)
     return Fail("--small-upload-threads must be between 0 and 64");
+  if (o.prefetch_files < 0 || o.prefetch_files > 64)
+    return Fail("--prefetch-files must be between 0 and 64");
   if (o.attr_timeout_s < 0 || o.attr_timeout_s > 86400)
     return Fail("--attr-timeout must be between 0 and 86400 seconds");
   if (o.space_wait_s < 0 || o.space_wait_s > 86400)

@@ -79,6 +79,7 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   b.fs.tail_journal = !o.no_tail_journal;
   b.fs.spill_reserve_bytes = o.spill_reserve;
   b.fs.page_out_slots = static_cast<size_t>(o.page_out / kChunkSize);
+  b.fs.prefetch_files = static_cast<size_t>(std::max(0, o.prefetch_files));
   if (o.location.kind == StoreLocation::Kind::kS3) {
     // A GET costs milliseconds before its first byte: keep two in flight
     // for a sequential reader, and, where the kernel readahead cannot be

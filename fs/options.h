@@ -45,6 +45,9 @@ struct MountOptions {
   // Extra uploads of small chunks (Uploader::Options::small_lanes);
   // -1: 0 for a local store, 12 for S3.
   int small_upload_threads = -1;
+  // Small files fetched ahead of a reader going through a directory
+  // (fs/sibling_prefetch.h); -1: 0 for a local store, 8 for S3.
+  int prefetch_files = -1;
   int seal_threads = DefaultSealThreads();
   // Each FUSE thread keeps a request buffer that a 1 MiB write fills (the
   // kernel hands requests to idle threads in turn, so all of them): 3

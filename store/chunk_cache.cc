@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+
 namespace wavefs {
 
 ChunkData CopyWiped(const uint8_t* data, size_t n) {
@@ -22,12 +24,21 @@ size_t ChunkCache::size() {
   return map_.size();
 }
 
+uint64_t ChunkCache::Weight(const ChunkData& data) {
+  return std::max<uint64_t>(4096, data ? data->size() : 0);
+}
+
 void ChunkCache::InsertLocked(const Address& address, ChunkData data) {
   if (capacity_ == 0 || map_.count(address)) return;
   lru_.push_front(address);
+  bytes_ += Weight(data);
   map_[address] = {std::move(data), lru_.begin()};
-  while (map_.size() > capacity_) {
-    map_.erase(lru_.back());
+  // The entry just added stays, even alone over the budget.
+  while (map_.size() > capacity_ ||
+         (budget_ > 0 && bytes_ > budget_ && map_.size() > 1)) {
+    auto it = map_.find(lru_.back());
+    bytes_ -= Weight(it->second.first);
+    map_.erase(it);
     lru_.pop_back();
   }
 }

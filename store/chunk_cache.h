@@ -2,8 +2,11 @@
 // loading (two readers of one missing chunk fetch it once).
 //
 // Entries are shared_ptr so a reader can copy out of a chunk after the
-// cache has dropped it. Capacity is in chunks; 0 disables caching (loads
-// still work). Thread-safe; the loader runs without the cache lock held.
+// cache has dropped it. Capacity is in entries; 0 disables caching (loads
+// still work). A byte budget, when given, bounds the entries' bytes too
+// (each counts at least 4 KiB): many small chunks (the files
+// SiblingPrefetch fetches ahead) or a few whole ones. Thread-safe; the
+// loader runs without the cache lock held.
 #pragma once
 
 #include <condition_variable>
@@ -28,7 +31,8 @@ ChunkData CopyWiped(const uint8_t* data, size_t n);
 
 class ChunkCache {
  public:
-  explicit ChunkCache(size_t capacity) : capacity_(capacity) {}
+  explicit ChunkCache(size_t capacity, uint64_t budget_bytes = 0)
+      : capacity_(capacity), budget_(budget_bytes) {}
   using Loader = std::function<Result<ChunkData>()>;
   Result<ChunkData> GetOrLoad(const Address& address, const Loader& load);
   bool Contains(const Address& address);
@@ -41,8 +45,11 @@ class ChunkCache {
     ChunkData data;
   };
   void InsertLocked(const Address& address, ChunkData data);
+  static uint64_t Weight(const ChunkData& data);
 
   const size_t capacity_;
+  const uint64_t budget_;
+  uint64_t bytes_ = 0;  // Weight of the entries
   std::mutex mu_;
   std::condition_variable cv_;
   std::list<Address> lru_;  // front = most recent
