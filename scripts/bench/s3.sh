@@ -521,8 +521,10 @@ bench_s3_rclone_crypt() { bench_rclone_s3 "$1" rclone-crypt 1; }
 # symlinks, which rclone mount refuses) into each FUSE system, until every
 # file is in the bucket: wavefs `wavefs unmount`; s3fs sync + unmount (it
 # uploads at close); rclone until the bucket lists every file, then
-# unmount. Then, not timed, a fresh mount's files are checked against the
-# tarball (contents, in order).
+# unmount. Then a fresh mount's files are read back with caches dropped,
+# one `cat` after the other in the tarball's order (as `cp -r` or a backup
+# reads a tree; wavefs numbers inodes in creation order, so this is also
+# their inode order), timed and checked against the tarball.
 S3_TAR=""
 S3_TAR_FILES=0
 S3_TAR_SHA=""   # of every file's bytes, in the tarball's order
@@ -549,11 +551,17 @@ s3_small_extract() {
   record small "$1" copy "$(secs "$t0" "$t1")"
 }
 
-# s3_small_check SYS MNT: the files read back equal the tarball's.
+# s3_small_check SYS MNT: the files read back (timed, caches dropped) equal
+# the tarball's.
 s3_small_check() {
-  local got
-  got=$(cd "$2" && tar -tf "$S3_TAR" | xargs -d '\n' cat | openssl dgst -sha256 -r | cut -d' ' -f1)
+  local got t0 t1
+  tar -tf "$S3_TAR" >"$WORK/small-names"
+  drop_caches
+  t0=$(now)
+  got=$(cd "$2" && xargs -d '\n' cat <"$WORK/small-names" | openssl dgst -sha256 -r | cut -d' ' -f1)
+  t1=$(now)
   [ "$got" = "$S3_TAR_SHA" ] || die "$1: the files read back from the bucket differ from the tarball"
+  record small "$1" read "$(secs "$t0" "$t1")"
 }
 
 # s3_small_record SYS C0 C1 BUCKET [POLLS]: after unmount_timed.
@@ -742,16 +750,18 @@ s3_report() {
     if [ "$S3_SMALL" -eq 1 ]; then
       echo "Small files: \`tar -x\` of the $S3_TAR_FILES regular files of /usr/include ($(( $(stat -c %s "$S3_TAR") >> 20 )) MiB tarball), until every file is in the bucket:"
       echo
-      echo "| system | tar -x s | in bucket s | vs wavefs | upload requests | peak RSS MiB |"
-      echo "|---|---|---|---|---|---|"
-      local wu
+      echo "| system | tar -x s | in bucket s | vs wavefs | upload requests | peak RSS MiB | read back s | read vs wavefs |"
+      echo "|---|---|---|---|---|---|---|---|"
+      local wu wr r
       wu=$(s3_med small wavefs until)
+      wr=$(s3_med small wavefs read)
       for sys in "${SYSTEMS[@]}"; do
         [ "$sys" = curl ] && continue
         [ -n "${MISSING[$sys]:-}" ] && continue
         c=$(s3_med small "$sys" copy); u=$(s3_med small "$sys" until)
         rss=$(s3_med small "$sys" rss); w=$(s3_med small "$sys" wreq)
-        echo "| $sys | $(s3_fmt "$c") | $(s3_fmt "$u") | $(s3_ratio "$u" "$wu") | $(s3_fmt "$w" 0) | $(s3_fmt "$rss" 1) |"
+        r=$(s3_med small "$sys" read)
+        echo "| $sys | $(s3_fmt "$c") | $(s3_fmt "$u") | $(s3_ratio "$u" "$wu") | $(s3_fmt "$w" 0) | $(s3_fmt "$rss" 1) | $(s3_fmt "$r") | $(s3_ratio "$r" "$wr") |"
       done
     fi
     echo
@@ -777,9 +787,9 @@ s3_report() {
     fi
     if [ "$S3_SMALL" -eq 1 ]; then
       echo "- small files: in bucket = \`tar -x\` + the flush (wavefs \`wavefs unmount\`; s3fs sync + unmount; rclone until the bucket"
-      echo "  lists every file, then unmount; its listing requests subtracted); the files are then read back through a new mount and"
-      echo "  checked against the tarball (not timed). Upload requests counted as above (every request, incl. directory objects and"
-      echo "  metadata updates)."
+      echo "  lists every file, then unmount; its listing requests subtracted). Upload requests counted as above (every request, incl."
+      echo "  directory objects and metadata updates). read back = a new mount, caches dropped, \`cat\` of every file in the tarball's"
+      echo "  order (for wavefs also their inode order, so \`--prefetch-files\` fetches the next small files ahead), checked against the tarball."
     fi
     echo "- s3fs keeps what it downloaded for an open file in its tmpdir until the file is closed: within one open (the whole"
     echo "  random-read pass) a byte range is fetched at most once, and it fetches large parts around each read."
