@@ -65,7 +65,8 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
       files_(index),
       reader_(index, spill, store, options_.chunk_format,
               ReaderOptionsOf(options_)),
-      siblings_(index, &reader_, SiblingOptionsOf(options_)),
+      siblings_(index, &reader_, SiblingOptionsOf(options_),
+                [this](uint64_t dir) { return RegularFilesOf(dir); }),
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
                 WriteOptionsOf(options_), &options_.hooks),
       journal_(secret,
@@ -190,7 +191,20 @@ Result<InodeAttr> Filesystem::GetAttr(uint64_t ino) {
 Result<InodeAttr> Filesystem::Lookup(uint64_t parent, const std::string& name) {
   auto e = namespace_.Lookup(parent, name);
   if (!e.ok()) return e.status();
+  if (S_ISREG(e->mode)) siblings_.NoteLookup(parent, e->ino);
   return GetAttr(e->ino);
+}
+
+std::vector<uint64_t> Filesystem::RegularFilesOf(uint64_t dir) {
+  std::vector<uint64_t> files;
+  namespace_
+      .ReadDir(dir, "",
+               [&](const DirEntry& e) {
+                 if (S_ISREG(e.mode)) files.push_back(e.ino);
+                 return files.size() < 16384;  // what it remembers at most
+               })
+      .IgnoreError();
+  return files;
 }
 
 Result<InodeAttr> Filesystem::MakeNode(uint64_t parent, const std::string& name,
@@ -722,6 +736,7 @@ std::string Filesystem::StatsText(const std::string& extra) {
   add("segment_reads", std::to_string(reader_.segment_reads()));
   add("sibling_prefetches", std::to_string(siblings_.prefetched()));
   add("sibling_queued", std::to_string(siblings_.queued()));
+  add("sibling_listings", std::to_string(siblings_.listings()));
   add("tail_cache_hits", std::to_string(pipeline_.tail_cache_hits()));
   add("page_outs", std::to_string(pipeline_.page_outs()));
   add("journal_commits", std::to_string(committer_.journal_commits()));

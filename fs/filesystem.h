@@ -226,6 +226,9 @@ class Filesystem {
   std::pair<size_t, size_t> UncommittedForTest(uint64_t ino);
 
  private:
+  // The regular files of dir in name order (SiblingPrefetch's listing of a
+  // directory read by paths).
+  std::vector<uint64_t> RegularFilesOf(uint64_t dir);
   // Drops one pin of f (committing on behalf of h); the records of an
   // unlinked file go with its last pin.
   Status Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h);

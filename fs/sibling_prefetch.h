@@ -12,12 +12,20 @@
 // directory's entries so, to read a disk in its layout; wavefs numbers
 // inodes in creation order). So this class remembers, per directory, the
 // regular files of its last listing, and when two files of one listing are
-// opened for reading one after the other in either order, it has the next
+// opened for reading one right after the other in either order (the second
+// the next file after the first), it has the next
 // `files_ahead` small files in that order (at most `max_file` bytes: one
 // chunk) fetched into the reader's cache by `threads` threads of its own,
 // and the next one each time the reader moves on. Each file is queued
 // once per listing; a reader that jumps around (a listing, then one file)
 // starts nothing.
+//
+// A program that opens files by a list of paths (`xargs cat` of a file
+// list, a build reading headers) lists no directory: the kernel only looks
+// each name up. So a lookup tells this class the file's directory, and the
+// first open of a file of a directory it has no listing of has a prefetch
+// thread list that directory from the index (`list_dir`), as if the
+// program had; the next opens in order then work as above.
 //
 // What it fetches is the file's committed chunk through
 // ChunkReader::PrefetchSmall: content-addressed, so a file changed since
@@ -38,6 +46,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -58,7 +67,11 @@ class SiblingPrefetch {
     size_t dirs = 1024;
     size_t max_files = 16384;
   };
-  SiblingPrefetch(Index* index, ChunkReader* reader, Options options);
+  // list_dir: the regular files of a directory in the listing's order (no
+  // lock held; called on a prefetch thread).
+  using ListDir = std::function<std::vector<uint64_t>(uint64_t dir)>;
+  SiblingPrefetch(Index* index, ChunkReader* reader, Options options,
+                  ListDir list_dir = {});
   ~SiblingPrefetch();
   SiblingPrefetch(const SiblingPrefetch&) = delete;
   SiblingPrefetch& operator=(const SiblingPrefetch&) = delete;
@@ -68,8 +81,12 @@ class SiblingPrefetch {
   // the listing began at the directory's first entry (a new listing).
   void NoteListing(uint64_t dir, bool from_start,
                    const std::vector<uint64_t>& files);
+  // A lookup found regular file ino in dir.
+  void NoteLookup(uint64_t dir, uint64_t ino);
   // ino was opened for reading.
   void NoteOpen(uint64_t ino);
+  // Directories a prefetch thread listed itself.
+  uint64_t listings() const { return listings_.load(); }
   // Files whose chunk a prefetch thread fetched (or found cached).
   uint64_t prefetched() const { return prefetched_.load(); }
   // Files queued for a prefetch thread (each at most once per listing).
@@ -92,6 +109,7 @@ class SiblingPrefetch {
   void ForgetLocked(uint64_t dir);
   void Loop();
   void Fetch(uint64_t ino);
+  void List(uint64_t dir, uint64_t opened);
 
   Index* const index_;
   ChunkReader* const reader_;
@@ -103,7 +121,18 @@ class SiblingPrefetch {
   std::list<uint64_t> ages_;
   // Where a listed file is: its directory and position there.
   std::unordered_map<uint64_t, std::pair<uint64_t, uint32_t>> where_;
-  std::deque<uint64_t> queue_;
+  // Directories of files looked up (bounded by max_files: cleared when
+  // full).
+  std::unordered_map<uint64_t, uint64_t> parent_;
+  // Work: a file to fetch, or (dir set) the directory of a file opened
+  // without a listing, to list.
+  struct Work {
+    uint64_t ino = 0;
+    uint64_t dir = 0;
+  };
+  std::deque<Work> queue_;
+  const ListDir list_dir_;
+  std::atomic<uint64_t> listings_{0};
   bool stop_ = false;
   std::atomic<uint64_t> prefetched_{0};
   std::atomic<uint64_t> queued_{0};

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "fs/chunk_reader.h"
 #include "fs_fixture.h"
 
 namespace wavefs {
@@ -133,6 +134,29 @@ TEST_F(SiblingPrefetchTest, AFileChangedAfterItsFetchReadsBackChanged) {
   EXPECT_TRUE(SameBytes(data_[3], Read(3)));
 }
 
+// A program that opens files by their paths (xargs cat of a list) lists
+// no directory: the first open after a lookup has the daemon list it.
+TEST_F(SiblingPrefetchTest, AReaderByPathsFindsTheNextFilesFetched) {
+  for (int i = 0; i < kFiles; ++i) {
+    auto a = fs_->Lookup(dir_, Name(i));
+    ASSERT_TRUE(a.ok());
+    ASSERT_EQ(a->ino, inos_[i]);
+    if (i == 1) {
+      ASSERT_TRUE(WaitFor([&] { return Stat("sibling_listings") == 1; }, 30s));
+    }
+    if (i >= 2) {
+      const uint64_t want = std::min(kFiles, i + 4) - 2;
+      ASSERT_TRUE(
+          WaitFor([&] { return Stat("sibling_prefetches") >= want; }, 30s))
+          << "file " << i;
+    }
+    EXPECT_TRUE(SameBytes(data_[i], Read(i))) << Name(i);
+  }
+  EXPECT_EQ(Stat("sibling_listings"), 1u);
+  EXPECT_EQ(Stat("sibling_prefetches"), kFiles - 2u);
+  EXPECT_EQ(Gets(), static_cast<uint64_t>(kFiles));
+}
+
 // GNU cp reads a directory's files by inode number: here the reverse of
 // the names' order (the files were made from the last name to the first).
 TEST_F(SiblingPrefetchTest, AReaderInInodeOrderFindsTheNextFilesFetched) {
@@ -159,6 +183,76 @@ TEST_F(SiblingPrefetchTest, AReaderInInodeOrderFindsTheNextFilesFetched) {
   }
   EXPECT_EQ(Stat("sibling_prefetches"), kFiles - 2u);
   EXPECT_EQ(Gets(), static_cast<uint64_t>(kFiles));
+}
+
+// What SiblingPrefetch remembers is bounded: directories and listed files
+// are forgotten least recently listed or read from first. Driven directly
+// (inode numbers of no file: only what is queued is looked at, and queueing
+// happens in NoteOpen itself).
+TEST_F(SiblingPrefetchTest, ItForgetsTheDirectoriesLeastRecentlyListedOrRead) {
+  ChunkReader reader(index_.get(), spill_.get(), store_.get(),
+                     kNewestChunkFormat, ChunkReader::Options{});
+  SiblingPrefetch::Options o;
+  o.files_ahead = 2;
+  o.threads = 1;
+  o.dirs = 2;
+  o.max_files = 10;
+  SiblingPrefetch sp(index_.get(), &reader, o);
+  // Directory d holds files 100d+0 .. 100d+n-1.
+  auto list = [&](uint64_t d, int n) {
+    std::vector<uint64_t> files;
+    for (int i = 0; i < n; ++i) files.push_back(100 * d + i);
+    sp.NoteListing(d, true, files);
+  };
+  auto open = [&](uint64_t d, int i) { sp.NoteOpen(100 * d + i); };
+
+  // tar -c: the parent (1) is listed, and while its files are read, each
+  // subdirectory (2, 3, 4) is listed in turn. Reading from the parent
+  // keeps it: each new subdirectory pushes out the previous one, not the
+  // parent (which a forgetting by listing alone would drop at 3).
+  list(1, 8);
+  open(1, 0);
+  list(2, 1);
+  open(1, 1);  // in order: 2 and 3 queued
+  EXPECT_EQ(sp.queued(), 2u);
+  list(3, 1);  // forgets 2
+  open(1, 2);  // 4 queued
+  EXPECT_EQ(sp.queued(), 3u) << "the parent was forgotten at a listing";
+  list(4, 1);  // forgets 3
+  open(1, 3);  // 5 queued
+  EXPECT_EQ(sp.queued(), 4u) << "the parent was forgotten at a listing";
+  list(1, 8);  // a new listing of the parent: its files may go again
+  open(1, 0);
+  open(1, 1);
+  EXPECT_EQ(sp.queued(), 6u);
+
+  // Two directories at most: listing a third forgets the one least
+  // recently listed or read from.
+  list(5, 4);  // forgets 4
+  list(6, 4);  // forgets 1
+  open(1, 2);
+  open(1, 3);
+  EXPECT_EQ(sp.queued(), 6u) << "a forgotten directory queued files";
+  open(5, 0);
+  open(5, 1);
+  EXPECT_EQ(sp.queued(), 8u);
+
+  // At most 10 files in all: a listing forgets the least recent others for
+  // room, and a listing bigger than that keeps its first 10.
+  list(7, 8);  // forgets 6 (two directories at most), then 5 (room)
+  open(5, 2);
+  EXPECT_EQ(sp.queued(), 8u) << "a directory forgotten for room queued";
+  open(7, 0);
+  open(7, 1);
+  EXPECT_EQ(sp.queued(), 10u);
+  list(8, 12);  // forgets 7; its files 10 and 11 are not remembered
+  open(8, 8);
+  open(8, 9);
+  open(8, 10);
+  EXPECT_EQ(sp.queued(), 10u) << "files past the cap were queued";
+  open(8, 0);
+  open(8, 1);
+  EXPECT_EQ(sp.queued(), 12u);
 }
 
 }  // namespace

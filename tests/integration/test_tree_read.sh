@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reading a tree of small files back (fs/sibling_prefetch.h): `tar -c`,
-# `cp -r` and `rsync -a` out of a fresh mount give back the tree that was
-# copied in, byte for byte, while the small files of each directory are
-# fetched ahead of them (in name order for tar and rsync, in inode order for
-# cp), each chunk from the store about once. A file changed in the mount
+# `cp -r`, `rsync -a` and `xargs cat` of a path list out of a fresh mount
+# give back the tree that was copied in, byte for byte, while the small
+# files of each directory are fetched ahead of them (in name order for tar
+# and rsync, in inode order for cp and the path list), each chunk from the
+# store about once. A file changed in the mount
 # after its directory was read reads back changed. Run on the local store
 # with --prefetch-files 8, and on S3 (it_s3_tree_read) with the default.
 source "$(dirname "$0")/lib.sh"
@@ -48,6 +49,22 @@ mkdir -p "$T/tar"
 read_out tar sh -c "tar -C '$MNT' -cf - tree | tar -C '$T/tar' -xf - && mv '$T/tar/tree'/* '$T/tar/' && rmdir '$T/tar/tree'"
 read_out cp cp -r "$MNT/tree" "$T/cp"
 read_out rsync rsync -a "$MNT/tree/" "$T/rsync/"
+
+# By paths (`xargs cat` of a file list: no directory is listed; the list is
+# in the source's inode order, which GNU cp -a made the files in, so inode
+# order in the mount too): the daemon lists each directory at its first
+# open.
+wfs_remount "${args[@]}"
+drop_caches
+find "$SRC/tree" -type f -printf '%i %P\n' | sort -n | cut -d' ' -f2- >"$T/paths"
+g0=$(stat_get store_gets)
+check "cat by paths" sh -c "cd '$MNT/tree' && xargs -d '\n' cat <'$T/paths' >'$T/bypaths'"
+expect_lt "cat by paths: directories the daemon listed itself" 0 "$(stat_get sibling_listings)"
+check "cat by paths: the bytes equal the source's" \
+  sh -c "cd '$SRC/tree' && xargs -d '\n' cat <'$T/paths' | cmp - '$T/bypaths'"
+g=$(( $(stat_get store_gets) - g0 ))
+expect_le "cat by paths: store reads" "$g" $(( files + 2 + files / 4 ))
+expect_lt "cat by paths: small files fetched ahead" 60 "$(stat_get sibling_prefetches)"
 
 # The daemon fetched files of a ahead; now they change in the mount (an
 # overwrite, an append, a truncate): each reads back as changed.
