@@ -58,7 +58,8 @@ Status Committer::Commit(OpenFile* f, std::unique_lock<std::mutex>& lock,
   // back in the file.
   WAVEFS_RETURN_IF_ERROR(ReplayIfNeeded(f, lock));
   if (why != Trigger::kInternal &&
-      (caller == nullptr || caller->dropped_error.ok()) && TryJournal(f, sync))
+      (caller == nullptr || caller->dropped_error.ok()) &&
+      TryJournal(f, sync, why))
     return Status::Ok();
   const uint64_t gen = f->write_gen;
   // No change of f lands while SealAll has mu released (OpenFile::commits):
@@ -135,7 +136,7 @@ void Committer::CommitLongWrite(OpenFile* f,
                  st.ToString());
 }
 
-bool Committer::TryJournal(OpenFile* f, bool sync) {
+bool Committer::TryJournal(OpenFile* f, bool sync, Trigger why) {
   if (journal_ == nullptr || journal_->hold().count() <= 0) return false;
   if (!S_ISREG(f->attr.mode) || !f->error.ok() || f->truncate_from ||
       !f->pending.empty() || !f->inflight.empty() || f->paged_out > 0 ||
@@ -162,8 +163,12 @@ bool Committer::TryJournal(OpenFile* f, bool sync) {
   if (EncodeInode(same) != EncodeInode(f->committed)) return false;
   // Nothing written since the last records (bash's redirections flush
   // twice): the journal already holds this state; an fsync makes it
-  // durable.
-  if (d.logged.empty()) {
+  // durable. New times (touch, the kernel's with the writeback cache) get
+  // a record of no bytes.
+  std::vector<std::pair<uint32_t, uint32_t>> ranges = d.logged;
+  if (ranges.empty() && why == Trigger::kSetTimes && f->journal_records > 0)
+    ranges.emplace_back(0, 0);
+  if (ranges.empty()) {
     if (f->journal_records == 0) return false;
     if (!sync) return true;
     Status st = SyncNamedChunks(f);
@@ -174,16 +179,17 @@ bool Committer::TryJournal(OpenFile* f, bool sync) {
     return st.ok();
   }
   uint64_t bytes = 0;
-  for (const auto& [from, to] : d.logged) {
-    if (d.absent & OpenFile::Dirty::SegmentMask(from, to)) return false;
+  for (const auto& [from, to] : ranges) {
+    if (from < to && (d.absent & OpenFile::Dirty::SegmentMask(from, to)))
+      return false;
     bytes += to - from;
   }
   if (f->journal_bytes + bytes > kMaxJournalBytes ||
-      f->journal_records + d.logged.size() > kMaxJournalRecords)
+      f->journal_records + ranges.size() > kMaxJournalRecords)
     return false;
   IndexBatch b;
   uint64_t seq = f->journal_next_seq;
-  for (const auto& [from, to] : d.logged) {
+  for (const auto& [from, to] : ranges) {
     JournalRecord r;
     r.chunk_index = idx;
     r.offset = from;
@@ -210,7 +216,7 @@ bool Committer::TryJournal(OpenFile* f, bool sync) {
   pipeline_->NoteCommit(f->ino);
   journal_commits_.fetch_add(1);
   journal_bytes_.fetch_add(bytes);
-  f->journal_records += d.logged.size();
+  f->journal_records += ranges.size();
   f->journal_bytes += bytes;
   f->journal_chunk = idx;
   f->journal_next_seq = seq;
@@ -285,14 +291,16 @@ void Committer::Replay(OpenFile* f, std::unique_lock<std::mutex>& lock) {
                     r.status().ToString());
       continue;
     }
-    MemorySource src(r->data.data());
-    auto n = pipeline_->Write(f, nullptr, lock,
-                              r->chunk_index * kChunkSize + r->offset, &src,
-                              r->data.size());
-    if (!n.ok() || *n != r->data.size())
-      return failed(
-          n.ok() ? Status::Error(Code::kIo, "short write of a journal record")
-                 : n.status());
+    if (!r->data.empty()) {  // a record of no bytes carries times only
+      MemorySource src(r->data.data());
+      auto n = pipeline_->Write(f, nullptr, lock,
+                                r->chunk_index * kChunkSize + r->offset, &src,
+                                r->data.size());
+      if (!n.ok() || *n != r->data.size())
+        return failed(
+            n.ok() ? Status::Error(Code::kIo, "short write of a journal record")
+                   : n.status());
+    }
     bytes += r->data.size();
     f->journal_chunk = r->chunk_index;
     last = std::move(*r);

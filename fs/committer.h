@@ -56,10 +56,13 @@ class Committer {
         commit_every_(commit_every_chunks),
         journal_(journal) {}
 
-  // What asks for a commit. A close (flush or release) and an fsync of a
-  // handle may commit as journal records (TryJournal); anything else
-  // (setattr, xattrs, long writes, unmount) seals.
-  enum class Trigger { kInternal, kClose, kFsync };
+  // What asks for a commit. A close (flush or release), an fsync of a
+  // handle and a setattr of times only may commit as journal records
+  // (TryJournal); anything else (other setattrs, xattrs, long writes,
+  // unmount) seals. kSetTimes is what the kernel sends before each fsync
+  // and close with the writeback cache (it owns mtime then): sealing there
+  // sealed a database's write-ahead log at every transaction.
+  enum class Trigger { kInternal, kClose, kFsync, kSetTimes };
   // caller: the handle on whose behalf this runs (null for setattr, xattrs,
   // unmount). It gets its own dropped-writes error, if any.
   // sync: durable against power loss when this returns (fsync, unmount).
@@ -124,7 +127,9 @@ class Committer {
   // they are not, or the index write failed: then the commit seals. sync
   // (an fsync): the records, and the sealed commit under them with every
   // chunk it names, are durable against power loss when it returns true.
-  bool TryJournal(OpenFile* f, bool sync);
+  // kSetTimes with no bytes written since the last record journals a
+  // record of no bytes, carrying the new times.
+  bool TryJournal(OpenFile* f, bool sync, Trigger why);
   // Makes every chunk f names (its pending refs and its data map in the
   // index) that is still staged, or stored but not yet synced there,
   // durable against power loss.

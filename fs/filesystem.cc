@@ -283,7 +283,8 @@ Status Filesystem::RemoveXattr(uint64_t ino, const std::string& name) {
 
 // ------------------------------------------------------------ open state
 
-Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h) {
+Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h,
+                         Committer::Trigger why) {
   Status st;
   bool cool_now = false;
   {
@@ -297,8 +298,7 @@ Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h) {
       committer_.DiscardOrphan(f.get(), lock);
     } else {
       st = committer_.Commit(f.get(), lock, false, h,
-                             h != nullptr ? Committer::Trigger::kClose
-                                          : Committer::Trigger::kInternal);
+                             h != nullptr ? Committer::Trigger::kClose : why);
     }
     if (h != nullptr) f->writers.erase(h);
     if (h != nullptr && h->read_write) f->read_write_handles -= 1;
@@ -458,7 +458,13 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
       out = a;
     }
   }
-  Status unpin = Unpin(f, nullptr);
+  // Times alone (touch, and the kernel's mtime before each fsync and close
+  // with the writeback cache) may go into the tail journal; anything else
+  // seals.
+  const bool times_only = !c.size && !c.mode && !c.uid && !c.gid;
+  Status unpin = Unpin(f, nullptr,
+                       times_only ? Committer::Trigger::kSetTimes
+                                  : Committer::Trigger::kInternal);
   if (!st.ok()) return st;
   if (!unpin.ok()) return unpin;
   return out;

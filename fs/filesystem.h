@@ -229,9 +229,10 @@ class Filesystem {
   // The regular files of dir in name order (SiblingPrefetch's listing of a
   // directory read by paths).
   std::vector<uint64_t> RegularFilesOf(uint64_t dir);
-  // Drops one pin of f (committing on behalf of h); the records of an
-  // unlinked file go with its last pin.
-  Status Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h);
+  // Drops one pin of f (committing on behalf of h, or for why without a
+  // handle); the records of an unlinked file go with its last pin.
+  Status Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h,
+               Committer::Trigger why = Committer::Trigger::kInternal);
   // Start-up: applies the tail journals left by the last daemon.
   void ReplayJournals();
   // The journal's thread: f's time as a hot file is up (a sealed commit and

@@ -13,8 +13,11 @@
 // file stays pinned ("hot") while later closes add records; the file is
 // committed the usual way, sealing the chunk and deleting the records in
 // the same index batch, at the latest `hold` after its first record, or
-// earlier by any commit that is not such a close or fsync (setattr, a
-// truncate, writes to a second chunk, too much journal, unmount). An fsync
+// earlier by any commit that is not such a close, fsync or setattr of
+// times only (other setattrs, a truncate, writes to a second chunk, too
+// much journal, unmount). A setattr of times (touch; the kernel's mtime
+// before each fsync and close with the writeback cache) journals the
+// writes before it, or a record of no bytes that carries the times. An fsync
 // journals the same way, in a synced index write, once every chunk of the
 // sealed version under the records is durable (Committer::TryJournal): a
 // database fsyncing its write-ahead log after every transaction no longer

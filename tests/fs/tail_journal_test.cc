@@ -277,6 +277,64 @@ TEST_F(TailJournalTest, FsyncsOfALogAreJournaled) {
   EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
 }
 
+// With the writeback cache the kernel owns mtime and sends it as a
+// setattr of times before each fsync (and close): a database's
+// write-ahead log under it journals the same, the times with it, instead
+// of sealing its tail at every transaction. A touch of a hot file with
+// nothing new written is a record of no bytes: kill-safe like the rest.
+TEST_F(TailJournalTest, TheKernelsTimesBeforeAnFsyncAreJournaled) {
+  std::string log = RandomBytes(200000, 590);
+  const uint64_t ino = WriteFile("wal", log);
+  Drain();
+  const uint64_t puts = store_->puts();
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  timespec last{};
+  for (int i = 0; i < 20; ++i) {
+    const std::string frame = RandomBytes(4096 + 24, 591 + i);
+    WriteAt(h.get(), log.size(), frame);
+    log += frame;
+    AttrChange times;
+    last = timespec{1700000000 + i, 1000 * i};
+    times.mtime = last;
+    ASSERT_TRUE(fs_->SetAttr(ino, times).ok());
+    WAVEFS_ASSERT_OK(fs_->Fsync(h.get()));
+  }
+  EXPECT_GE(Stat("journal_commits"), 19u);
+  EXPECT_TRUE(Journaled(ino));
+  Drain();
+  EXPECT_LE(store_->puts() - puts, 1u) << "each setattr sealed the tail";
+  // touch -d of the hot file, nothing written: a record of its own.
+  const uint64_t commits = Stat("journal_commits");
+  AttrChange touch;
+  touch.atime = timespec{1600000000, 5};
+  touch.mtime = timespec{1600000001, 7};
+  ASSERT_TRUE(fs_->SetAttr(ino, touch).ok());
+  EXPECT_EQ(Stat("journal_commits"), commits + 1);
+  EXPECT_EQ(fs_->GetAttr(ino)->mtime.tv_sec, 1600000001);
+  h.reset();
+  KillAndMount(LongHold());
+  EXPECT_EQ(Stat("journal_replays"), 1u);
+  auto a = fs_->GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->size, log.size());
+  EXPECT_EQ(a->mtime.tv_sec, 1600000001);
+  EXPECT_EQ(a->mtime.tv_nsec, 7);
+  EXPECT_EQ(a->atime.tv_sec, 1600000000);
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+  // A chmod still seals, and the times stay what they were.
+  AttrChange chmod;
+  chmod.mode = 0600;
+  ASSERT_TRUE(fs_->SetAttr(ino, chmod).ok());
+  EXPECT_FALSE(Journaled(ino));
+  KillAndMount(LongHold());
+  a = fs_->GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->mtime.tv_sec, 1600000001);
+  EXPECT_EQ(a->mode & 07777, 0600u);
+  EXPECT_TRUE(SameBytes(log, ReadFile(ino)));
+}
+
 // A file rewritten in place and fsynced (a database's write-ahead log)
 // journals up to Committer::kMaxJournalBytes; the fsync that would go past
 // seals the chunk instead, once, and the next ones journal again.

@@ -6,7 +6,8 @@
 # had returned, with the right bytes; SQLite then goes on writing, and an
 # ordinary unmount and remount keep it all. Each fsync of the log and the
 # database after the first is a tail-journal commit (fs/tail_journal.h),
-# which the stats must show, so this is the path under test.
+# which the stats must show, so this is the path under test. it_wb_sqlite
+# runs it with --writeback-cache.
 source "$(dirname "$0")/lib.sh"
 
 LOAD=$(dirname "$0")/sqlite_load.py
@@ -32,7 +33,10 @@ for mode in wal delete; do
   n=$(wc -l <"$log")
   [ "$n" -ge 150 ] || fail "$mode: only $n transactions in 60 s ($(tail -n 2 "$T/$mode.writer.err"))"
   journaled=$(($(stat_get journal_commits) - journal_before))
-  [ "$journaled" -gt 0 ] || fail "$mode: no fsync went to the tail journal"
+  # Most transactions journal, also with --writeback-cache (whose setattr
+  # of mtime before each fsync used to seal the log every time).
+  [ "$journaled" -ge $((n / 2)) ] ||
+    fail "$mode: $journaled journal commits for $n transactions: fsyncs sealed"
   it_log "$mode: $n transactions committed, $journaled journal commits; killing daemon $DAEMON_PID"
   kill -9 "$DAEMON_PID"
   wait_pid_exit "$DAEMON_PID" 10 || fail "daemon $DAEMON_PID survived kill -9"
