@@ -10,7 +10,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace wavefs {
 namespace {
@@ -46,11 +48,13 @@ void Check(bool ok, const char* what) {
 // The AEAD that seals and opens the segments of one chunk under its key:
 // XChaCha20-Poly1305 (libsodium) for formats 1 and 2, AES-256-GCM (OpenSSL
 // EVP, which uses AES-NI and carry-less multiply where the CPU has them)
-// for format 3. Each unit is `len` bytes at `seg`, its tag right after.
+// for formats 3 and 4. Each unit is `len` bytes at `seg`, its tag right after.
 class SegmentAead {
  public:
   SegmentAead(ChunkFormat format, const ChunkKey& key) : key_(key) {
-    if (format != ChunkFormat::kSegmentedAes) return;
+    if (format != ChunkFormat::kSegmentedAes &&
+        format != ChunkFormat::kTagAddressed)
+      return;
     ctx_ = EVP_CIPHER_CTX_new();
     Check(ctx_ != nullptr, "EVP_CIPHER_CTX_new");
   }
@@ -125,6 +129,90 @@ Status FailOpen(uint8_t* buf, size_t ct_len, Code code, std::string message) {
   return Status::Error(code, std::move(message));
 }
 
+void HmacSha256(std::span<const uint8_t> key, std::span<const uint8_t> message,
+                uint8_t out[32]) {
+  unsigned int len = 0;
+  Check(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+             message.data(), message.size(), out, &len) != nullptr &&
+            len == 32,
+        "HMAC-SHA-256");
+}
+
+// Format 4's labels (docs/format.md, 2d). Each is HKDF-Expand's `info`; the
+// 0x01 after it is HKDF's block counter (one 32-byte block).
+constexpr std::string_view kF4KeyInfo = "wavefs format 4 key";
+constexpr std::string_view kF4CommitmentInfo = "wavefs format 4 commitment";
+constexpr std::string_view kF4AddressLabel = "wavefs format 4 address";
+
+// HKDF-Expand(prk, info, 32) = HMAC-SHA-256(prk, info || 0x01).
+void ExpandOneBlock(const uint8_t prk[32], std::string_view info,
+                    uint8_t out[32]) {
+  uint8_t message[64];
+  assert(info.size() < sizeof(message));
+  std::memcpy(message, info.data(), info.size());
+  message[info.size()] = 0x01;
+  HmacSha256({prk, 32}, {message, info.size() + 1}, out);
+  sodium_memzero(message, sizeof(message));
+}
+
+// Format 4's two secrets of a chunk: HKDF-Extract(salt = secret, IKM =
+// plaintext) is HMAC-SHA-256(secret, plaintext), the one pass over the
+// plaintext; the key and the commitment are expanded from it.
+void DeriveFormat4(const Secret& secret, std::span<const uint8_t> plaintext,
+                   ChunkKey* key, uint8_t commitment[kCommitmentSize]) {
+  uint8_t prk[32];
+  HmacSha256(secret, plaintext, prk);
+  ExpandOneBlock(prk, kF4KeyInfo, key->data());
+  if (commitment != nullptr) ExpandOneBlock(prk, kF4CommitmentInfo, commitment);
+  sodium_memzero(prk, sizeof(prk));
+}
+
+// The plaintext length of a format-4 object of `size` bytes, or nullopt
+// when no chunk seals to that size.
+std::optional<uint64_t> Format4Length(uint64_t size) {
+  if (size <= kCommitmentSize + kTagSize) return std::nullopt;
+  const uint64_t body = size - kCommitmentSize;
+  const uint64_t segments =
+      body / kSealedSegmentSize + (body % kSealedSegmentSize != 0 ? 1 : 0);
+  const uint64_t len = body - segments * kTagSize;
+  if (len == 0 || len > kChunkSize ||
+      CiphertextSize(ChunkFormat::kTagAddressed, len) != size)
+    return std::nullopt;
+  return len;
+}
+
+// address = SHA-256(label || u64le(length) || commitment || tag_0 || ...),
+// read from the object itself: the tag of each segment and the trailer.
+Address Format4Address(std::span<const uint8_t> object) {
+  Address address{};  // all zeros: no chunk's address, for a bad size
+  const auto len = Format4Length(object.size());
+  if (!len) return address;
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  Check(md != nullptr && EVP_DigestInit_ex(md, EVP_sha256(), nullptr) == 1,
+        "SHA-256 init");
+  uint8_t le[8];
+  for (int b = 0; b < 8; ++b) le[b] = static_cast<uint8_t>(*len >> (8 * b));
+  bool ok =
+      EVP_DigestUpdate(md, kF4AddressLabel.data(), kF4AddressLabel.size()) ==
+          1 &&
+      EVP_DigestUpdate(md, le, sizeof(le)) == 1 &&
+      EVP_DigestUpdate(md, object.data() + object.size() - kCommitmentSize,
+                       kCommitmentSize) == 1;
+  const uint64_t n = SegmentCountFor(*len);
+  for (uint64_t i = 0; ok && i < n; ++i) {
+    const uint64_t seg_len =
+        std::min<uint64_t>(kSegmentSize, *len - i * kSegmentSize);
+    ok = EVP_DigestUpdate(md, object.data() + i * kSealedSegmentSize + seg_len,
+                          kTagSize) == 1;
+  }
+  unsigned int out = 0;
+  ok = ok && EVP_DigestFinal_ex(md, address.data(), &out) == 1 &&
+       out == address.size();
+  EVP_MD_CTX_free(md);
+  Check(ok, "SHA-256");
+  return address;
+}
+
 }  // namespace
 
 Status InitCrypto() {
@@ -150,12 +238,11 @@ ChunkKey DeriveChunkKey(ChunkFormat format, const Secret& secret,
                         std::span<const uint8_t> plaintext) {
   ChunkKey key{};
   if (format == ChunkFormat::kSegmentedAes) {
-    unsigned int len = 0;
-    Check(
-        HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-             plaintext.data(), plaintext.size(), key.data(), &len) != nullptr &&
-            len == key.size(),
-        "HMAC-SHA-256");
+    HmacSha256(secret, plaintext, key.data());
+    return key;
+  }
+  if (format == ChunkFormat::kTagAddressed) {
+    DeriveFormat4(secret, plaintext, &key, nullptr);
     return key;
   }
   // Cannot fail: every length is within libsodium's bounds (static_asserts).
@@ -165,6 +252,7 @@ ChunkKey DeriveChunkKey(ChunkFormat format, const Secret& secret,
 }
 
 Address AddressOf(ChunkFormat format, std::span<const uint8_t> ciphertext) {
+  if (format == ChunkFormat::kTagAddressed) return Format4Address(ciphertext);
   Address address{};
   if (format == ChunkFormat::kSegmentedAes) {
     unsigned int len = 0;
@@ -188,7 +276,11 @@ ChunkRef SealChunk(const Secret& secret, ChunkFormat format, uint8_t* buf,
     ref.hole = true;
     return ref;
   }
-  ref.key = DeriveChunkKey(format, secret, {buf, len});
+  uint8_t commitment[kCommitmentSize];
+  if (format == ChunkFormat::kTagAddressed)
+    DeriveFormat4(secret, {buf, len}, &ref.key, commitment);
+  else
+    ref.key = DeriveChunkKey(format, secret, {buf, len});
   SegmentAead aead(format, ref.key);
   if (format == ChunkFormat::kWhole) {
     aead.Seal(0, buf, len);
@@ -203,6 +295,10 @@ ChunkRef SealChunk(const Secret& secret, ChunkFormat format, uint8_t* buf,
       if (seg != buf + pt_off) std::memmove(seg, buf + pt_off, seg_len);
       aead.Seal(i, seg, seg_len);
     }
+  }
+  if (format == ChunkFormat::kTagAddressed) {
+    std::memcpy(buf + CiphertextSize(ChunkFormat::kSegmentedAes, len),
+                commitment, kCommitmentSize);
   }
   ref.address = AddressOf(format, {buf, CiphertextSize(format, len)});
   return ref;
@@ -278,8 +374,14 @@ Status OpenChunk(const ChunkRef& ref, ChunkFormat format, uint8_t* buf,
       return FailOpen(buf, ct_len, Code::kCorrupt,
                       "chunk " + ToHex(ref.address) + " has length 0");
     }
-    return OpenSegments(
-        ref, format, SegmentsCovering(ref.length, 0, ref.length), buf, ct_len);
+    // Format 4's trailer is no segment: the segments end before it.
+    const size_t trailer =
+        format == ChunkFormat::kTagAddressed ? kCommitmentSize : 0;
+    Status st =
+        OpenSegments(ref, format, SegmentsCovering(ref.length, 0, ref.length),
+                     buf, ct_len - trailer);
+    if (!st.ok() && trailer > 0) sodium_memzero(buf, ct_len);
+    return st;
   }
   // libsodium checks the tag over the ciphertext before it writes any
   // plaintext, so decrypting in place is safe.

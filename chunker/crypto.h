@@ -13,6 +13,16 @@
 //   object     = the segments of format 2, each AES-256-GCM(key,
 //                nonce = u64le(i) || 4 zero bytes, no AD) followed by its tag
 //   address    = SHA-256(object)
+// Format 4 (OpenSSL; docs/format.md 2d):
+//   prk        = HMAC-SHA-256(key = secret, message = plaintext)
+//   key        = HMAC-SHA-256(prk, "wavefs format 4 key" || 0x01)
+//   commitment = HMAC-SHA-256(prk, "wavefs format 4 commitment" || 0x01)
+//   object     = format 3's segments under key, then the commitment
+//   address    = SHA-256("wavefs format 4 address" || u64le(length) ||
+//                commitment || tag of segment 0 || tag of segment 1 ...)
+//   The address covers ~1 KiB of a 4 MiB object, so a check without the
+//   key sees a changed size, trailer or tag but not a change confined to a
+//   segment's ciphertext; under the key every tag catches that.
 //
 // The nonces are safe: a key encrypts exactly one plaintext, and within it
 // every segment has its own nonce. All functions are pure and thread-safe
@@ -39,7 +49,8 @@ ChunkKey DeriveChunkKey(ChunkFormat format, const Secret& secret,
                         std::span<const uint8_t> plaintext);
 
 // The address of an object of a store of `format`: what every check of a
-// stored or staged object against its name computes.
+// stored or staged object against its name computes. Format 4: all zeros
+// (no chunk's address) when no chunk seals to the object's size.
 Address AddressOf(ChunkFormat format, std::span<const uint8_t> ciphertext);
 
 // Seals the chunk held in buf[0, len): a hole ref when it is all zeros (buf

@@ -28,13 +28,25 @@ inline constexpr size_t kTagSize = 16;
 //   kSegmentedAes: format 3, the layout of format 2 on primitives this
 //               class of CPU runs in hardware: HMAC-SHA-256 key,
 //               AES-256-GCM segments, SHA-256 address.
-enum class ChunkFormat : int { kWhole = 1, kSegmented = 2, kSegmentedAes = 3 };
-// What `wavefs init` writes.
-inline constexpr ChunkFormat kNewestChunkFormat = ChunkFormat::kSegmentedAes;
+//   kTagAddressed: format 4, format 3's segments plus a 32-byte commitment
+//               trailer; the address hashes the commitment and the tags,
+//               not the whole object (one SHA-256 pass fewer per chunk).
+enum class ChunkFormat : int {
+  kWhole = 1,
+  kSegmented = 2,
+  kSegmentedAes = 3,
+  kTagAddressed = 4,
+};
+// The newest format: what `wavefs init` writes for a local store.
+inline constexpr ChunkFormat kNewestChunkFormat = ChunkFormat::kTagAddressed;
+// What `wavefs init` writes for an S3 store: format 3's address is the
+// SHA-256 its PUTs sign, where format 4 would need an MD5 pass instead
+// (docs/format.md, 2d).
+inline constexpr ChunkFormat kS3DefaultChunkFormat = ChunkFormat::kSegmentedAes;
 inline constexpr bool IsKnownChunkFormat(int format) {
-  return format >= 1 && format <= 3;
+  return format >= 1 && format <= 4;
 }
-// Formats 2 and 3 share the segment layout (and range reads).
+// Formats 2, 3 and 4 share the segment layout (and range reads).
 inline constexpr bool IsSegmented(ChunkFormat format) {
   return format != ChunkFormat::kWhole;
 }
@@ -44,21 +56,28 @@ inline constexpr size_t kSealedSegmentSize = kSegmentSize + kTagSize;
 inline constexpr uint64_t SegmentCountFor(uint64_t len) {
   return len / kSegmentSize + (len % kSegmentSize != 0 ? 1 : 0);
 }
+// Format 4's trailer: the chunk's commitment (docs/format.md, 2d).
+inline constexpr size_t kCommitmentSize = 32;
 // Object size of a chunk with `len` plaintext bytes.
 inline constexpr uint64_t CiphertextSize(ChunkFormat format, uint64_t len) {
-  return format == ChunkFormat::kWhole ? len + kTagSize
-                                       : len + SegmentCountFor(len) * kTagSize;
+  if (format == ChunkFormat::kWhole) return len + kTagSize;
+  const uint64_t segments = len + SegmentCountFor(len) * kTagSize;
+  return format == ChunkFormat::kTagAddressed ? segments + kCommitmentSize
+                                              : segments;
 }
-// Largest ciphertext object of any format: a full format-2 chunk.
+// Largest ciphertext object of any format: a full format-4 chunk.
 inline constexpr size_t kMaxCiphertextSize =
-    CiphertextSize(ChunkFormat::kSegmented, kChunkSize);
+    CiphertextSize(ChunkFormat::kTagAddressed, kChunkSize);
 static_assert(kMaxCiphertextSize >=
-              CiphertextSize(ChunkFormat::kWhole, kChunkSize));
+                  CiphertextSize(ChunkFormat::kSegmented, kChunkSize) &&
+              kMaxCiphertextSize >=
+                  CiphertextSize(ChunkFormat::kWhole, kChunkSize));
 
-// Formats 1 and 2: BLAKE2b-256(ciphertext); format 3: SHA-256(ciphertext).
+// Formats 1 and 2: BLAKE2b-256(ciphertext); format 3: SHA-256(ciphertext);
+// format 4: SHA-256 of the length, the commitment and the tags.
 using Address = std::array<uint8_t, 32>;
 // Formats 1 and 2: BLAKE2b-256(key=secret, plaintext); format 3:
-// HMAC-SHA-256(key=secret, plaintext).
+// HMAC-SHA-256(key=secret, plaintext); format 4: HKDF-SHA-256 from it.
 using ChunkKey = std::array<uint8_t, 32>;
 using Secret = std::array<uint8_t, 32>;  // per-store convergence secret
 

@@ -114,6 +114,11 @@ int RunInit(const std::string& store, const std::string& key_file_opt,
   if (!key_file_opt.empty() && access(key_file_opt.c_str(), F_OK) == 0)
     return Fail("key file " + key_file_opt +
                 " already exists; wavefs never overwrites a key");
+  if (format == 0) {
+    format = static_cast<int>(where->kind == StoreLocation::Kind::kS3
+                                  ? kS3DefaultChunkFormat
+                                  : kNewestChunkFormat);
+  }
   auto cfg = InitStore(*where, format);
   if (!cfg.ok()) {
     if (cfg.status().code() == Code::kExists)

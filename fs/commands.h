@@ -8,6 +8,7 @@
 
 namespace wavefs {
 
+// format 0: the store kind's default (4 local, 3 on S3; docs/format.md).
 int RunInit(const std::string& store, const std::string& key_file, int format);
 int RunMount(MountOptions options);
 int RunUnmount(const std::string& mountpoint);

@@ -29,14 +29,16 @@ int main(int argc, char** argv) {
   init->add_option(
       "--key-file", key_file,
       "Where to write the key (default $WAVEFS_HOME/<store id>/key)");
-  int init_format = wavefs::kStoreFormatVersion;
+  int init_format = 0;  // the store kind's default (RunInit)
   init->add_option("--format", init_format,
-                   "Chunk format of the new store: 3 (AES-256-GCM and "
-                   "SHA-256, the default) or 2 (XChaCha20-Poly1305 and "
-                   "BLAKE2b, faster on CPUs without AES instructions); "
+                   "Chunk format of the new store: 4 (AES-256-GCM, "
+                   "addressed by its tags; the default for a local store), "
+                   "3 (AES-256-GCM, addressed by the SHA-256 of every "
+                   "byte; the default for S3) or 2 (XChaCha20-Poly1305 and "
+                   "BLAKE2b, for CPUs without AES instructions); "
                    "docs/format.md")
       ->check(
-          CLI::Range(wavefs::kOldestStoreFormat, wavefs::kStoreFormatVersion));
+          CLI::Range(wavefs::kOldestStoreFormat, wavefs::kNewestStoreFormat));
 
   auto* mount = app.add_subcommand(
       "mount", "Mount a store (returns once the mount is ready)");

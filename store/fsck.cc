@@ -142,6 +142,12 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
 
   // --- chunk refs and queue entries ---------------------------------------
   std::map<Address, std::vector<Use>> uses;
+  // Format 4's address covers only the tags and the trailer (docs/format.md,
+  // 2d): --verify opens each object a data map names under that ref's key,
+  // so a change inside a segment is found too.
+  const bool open_to_verify =
+      o.verify && o.format == ChunkFormat::kTagAddressed;
+  std::map<Address, ChunkRef> keyed;
   std::set<uint64_t> refless;  // refs of missing inodes
   WAVEFS_RETURN_IF_ERROR(
       view->ForEachChunk([&](uint64_t ino, uint64_t i, const ChunkRef& ref) {
@@ -152,6 +158,7 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
         if (ref.hole) return;
         r.refs += 1;
         uses[ref.address].push_back(Use{ino, i, ref.length});
+        if (open_to_verify) keyed.emplace(ref.address, ref);
       }));
   for (uint64_t ino : refless) {
     const std::string what =
@@ -191,7 +198,19 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
   for (const auto& [a, u] : uses) named.insert(a);
   for (const auto& [a, len] : queued) named.insert(a);
   r.addresses = named.size();
-  std::vector<uint8_t> bytes;
+  std::vector<uint8_t> bytes, opened;
+  // Empty when the bytes are intact, else why not.
+  auto damage = [&](const Address& a,
+                    const std::vector<uint8_t>& b) -> std::string {
+    if (AddressOf(o.format, b) != a) return "do not hash to its address";
+    auto k = keyed.find(a);
+    if (k == keyed.end()) return "";
+    opened = b;
+    if (!OpenChunk(k->second, o.format, opened.data(), opened.size(), true)
+             .ok())
+      return "fail authentication under its key";
+    return "";
+  };
   uint64_t done = 0;
   for (const Address& a : named) {
     progress(o.verify ? "verifying" : "checking", ++done, named.size());
@@ -224,9 +243,9 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
         state = State::kTruncated;
         detail = std::to_string(bytes.size()) + " bytes, " +
                  std::to_string(want) + " expected";
-      } else if (AddressOf(o.format, bytes) != a) {
+      } else if (std::string why = damage(a, bytes); !why.empty()) {
         state = State::kCorrupt;
-        detail = "its bytes do not hash to its address";
+        detail = "its bytes " + why;
       }
     }
     // The staged copy, when the store's is not usable (or not there yet).
@@ -234,10 +253,12 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
     if (in_spill && (state != State::kOk || o.verify)) {
       const Status read =
           *in_index ? index->ReadStagedBody(a, &bytes) : spill->Read(a, &bytes);
-      spill_intact = read.ok() && AddressOf(o.format, bytes) == a;
+      const std::string why = read.ok() ? damage(a, bytes) : read.ToString();
+      spill_intact = why.empty();
       if (state == State::kOk && obj == objects.end() && !spill_intact) {
         state = State::kCorrupt;
-        detail = "its staged copy does not hash to its address";
+        detail =
+            "its staged copy " + (read.ok() ? why : "cannot be read: " + why);
       }
     }
     if (state == State::kOk) continue;

@@ -68,13 +68,13 @@ std::string ConfigPathOf(const std::string& store_dir) {
 }  // namespace
 
 Status CheckNewStoreFormat(int format) {
-  if (format >= kOldestStoreFormat && format <= kStoreFormatVersion)
+  if (format >= kOldestStoreFormat && format <= kNewestStoreFormat)
     return Status::Ok();
   return Status::Error(Code::kInvalid,
                        "store format " + std::to_string(format) +
                            " does not exist (formats " +
                            std::to_string(kOldestStoreFormat) + " to " +
-                           std::to_string(kStoreFormatVersion) + ")");
+                           std::to_string(kNewestStoreFormat) + ")");
 }
 
 Result<StoreConfig> InitStoreDir(const std::string& store_dir, int format) {
@@ -170,12 +170,12 @@ Result<StoreConfig> ParseStoreConfig(std::string_view text,
   if (!ParseNumber(format->second, &config.format_version)) {
     return corrupt("bad format '" + format->second + "'");
   }
-  if (config.format_version > kStoreFormatVersion) {
+  if (config.format_version > kNewestStoreFormat) {
     return Status::Error(Code::kNotSupported,
                          "store format " +
                              std::to_string(config.format_version) +
                              " is newer than this wavefs supports (" +
-                             std::to_string(kStoreFormatVersion) + ")");
+                             std::to_string(kNewestStoreFormat) + ")");
   }
   if (config.format_version < kOldestStoreFormat) {
     return Status::Error(Code::kNotSupported,

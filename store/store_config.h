@@ -14,10 +14,15 @@
 
 namespace wavefs {
 
-// The format `init` writes (docs/format.md); stores of every older format
-// down to kOldestStoreFormat stay readable and writable in their own format.
+// The format `init` writes for a local store unless told (an S3 store gets
+// kS3DefaultChunkFormat; docs/format.md); stores of every format from
+// kOldestStoreFormat to kNewestStoreFormat stay readable and writable in
+// their own format.
 inline constexpr int kStoreFormatVersion = static_cast<int>(kNewestChunkFormat);
 inline constexpr int kOldestStoreFormat = 1;
+inline constexpr int kNewestStoreFormat =
+    static_cast<int>(ChunkFormat::kTagAddressed);
+static_assert(kStoreFormatVersion <= kNewestStoreFormat);
 inline constexpr const char* kStoreConfigName = "wavefs-store.conf";
 
 struct StoreConfig {

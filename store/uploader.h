@@ -192,7 +192,8 @@ class Uploader {
   // Checks that the store holds intact bytes for address (recovery path).
   bool StoreHoldsIntact(const Address& address, std::vector<uint8_t>* scratch);
   // verify_puts: ok when the store holds intact bytes for a chunk it just
-  // acknowledged. Otherwise removes the bad object while the spill still
+  // acknowledged (format 4: also equal to the staged copy, when there is
+  // one). Otherwise removes the bad object while the spill still
   // has the chunk, and returns a (retryable) kCorrupt.
   Status VerifyPut(const Address& address, std::vector<uint8_t>* scratch);
 

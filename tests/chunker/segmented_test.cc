@@ -23,6 +23,7 @@ using chunker_test::RandomBytes;
 
 constexpr ChunkFormat kV2 = ChunkFormat::kSegmented;
 constexpr ChunkFormat kV3 = ChunkFormat::kSegmentedAes;
+constexpr ChunkFormat kV4 = ChunkFormat::kTagAddressed;
 
 std::vector<uint8_t> SealIn(ChunkFormat format,
                             const std::vector<uint8_t>& plaintext,
@@ -44,7 +45,8 @@ class SegmentedTest : public ::testing::TestWithParam<ChunkFormat> {
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Formats, SegmentedTest, ::testing::Values(kV2, kV3),
+INSTANTIATE_TEST_SUITE_P(Formats, SegmentedTest,
+                         ::testing::Values(kV2, kV3, kV4),
                          [](const auto& info) {
                            return "Format" +
                                   std::to_string(static_cast<int>(info.param));
@@ -67,7 +69,9 @@ TEST(SegmentSizes, CiphertextSizeAddsOneTagPerSegment) {
   EXPECT_EQ(CiphertextSize(kV2, 65536), 65552u);
   EXPECT_EQ(CiphertextSize(kV2, 65537), 65537u + 32);
   EXPECT_EQ(CiphertextSize(kV2, kChunkSize), kChunkSize + 64 * 16);
-  EXPECT_EQ(kMaxCiphertextSize, kChunkSize + 1024);
+  EXPECT_EQ(CiphertextSize(kV4, kChunkSize), kChunkSize + 1024 + 32);
+  EXPECT_EQ(CiphertextSize(kV4, 1), 17u + 32);
+  EXPECT_EQ(kMaxCiphertextSize, kChunkSize + 1024 + 32);
   EXPECT_EQ(CiphertextSize(ChunkFormat::kWhole, kChunkSize), kChunkSize + 16);
 }
 
@@ -97,7 +101,7 @@ TEST(SegmentSizes, SegmentsCoveringRoundsOutToWholeSegments) {
   // The whole chunk.
   r = SegmentsCovering(kChunkSize, 0, kChunkSize);
   EXPECT_EQ(r.count, 64u);
-  EXPECT_EQ(r.ct_len, kMaxCiphertextSize);
+  EXPECT_EQ(r.ct_len, CiphertextSize(kV3, kChunkSize));
 }
 
 TEST_P(SegmentedTest, RoundTripAtEverySegmentEdge) {
@@ -343,6 +347,86 @@ TEST_F(GoldenTest, Format3ObjectIsSegmentsSealedBackToBack) {
   EXPECT_NE(AddressOf(kV2, object), ref.address);
 }
 
+// Produced by tests/chunker/format4_reference.py (the `cryptography`
+// package's HKDF and AESGCM, Python's hashlib).
+TEST_F(GoldenTest, Format4) {
+  const std::string text = "wavefs golden vector 1";
+  CheckVectors(
+      kV4,
+      {
+          {"one segment", std::vector<uint8_t>(text.begin(), text.end()),
+           "9bb2902c02733406399409092bc37f12ec258dc31dbdf21acb649487fc571661",
+           "0d8c8587a33032cc23466441259502b804c05e10edf8e7ec5f9342723aee3a64",
+           "b67d669aac53676b453c400ac7423db0eaaf80ac3f213b85d23835860a4fb7a9"
+           "628a8ce76380e2154622d3326aa2570339e02799c5568fb6229899f45c528ce5"
+           "2c5311138307"},
+          {"three segments", GoldenPattern(2 * 65536 + 100),
+           "086639e1645261623b936fb96f4b14890194c81e9e608103855408708360eb58",
+           "758dacd8d98ab5670a5acf42374278db96431adfe2ff9802bad723e0b673333a",
+           nullptr},
+          {"4 MiB pattern", GoldenPattern(kChunkSize),
+           "636a8730ad50658ad570be8dc2825e34b59b48b7ba679361d75d7b9952799d62",
+           "8a7d1132137a139ee3302d0b47359fc9ccf26dfd8943d6c9bfba5056564dd0c6",
+           nullptr},
+      });
+}
+
+// What a check of a format-4 object without its key sees, and what only
+// the key sees (docs/format.md, 2d).
+TEST_F(GoldenTest, Format4KeylessCheckSeesSizeTagsAndTrailer) {
+  const size_t len = 3 * 65536 + 5000;
+  const auto plaintext = RandomBytes(len, 21);
+  ChunkRef ref;
+  const auto object = SealIn(kV4, plaintext, &ref);
+  ASSERT_EQ(object.size(), CiphertextSize(kV4, len));
+  ASSERT_EQ(object.size(), CiphertextSize(kV3, len) + 32);
+  EXPECT_EQ(AddressOf(kV4, object), ref.address);
+  // The segments are format 3's under format 4's key: the trailer is all
+  // that follows them.
+  ChunkRef as3 = ref;
+  auto segments = std::vector<uint8_t>(object.begin(), object.end() - 32);
+  ASSERT_TRUE(
+      OpenChunk(as3, kV3, segments.data(), segments.size(), false).ok());
+  segments.resize(len);
+  EXPECT_TRUE(segments == plaintext);
+
+  auto damaged = [&](auto&& change) {
+    auto copy = object;
+    change(copy);
+    return copy;
+  };
+  const size_t tag1 = 2 * (65536 + 16) - 16;  // segment 1's tag
+  const std::vector<std::pair<const char*, std::vector<uint8_t>>> seen = {
+      {"trailer byte", damaged([](auto& o) { o[o.size() - 1] ^= 1; })},
+      {"a tag", damaged([&](auto& o) { o[tag1] ^= 0x80; })},
+      {"one byte short", damaged([](auto& o) { o.pop_back(); })},
+      {"one byte long", damaged([](auto& o) { o.push_back(0); })},
+      {"last 4 KiB zeroed",
+       damaged([](auto& o) { std::fill(o.end() - 4096, o.end(), 0); })},
+  };
+  for (const auto& [what, bad] : seen) {
+    SCOPED_TRACE(what);
+    EXPECT_NE(AddressOf(kV4, bad), ref.address);
+    auto buf = bad;
+    EXPECT_EQ(OpenChunk(ref, kV4, buf.data(), buf.size(), true).code(),
+              Code::kCorrupt);
+  }
+  // A change inside a segment's ciphertext keeps the address; the key's
+  // tag catches it, and nothing of the chunk is left readable.
+  auto body = damaged([](auto& o) { o[70000] ^= 1; });
+  EXPECT_EQ(AddressOf(kV4, body), ref.address);
+  EXPECT_EQ(OpenChunk(ref, kV4, body.data(), body.size(), true).code(),
+            Code::kCorrupt);
+  EXPECT_TRUE(IsAllZero(body));
+  // Sizes no chunk seals to have no address.
+  for (size_t size :
+       {size_t{0}, size_t{47}, size_t{48}, size_t{65552 + 32 + 16},
+        CiphertextSize(kV4, kChunkSize) + 1}) {
+    EXPECT_EQ(AddressOf(kV4, std::vector<uint8_t>(size, 7)), Address{}) << size;
+  }
+  EXPECT_NE(AddressOf(kV4, std::vector<uint8_t>(49, 7)), Address{});
+}
+
 // A store of one format never accepts another's object under its address.
 TEST_F(GoldenTest, FormatsGiveUnrelatedKeysAndAddresses) {
   const auto plaintext = RandomBytes(3 * 65536, 12);
@@ -352,6 +436,19 @@ TEST_F(GoldenTest, FormatsGiveUnrelatedKeysAndAddresses) {
   EXPECT_NE(r2.key, r3.key);
   EXPECT_NE(r2.address, r3.address);
   EXPECT_EQ(o2.size(), o3.size());
+  ChunkRef r4;
+  auto o4 = SealIn(kV4, plaintext, &r4);
+  EXPECT_NE(r4.key, r3.key);
+  EXPECT_NE(r4.address, r3.address);
+  EXPECT_NE(AddressOf(kV4, o3), r3.address);
+  auto o3as4 = o3;
+  o3as4.resize(o4.size());
+  EXPECT_EQ(OpenChunk(r4, kV4, o3as4.data(), o3as4.size(), false).code(),
+            Code::kCorrupt);
+  o3as4 = o3;
+  o3as4.resize(o4.size());
+  EXPECT_EQ(OpenChunk(r3, kV4, o3as4.data(), o3as4.size(), true).code(),
+            Code::kCorrupt);
   // Opening one format's object as the other fails authentication.
   EXPECT_EQ(OpenChunk(r2, kV3, o2.data(), o2.size(), false).code(),
             Code::kCorrupt);

@@ -153,7 +153,7 @@ TEST_F(WfmapTest, UnknownVersionIsNamed) {
 
 TEST_F(WfmapTest, UnknownChunkFormatOrSizeIsNotSupported) {
   std::string bad = EncodeWfmap(Sample());
-  bad[10] = 4;  // formats 1 to 3 exist
+  bad[10] = 5;  // formats 1 to 4 exist
   auto r = DecodeWfmap(Reseal(bad));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kNotSupported);

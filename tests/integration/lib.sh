@@ -333,10 +333,13 @@ store_format() {
 }
 
 # object_hash FILE [FORMAT]: what a chunk object's name must be, by the
-# store's format (docs/format.md): SHA-256 in format 3, BLAKE2b-256 in 1, 2.
+# store's format (docs/format.md): SHA-256 in format 3, BLAKE2b-256 in 1, 2,
+# SHA-256 of the trailer and the tags in 4 (object_address4.py).
 object_hash() {
   local format=${2:-$(store_format)}
-  if [ "$format" = 3 ]; then
+  if [ "$format" = 4 ]; then
+    python3 "$(dirname "${BASH_SOURCE[0]}")/object_address4.py" "$1"
+  elif [ "$format" = 3 ]; then
     sha256sum "$1" | cut -c1-64
   else
     b2sum -l 256 "$1" | cut -c1-64

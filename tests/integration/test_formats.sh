@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# Every chunk format works: stores made by `wavefs init` (format 3) and by
-# `wavefs init --format 1|2|3` take files in (new ones and an overwrite of
-# an existing one), name every object by the hash of its bytes (SHA-256 in
-# format 3, BLAKE2b-256 in formats 1 and 2, so anyone can check a store
-# without its key), and read the files back equal, whole and in pieces,
-# after a remount. A format that does not exist is refused with one line.
+# Every chunk format works: stores made by `wavefs init` (format 4 for a
+# local store) and by
+# `wavefs init --format 1|2|3|4` take files in (new ones and an overwrite
+# of an existing one), name every object by the hash of its bytes (SHA-256
+# in format 3, BLAKE2b-256 in formats 1 and 2, SHA-256 of its trailer and
+# tags in format 4, so anyone can check a store without its key), and read
+# the files back equal, whole and in pieces, after a remount. A format that
+# does not exist is refused with one line.
 source "$(dirname "$0")/lib.sh"
 
 make_random "$SRC/f" 10M formats-f
 make_random "$SRC/g" 5M formats-g
 
 rc=0
-wfs init "$T/bad-store" --format 4 >"$T/bad.out" 2>&1 || rc=$?
-expect_eq "init --format 4 exits 2 (usage)" 2 "$rc"
-expect_eq "init --format 4 says why in one line" 1 "$(wc -l <"$T/bad.out")"
+wfs init "$T/bad-store" --format 5 >"$T/bad.out" 2>&1 || rc=$?
+expect_eq "init --format 5 exits 2 (usage)" 2 "$rc"
+expect_eq "init --format 5 says why in one line" 1 "$(wc -l <"$T/bad.out")"
 grep -q -- "--format" "$T/bad.out" || fail "the error does not name --format: $(cat "$T/bad.out")"
 [ ! -e "$T/bad-store" ] || fail "a refused init left $T/bad-store behind"
 
-for fmt in default 1 2 3; do
+for fmt in default 1 2 3 4; do
   STORE=$T/store-$fmt
   if [ "$fmt" = default ]; then
     wfs_init
-    want=3
+    want=4
   else
     wfs_init --format "$fmt"
     want=$fmt
@@ -38,8 +40,13 @@ for fmt in default 1 2 3; do
   wfs_unmount
 
   # Full chunks: plaintext + one 16-byte tag (format 1) or + 16 bytes per
-  # 64 KiB segment (formats 2 and 3). Distinct ones: two of f, one of g.
-  if [ "$want" = 1 ]; then full=4194320; else full=4195328; fi
+  # 64 KiB segment (formats 2 and 3), and a 32-byte trailer (format 4).
+  # Distinct ones: two of f, one of g.
+  case $want in
+    1) full=4194320 ;;
+    4) full=4195360 ;;
+    *) full=4195328 ;;
+  esac
   expect_eq "format $fmt: full-chunk objects of ${full} bytes" 3 \
     "$(find "$(store_dir)/chunks" -type f -size "${full}c" | wc -l)"
   objects=0

@@ -41,24 +41,24 @@ TEST_F(StoreConfigTest, InitThenRead) {
   const std::string dir = P("new/store");
   Result<StoreConfig> made = InitStoreDir(dir);
   ASSERT_TRUE(made.ok()) << made.status().ToString();
-  EXPECT_EQ(made->format_version, 3);
-  EXPECT_EQ(made->chunk_format(), ChunkFormat::kSegmentedAes);
+  EXPECT_EQ(made->format_version, 4);
+  EXPECT_EQ(made->chunk_format(), ChunkFormat::kTagAddressed);
   EXPECT_EQ(made->chunk_size, 4194304u);
   EXPECT_EQ(made->store_id.size(), 32u);
   EXPECT_TRUE(IsLowerHex(made->store_id));
   EXPECT_TRUE(std::filesystem::is_directory(dir + "/chunks"));
   EXPECT_EQ(ReadTestFile(dir + "/wavefs-store.conf"),
-            "format=3\nchunk_size=4194304\nstore_id=" + made->store_id + "\n");
+            "format=4\nchunk_size=4194304\nstore_id=" + made->store_id + "\n");
 
   Result<StoreConfig> read = ReadStoreConfig(dir);
   ASSERT_TRUE(read.ok()) << read.status().ToString();
-  EXPECT_EQ(read->format_version, 3);
+  EXPECT_EQ(read->format_version, 4);
   EXPECT_EQ(read->chunk_size, kChunkSize);
   EXPECT_EQ(read->store_id, made->store_id);
 }
 
-TEST_F(StoreConfigTest, InitMakesAnOlderFormatWhenAsked) {
-  for (int format : {1, 2}) {
+TEST_F(StoreConfigTest, InitMakesAnotherFormatWhenAsked) {
+  for (int format : {1, 2, 4}) {
     const std::string dir = P("f" + std::to_string(format));
     Result<StoreConfig> made = InitStoreDir(dir, format);
     ASSERT_TRUE(made.ok()) << made.status().ToString();
@@ -67,13 +67,13 @@ TEST_F(StoreConfigTest, InitMakesAnOlderFormatWhenAsked) {
     ASSERT_TRUE(read.ok()) << read.status().ToString();
     EXPECT_EQ(read->format_version, format);
   }
-  for (int format : {0, 4}) {
+  for (int format : {0, 5}) {
     const std::string dir = P("bad" + std::to_string(format));
     Result<StoreConfig> made = InitStoreDir(dir, format);
     EXPECT_EQ(made.status().code(), Code::kInvalid);
     EXPECT_EQ(made.status().message(), "store format " +
                                            std::to_string(format) +
-                                           " does not exist (formats 1 to 3)");
+                                           " does not exist (formats 1 to 4)");
     EXPECT_FALSE(std::filesystem::exists(dir));
   }
 }
@@ -113,10 +113,10 @@ TEST_F(StoreConfigTest, ReadOfPlainDirectoryIsNotFound) {
 
 TEST_F(StoreConfigTest, NewerFormatIsNotSupported) {
   Result<StoreConfig> read =
-      ReadStoreConfig(StoreWith("format=4\nsomething_new=yes\n"));
+      ReadStoreConfig(StoreWith("format=5\nsomething_new=yes\n"));
   EXPECT_EQ(read.status().code(), Code::kNotSupported);
   EXPECT_EQ(read.status().message(),
-            "store format 4 is newer than this wavefs supports (3)");
+            "store format 5 is newer than this wavefs supports (4)");
   read = ReadStoreConfig(StoreWith("format=0\n"));
   EXPECT_EQ(read.status().code(), Code::kNotSupported);
   EXPECT_EQ(read.status().message(), "store format 0 is not supported");

@@ -120,12 +120,13 @@ class UploaderFaultsTest : public ::testing::TestWithParam<std::string> {
     auto client = std::make_shared<S3Client>(loc->s3);
     Status made = client->CreateBucket();
     EXPECT_TRUE(made.ok()) << made.ToString();
-    return std::make_unique<S3Store>(client, kNewestChunkFormat);
+    return std::make_unique<S3Store>(client, kS3DefaultChunkFormat);
   }
   bool Skipped() const { return skipped_ || faults_ == nullptr; }
 
   static Uploader::Options Options() {
     Uploader::Options o;
+    o.format = kS3DefaultChunkFormat;  // random bytes named by their SHA-256
     o.initial_backoff = 2ms;
     o.max_backoff = 20ms;
     o.gather = 5ms;
@@ -142,7 +143,7 @@ class UploaderFaultsTest : public ::testing::TestWithParam<std::string> {
   Staged StageOne(uint32_t seed, size_t size) {
     Staged s;
     s.bytes = MakeBytes(size, seed);
-    s.address = AddressOf(kNewestChunkFormat, s.bytes);
+    s.address = AddressOf(kS3DefaultChunkFormat, s.bytes);
     WAVEFS_EXPECT_OK(spill_->Stage(s.address, s.bytes));
     auto added = index_->EnqueueStaged(s.address, s.bytes.size());
     EXPECT_TRUE(added.ok() && *added);
@@ -378,7 +379,7 @@ TEST_P(UploaderFaultsTest, UnverifiedTornPutIsDetectableNotSilentlyRight) {
     return;
   }
   EXPECT_EQ(got.size(), 100u);
-  EXPECT_NE(AddressOf(kNewestChunkFormat, got), s.address);
+  EXPECT_NE(AddressOf(kS3DefaultChunkFormat, got), s.address);
 }
 
 TEST_P(UploaderFaultsTest, LostChunkStaysReportedAfterLaterWavesSucceed) {

@@ -433,8 +433,12 @@ class UploaderTest : public ::testing::Test {
     index_ = std::move(*index);
   }
 
+  // The chunks here are random bytes named by their SHA-256, as format 3
+  // names objects: format 4 objects are sealed chunks (Format4 tests).
+  static constexpr ChunkFormat kFormat = ChunkFormat::kSegmentedAes;
   static Uploader::Options FastOptions() {
     Uploader::Options o;
+    o.format = kFormat;
     o.initial_backoff = 1ms;
     o.max_backoff = 20ms;
     o.gather = 5ms;
@@ -477,7 +481,7 @@ class UploaderTest : public ::testing::Test {
   Staged StageOne(uint32_t seed, size_t size) {
     Staged s;
     s.bytes = MakeBytes(size, seed);
-    s.address = AddressOf(kNewestChunkFormat, s.bytes);
+    s.address = AddressOf(kFormat, s.bytes);
     Status st = spill_->Stage(s.address, s.bytes);
     EXPECT_TRUE(st.ok()) << st.ToString();
     auto added = index_->EnqueueStaged(s.address, s.bytes.size());
@@ -738,6 +742,7 @@ TEST_F(UploaderTest, StopIsPromptWhileBackingOff) {
   // A backoff far longer than the bound below, so that a Stop that waits
   // for it fails however fast or slow the machine is.
   Uploader::Options o;
+  o.format = kFormat;
   o.initial_backoff = 300s;
   o.max_backoff = 300s;
   MakeUploader(o);
