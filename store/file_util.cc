@@ -408,6 +408,28 @@ Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
   return ReadChunkBytes(path, offset, len, out);
 }
 
+Result<bool> FileHolds(const std::string& path,
+                       std::span<const uint8_t> bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  std::vector<uint8_t> piece(64 << 10);
+  uint64_t at = 0;
+  bool same = true;
+  for (;;) {
+    Result<size_t> got = PreadUpTo(fd, piece.data(), piece.size(), at, path);
+    if (!got.ok()) {
+      CloseFd(fd);
+      return got.status();
+    }
+    same = at + *got <= bytes.size() &&
+           std::memcmp(piece.data(), bytes.data() + at, *got) == 0;
+    at += *got;
+    if (!same || *got < piece.size()) break;
+  }
+  CloseFd(fd);
+  return same && at == bytes.size();
+}
+
 Status ReadWholeFileDirect(const std::string& path, std::vector<uint8_t>* out) {
   return ReadChunkBytes(path, 0, std::nullopt, out);
 }

@@ -53,6 +53,9 @@ Status CopyFilePlain(const std::string& from, const std::string& to);
 // Uses O_DIRECT where the filesystem allows (see ReadWholeFileDirect).
 Status ReadFileRange(const std::string& path, uint64_t offset, size_t len,
                      std::vector<uint8_t>* out);
+// Whether the file holds exactly `bytes` (compared in 64 KiB pieces, so no
+// second buffer of the file's size); kNotFound when the file is absent.
+Result<bool> FileHolds(const std::string& path, std::span<const uint8_t> bytes);
 // ReadWholeFile with O_DIRECT where the filesystem allows: for chunk objects,
 // which are read once and decrypted into the daemon's own cache. Pulling
 // them through the page cache cost ~1.8 s of kernel time per GiB on the

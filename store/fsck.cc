@@ -205,8 +205,8 @@ Result<FsckReport> CheckStore(Index* index, Spill* spill, ChunkStore* store,
     if (AddressOf(o.format, b) != a) return "do not hash to its address";
     auto k = keyed.find(a);
     if (k == keyed.end()) return "";
-    opened = b;
-    if (!OpenChunk(k->second, o.format, opened.data(), opened.size(), true)
+    opened = b;  // the address matched just above
+    if (!OpenChunk(k->second, o.format, opened.data(), opened.size(), false)
              .ok())
       return "fail authentication under its key";
     return "";

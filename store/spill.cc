@@ -117,6 +117,11 @@ Status Spill::ReadRange(const Address& address, uint64_t offset, size_t len,
   return ReadFileRange(PathOf(address), offset, len, out);
 }
 
+Result<bool> Spill::Holds(const Address& address,
+                          std::span<const uint8_t> bytes) const {
+  return FileHolds(PathOf(address), bytes);
+}
+
 Status Spill::Remove(const Address& address) {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -54,6 +54,9 @@ class Spill {
   // Bytes [offset, offset + len) of a staged chunk; kNotFound as Read.
   Status ReadRange(const Address& address, uint64_t offset, size_t len,
                    std::vector<uint8_t>* out) const;
+  // Whether the staged file holds exactly `bytes`; kNotFound as Read.
+  Result<bool> Holds(const Address& address,
+                     std::span<const uint8_t> bytes) const;
   Status Remove(const Address& address);  // ok when absent
   Status List(const std::function<void(const Address&)>& fn) const;
   // Free bytes on the spill's filesystem.

@@ -1,11 +1,8 @@
 #include "store/uploader.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "chunker/crypto.h"
 #include "store/thread_name.h"
@@ -24,35 +21,6 @@ constexpr std::chrono::seconds kRateWindow{3};
 
 // While uploads keep failing, the error is logged again this often.
 constexpr std::chrono::seconds kErrorLogInterval{60};
-
-// Whether the file at `path` holds exactly `bytes`: kNotFound when there is
-// no such file. Read in small pieces, so no second chunk-sized buffer.
-Result<bool> FileHolds(const std::string& path,
-                       const std::vector<uint8_t>& bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open " + path);
-  std::vector<uint8_t> piece(64 << 10);
-  size_t at = 0;
-  bool same = true;
-  Status st = Status::Ok();
-  while (same) {
-    const ssize_t n =
-        ::pread(fd, piece.data(), piece.size(), static_cast<off_t>(at));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      st = Status::FromErrno(errno, "read " + path);
-      break;
-    }
-    if (n == 0) break;
-    const size_t got = static_cast<size_t>(n);
-    same = at + got <= bytes.size() &&
-           std::memcmp(piece.data(), bytes.data() + at, got) == 0;
-    at += got;
-  }
-  ::close(fd);
-  if (!st.ok()) return st;
-  return same && at == bytes.size();
-}
 
 }  // namespace
 
@@ -192,7 +160,7 @@ Status Uploader::VerifyPut(const Address& address,
     if (index_->ReadStagedBody(address, &body).ok())
       same = body == *scratch;
     else
-      same = FileHolds(spill_->PathOf(address), *scratch);
+      same = spill_->Holds(address, *scratch);
     if (!same.ok() && same.status().code() == Code::kNotFound)
       return Status::Ok();
     if (!same.ok())

@@ -47,6 +47,25 @@ TEST_F(FileUtilTest, WriteFileDurablyWritesContentAndMode) {
   EXPECT_EQ(NamesIn(tmp_->path()), std::set<std::string>{"f"});
 }
 
+// What verify_puts compares a format-4 read-back with (Spill::Holds).
+TEST_F(FileUtilTest, FileHoldsComparesEveryByteAndTheLength) {
+  const auto big = MakeBytes((1 << 20) + 5, 2);  // pieces of 64 KiB, and more
+  WAVEFS_ASSERT_OK(WriteFileDurably(P("f"), big));
+  auto same = FileHolds(P("f"), big);
+  ASSERT_TRUE(same.ok()) << same.status().ToString();
+  EXPECT_TRUE(*same);
+  auto flipped = big;
+  flipped[700000] ^= 1;
+  EXPECT_FALSE(*FileHolds(P("f"), flipped));
+  auto shorter = big;
+  shorter.pop_back();
+  EXPECT_FALSE(*FileHolds(P("f"), shorter));
+  auto longer = big;
+  longer.push_back(0);
+  EXPECT_FALSE(*FileHolds(P("f"), longer));
+  EXPECT_EQ(FileHolds(P("absent"), big).status().code(), Code::kNotFound);
+}
+
 TEST_F(FileUtilTest, WriteFileDurablyReplacesExistingFile) {
   WriteTestFile(P("f"), "old content, longer than the new one");
   WAVEFS_ASSERT_OK(WriteFileDurably(P("f"), AsBytes("new")));
