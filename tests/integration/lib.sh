@@ -174,14 +174,19 @@ wait_pid_exit() {
   return 0
 }
 
-# Pids of live processes with an argument in $T: the path itself, a path
-# under it, or an option's value (--spill-dir=$T/...): the daemons this test
-# started. Whole arguments only: a process elsewhere that merely mentions a
-# longer path containing this one (a grep over /var/tmp/cleanroot/var/tmp,
-# i.e. a clean root's $T, run on the host while that root's tests ran) is
-# not ours, and once made a test fail for "a daemon that did not exit".
+# Pids of live wavefs processes (running $WAVEFS_BIN) with an argument in
+# $T: the path itself, a path under it, or an option's value
+# (--spill-dir=$T/...): the daemons this test started. Whole arguments
+# only: a process elsewhere that merely mentions a longer path containing
+# this one (a grep over /var/tmp/cleanroot/var/tmp, i.e. a clean root's $T,
+# run on the host while that root's tests ran) is not ours, and once made a
+# test fail for "a daemon that did not exit". Only wavefs itself: another
+# test's grep over /var/tmp (it_no_plaintext) names files under this $T,
+# and was taken for a daemon of ours, waited for, killed and reported as
+# "daemon PID did not exit after unmount" when tests ran side by side.
+IT_BIN_REAL=$(readlink -f "$WAVEFS_BIN")
 pids_under_t() {
-  local d pid arg
+  local d pid arg exe
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [ "$pid" = "$$" ] && continue
@@ -189,7 +194,8 @@ pids_under_t() {
     {
       while IFS= read -r -d '' arg; do
         if [[ "$arg" == "$T" || "$arg" == "$T/"* || "$arg" == *"=$T/"* ]]; then
-          pid_alive "$pid" && echo "$pid"
+          exe=$(readlink "$d/exe") && [ "${exe% (deleted)}" = "$IT_BIN_REAL" ] &&
+            pid_alive "$pid" && echo "$pid"
           break
         fi
       done <"$d/cmdline"
