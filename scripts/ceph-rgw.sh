@@ -28,7 +28,12 @@
 #
 # The env line: export AWS_ACCESS_KEY_ID=.. AWS_SECRET_ACCESS_KEY=..
 #   WAVEFS_S3_ENDPOINT=http://127.0.0.1:PORT AWS_REGION=us-east-1
+#   WAVEFS_S3_TLS_ENDPOINT=https://127.0.0.1:TLS_PORT WAVEFS_S3_CA_FILE=DIR/tls/cert.pem
 # (path-style URLs; sign with SigV4 and always send x-amz-content-sha256).
+# RGW serves the same S3 over HTTPS on TLS_PORT (the next free port after
+# PORT) with a self-signed certificate for 127.0.0.1 and localhost, made at
+# the first start; WAVEFS_S3_CA_FILE is that certificate, the one a client
+# must trust (curl --cacert, wavefs's ca_file=).
 # Only processes whose pid is in DIR/run and whose command line names
 # DIR/ceph.conf are ever signalled. Timeouts (seconds) can be raised with
 # WAVEFS_CEPH_CLI_TIMEOUT, WAVEFS_CEPH_START_TIMEOUT, WAVEFS_CEPH_STOP_TIMEOUT.
@@ -82,6 +87,9 @@ set_paths() {
   ENV_FILE=$DIR/env
   LOGDIR=$DIR/log
   PIDDIR=$DIR/run
+  TLS_CERT=$DIR/tls/cert.pem
+  TLS_KEY=$DIR/tls/key.pem
+  TLS_PORT=""
   # Unix socket paths are limited to 107 bytes: if DIR/run/client.rgw.gw.asok
   # would not fit, the admin sockets go to a short dir under /tmp named after
   # a hash of DIR (so stop/destroy find it again without any other record).
@@ -103,6 +111,7 @@ save_state() {
   {
     printf '# written by scripts/ceph-rgw.sh; do not edit while the cluster runs\n'
     printf 'FSID=%q\nMON_PORT=%q\nRGW_PORT=%q\nOSD_SIZE=%q\n' "$FSID" "$MON_PORT" "$RGW_PORT" "$OSD_SIZE"
+    printf 'TLS_PORT=%q\n' "$TLS_PORT"
     printf 'OSD_ID=%q\nOSD_UUID=%q\nOSD_SECRET=%q\n' "$OSD_ID" "$OSD_UUID" "$OSD_SECRET"
     printf 'ACCESS_KEY=%q\nSECRET_KEY=%q\nSOCKDIR_USED=%q\n' "$ACCESS_KEY" "$SECRET_KEY" "$SOCKDIR"
   } >"$tmp"
@@ -110,10 +119,11 @@ save_state() {
 }
 
 endpoint() { printf 'http://127.0.0.1:%s' "$RGW_PORT"; }
+tls_endpoint() { printf 'https://127.0.0.1:%s' "$TLS_PORT"; }
 
 env_line() {
-  printf 'export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s WAVEFS_S3_ENDPOINT=%s AWS_REGION=%s\n' \
-    "$ACCESS_KEY" "$SECRET_KEY" "$(endpoint)" "$REGION"
+  printf 'export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s WAVEFS_S3_ENDPOINT=%s AWS_REGION=%s WAVEFS_S3_TLS_ENDPOINT=%s WAVEFS_S3_CA_FILE=%s\n' \
+    "$ACCESS_KEY" "$SECRET_KEY" "$(endpoint)" "$REGION" "$(tls_endpoint)" "$TLS_CERT"
 }
 
 write_conf() {
@@ -178,7 +188,7 @@ rgw gc obj min wait = 30
 rgw gc processor period = 30
 
 [$RGW_NAME]
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT ssl_endpoint=127.0.0.1:$TLS_PORT ssl_certificate=$TLS_CERT ssl_private_key=$TLS_KEY
 admin socket = $SOCKDIR/\$name.asok
 pid file = $PIDDIR/\$name.pid
 CONF
@@ -366,6 +376,28 @@ rgw_answers() {
   [ -n "$code" ] && [ "$code" != 000 ]
 }
 
+# tls_answers: the HTTPS endpoint answers with a certificate that verifies
+# against TLS_CERT.
+tls_answers() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$TLS_CERT" "$(tls_endpoint)/") || true
+  [ -n "$code" ] && [ "$code" != 000 ]
+}
+
+# make_tls_cert: a self-signed certificate (P-256) for 127.0.0.1 and
+# localhost, ten years, once per cluster.
+make_tls_cert() {
+  [ -s "$TLS_CERT" ] && [ -s "$TLS_KEY" ] && return 0
+  mkdir -p "$DIR/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$TLS_KEY.tmp" -out "$TLS_CERT.tmp" -days 3650 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" 2>/dev/null ||
+    die "openssl could not make the TLS certificate in $DIR/tls"
+  chmod 600 "$TLS_KEY.tmp"
+  mv -f "$TLS_KEY.tmp" "$TLS_KEY"
+  mv -f "$TLS_CERT.tmp" "$TLS_CERT"
+}
+
 # s3 CURL-ARGS...: a SigV4-signed request as the wavefs S3 user. RGW checks
 # x-amz-content-sha256, which curl 7.88's --aws-sigv4 does not add.
 s3() {
@@ -478,12 +510,16 @@ drop_stale_rgw_watchers() {
 }
 
 start_rgw() {
-  if port_busy "$RGW_PORT"; then
-    die "port 127.0.0.1:$RGW_PORT is in use by another process"
-  fi
+  local p
+  for p in "$RGW_PORT" "$TLS_PORT"; do
+    if port_busy "$p"; then
+      die "port 127.0.0.1:$p is in use by another process"
+    fi
+  done
   drop_stale_rgw_watchers
   launch rgw radosgw -f -c "$CONF" -n "$RGW_NAME"
   wait_until rgw "$START_TIMEOUT" "radosgw to answer HTTP on $(endpoint)" rgw_answers
+  wait_until rgw "$START_TIMEOUT" "radosgw to answer HTTPS on $(tls_endpoint)" tls_answers
 }
 
 # ------------------------------------------------------------------ commands
@@ -595,8 +631,14 @@ cmd_start() {
       RGW_PORT=$(free_port "$want")
       [ "$RGW_PORT" = "$want" ] || log "port $want is in use: RGW uses port $RGW_PORT instead"
     fi
+    # HTTPS on the next free port above RGW's (RGW's own port is free now).
+    local tls_want=${TLS_PORT:-$((RGW_PORT + 1))}
+    [ "$tls_want" != "$RGW_PORT" ] || tls_want=$((RGW_PORT + 1))
+    TLS_PORT=$(free_port "$tls_want")
+    [ "$TLS_PORT" != "$RGW_PORT" ] || TLS_PORT=$(free_port $((RGW_PORT + 1)))
   fi
   save_state
+  make_tls_cert
   write_conf
 
   [ -f "$DIR/.created-mon" ] || create_mon
@@ -667,6 +709,7 @@ cmd_status() {
   done
   printf '%-16s %s\n' "mon:" "[v2:127.0.0.1:$MON_PORT]"
   printf '%-16s %s\n' "S3 endpoint:" "$(endpoint)"
+  printf '%-16s %s\n' "S3 over TLS:" "$(tls_endpoint) (trust $TLS_CERT)"
   printf '%-16s %s\n' "osd file:" "$DIR/osd/$OSD_ID/block ($OSD_SIZE sparse, $(du -sh "$DIR/osd/$OSD_ID/block" 2>/dev/null | cut -f1 || echo '?') used)"
   if daemon_pid mon >/dev/null; then
     health=$(CLI_TIMEOUT=10 ceph_cli health 2>/dev/null) || health="(no answer from the mon in 10 s)"

@@ -115,7 +115,8 @@ RGW_DIR=$(mktemp -d "${WAVEFS_IT_TMP:-/var/tmp}/wavefs-test-rgw.XXXXXX")
 trap 'scripts/ceph-rgw.sh destroy "$RGW_DIR" >/dev/null 2>&1; rm -rf "$RGW_DIR"' EXIT
 if rgw_env=$(scripts/ceph-rgw.sh start "$RGW_DIR"); then
   eval "$rgw_env"
-  export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION WAVEFS_S3_ENDPOINT
+  export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION WAVEFS_S3_ENDPOINT \
+    WAVEFS_S3_TLS_ENDPOINT WAVEFS_S3_CA_FILE
   export WAVEFS_RGW_DIR=$RGW_DIR
   echo "test.sh: S3 tests use $WAVEFS_S3_ENDPOINT"
 else

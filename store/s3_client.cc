@@ -108,6 +108,12 @@ std::string Encode(const std::string& s, bool keep_slash) {
   return out;
 }
 
+// A certificate that does not verify, or a CA file that cannot be used.
+bool IsTlsTrustError(CURLcode c) {
+  return c == CURLE_PEER_FAILED_VERIFICATION || c == CURLE_SSL_CACERT_BADFILE ||
+         c == CURLE_SSL_CERTPROBLEM;
+}
+
 }  // namespace
 
 std::string EncodeS3Path(const std::string& s) { return Encode(s, true); }
@@ -359,6 +365,8 @@ S3Client::Response S3Client::Perform(const Request& req) {
   curl_easy_setopt(c, CURLOPT_PASSWORD, config_.secret_key.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  if (!config_.ca_file.empty())
+    curl_easy_setopt(c, CURLOPT_CAINFO, config_.ca_file.c_str());
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(config_.connect_timeout.count()));
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
@@ -428,6 +436,19 @@ Status S3Client::Run(const Request& req, Response* out) {
         return Status::Error(Code::kNotFound, where + ": " + r.body_error,
                              ENOENT);
       return Status::Error(Code::kIo, where + ": " + r.body_error, EIO);
+    }
+    if (IsTlsTrustError(r.curl)) {
+      // Retrying cannot help: the same certificate comes back.
+      return Status::Error(
+          Code::kPermission,
+          where + ": " + r.curl_error + " (endpoint " +
+              (config_.endpoint.empty() ? "AWS" : config_.endpoint) +
+              "): the server's TLS certificate is not trusted" +
+              (config_.ca_file.empty()
+                   ? "; name the CA that signed it with ca_file=PATH in the "
+                     "store URL or AWS_CA_BUNDLE"
+                   : " by ca_file " + config_.ca_file),
+          EIO);
     }
     if (r.curl != CURLE_OK) {
       st = Status::Error(Code::kUnavailable,

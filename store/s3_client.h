@@ -9,7 +9,9 @@
 // - Retryable failures (timeouts, connection errors, 5xx, 429, SlowDown) are
 //   retried with exponential backoff and full jitter, up to max_attempts;
 //   what remains is returned with Status::retryable() set. 400/403/404 are
-//   permanent, with the store and S3's error code in the message.
+//   permanent, with the store and S3's error code in the message. A server
+//   certificate that does not verify is permanent too: its message says how
+//   to trust it (ca_file).
 // - libcurl 7.88 signs the x-amz-content-sha256 header when given but does
 //   not add it: every request sends UNSIGNED-PAYLOAD (bodies are checked
 //   by MD5/ETag instead, which costs no second pass over a streamed file).
@@ -40,6 +42,10 @@ struct S3Config {
   std::string endpoint;  // "http://127.0.0.1:7480"; empty: AWS itself
   std::string region = "us-east-1";
   bool path_style = true;  // false: virtual-host style (AWS default)
+  // A PEM file of the certificates to trust for an https:// endpoint
+  // (a private CA, a self-signed server), instead of the system's bundle;
+  // empty: the system's. An absolute path.
+  std::string ca_file;
   std::string access_key;
   std::string secret_key;
   std::string session_token;

@@ -1,7 +1,12 @@
 #include "store/store_location.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -79,6 +84,8 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
   if (loc.s3.region.empty()) loc.s3.region = GetEnv("AWS_DEFAULT_REGION");
   if (loc.s3.region.empty()) loc.s3.region = "us-east-1";
   std::optional<bool> path_style;
+  // As the AWS CLI: the URL's ca_file, else $AWS_CA_BUNDLE.
+  std::string ca_file = GetEnv("AWS_CA_BUNDLE");
   size_t pos = 0;
   while (pos < query.size()) {
     size_t amp = query.find('&', pos);
@@ -101,6 +108,10 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
       if (value.empty())
         return Status::Error(Code::kInvalid, "empty region in " + store);
       loc.s3.region = value;
+    } else if (key == "ca_file") {
+      if (value.empty())
+        return Status::Error(Code::kInvalid, "empty ca_file in " + store);
+      ca_file = value;
     } else if (key == "path_style") {
       auto b = ParseBool(key, value);
       if (!b.ok()) return b.status();
@@ -108,10 +119,23 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
     } else {
       return Status::Error(Code::kInvalid,
                            "unknown store parameter '" + key + "' in " + store +
-                               " (endpoint, region, path_style)");
+                               " (endpoint, region, path_style, ca_file)");
     }
   }
   loc.s3.path_style = path_style.value_or(!loc.s3.endpoint.empty());
+  if (!ca_file.empty()) {
+    // Absolute, as the daemon does not stay in this directory; readable
+    // now, so a wrong path is one line at init or mount, not a TLS error.
+    std::error_code ec;
+    const std::string abs = std::filesystem::absolute(ca_file, ec).string();
+    const int fd = ec ? -1 : ::open(abs.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return Status::Error(Code::kInvalid,
+                           "ca_file '" + ca_file + "' cannot be read: " +
+                               std::strerror(ec ? ec.value() : errno));
+    ::close(fd);
+    loc.s3.ca_file = abs;
+  }
   return loc;
 }
 

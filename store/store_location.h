@@ -1,11 +1,13 @@
 // Where a store lives, as the user names it, and opening it.
 //
 //   /srv/store, file:///srv/store        a local directory (the default)
-//   s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=0|1]
+//   s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=0|1&ca_file=PEM]
 //
 // For S3, `endpoint` defaults to AWS itself (HTTPS, virtual-host style),
 // `path_style` to on when an endpoint is given, `region` to $AWS_REGION,
-// $AWS_DEFAULT_REGION or us-east-1. Credentials come from
+// $AWS_DEFAULT_REGION or us-east-1, `ca_file` (the certificates an https
+// endpoint is checked against instead of the system's) to $AWS_CA_BUNDLE.
+// Credentials come from
 // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else from
 // the profile $AWS_PROFILE (default "default") of
 // $AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials), as the AWS CLI

@@ -422,6 +422,22 @@ wfs_mount() {
   it_log "mounted (daemon pid $DAEMON_PID)"
 }
 
+# mount_fails DESC [ENV=VALUE...]: `wavefs mount "${MOUNT_ARGS[@]}"` with
+# ENV added must fail with one line on stderr (kept in $T/err), a non-zero
+# exit, nothing mounted and no process left.
+mount_fails() {
+  local desc=$1 rc=0 lines
+  shift
+  env "$@" timeout 120 "$WAVEFS_BIN" mount "${MOUNT_ARGS[@]}" >"$T/out" 2>"$T/err" </dev/null || rc=$?
+  [ "$rc" -ne 0 ] || fail "$desc: mount exited 0"
+  [ "$rc" -ne 124 ] || fail "$desc: mount hung"
+  lines=$(grep -c . "$T/err" || true)
+  [ "$lines" -eq 1 ] || { cat "$T/err" >&2; fail "$desc: expected one line on stderr, got $lines"; }
+  is_mounted "$MNT" && fail "$desc: $MNT is mounted"
+  [ -z "$(pids_under_t)" ] || fail "$desc: a process was left behind"
+  pass "$desc: $(cat "$T/err")"
+}
+
 # Staged chunk files in the spill directory (64 hex digit names).
 spill_count() {
   if [ -z "$SPILL_DIR" ] || [ ! -d "$SPILL_DIR" ]; then

@@ -70,19 +70,6 @@ wfs_unmount
 trap it_cleanup EXIT
 
 # ------------------------------------------------------------ bad mounts
-# mount_fails DESC [ENV=VALUE...] -- ARGS: one stderr line, non-zero, no daemon.
-mount_fails() {
-  local desc=$1 rc=0 lines
-  shift
-  env "$@" timeout 120 "$WAVEFS_BIN" mount "${MOUNT_ARGS[@]}" >"$T/out" 2>"$T/err" </dev/null || rc=$?
-  [ "$rc" -ne 0 ] || fail "$desc: mount exited 0"
-  [ "$rc" -ne 124 ] || fail "$desc: mount hung"
-  lines=$(grep -c . "$T/err" || true)
-  [ "$lines" -eq 1 ] || { cat "$T/err" >&2; fail "$desc: expected one line on stderr, got $lines"; }
-  is_mounted "$MNT" && fail "$desc: $MNT is mounted"
-  [ -z "$(pids_under_t)" ] || fail "$desc: a process was left behind"
-  pass "$desc: $(cat "$T/err")"
-}
 MOUNT_ARGS=("$STORE" "$MNT")
 mount_fails "wrong secret key" AWS_SECRET_ACCESS_KEY=wrong-secret
 mount_fails "unknown access key" AWS_ACCESS_KEY_ID=NOSUCHKEY

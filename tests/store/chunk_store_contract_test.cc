@@ -1,6 +1,7 @@
 // The ChunkStore contract, run against every implementation (typed tests),
 // plus tests of what is particular to each store.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -89,17 +90,24 @@ struct S3Env {
   std::unique_ptr<ChunkStore> store;
   // The contract puts made-up addresses, so its store is of a BLAKE2b
   // format (MD5/ETag checks); format 3's signed hashes need real ones.
-  explicit S3Env(ChunkFormat format = ChunkFormat::kSegmented) {
-    const char* endpoint = std::getenv("WAVEFS_S3_ENDPOINT");
-    if (endpoint == nullptr || *endpoint == 0) {
-      ADD_FAILURE() << "WAVEFS_S3_ENDPOINT is not set: run this through "
-                       "tests/s3/with_rgw.sh (it starts Ceph RGW)";
+  // tls: the same server's HTTPS endpoint, its self-signed certificate
+  // trusted through the URL's ca_file.
+  explicit S3Env(ChunkFormat format = ChunkFormat::kSegmented,
+                 bool tls = false) {
+    const char* var = tls ? "WAVEFS_S3_TLS_ENDPOINT" : "WAVEFS_S3_ENDPOINT";
+    const char* endpoint = std::getenv(var);
+    const char* ca_file = std::getenv("WAVEFS_S3_CA_FILE");
+    if (endpoint == nullptr || *endpoint == 0 ||
+        (tls && (ca_file == nullptr || *ca_file == 0))) {
+      ADD_FAILURE() << var << " or WAVEFS_S3_CA_FILE is not set: run this "
+                    << "through tests/s3/with_rgw.sh (it starts Ceph RGW)";
       return;
     }
     auto loc = ParseStoreLocation(
         std::string("s3://wavefs-contract/t") +
         ToHex(MakeAddress(std::random_device{}())).substr(0, 12) +
-        "?endpoint=" + endpoint);
+        "?endpoint=" + endpoint +
+        (tls ? std::string("&ca_file=") + ca_file : std::string()));
     EXPECT_TRUE(loc.ok()) << loc.status().ToString();
     if (!loc.ok()) return;
     Status creds = LoadS3Credentials(&loc->s3);
@@ -109,6 +117,10 @@ struct S3Env {
     EXPECT_TRUE(made.ok()) << made.ToString();
     store = std::make_unique<S3Store>(client, format);
   }
+};
+
+struct S3TlsEnv : S3Env {
+  S3TlsEnv() : S3Env(ChunkFormat::kSegmented, true) {}
 };
 
 template <typename Env>
@@ -136,7 +148,7 @@ class ChunkStoreContractTest : public ::testing::Test {
 };
 
 #ifdef WAVEFS_CONTRACT_S3
-using StoreEnvs = ::testing::Types<S3Env>;
+using StoreEnvs = ::testing::Types<S3Env, S3TlsEnv>;
 #else
 using StoreEnvs = ::testing::Types<LocalEnv, MemoryEnv, CountingEnv,
                                    FaultLocalEnv, FaultMemoryEnv>;
@@ -317,6 +329,60 @@ TEST(S3StoreTest, Format3PutsAreCheckedByTheServerAgainstTheirAddress) {
   auto has = env.store->Has(other);
   ASSERT_TRUE(has.ok());
   EXPECT_FALSE(*has);
+}
+
+// An https endpoint whose certificate the client does not trust, with the
+// system's bundle or with a ca_file of another CA: one request (the same
+// certificate would come back: no retry), and a message that says what
+// to do.
+TEST(S3StoreTest, AnUntrustedCertificateIsOnePermanentError) {
+  const char* endpoint = std::getenv("WAVEFS_S3_TLS_ENDPOINT");
+  ASSERT_TRUE(endpoint != nullptr && *endpoint != 0)
+      << "WAVEFS_S3_TLS_ENDPOINT is not set: run through tests/s3/with_rgw.sh";
+  const std::string saved_bundle =
+      std::getenv("AWS_CA_BUNDLE") ? std::getenv("AWS_CA_BUNDLE") : "";
+  ::unsetenv("AWS_CA_BUNDLE");
+  TempDir tmp;
+  // A self-signed certificate (made with openssl req -x509) of a CA that
+  // signed nothing the server holds.
+  const std::string other = tmp / "other-ca.pem";
+  WriteTestFile(
+      other,
+      std::string(
+          "-----BEGIN CERTIFICATE-----\n"
+          "MIIBuDCCAV2gAwIBAgIUEzITHsR5LGZzknclJ/MLlSxznzMwCgYIKoZIzj0EAwIw\n"
+          "MDEuMCwGA1UEAwwld2F2ZWZzIHRlc3Q6IGEgQ0EgdGhhdCBzaWduZWQgbm90aGlu\n"
+          "ZzAgFw0yNjEyMDUyMDQ0MTJaGA8yMTI2MTExMTIwNDQxMlowMDEuMCwGA1UEAwwl\n"
+          "d2F2ZWZzIHRlc3Q6IGEgQ0EgdGhhdCBzaWduZWQgbm90aGluZzBZMBMGByqGSM49\n"
+          "AgEGCCqGSM49AwEHA0IABFuPTH3HhTCSoEnfO9nHlFN4jcrxDxA6iXrG3V/6QMb4\n"
+          "XLyFb69XnCwtt6BqgKwvC5yNWhPHOjZ90AeYxNbCfGSjUzBRMB0GA1UdDgQWBBTz\n"
+          "ghupQNtz7yyaCKkC0efPZaNXVTAfBgNVHSMEGDAWgBTzghupQNtz7yyaCKkC0efP\n"
+          "ZaNXVTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kAMEYCIQDHTeyfPaiB\n"
+          "xRsllS/x3A0dNo6en9Nx7LfUFmNIxhID/QIhAM4MBswnhSUmu2yJAXgJ061NWCgz\n"
+          "KyD7YiQdZVX/DNWy\n"
+          "-----END CERTIFICATE-----\n"));
+  for (const std::string ca : {std::string(), other}) {
+    SCOPED_TRACE(ca.empty() ? "the system's bundle" : "ca_file of another CA");
+    auto loc =
+        ParseStoreLocation(std::string("s3://wavefs-contract/tls?endpoint=") +
+                           endpoint + (ca.empty() ? "" : "&ca_file=" + ca));
+    ASSERT_TRUE(loc.ok()) << loc.status().ToString();
+    WAVEFS_ASSERT_OK(LoadS3Credentials(&loc->s3));
+    S3Client client(loc->s3);
+    const Status st = client.CheckBucket();
+    EXPECT_EQ(st.code(), Code::kPermission) << st.ToString();
+    EXPECT_FALSE(st.retryable());
+    EXPECT_EQ(client.requests(), 1u) << "retried a certificate error";
+    EXPECT_NE(st.message().find("TLS certificate is not trusted"),
+              std::string::npos)
+        << st.ToString();
+    EXPECT_NE(
+        st.message().find(ca.empty() ? "ca_file=PATH" : "by ca_file " + ca),
+        std::string::npos)
+        << st.ToString();
+    EXPECT_EQ(st.message().find('\n'), std::string::npos) << "one line";
+  }
+  if (!saved_bundle.empty()) ::setenv("AWS_CA_BUNDLE", saved_bundle.c_str(), 1);
 }
 #endif
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# S3 over HTTPS (S3 runs only: tests/s3/with_rgw.sh). scripts/ceph-rgw.sh
+# serves the same RGW on an https port with a self-signed certificate
+# ($WAVEFS_S3_TLS_ENDPOINT, $WAVEFS_S3_CA_FILE), as a private MinIO or Ceph
+# does:
+# - init and mount with ca_file= in the store URL; a 96 MiB file and a small
+#   one copied in; `wavefs unmount` returns with every chunk in the bucket
+#   (listed over plain HTTP: the same objects);
+# - mounted again with $AWS_CA_BUNDLE instead of ca_file and the page cache
+#   dropped: both read back equal, whole and a range in the middle;
+# - the system's CA bundle, a ca_file of another CA, and a ca_file that does
+#   not exist: one line on stderr that names the cause, a non-zero exit and
+#   no daemon left.
+source "$(dirname "$0")/lib.sh"
+
+[ -n "$IT_S3_BUCKET" ] || fail "run with WAVEFS_IT_STORE=s3 (tests/s3/with_rgw.sh)"
+for v in WAVEFS_S3_TLS_ENDPOINT WAVEFS_S3_CA_FILE; do
+  [ -n "${!v:-}" ] || fail "$v is not set (scripts/ceph-rgw.sh's env line sets it)"
+done
+unset AWS_CA_BUNDLE
+TLS_STORE="s3://$IT_S3_BUCKET/store?endpoint=$WAVEFS_S3_TLS_ENDPOINT"
+
+STORE="$TLS_STORE&ca_file=$WAVEFS_S3_CA_FILE"
+wfs_init
+wfs_mount
+make_random "$SRC/big" 96M tls-big
+printf 'a small file, sent over TLS\n' >"$SRC/small"
+check "cp 96 MiB over https" cp "$SRC/big" "$MNT/big"
+check "cp a small file over https" cp "$SRC/small" "$MNT/small"
+wfs_unmount
+expect_le "every chunk (24 + 1) in the bucket" 25 "$(store_chunk_count)"
+
+STORE=$TLS_STORE
+export AWS_CA_BUNDLE=$WAVEFS_S3_CA_FILE
+wfs_mount
+unset AWS_CA_BUNDLE
+drop_caches
+check "big reads back equal (trusted through AWS_CA_BUNDLE)" cmp "$SRC/big" "$MNT/big"
+check "small reads back equal" cmp "$SRC/small" "$MNT/small"
+drop_caches
+check "a range in the middle reads back equal" cmp \
+  <(dd if="$MNT/big" bs=64K skip=700 count=100 status=none) \
+  <(dd if="$SRC/big" bs=64K skip=700 count=100 status=none)
+expect_lt "reads went to the store" 0 "$(stat_get store_gets)"
+wfs_unmount
+
+# A CA that signed nothing the server holds.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$T/other.key" -out "$T/other.pem" -days 2 -subj "/CN=another CA" \
+  2>/dev/null || fail "openssl could not make a certificate"
+
+MOUNT_ARGS=("$TLS_STORE" "$MNT")
+mount_fails "the system's CA bundle" A=1
+grep -q "TLS certificate is not trusted; name the CA" "$T/err" || fail "the message does not say what to do: $(cat "$T/err")"
+MOUNT_ARGS=("$TLS_STORE&ca_file=$T/other.pem" "$MNT")
+mount_fails "a ca_file of another CA" A=1
+grep -q "not trusted by ca_file $T/other.pem" "$T/err" || fail "the message does not name the ca_file: $(cat "$T/err")"
+MOUNT_ARGS=("$TLS_STORE" "$MNT")
+mount_fails "AWS_CA_BUNDLE of another CA" AWS_CA_BUNDLE="$T/other.pem"
+grep -q "not trusted by ca_file $T/other.pem" "$T/err" || fail "the message does not name the bundle: $(cat "$T/err")"
+MOUNT_ARGS=("$TLS_STORE&ca_file=$T/no-such.pem" "$MNT")
+mount_fails "a ca_file that does not exist" A=1
+grep -q "ca_file '$T/no-such.pem' cannot be read: No such file or directory" "$T/err" || fail "the message does not name the file: $(cat "$T/err")"
+
+# The store is untouched by the failed mounts: it mounts and reads again.
+STORE="$TLS_STORE&ca_file=$WAVEFS_S3_CA_FILE"
+wfs_mount
+check "big still equal" cmp "$SRC/big" "$MNT/big"
+wfs_unmount
