@@ -183,6 +183,9 @@ pid file = $PIDDIR/\$name.pid
 [client]
 # read by radosgw and radosgw-admin
 rgw data = $DIR/rgw
+# virtual-host style too: a request for BUCKET.localhost:PORT is for BUCKET
+# (libcurl resolves every *.localhost name to 127.0.0.1 itself, no DNS)
+rgw dns name = localhost
 rgw enable lc threads = false
 rgw gc obj min wait = 30
 rgw gc processor period = 30

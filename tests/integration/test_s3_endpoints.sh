@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# S3 over HTTPS (S3 runs only: tests/s3/with_rgw.sh). scripts/ceph-rgw.sh
-# serves the same RGW on an https port with a self-signed certificate
-# ($WAVEFS_S3_TLS_ENDPOINT, $WAVEFS_S3_CA_FILE), as a private MinIO or Ceph
-# does:
+# S3 endpoints other than path-style plain HTTP (S3 runs only:
+# tests/s3/with_rgw.sh), on the same Ceph RGW:
+# HTTPS. scripts/ceph-rgw.sh serves RGW on an https port with a self-signed
+# certificate ($WAVEFS_S3_TLS_ENDPOINT, $WAVEFS_S3_CA_FILE), as a private
+# MinIO or Ceph does:
 # - init and mount with ca_file= in the store URL; a 96 MiB file and a small
 #   one copied in; `wavefs unmount` returns with every chunk in the bucket
 #   (listed over plain HTTP: the same objects);
@@ -11,6 +12,11 @@
 # - the system's CA bundle, a ca_file of another CA, and a ca_file that does
 #   not exist: one line on stderr that names the cause, a non-zero exit and
 #   no daemon left.
+# Virtual-host style (path_style=0, as for AWS itself): BUCKET.localhost:PORT,
+# which libcurl resolves to 127.0.0.1 and RGW (rgw dns name = localhost)
+# maps to the bucket: a store made, written, and read back after a remount;
+# its objects are in the bucket under its prefix (a path-style reading of
+# those URLs would have named a bucket that does not exist).
 source "$(dirname "$0")/lib.sh"
 
 [ -n "$IT_S3_BUCKET" ] || fail "run with WAVEFS_IT_STORE=s3 (tests/s3/with_rgw.sh)"
@@ -66,4 +72,20 @@ grep -q "ca_file '$T/no-such.pem' cannot be read: No such file or directory" "$T
 STORE="$TLS_STORE&ca_file=$WAVEFS_S3_CA_FILE"
 wfs_mount
 check "big still equal" cmp "$SRC/big" "$MNT/big"
+wfs_unmount
+
+# ------------------------------------------------------ virtual-host style
+STORE="s3://$IT_S3_BUCKET/vhost?endpoint=http://localhost:${WAVEFS_S3_ENDPOINT##*:}&path_style=0"
+check "init with virtual-host URLs" "$WAVEFS_BIN" init "$STORE"
+s3_keys vhost/ | grep -qx 'vhost/wavefs-store.conf' ||
+  fail "no vhost/wavefs-store.conf in bucket $IT_S3_BUCKET"
+wfs_mount
+make_random "$SRC/vh" 20M vhost-file
+check "cp 20 MiB with virtual-host URLs" cp "$SRC/vh" "$MNT/vh"
+wfs_unmount
+expect_le "its 5 chunks are in the bucket under vhost/" 5 \
+  "$(s3_keys vhost/chunks/ | grep -c '/[0-9a-f]\{64\}$' || true)"
+wfs_mount
+drop_caches
+check "it reads back equal with virtual-host URLs" cmp "$SRC/vh" "$MNT/vh"
 wfs_unmount
