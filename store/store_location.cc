@@ -84,8 +84,7 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
   if (loc.s3.region.empty()) loc.s3.region = GetEnv("AWS_DEFAULT_REGION");
   if (loc.s3.region.empty()) loc.s3.region = "us-east-1";
   std::optional<bool> path_style;
-  // As the AWS CLI: the URL's ca_file, else $AWS_CA_BUNDLE.
-  std::string ca_file = GetEnv("AWS_CA_BUNDLE");
+  std::string ca_file;
   size_t pos = 0;
   while (pos < query.size()) {
     size_t amp = query.find('&', pos);
@@ -123,6 +122,12 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
     }
   }
   loc.s3.path_style = path_style.value_or(!loc.s3.endpoint.empty());
+  // As the AWS CLI: the URL's ca_file, else $AWS_CA_BUNDLE, which only
+  // TLS endpoints read (a plain http:// store does not fail on a bundle
+  // that went away).
+  if (ca_file.empty() &&
+      (loc.s3.endpoint.empty() || loc.s3.endpoint.rfind("https://", 0) == 0))
+    ca_file = GetEnv("AWS_CA_BUNDLE");
   if (!ca_file.empty()) {
     // Absolute, as the daemon does not stay in this directory; readable
     // now, so a wrong path is one line at init or mount, not a TLS error.

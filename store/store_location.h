@@ -6,7 +6,8 @@
 // For S3, `endpoint` defaults to AWS itself (HTTPS, virtual-host style),
 // `path_style` to on when an endpoint is given, `region` to $AWS_REGION,
 // $AWS_DEFAULT_REGION or us-east-1, `ca_file` (the certificates an https
-// endpoint is checked against instead of the system's) to $AWS_CA_BUNDLE.
+// endpoint is checked against instead of the system's) to $AWS_CA_BUNDLE
+// for an https endpoint or AWS itself.
 // Credentials come from
 // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else from
 // the profile $AWS_PROFILE (default "default") of

@@ -98,8 +98,8 @@ TEST(StoreLocationTest, CaFileIsAbsoluteAndMustBeReadable) {
   EXPECT_FALSE(empty.ok());
 }
 
-// As the AWS CLI: $AWS_CA_BUNDLE when the URL names no ca_file; the URL's
-// wins over it.
+// As the AWS CLI: $AWS_CA_BUNDLE when the URL names no ca_file, for an
+// https endpoint or AWS itself; the URL's wins over it.
 TEST(StoreLocationTest, AwsCaBundleIsTheDefaultCaFile) {
   TempDir tmp;
   const std::string env_pem = tmp / "env.pem";
@@ -115,11 +115,20 @@ TEST(StoreLocationTest, AwsCaBundleIsTheDefaultCaFile) {
   ASSERT_TRUE(loc.ok()) << loc.status().ToString();
   EXPECT_EQ(loc->s3.ca_file, url_pem);
 
+  // AWS itself is https too.
+  loc = ParseStoreLocation("s3://b-1/p");
+  ASSERT_TRUE(loc.ok()) << loc.status().ToString();
+  EXPECT_EQ(loc->s3.ca_file, env_pem);
+
   ScopedEnv gone("AWS_CA_BUNDLE", (env_pem + ".gone").c_str());
   auto bad = ParseStoreLocation("s3://b-1/p?endpoint=https://h:1");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find(".gone"), std::string::npos)
       << bad.status().ToString();
+  // A plain http store neither uses nor checks it.
+  loc = ParseStoreLocation("s3://b-1/p?endpoint=http://h:1");
+  ASSERT_TRUE(loc.ok()) << loc.status().ToString();
+  EXPECT_EQ(loc->s3.ca_file, "");
 }
 
 }  // namespace
