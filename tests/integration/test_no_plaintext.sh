@@ -32,8 +32,17 @@ not_found_anywhere() {
   [ -z "$hits" ] || fail "marker found $when in: $hits"
   # Only files changed since the test started can hold the marker.
   # (A Ceph RGW data directory is checked through the bucket's objects.)
-  hits=$(find /tmp /var/tmp /dev/shm -xdev \( -path "$T" -o -path "${WAVEFS_RGW_DIR:-$T}" \) -prune -o -type f -newer "$T/started" -print0 2>/dev/null |
-           timeout 120 xargs -0 -r grep -a -l -s -F -- "$MARK" 2>/dev/null || true)
+  # A search cut short must not pass as "nothing found": xargs exits 0
+  # (found) or 123 (a grep found nothing, or could not read a file that
+  # went away meanwhile); a timeout, a killed or missing grep is a failure.
+  # (find's own status is left out: other users' unreadable dirs.)
+  local rc=0
+  hits=$( (find /tmp /var/tmp /dev/shm -xdev \( -path "$T" -o -path "${WAVEFS_RGW_DIR:-$T}" \) -prune -o -type f -newer "$T/started" -print0 2>/dev/null || true) |
+           timeout 120 xargs -0 -r grep -a -l -s -F -- "$MARK" 2>/dev/null) || rc=$?
+  case "$rc" in
+    0 | 123) ;;
+    *) fail "the search of the temp dirs $when did not finish (exit $rc)" ;;
+  esac
   [ -z "$hits" ] || fail "marker found $when in temp dirs: $hits"
   hits=$(grep -r -a -l -F -- "$NAME_MARK" "$(store_snapshot)" 2>/dev/null || true)
   [ -z "$hits" ] || fail "file name found in the store $when: $hits"
