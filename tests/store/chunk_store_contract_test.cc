@@ -31,6 +31,7 @@ namespace {
 using testing_util::MakeAddress;
 using testing_util::MakeBytes;
 using testing_util::PathExists;
+using testing_util::ScopedEnv;
 using testing_util::TempDir;
 using testing_util::WriteTestFile;
 
@@ -339,9 +340,7 @@ TEST(S3StoreTest, AnUntrustedCertificateIsOnePermanentError) {
   const char* endpoint = std::getenv("WAVEFS_S3_TLS_ENDPOINT");
   ASSERT_TRUE(endpoint != nullptr && *endpoint != 0)
       << "WAVEFS_S3_TLS_ENDPOINT is not set: run through tests/s3/with_rgw.sh";
-  const std::string saved_bundle =
-      std::getenv("AWS_CA_BUNDLE") ? std::getenv("AWS_CA_BUNDLE") : "";
-  ::unsetenv("AWS_CA_BUNDLE");
+  ScopedEnv no_bundle("AWS_CA_BUNDLE", nullptr);
   TempDir tmp;
   // A self-signed certificate (made with openssl req -x509) of a CA that
   // signed nothing the server holds.
@@ -361,7 +360,7 @@ TEST(S3StoreTest, AnUntrustedCertificateIsOnePermanentError) {
           "xRsllS/x3A0dNo6en9Nx7LfUFmNIxhID/QIhAM4MBswnhSUmu2yJAXgJ061NWCgz\n"
           "KyD7YiQdZVX/DNWy\n"
           "-----END CERTIFICATE-----\n"));
-  for (const std::string ca : {std::string(), other}) {
+  for (const std::string& ca : {std::string(), other}) {
     SCOPED_TRACE(ca.empty() ? "the system's bundle" : "ca_file of another CA");
     auto loc =
         ParseStoreLocation(std::string("s3://wavefs-contract/tls?endpoint=") +
@@ -382,7 +381,6 @@ TEST(S3StoreTest, AnUntrustedCertificateIsOnePermanentError) {
         << st.ToString();
     EXPECT_EQ(st.message().find('\n'), std::string::npos) << "one line";
   }
-  if (!saved_bundle.empty()) ::setenv("AWS_CA_BUNDLE", saved_bundle.c_str(), 1);
 }
 #endif
 

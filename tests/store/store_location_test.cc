@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <optional>
 #include <string>
 
 #include "store_test_util.h"
@@ -15,32 +14,9 @@
 namespace wavefs {
 namespace {
 
+using testing_util::ScopedEnv;
 using testing_util::TempDir;
 using testing_util::WriteTestFile;
-
-// Sets an environment variable for one test and puts it back after.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = ::getenv(name)) old_ = old;
-    if (value == nullptr) {
-      ::unsetenv(name);
-    } else {
-      ::setenv(name, value, 1);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_.has_value()) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 TEST(StoreLocationTest, S3QueryParameters) {
   ScopedEnv no_bundle("AWS_CA_BUNDLE", nullptr);
