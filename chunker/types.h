@@ -39,9 +39,10 @@ enum class ChunkFormat : int {
 };
 // The newest format: what `wavefs init` writes for a local store.
 inline constexpr ChunkFormat kNewestChunkFormat = ChunkFormat::kTagAddressed;
-// What `wavefs init` writes for an S3 store: format 3's address is the
-// SHA-256 its PUTs sign, where format 4 would need an MD5 pass instead
-// (docs/format.md, 2d).
+// What `wavefs init` writes for an S3 store over plain HTTP: format 3's
+// address is the SHA-256 its PUTs sign, where format 4 would need an MD5
+// pass instead (docs/format.md, 2d). Over TLS, init writes format 4
+// (DefaultChunkFormat in store/store_location.h).
 inline constexpr ChunkFormat kS3DefaultChunkFormat = ChunkFormat::kSegmentedAes;
 inline constexpr bool IsKnownChunkFormat(int format) {
   return format >= 1 && format <= 4;

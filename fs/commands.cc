@@ -115,9 +115,7 @@ int RunInit(const std::string& store, const std::string& key_file_opt,
     return Fail("key file " + key_file_opt +
                 " already exists; wavefs never overwrites a key");
   if (format == 0) {
-    format = static_cast<int>(where->kind == StoreLocation::Kind::kS3
-                                  ? kS3DefaultChunkFormat
-                                  : kNewestChunkFormat);
+    format = static_cast<int>(DefaultChunkFormat(*where));
   }
   auto cfg = InitStore(*where, format);
   if (!cfg.ok()) {

@@ -129,6 +129,12 @@ std::string S3Config::Describe() const {
   return "s3://" + bucket + (prefix.empty() ? "" : "/" + prefix);
 }
 
+bool S3Config::Tls() const {
+  return endpoint.empty() || endpoint.rfind("https://", 0) == 0;
+}
+
+bool S3Config::ChecksUnsignedPutsByMd5() const { return !Tls() || put_md5; }
+
 struct S3Client::Handle {
   CURL* easy = nullptr;
   ~Handle() {
@@ -323,7 +329,8 @@ S3Client::Response S3Client::Perform(const Request& req) {
   t.resp = &resp;
   t.out = req.out;
   Md5 md5;
-  if (req.payload_sha256.empty()) t.md5 = &md5;
+  if (req.payload_sha256.empty() && config_.ChecksUnsignedPutsByMd5())
+    t.md5 = &md5;
   int fd = -1;
   if (req.method == "PUT") {
     if (!req.body_path.empty()) {
@@ -537,9 +544,10 @@ Status S3Client::PutObject(const std::string& key, Request* req,
   WAVEFS_RETURN_IF_ERROR(Run(*req, &resp));
   // A single-part PUT's ETag is the MD5 of what arrived: the store holds
   // exactly the bytes sent (read from the file or memory on the way). With
-  // a signed payload hash the server has checked the bytes already.
-  if (req->payload_sha256.empty() && resp.etag.size() == 32 &&
-      resp.etag != resp.sent_md5) {
+  // a signed payload hash the server has checked the bytes already, and
+  // over TLS the record layer has (ChecksUnsignedPutsByMd5).
+  if (req->payload_sha256.empty() && config_.ChecksUnsignedPutsByMd5() &&
+      resp.etag.size() == 32 && resp.etag != resp.sent_md5) {
     Delete(key).IgnoreError();
     return Status::Error(Code::kCorrupt,
                          config_.Describe() + ": put " + key +

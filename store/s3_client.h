@@ -13,8 +13,10 @@
 //   certificate that does not verify is permanent too: its message says how
 //   to trust it (ca_file).
 // - libcurl 7.88 signs the x-amz-content-sha256 header when given but does
-//   not add it: every request sends UNSIGNED-PAYLOAD (bodies are checked
-//   by MD5/ETag instead, which costs no second pass over a streamed file).
+//   not add it: a request sends the PUT body's SHA-256 when the caller
+//   knows it (format 3's address), else UNSIGNED-PAYLOAD. An unsigned body
+//   is checked by MD5/ETag over plain HTTP (computed while it streams, no
+//   second read of the file) and by TLS alone over https.
 //
 // Memory: no request body is copied; a streamed PUT reads its file through
 // a 64 KiB buffer. GET bodies go straight into the caller's vector.
@@ -46,6 +48,10 @@ struct S3Config {
   // (a private CA, a self-signed server), instead of the system's bundle;
   // empty: the system's. An absolute path.
   std::string ca_file;
+  // Check an unsigned PUT body by its MD5 against the ETag even over TLS
+  // (the store URL's put_md5=1): for a TLS proxy in front of a plain-HTTP
+  // server, where TLS does not reach the server that stores the bytes.
+  bool put_md5 = false;
   std::string access_key;
   std::string secret_key;
   std::string session_token;
@@ -56,6 +62,13 @@ struct S3Config {
   std::chrono::milliseconds max_backoff{5000};
   // "s3://bucket/prefix" for messages.
   std::string Describe() const;
+  // Requests go over TLS, always verified: an https:// endpoint, or AWS.
+  bool Tls() const;
+  // Whether a PUT without a signed payload hash computes its body's MD5
+  // and compares it with the ETag: over plain HTTP, or with put_md5. Over
+  // TLS the record layer already authenticates every byte that reaches
+  // the server, so the check (a pass over the body) buys nothing.
+  bool ChecksUnsignedPutsByMd5() const;
 };
 
 class S3Client {
@@ -71,8 +84,9 @@ class S3Client {
   // payload_sha256: the body's SHA-256 as 64 hex characters, when the
   // caller knows it. It is signed (x-amz-content-sha256) and the server
   // refuses a body that does not hash to it (kCorrupt, retryable), so no
-  // MD5 is computed; without it the body is sent as UNSIGNED-PAYLOAD and
-  // its MD5, computed on the way, must equal the returned ETag.
+  // MD5 is computed; without it the body is sent as UNSIGNED-PAYLOAD and,
+  // when config().ChecksUnsignedPutsByMd5(), its MD5, computed on the way,
+  // must equal the returned ETag.
   Status Put(const std::string& key, std::span<const uint8_t> body,
              bool if_absent, const std::string& payload_sha256 = "");
   // Streams the file at path (its whole length) as the object's body.

@@ -114,19 +114,22 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
       auto b = ParseBool(key, value);
       if (!b.ok()) return b.status();
       path_style = *b;
+    } else if (key == "put_md5") {
+      auto b = ParseBool(key, value);
+      if (!b.ok()) return b.status();
+      loc.s3.put_md5 = *b;
     } else {
-      return Status::Error(Code::kInvalid,
-                           "unknown store parameter '" + key + "' in " + store +
-                               " (endpoint, region, path_style, ca_file)");
+      return Status::Error(
+          Code::kInvalid,
+          "unknown store parameter '" + key + "' in " + store +
+              " (endpoint, region, path_style, ca_file, put_md5)");
     }
   }
   loc.s3.path_style = path_style.value_or(!loc.s3.endpoint.empty());
   // As the AWS CLI: the URL's ca_file, else $AWS_CA_BUNDLE, which only
   // TLS endpoints read (a plain http:// store does not fail on a bundle
   // that went away).
-  if (ca_file.empty() &&
-      (loc.s3.endpoint.empty() || loc.s3.endpoint.rfind("https://", 0) == 0))
-    ca_file = GetEnv("AWS_CA_BUNDLE");
+  if (ca_file.empty() && loc.s3.Tls()) ca_file = GetEnv("AWS_CA_BUNDLE");
   if (!ca_file.empty()) {
     // Absolute, as the daemon does not stay in this directory; readable
     // now, so a wrong path is one line at init or mount, not a TLS error.
@@ -139,6 +142,13 @@ Result<StoreLocation> ParseStoreLocation(const std::string& store) {
     loc.s3.ca_file = abs;
   }
   return loc;
+}
+
+ChunkFormat DefaultChunkFormat(const StoreLocation& where) {
+  if (where.kind == StoreLocation::Kind::kS3 &&
+      where.s3.ChecksUnsignedPutsByMd5())
+    return kS3DefaultChunkFormat;
+  return kNewestChunkFormat;
 }
 
 Status LoadS3Credentials(S3Config* config) {

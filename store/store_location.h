@@ -1,13 +1,15 @@
 // Where a store lives, as the user names it, and opening it.
 //
 //   /srv/store, file:///srv/store        a local directory (the default)
-//   s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=0|1&ca_file=PEM]
+//   s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path_style=0|1&ca_file=PEM
+//                         &put_md5=0|1]
 //
 // For S3, `endpoint` defaults to AWS itself (HTTPS, virtual-host style),
 // `path_style` to on when an endpoint is given, `region` to $AWS_REGION,
 // $AWS_DEFAULT_REGION or us-east-1, `ca_file` (the certificates an https
 // endpoint is checked against instead of the system's) to $AWS_CA_BUNDLE
-// for an https endpoint or AWS itself.
+// for an https endpoint or AWS itself, `put_md5` (check unsigned PUTs by
+// MD5/ETag over TLS too, S3Config::put_md5) to off.
 // Credentials come from
 // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else from
 // the profile $AWS_PROFILE (default "default") of
@@ -40,6 +42,12 @@ struct StoreLocation {
 Result<StoreLocation> ParseStoreLocation(const std::string& store);
 // kPermission when no credentials are found.
 Status LoadS3Credentials(S3Config* config);
+
+// The chunk format `wavefs init` writes without --format: the newest for a
+// local store and for S3 over TLS, format 3 for S3 over plain HTTP, where
+// format 3's signed SHA-256 address checks each PUT with no pass of its
+// own and format 4 would pay an MD5 pass instead (docs/format.md, 2d).
+ChunkFormat DefaultChunkFormat(const StoreLocation& where);
 
 // Creates the store (a local directory, or the config object in a bucket,
 // written only when absent). kExists when it is already a store.

@@ -7,6 +7,10 @@
 # - init and mount with ca_file= in the store URL; a 96 MiB file and a small
 #   one copied in; `wavefs unmount` returns with every chunk in the bucket
 #   (listed over plain HTTP: the same objects);
+# - init over TLS writes chunk format 4 (its PUTs go without a payload hash
+#   or an MD5 pass: TLS checks them), and every object in the bucket is
+#   named by its format-4 address; with put_md5=1 init keeps format 3, and
+#   a file goes in and back over TLS with the MD5/ETag check;
 # - mounted again with $AWS_CA_BUNDLE instead of ca_file and the page cache
 #   dropped: both read back equal, whole and a range in the middle;
 # - the system's CA bundle, a ca_file of another CA, and a ca_file that does
@@ -35,6 +39,16 @@ check "cp 96 MiB over https" cp "$SRC/big" "$MNT/big"
 check "cp a small file over https" cp "$SRC/small" "$MNT/small"
 wfs_unmount
 expect_le "every chunk (24 + 1) in the bucket" 25 "$(store_chunk_count)"
+expect_eq "init over https writes chunk format" 4 "$(store_format)"
+snap=$(store_snapshot)
+n=0
+while read -r obj; do
+  [ "$(basename "$obj")" = "$(object_hash "$obj" 4)" ] ||
+    fail "object $obj is not named by its format-4 address"
+  n=$((n + 1))
+done < <(find "$snap/store/chunks" -type f)
+expect_le "format-4 objects checked" 25 "$n"
+rm -rf "$snap"
 
 STORE=$TLS_STORE
 export AWS_CA_BUNDLE=$WAVEFS_S3_CA_FILE
@@ -74,9 +88,28 @@ wfs_mount
 check "big still equal" cmp "$SRC/big" "$MNT/big"
 wfs_unmount
 
+# put_md5=1 (a TLS proxy in front of a plain-HTTP server): init keeps
+# format 3, whose PUTs the server checks against their signed SHA-256.
+STORE="s3://$IT_S3_BUCKET/md5?endpoint=$WAVEFS_S3_TLS_ENDPOINT&ca_file=$WAVEFS_S3_CA_FILE&put_md5=1"
+check "init with put_md5=1" "$WAVEFS_BIN" init "$STORE"
+conf=$(s3_curl GET "$IT_S3_BUCKET/md5/wavefs-store.conf") || fail "cannot read md5/wavefs-store.conf"
+grep -qx 'format=3' <<<"$conf" ||
+  fail "init over https with put_md5=1 did not write format 3"
+wfs_mount
+make_random "$SRC/md5" 9M md5-file
+check "cp 9 MiB with put_md5=1" cp "$SRC/md5" "$MNT/md5"
+wfs_unmount
+wfs_mount
+drop_caches
+check "it reads back equal with put_md5=1" cmp "$SRC/md5" "$MNT/md5"
+wfs_unmount
+
 # ------------------------------------------------------ virtual-host style
 STORE="s3://$IT_S3_BUCKET/vhost?endpoint=http://localhost:${WAVEFS_S3_ENDPOINT##*:}&path_style=0"
 check "init with virtual-host URLs" "$WAVEFS_BIN" init "$STORE"
+conf=$(s3_curl GET "$IT_S3_BUCKET/vhost/wavefs-store.conf") || fail "cannot read vhost/wavefs-store.conf"
+grep -qx 'format=3' <<<"$conf" ||
+  fail "init over plain http did not write format 3"
 s3_keys vhost/ | grep -qx 'vhost/wavefs-store.conf' ||
   fail "no vhost/wavefs-store.conf in bucket $IT_S3_BUCKET"
 wfs_mount

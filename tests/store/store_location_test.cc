@@ -107,5 +107,48 @@ TEST(StoreLocationTest, AwsCaBundleIsTheDefaultCaFile) {
   EXPECT_EQ(loc->s3.ca_file, "");
 }
 
+// Over TLS the record layer authenticates every byte a PUT sends, so an
+// unsigned body skips the MD5 pass and ETag compare, and `init` writes
+// format 4 (whose PUTs carry no signed hash); over plain HTTP, or with
+// put_md5=1 (TLS ending at a proxy), the MD5 stays and init writes
+// format 3, whose PUTs the server checks against their signed SHA-256.
+TEST(StoreLocationTest, TlsDecidesThePutCheckAndTheDefaultFormat) {
+  ScopedEnv no_bundle("AWS_CA_BUNDLE", nullptr);
+  struct Case {
+    std::string url;
+    bool tls;
+    bool md5;
+    ChunkFormat format;
+  };
+  const Case cases[] = {
+      {"/srv/store", false, true, kNewestChunkFormat},
+      {"s3://b-1/p?endpoint=http://h:1", false, true,
+       ChunkFormat::kSegmentedAes},
+      {"s3://b-1/p?endpoint=http://h:1&put_md5=0", false, true,
+       ChunkFormat::kSegmentedAes},
+      {"s3://b-1/p?endpoint=https://h:1", true, false,
+       ChunkFormat::kTagAddressed},
+      {"s3://b-1/p", true, false, ChunkFormat::kTagAddressed},
+      {"s3://b-1/p?endpoint=https://h:1&put_md5=1", true, true,
+       ChunkFormat::kSegmentedAes},
+      {"s3://b-1/p?put_md5=yes", true, true, ChunkFormat::kSegmentedAes},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.url);
+    auto loc = ParseStoreLocation(c.url);
+    ASSERT_TRUE(loc.ok()) << loc.status().ToString();
+    if (loc->kind == StoreLocation::Kind::kS3) {
+      EXPECT_EQ(loc->s3.Tls(), c.tls);
+      EXPECT_EQ(loc->s3.ChecksUnsignedPutsByMd5(), c.md5);
+    }
+    EXPECT_EQ(DefaultChunkFormat(*loc), c.format);
+  }
+  auto bad = ParseStoreLocation("s3://b-1/p?put_md5=2");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Code::kInvalid);
+  EXPECT_NE(bad.status().message().find("put_md5"), std::string::npos)
+      << bad.status().ToString();
+}
+
 }  // namespace
 }  // namespace wavefs
