@@ -7,7 +7,7 @@
 #                    [--systems cp,passthrough,wavefs,gocryptfs,rclone]
 #                    [--bin PATH/TO/wavefs (implies --no-build)]
 #   scripts/bench.sh --store s3 [--s3-env FILE] [--osd-size 40G] [--sizes ..]
-#                   [--no-small-files]
+#                   [--no-small-files] [--tls]
 #                    [--runs N] [--out FILE] [--no-build] [--bin PATH]
 #                    [--systems curl,wavefs,s3fs,rclone,rclone-crypt]
 #   scripts/bench.sh --workloads [--quick] [--runs N] [--out FILE]
@@ -29,7 +29,10 @@
 # (as `scripts/ceph-rgw.sh start` prints it) is in --s3-env FILE. Default
 # --out there: docs/bench-s3-latest.md. After the sizes it extracts a tree of
 # small files into each mount (--no-small-files skips it: s3fs alone takes
-# ~17 min there). The rest of this text is local mode.
+# ~17 min there). --tls runs every system over the server's HTTPS endpoint
+# (scripts/ceph-rgw.sh's self-signed one, or WAVEFS_S3_TLS_ENDPOINT and
+# WAVEFS_S3_CA_FILE in the --s3-env file), as AWS users are; its default
+# --out is docs/bench-s3-tls-latest.md. The rest of this text is local mode.
 #
 # Systems measured for each size and run (interleaved, so drift hits all):
 #   cp           plain `cp` + `sync` into a local directory
@@ -71,6 +74,7 @@ WORKLOADS=0
 SCALE=0
 QUICK=0
 S3_SMALL=1
+S3_TLS=0
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "bench.sh: error: $*" >&2; exit 1; }
@@ -92,6 +96,7 @@ while [ "$#" -gt 0 ]; do
     --s3-env) need_val "$1" "$#"; S3_ENV_FILE=$(realpath "$2"); shift ;;
     --osd-size) need_val "$1" "$#"; OSD_SIZE=$2; shift ;;
     --no-small-files) S3_SMALL=0 ;;
+    --tls) S3_TLS=1 ;;
     --workloads) WORKLOADS=1 ;;
     --scale) SCALE=1 ;;
     --huge-size) need_val "$1" "$#"; SC_HUGE_ARG=$2; shift ;;
@@ -112,11 +117,12 @@ done
 [ "$SCALE" -eq 0 ] || : "${OUT:=docs/bench-scale-latest.md}"
 case "$STORE_KIND" in
   local) : "${OUT:=docs/bench-latest.md}" ;;
-  s3) : "${OUT:=docs/bench-s3-latest.md}" ;;
+  s3) if [ "$S3_TLS" -eq 1 ]; then : "${OUT:=docs/bench-s3-tls-latest.md}"; else : "${OUT:=docs/bench-s3-latest.md}"; fi ;;
   *) die "--store must be local or s3, got '$STORE_KIND'" ;;
 esac
 [ -z "$S3_ENV_FILE" ] || [ "$STORE_KIND" = s3 ] || die "--s3-env needs --store s3"
 [ "$S3_SMALL" -eq 1 ] || [ "$STORE_KIND" = s3 ] || die "--no-small-files needs --store s3"
+[ "$S3_TLS" -eq 0 ] || [ "$STORE_KIND" = s3 ] || die "--tls needs --store s3"
 [ -z "$S3_ENV_FILE" ] || [ -f "$S3_ENV_FILE" ] || die "--s3-env: no file '$S3_ENV_FILE'"
 
 BENCH=$ROOT/.bench

@@ -31,6 +31,10 @@
 # of /usr/include until every file is in the bucket, then a fresh mount's
 # files checked against the tarball (not timed; one GET per file, so this
 # takes minutes, and s3fs's extraction alone ~17 min).
+# --tls: every system talks to the server's HTTPS endpoint instead
+# (WAVEFS_S3_TLS_ENDPOINT, its certificate trusted through
+# WAVEFS_S3_CA_FILE: curl --cacert, wavefs ca_file=, s3fs CURL_CA_BUNDLE,
+# rclone --ca-cert), and wavefs's store is what init makes over TLS.
 # Requests are counted on the RGW side (perf counter rgw.req through its
 # admin socket) when the cluster's directory is known; otherwise the upload
 # figure is the number of objects in the bucket.
@@ -89,6 +93,13 @@ s3_start() {
   fi
   [ -n "${WAVEFS_S3_ENDPOINT:-}" ] && [ -n "${AWS_ACCESS_KEY_ID:-}" ] && [ -n "${AWS_SECRET_ACCESS_KEY:-}" ] ||
     die "no WAVEFS_S3_ENDPOINT / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the S3 server"
+  S3_CA=""
+  if [ "$S3_TLS" -eq 1 ]; then
+    [ -n "${WAVEFS_S3_TLS_ENDPOINT:-}" ] && [ -r "${WAVEFS_S3_CA_FILE:-}" ] ||
+      die "--tls: the S3 server has no WAVEFS_S3_TLS_ENDPOINT or no readable WAVEFS_S3_CA_FILE"
+    WAVEFS_S3_ENDPOINT=$WAVEFS_S3_TLS_ENDPOINT
+    S3_CA=$WAVEFS_S3_CA_FILE
+  fi
   export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY WAVEFS_S3_ENDPOINT AWS_REGION=${AWS_REGION:-us-east-1}
   S3_AUTH=$WORK/s3auth.curl
   (
@@ -103,6 +114,7 @@ fail
 connect-timeout = 10
 max-time = 900
 CONF
+    [ -z "$S3_CA" ] || printf 'cacert = "%s"\n' "$S3_CA" >>"$S3_AUTH"
   )
   if [ -n "$RGW_CONF_DIR" ]; then
     local sock osd
@@ -334,7 +346,7 @@ wfs_stats_log() {   # MNT LABEL: user.wavefs.stats into the log
 # wfs_s3_init BUCKET: a new bucket and a wavefs store in it, with a fresh
 # index and key (WAVEFS_HOME); its URL in WFS_STORE.
 wfs_s3_init() {
-  WFS_STORE="s3://$1/store?endpoint=$WAVEFS_S3_ENDPOINT"
+  WFS_STORE="s3://$1/store?endpoint=$WAVEFS_S3_ENDPOINT${S3_CA:+&ca_file=$S3_CA}"
   rm -rf "$WORK/wavefs-home"
   export WAVEFS_HOME=$WORK/wavefs-home
   s3_mkbucket "$1"
@@ -388,7 +400,7 @@ S3FS_PID=""
 s3fs_mount() {   # BUCKET MNT
   mkdir -p "$WORK/s3fs-tmp"
   ( umask 077; printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$WORK/s3fs-passwd" )
-  s3fs "$1" "$2" -f -o "url=$WAVEFS_S3_ENDPOINT,use_path_request_style,passwd_file=$WORK/s3fs-passwd,endpoint=$AWS_REGION,tmpdir=$WORK/s3fs-tmp" \
+  CURL_CA_BUNDLE=${S3_CA:-${CURL_CA_BUNDLE:-}} s3fs "$1" "$2" -f -o "url=$WAVEFS_S3_ENDPOINT,use_path_request_style,passwd_file=$WORK/s3fs-passwd,endpoint=$AWS_REGION,tmpdir=$WORK/s3fs-tmp" \
     >>"$LOGS/s3fs.log" 2>&1 &
   S3FS_PID=$!
   CHILD_PIDS[$S3FS_PID]=1
@@ -427,6 +439,7 @@ bench_s3_s3fs() {
 RCS_PID=""
 rcs_mount() {   # REMOTE MNT
   env -u AWS_CA_BUNDLE rclone mount "$1" "$2" --config "$WORK/rclone-s3.conf" \
+    ${S3_CA:+--ca-cert "$S3_CA"} \
     --vfs-cache-mode writes --vfs-write-back 0s --cache-dir "$WORK/rclone-cache" \
     --log-file "$LOGS/rclone-s3.log" --log-level INFO &
   RCS_PID=$!
@@ -723,6 +736,7 @@ s3_report() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); wavefs commit $commit$dirty ($WAVEFS)"
     echo "- machine: $(nproc) cores ($cpu), $mem RAM, kernel $(uname -r); work dir on $(stat -f -c %T "$BENCH")"
     echo "- S3 server: $conf_desc; endpoint $WAVEFS_S3_ENDPOINT"
+    [ -z "$S3_CA" ] || echo "- TLS (--tls): every system over HTTPS, the server's self-signed certificate trusted through $S3_CA; wavefs's store is what \`init\` makes over HTTPS (chunk format 4: PUTs checked by TLS, no MD5 pass)"
     echo "- command: \`$CMDLINE\`"
     echo "- sizes: ${SIZES}; runs: $RUNS (medians shown); data: incompressible, fixed seed; systems: ${SYSTEMS[*]}"
     echo "- versions: $(curl --version | head -n 1 | cut -d' ' -f1-2), $(s3fs --version 2>/dev/null | head -n 1 | awk '{print "s3fs", $7}' || true), $(rclone version 2>/dev/null | head -n 1 || true)"
