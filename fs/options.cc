@@ -109,31 +109,34 @@ Result<StoreLocation> ResolveStore(const std::string& store,
                                    const std::string& endpoint,
                                    const std::string& region,
                                    const std::string& path_style) {
-  auto loc = ParseStoreLocation(store);
-  if (!loc.ok()) return loc.status();
-  if (loc->kind != StoreLocation::Kind::kS3) {
-    if (!endpoint.empty() || !region.empty() || !path_style.empty())
-      return Status::Error(Code::kInvalid,
-                           "--s3-endpoint, --s3-region and --s3-path-style "
-                           "need an s3:// store");
+  if (endpoint.empty() && region.empty() && path_style.empty()) {
+    auto loc = ParseStoreLocation(store);
+    if (!loc.ok()) return loc.status();
+    if (loc->kind == StoreLocation::Kind::kS3)
+      WAVEFS_RETURN_IF_ERROR(LoadS3Credentials(&loc->s3));
     return loc;
   }
-  S3Config& c = loc->s3;
+  if (store.rfind("s3://", 0) != 0)
+    return Status::Error(Code::kInvalid,
+                         "--s3-endpoint, --s3-region and --s3-path-style "
+                         "need an s3:// store");
+  // The flags are the URL's parameters, given last so that they win, and
+  // parsed with it once: what depends on the endpoint (TLS, whether
+  // $AWS_CA_BUNDLE is read, path style by default) follows the endpoint
+  // the store is reached at, not the one the URL named.
+  std::string url = store;
+  auto add = [&url](const std::string& key, const std::string& value) {
+    url += (url.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
+  };
   if (!endpoint.empty()) {
-    auto with =
-        ParseStoreLocation("s3://" + c.bucket + "?endpoint=" + endpoint);
-    if (!with.ok()) return with.status();
-    c.endpoint = with->s3.endpoint;
-    if (path_style.empty()) c.path_style = true;
+    add("endpoint", endpoint);
+    if (path_style.empty()) add("path_style", "1");
   }
-  if (!region.empty()) c.region = region;
-  if (!path_style.empty()) {
-    auto with =
-        ParseStoreLocation("s3://" + c.bucket + "?path_style=" + path_style);
-    if (!with.ok()) return with.status();
-    c.path_style = with->s3.path_style;
-  }
-  WAVEFS_RETURN_IF_ERROR(LoadS3Credentials(&c));
+  if (!region.empty()) add("region", region);
+  if (!path_style.empty()) add("path_style", path_style);
+  auto loc = ParseStoreLocation(url);
+  if (!loc.ok()) return loc.status();
+  WAVEFS_RETURN_IF_ERROR(LoadS3Credentials(&loc->s3));
   return loc;
 }
 

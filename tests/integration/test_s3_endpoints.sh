@@ -11,8 +11,10 @@
 #   or an MD5 pass: TLS checks them), and every object in the bucket is
 #   named by its format-4 address; with put_md5=1 init keeps format 3, and
 #   a file goes in and back over TLS with the MD5/ETag check;
-# - mounted again with $AWS_CA_BUNDLE instead of ca_file and the page cache
-#   dropped: both read back equal, whole and a range in the middle;
+# - mounted again through the plain-http URL switched to https by
+#   --s3-endpoint, trusted through $AWS_CA_BUNDLE instead of ca_file, the
+#   page cache dropped: both read back equal, whole and a range in the
+#   middle;
 # - the system's CA bundle, a ca_file of another CA, and a ca_file that does
 #   not exist: one line on stderr that names the cause, a non-zero exit and
 #   no daemon left.
@@ -50,18 +52,42 @@ done < <(find "$snap/store/chunks" -type f)
 expect_le "format-4 objects checked" 25 "$n"
 rm -rf "$snap"
 
-STORE=$TLS_STORE
+# The plain-http URL, switched to https by --s3-endpoint: the flag's
+# endpoint decides TLS and that $AWS_CA_BUNDLE is trusted.
+STORE="s3://$IT_S3_BUCKET/store?endpoint=$WAVEFS_S3_ENDPOINT"
 export AWS_CA_BUNDLE=$WAVEFS_S3_CA_FILE
-wfs_mount
+wfs_mount --s3-endpoint "$WAVEFS_S3_TLS_ENDPOINT"
 unset AWS_CA_BUNDLE
 drop_caches
-check "big reads back equal (trusted through AWS_CA_BUNDLE)" cmp "$SRC/big" "$MNT/big"
+check "big reads back equal (https by --s3-endpoint, trusted through AWS_CA_BUNDLE)" cmp "$SRC/big" "$MNT/big"
 check "small reads back equal" cmp "$SRC/small" "$MNT/small"
 drop_caches
 check "a range in the middle reads back equal" cmp \
   <(dd if="$MNT/big" bs=64K skip=700 count=100 status=none) \
   <(dd if="$SRC/big" bs=64K skip=700 count=100 status=none)
 expect_lt "reads went to the store" 0 "$(stat_get store_gets)"
+# The daemon's own sockets (/proc/PID/fd) that are TCP connections to the
+# https port (/proc/net/tcp: remote port in hex, state 01 = established).
+tls_conns=$(python3 - "$DAEMON_PID" "${WAVEFS_S3_TLS_ENDPOINT##*:}" <<'PY'
+import os, sys
+pid, port = sys.argv[1], int(sys.argv[2])
+inodes = set()
+for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        link = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        continue
+    if link.startswith("socket:["):
+        inodes.add(link[8:-1])
+n = 0
+for line in open(f"/proc/{pid}/net/tcp").readlines()[1:]:
+    f = line.split()
+    if int(f[2].split(":")[1], 16) == port and f[3] == "01" and f[9] in inodes:
+        n += 1
+print(n)
+PY
+)
+expect_lt "the daemon's connections to the https port" 0 "$tls_conns"
 wfs_unmount
 
 # A CA that signed nothing the server holds.
