@@ -70,8 +70,8 @@ TEST(ResolveStoreTest, TheEndpointFlagDecidesTlsAndTheCaBundle) {
     EXPECT_EQ(loc->s3.ca_file, "");
   }
   ScopedEnv bundle("AWS_CA_BUNDLE", pem.c_str());
-  auto loc = ResolveStore("s3://b-1/p?endpoint=http://a:1", "https://a:2", "",
-                          "");
+  auto loc =
+      ResolveStore("s3://b-1/p?endpoint=http://a:1", "https://a:2", "", "");
   ASSERT_TRUE(loc.ok()) << loc.status().ToString();
   EXPECT_TRUE(loc->s3.Tls());
   EXPECT_FALSE(loc->s3.ChecksUnsignedPutsByMd5());
