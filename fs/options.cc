@@ -109,34 +109,27 @@ Result<StoreLocation> ResolveStore(const std::string& store,
                                    const std::string& endpoint,
                                    const std::string& region,
                                    const std::string& path_style) {
-  if (endpoint.empty() && region.empty() && path_style.empty()) {
-    auto loc = ParseStoreLocation(store);
-    if (!loc.ok()) return loc.status();
-    if (loc->kind == StoreLocation::Kind::kS3)
-      WAVEFS_RETURN_IF_ERROR(LoadS3Credentials(&loc->s3));
-    return loc;
-  }
-  if (store.rfind("s3://", 0) != 0)
-    return Status::Error(Code::kInvalid,
-                         "--s3-endpoint, --s3-region and --s3-path-style "
-                         "need an s3:// store");
   // The flags are the URL's parameters, given last so that they win, and
   // parsed with it once: what depends on the endpoint (TLS, whether
   // $AWS_CA_BUNDLE is read, path style by default) follows the endpoint
   // the store is reached at, not the one the URL named.
   std::string url = store;
   auto add = [&url](const std::string& key, const std::string& value) {
+    if (value.empty()) return;
     url += (url.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
   };
-  if (!endpoint.empty()) {
-    add("endpoint", endpoint);
-    if (path_style.empty()) add("path_style", "1");
-  }
-  if (!region.empty()) add("region", region);
-  if (!path_style.empty()) add("path_style", path_style);
+  add("endpoint", endpoint);
+  if (!endpoint.empty() && path_style.empty()) add("path_style", "1");
+  add("region", region);
+  add("path_style", path_style);
+  if (url != store && store.rfind("s3://", 0) != 0)
+    return Status::Error(Code::kInvalid,
+                         "--s3-endpoint, --s3-region and --s3-path-style "
+                         "need an s3:// store");
   auto loc = ParseStoreLocation(url);
   if (!loc.ok()) return loc.status();
-  WAVEFS_RETURN_IF_ERROR(LoadS3Credentials(&loc->s3));
+  if (loc->kind == StoreLocation::Kind::kS3)
+    WAVEFS_RETURN_IF_ERROR(LoadS3Credentials(&loc->s3));
   return loc;
 }
 

@@ -329,8 +329,7 @@ S3Client::Response S3Client::Perform(const Request& req) {
   t.resp = &resp;
   t.out = req.out;
   Md5 md5;
-  if (req.payload_sha256.empty() && config_.ChecksUnsignedPutsByMd5())
-    t.md5 = &md5;
+  if (ChecksMd5(req)) t.md5 = &md5;
   int fd = -1;
   if (req.method == "PUT") {
     if (!req.body_path.empty()) {
@@ -534,6 +533,10 @@ Status S3Client::PutFile(const std::string& key, const std::string& path,
   return PutObject(key, &req, if_absent);
 }
 
+bool S3Client::ChecksMd5(const Request& req) const {
+  return req.payload_sha256.empty() && config_.ChecksUnsignedPutsByMd5();
+}
+
 Status S3Client::PutObject(const std::string& key, Request* req,
                            bool if_absent) {
   req->method = "PUT";
@@ -546,8 +549,7 @@ Status S3Client::PutObject(const std::string& key, Request* req,
   // exactly the bytes sent (read from the file or memory on the way). With
   // a signed payload hash the server has checked the bytes already, and
   // over TLS the record layer has (ChecksUnsignedPutsByMd5).
-  if (req->payload_sha256.empty() && config_.ChecksUnsignedPutsByMd5() &&
-      resp.etag.size() == 32 && resp.etag != resp.sent_md5) {
+  if (ChecksMd5(*req) && resp.etag.size() == 32 && resp.etag != resp.sent_md5) {
     Delete(key).IgnoreError();
     return Status::Error(Code::kCorrupt,
                          config_.Describe() + ": put " + key +

@@ -130,6 +130,9 @@ class S3Client {
   struct Handle;
   // PUT of req's body (memory or file) with the ETag check.
   Status PutObject(const std::string& key, Request* req, bool if_absent);
+  // Whether this request's body is hashed with MD5 on the way and the
+  // ETag compared with it: an unsigned body, when the config asks for it.
+  bool ChecksMd5(const Request& req) const;
   // One attempt.
   Response Perform(const Request& req);
   // With retries; turns the response into a Status.

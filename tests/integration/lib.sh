@@ -352,6 +352,28 @@ object_hash() {
   fi
 }
 
+# check_store_objects [FORMAT]: every chunk object of the store (a file
+# named by 64 hex digits under chunks/, in store_snapshot) hashes to its
+# name by FORMAT (default the store's, store_format); each one that does
+# not is logged and the test fails. Sets STORE_OBJECTS_CHECKED to the
+# number of objects checked.
+STORE_OBJECTS_CHECKED=0
+check_store_objects() {
+  local format=${1:-$(store_format)} dir f n=0 bad=0
+  [ -n "$format" ] || fail "cannot read the store's format"
+  dir=$(store_snapshot)
+  while IFS= read -r f; do
+    n=$((n + 1))
+    if [ "$(object_hash "$f" "$format")" != "$(basename "$f")" ]; then
+      it_log "chunk object $f does not hash to its name (format $format)"
+      bad=$((bad + 1))
+    fi
+  done < <(find "$dir" -type f -regextype posix-extended -regex '.*/chunks/.*/?[0-9a-f]{64}')
+  [ -z "$IT_S3_BUCKET" ] || rm -rf "$dir"
+  [ "$bad" -eq 0 ] || fail "$bad of $n chunks in the store do not hash to their address"
+  STORE_OBJECTS_CHECKED=$n
+}
+
 wfs_init() {
   local rc=0
   if [ -n "$IT_S3_BUCKET" ]; then

@@ -58,20 +58,8 @@ new_store() {
 
 # verify_store: every chunk object hashes to its name.
 verify_store() {
-  local dir n=0 bad=0 f name format
-  dir=$(store_snapshot)
-  format=$(store_format)
-  [ -n "$format" ] || fail "cannot read the store's format"
-  while IFS= read -r f; do
-    name=$(basename "$f")
-    n=$((n + 1))
-    if [ "$(object_hash "$f" "$format")" != "$name" ]; then
-      it_log "corrupt chunk in the store: $f"
-      bad=$((bad + 1))
-    fi
-  done < <(find "$dir" -type f -regextype posix-extended -regex '.*/chunks/.*/?[0-9a-f]{64}')
-  [ "$bad" -eq 0 ] || fail "$bad of $n chunks in the store do not hash to their address"
-  pass "all $n chunks in the store hash to their address"
+  check_store_objects
+  pass "all $STORE_OBJECTS_CHECKED chunks in the store hash to their address"
 }
 
 # end_of_epoch: clean unmount uploads all; remount; check; verify the store.

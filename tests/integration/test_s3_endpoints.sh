@@ -42,15 +42,8 @@ check "cp a small file over https" cp "$SRC/small" "$MNT/small"
 wfs_unmount
 expect_le "every chunk (24 + 1) in the bucket" 25 "$(store_chunk_count)"
 expect_eq "init over https writes chunk format" 4 "$(store_format)"
-snap=$(store_snapshot)
-n=0
-while read -r obj; do
-  [ "$(basename "$obj")" = "$(object_hash "$obj" 4)" ] ||
-    fail "object $obj is not named by its format-4 address"
-  n=$((n + 1))
-done < <(find "$snap/store/chunks" -type f)
-expect_le "format-4 objects checked" 25 "$n"
-rm -rf "$snap"
+check_store_objects 4
+expect_le "format-4 objects checked, each named by its address" 25 "$STORE_OBJECTS_CHECKED"
 
 # The plain-http URL, switched to https by --s3-endpoint: the flag's
 # endpoint decides TLS and that $AWS_CA_BUNDLE is trusted.
