@@ -188,11 +188,68 @@ Result<InodeAttr> Filesystem::GetAttr(uint64_t ino) {
   return index_->GetInode(ino);
 }
 
+Result<InodeAttr> Filesystem::StatAttr(uint64_t ino) {
+  auto a = GetAttr(ino);
+  if (a.ok()) AddStoredBytes(&*a, files_.Find(ino).get());
+  return a;
+}
+
+void Filesystem::AddStoredBytes(InodeAttr* a, OpenFile* f) {
+  if (!S_ISREG(a->mode) || a->size <= kChunkSize) return;
+  const uint64_t size = a->size;
+  // Bytes of chunk i that count, at most what the file's size leaves it.
+  auto cap = [size](uint64_t i, uint64_t n) {
+    const uint64_t start = i * kChunkSize;
+    return start >= size ? 0 : std::min(n, size - start);
+  };
+  std::unique_lock<std::mutex> lock;
+  if (f) {
+    lock = std::unique_lock<std::mutex>(f->mu);
+    if (f->dirty.empty() && f->pending.empty() && f->inflight.empty() &&
+        !f->truncate_from)
+      lock.unlock();
+  }
+  uint64_t stored = 0;
+  Status st;
+  if (!lock.owns_lock()) {
+    // Committed refs are the file's bytes. A change landing after this
+    // scan makes the kernel ask again: writes, truncates, fallocate and
+    // copy_file_range invalidate its cached attributes.
+    st = index_->ListChunks(a->ino, [&](uint64_t i, const ChunkRef& r) {
+      if (!r.hole) stored += cap(i, r.length);
+    });
+  } else {
+    // Uncommitted changes, as SeekDataHole sees them: a chunk's bytes are
+    // its dirty buffer's length (a hot file's tail journal keeps its
+    // buffer), else its sealed ref's; a chunk being sealed counts whole.
+    // Sealing may still turn a buffer of zeros into a hole, so the kernel
+    // must not keep this answer (uncached).
+    std::map<uint64_t, uint64_t> bytes;
+    st = index_->ListChunks(a->ino, [&](uint64_t i, const ChunkRef& r) {
+      if (!r.hole && !(f->truncate_from && i >= *f->truncate_from))
+        bytes[i] = r.length;
+    });
+    for (const auto& [i, r] : f->pending) {
+      if (r.hole)
+        bytes.erase(i);
+      else
+        bytes[i] = r.length;
+    }
+    for (const auto& [i, d] : f->dirty) bytes[i] = d.len;
+    for (uint64_t i : f->inflight)
+      if (!f->dirty.count(i)) bytes[i] = kChunkSize;
+    for (const auto& [i, n] : bytes) stored += cap(i, n);
+    a->uncached = true;
+  }
+  // st_blocks is advisory: on an error the size stands.
+  if (st.ok()) a->stored_bytes = stored;
+}
+
 Result<InodeAttr> Filesystem::Lookup(uint64_t parent, const std::string& name) {
   auto e = namespace_.Lookup(parent, name);
   if (!e.ok()) return e.status();
   if (S_ISREG(e->mode)) siblings_.NoteLookup(parent, e->ino);
-  return GetAttr(e->ino);
+  return StatAttr(e->ino);
 }
 
 std::vector<uint64_t> Filesystem::RegularFilesOf(uint64_t dir) {
@@ -221,7 +278,7 @@ Status Filesystem::Unlink(uint64_t parent, const std::string& name) {
 Result<InodeAttr> Filesystem::Link(uint64_t ino, uint64_t new_parent,
                                    const std::string& new_name) {
   WAVEFS_RETURN_IF_ERROR(namespace_.Link(ino, new_parent, new_name));
-  return GetAttr(ino);
+  return StatAttr(ino);
 }
 
 Status Filesystem::Rmdir(uint64_t parent, const std::string& name) {
@@ -467,6 +524,7 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
                                   : Committer::Trigger::kInternal);
   if (!st.ok()) return st;
   if (!unpin.ok()) return unpin;
+  AddStoredBytes(&out, files_.Find(ino).get());
   return out;
 }
 

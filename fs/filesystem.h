@@ -143,6 +143,10 @@ class Filesystem {
   // --- names ---------------------------------------------------------------
   Result<InodeAttr> Lookup(uint64_t parent, const std::string& name);
   Result<InodeAttr> GetAttr(uint64_t ino);
+  // GetAttr with InodeAttr::stored_bytes (st_blocks) filled in: what a
+  // reply to the kernel carries (Lookup, Link and SetAttr give it too). A
+  // scan of the file's chunk refs when it has more than one chunk.
+  Result<InodeAttr> StatAttr(uint64_t ino);
   Result<InodeAttr> MakeNode(uint64_t parent, const std::string& name,
                              uint32_t mode, uint64_t rdev, uint32_t uid,
                              uint32_t gid, const std::string& symlink = "");
@@ -226,6 +230,11 @@ class Filesystem {
   std::pair<size_t, size_t> UncommittedForTest(uint64_t ino);
 
  private:
+  // Fills a->stored_bytes (st_blocks) of a regular file of more than one
+  // chunk from its committed chunk refs, or sets a->uncached when f (the
+  // file's open state, if any) holds uncommitted changes. One chunk or
+  // less counts as its size: no scan in the small-file paths.
+  void AddStoredBytes(InodeAttr* a, OpenFile* f);
   // The regular files of dir in name order (SiblingPrefetch's listing of a
   // directory read by paths).
   std::vector<uint64_t> RegularFilesOf(uint64_t dir);

@@ -53,10 +53,21 @@ void FillStat(const InodeAttr& a, struct stat* st) {
   st->st_size = static_cast<off_t>(a.size);
   // Large blocks make cp and friends use 1 MiB writes: fewer round trips.
   st->st_blksize = 1 << 20;
-  st->st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+  // What the file holds in stored chunks, holes excluded: du counts that,
+  // and cp, tar -S and rsync -S look for holes (SEEK_HOLE) only in a file
+  // with fewer blocks than its size says (a sparse 5 GiB file copied out
+  // took 14 s and 5 GiB of disk when this was the size).
+  st->st_blocks =
+      static_cast<blkcnt_t>((a.stored_bytes.value_or(a.size) + 511) / 512);
   st->st_atim = a.atime;
   st->st_mtim = a.mtime;
   st->st_ctim = a.ctime;
+}
+
+// How long the kernel may keep a's attributes: not at all while they hold
+// uncommitted changes whose st_blocks is not known yet (InodeAttr::uncached).
+double AttrTimeout(fuse_req_t req, const InodeAttr& a) {
+  return a.uncached ? 0.0 : Ctx(req)->timeout;
 }
 
 void ReplyEntry(fuse_req_t req, const InodeAttr& a) {
@@ -64,7 +75,7 @@ void ReplyEntry(fuse_req_t req, const InodeAttr& a) {
   std::memset(&e, 0, sizeof e);
   e.ino = a.ino;
   e.generation = 1;
-  e.attr_timeout = Ctx(req)->timeout;
+  e.attr_timeout = AttrTimeout(req, a);
   e.entry_timeout = Ctx(req)->timeout;
   FillStat(a, &e.attr);
   fuse_reply_entry(req, &e);
@@ -73,7 +84,7 @@ void ReplyEntry(fuse_req_t req, const InodeAttr& a) {
 void ReplyAttr(fuse_req_t req, const InodeAttr& a) {
   struct stat st;
   FillStat(a, &st);
-  fuse_reply_attr(req, &st, Ctx(req)->timeout);
+  fuse_reply_attr(req, &st, AttrTimeout(req, a));
 }
 
 FileHandle* Handle(fuse_file_info* fi) {
@@ -257,7 +268,7 @@ void KillPrivileges(fuse_req_t req, fuse_ino_t ino, bool v2) {
 }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  auto a = Fs(req)->GetAttr(ino);
+  auto a = Fs(req)->StatAttr(ino);
   if (!a.ok()) return ReplyErr(req, "getattr", a.status());
   ReplyAttr(req, *a);
 }
@@ -564,13 +575,13 @@ void ReadDirInto(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       // without attributes (ino 0: the kernel links nothing for them).
       std::optional<InodeAttr> attr;
       if (name != "." && name != "..") {
-        if (auto a = Fs(req)->GetAttr(child); a.ok()) attr = std::move(*a);
+        if (auto a = Fs(req)->StatAttr(child); a.ok()) attr = std::move(*a);
       }
       if (attr) {
         with_attr = true;
         e.ino = attr->ino;
         e.generation = 1;
-        e.attr_timeout = Ctx(req)->timeout;
+        e.attr_timeout = AttrTimeout(req, *attr);
         e.entry_timeout = Ctx(req)->timeout;
         FillStat(*attr, &e.attr);
       } else {

@@ -75,6 +75,15 @@ struct InodeAttr {
   timespec mtime{};
   timespec ctime{};
   std::string symlink;  // target, for S_IFLNK only
+  // Not persisted: what st_blocks counts, filled in by Filesystem for a
+  // regular file of more than one chunk (Filesystem::AddStoredBytes).
+  // Plaintext bytes in chunks that hold data (holes excluded); nullopt
+  // counts the whole size.
+  std::optional<uint64_t> stored_bytes;
+  // Not persisted: the file has changes not committed yet, so stored_bytes
+  // is unknown and will change without a request the kernel sees; replies
+  // carry attr_timeout 0 so that the next stat asks again.
+  bool uncached = false;
 };
 
 struct DirEntry {

@@ -69,6 +69,67 @@ TEST_F(FsTest, OnlyInOrderWritesSealAChunkEarly) {
   EXPECT_TRUE(SameBytes(data, ReadFile(ino)));
 }
 
+// st_blocks (InodeAttr::stored_bytes from StatAttr) counts the bytes in
+// chunks that hold data: du shows it, and cp looks for holes only in a file
+// with fewer blocks than its size. A file with uncommitted changes is
+// counted from its buffers and marked uncached (sealing may still turn a
+// buffer of zeros into a hole); a file of one chunk or less counts its
+// size (no scan in the small-file paths).
+TEST_F(FsTest, StatAttrCountsStoredBytesNotHoles) {
+  auto stored = [&](uint64_t ino) {
+    auto a = fs_->StatAttr(ino);
+    EXPECT_TRUE(a.ok());
+    return a.ok() ? a->stored_bytes : std::optional<uint64_t>();
+  };
+  const uint64_t small = WriteFile("small", std::string(1000, '\0'));
+  EXPECT_EQ(stored(small), std::nullopt);
+
+  const uint64_t ino = Create("f");
+  AttrChange grow;
+  grow.size = 10 * kC;
+  WAVEFS_ASSERT_OK(fs_->SetAttr(ino, grow).status());
+  EXPECT_EQ(stored(ino), 0u);
+  EXPECT_FALSE(fs_->StatAttr(ino)->uncached);
+  EXPECT_EQ(fs_->GetAttr(ino)->stored_bytes, std::nullopt)
+      << "GetAttr does not scan";
+
+  auto h = OpenH(ino);
+  ASSERT_TRUE(h);
+  WriteAt(h.get(), 2 * kC, RandomBytes(1000, 81));  // chunk 2: dirty
+  WriteAt(h.get(), 9 * kC, RandomBytes(kC, 82));    // chunk 9: in order, whole
+  auto open = fs_->StatAttr(ino);
+  ASSERT_TRUE(open.ok());
+  EXPECT_EQ(open->stored_bytes, 1000u + kC);
+  EXPECT_TRUE(open->uncached);
+  WAVEFS_ASSERT_OK(fs_->Flush(h.get()));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(stored(ino), 1000u + kC);
+  EXPECT_FALSE(fs_->StatAttr(ino)->uncached);
+
+  // Zeros over chunk 2's data, and a punched chunk 9: holes once sealed.
+  h = OpenH(ino);
+  ASSERT_TRUE(h);
+  WriteAt(h.get(), 2 * kC, std::string(1000, '\0'));
+  WAVEFS_ASSERT_OK(
+      fs_->Fallocate(h.get(), kFallocPunchHole | kFallocKeepSize, 9 * kC, kC));
+  WAVEFS_ASSERT_OK(fs_->Flush(h.get()));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(stored(ino), 0u);
+
+  // Data past a truncate does not count; what is left after it does.
+  h = OpenH(ino);
+  ASSERT_TRUE(h);
+  WriteAt(h.get(), kC, RandomBytes(3 * kC, 83));  // chunks 1-3
+  WAVEFS_ASSERT_OK(fs_->Flush(h.get()));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  AttrChange cut;
+  cut.size = 2 * kC + 100;
+  WAVEFS_ASSERT_OK(fs_->SetAttr(ino, cut).status());
+  EXPECT_EQ(stored(ino), kC + 100);
+  Remount();
+  EXPECT_EQ(stored(ino), kC + 100);
+}
+
 TEST_F(FsTest, ReadPastEndIsShortAndAtEndIsEmpty) {
   const std::string data = RandomBytes(kC + 100, 7);
   const uint64_t ino = WriteFile("f", data);
