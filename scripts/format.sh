@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v clang-format >/dev/null || { echo "format.sh: clang-format is not installed (scripts/install-deps.sh installs it)" >&2; exit 1; }
-mapfile -t files < <(git ls-files '*.cc' '*.h')
+# Tracked files and new ones not yet added (not the ignored: build trees),
+# so a new file is formatted before its first commit; a tracked file
+# deleted in the worktree is skipped.
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cc' '*.h' |
+  sort -u | while IFS= read -r f; do [ -f "$f" ] && printf '%s\n' "$f"; done)
 if [ "${1:-}" = "--check" ]; then
   bad=0
   for f in "${files[@]}"; do
