@@ -224,21 +224,10 @@ void Filesystem::AddStoredBytes(InodeAttr* a, OpenFile* f) {
     // buffer), else its sealed ref's; a chunk being sealed counts whole.
     // Sealing may still turn a buffer of zeros into a hole, so the kernel
     // must not keep this answer (uncached).
-    std::map<uint64_t, uint64_t> bytes;
-    st = index_->ListChunks(a->ino, [&](uint64_t i, const ChunkRef& r) {
-      if (!r.hole && !(f->truncate_from && i >= *f->truncate_from))
-        bytes[i] = r.length;
-    });
-    for (const auto& [i, r] : f->pending) {
-      if (r.hole)
-        bytes.erase(i);
-      else
-        bytes[i] = r.length;
-    }
-    for (const auto& [i, d] : f->dirty) bytes[i] = d.len;
-    for (uint64_t i : f->inflight)
-      if (!f->dirty.count(i)) bytes[i] = kChunkSize;
-    for (const auto& [i, n] : bytes) stored += cap(i, n);
+    auto bytes = DataChunksLocked(f);
+    st = bytes.status();
+    if (bytes.ok())
+      for (const auto& [i, n] : *bytes) stored += cap(i, n);
     a->uncached = true;
   }
   // st_blocks is advisory: on an error the size stands.
@@ -631,6 +620,28 @@ Result<size_t> Filesystem::Read(FileHandle* h, uint64_t offset, size_t size,
   return reader_.ReadFile(f, lock, offset, size, sink);
 }
 
+Result<std::map<uint64_t, uint64_t>> Filesystem::DataChunksLocked(OpenFile* f) {
+  // Committed refs (unless cut), then pending refs, then buffers: a
+  // chunk's bytes are its dirty buffer's length, else its newest sealed
+  // ref's; a chunk being sealed counts whole.
+  std::map<uint64_t, uint64_t> data;
+  WAVEFS_RETURN_IF_ERROR(
+      index_->ListChunks(f->ino, [&](uint64_t i, const ChunkRef& r) {
+        if (!r.hole && !(f->truncate_from && i >= *f->truncate_from))
+          data[i] = r.length;
+      }));
+  for (const auto& [i, r] : f->pending) {
+    if (r.hole)
+      data.erase(i);
+    else
+      data[i] = r.length;
+  }
+  for (const auto& [i, d] : f->dirty) data[i] = d.len;
+  for (uint64_t i : f->inflight)
+    if (!f->dirty.count(i)) data[i] = kChunkSize;
+  return data;
+}
+
 Result<uint64_t> Filesystem::SeekDataHole(FileHandle* h, uint64_t offset,
                                           int whence) {
   OpenFile* f = h->file.get();
@@ -643,30 +654,17 @@ Result<uint64_t> Filesystem::SeekDataHole(FileHandle* h, uint64_t offset,
   // only hole is the end, which POSIX allows. (A mapping cannot change the
   // size; a write(2) reaches the daemon before it returns.)
   if (f->read_write_handles > 0) return whence == SEEK_DATA ? offset : size;
-  // Chunks with data: committed refs (unless cut), pending refs, buffers.
-  std::set<uint64_t> data;
-  WAVEFS_RETURN_IF_ERROR(
-      index_->ListChunks(f->ino, [&](uint64_t i, const ChunkRef& r) {
-        if (!r.hole && !(f->truncate_from && i >= *f->truncate_from))
-          data.insert(i);
-      }));
-  for (auto& [i, r] : f->pending) {
-    if (r.hole)
-      data.erase(i);
-    else
-      data.insert(i);
-  }
-  for (auto& [i, d] : f->dirty) data.insert(i);
-  data.insert(f->inflight.begin(), f->inflight.end());
+  auto data = DataChunksLocked(f);
+  if (!data.ok()) return data.status();
   const uint64_t first = offset / kChunkSize;
   if (whence == SEEK_DATA) {
-    auto it = data.lower_bound(first);
-    if (it == data.end() || *it * kChunkSize >= size)
+    auto it = data->lower_bound(first);
+    if (it == data->end() || it->first * kChunkSize >= size)
       return NoSuchOffset("no data past the offset");
-    return std::max(offset, *it * kChunkSize);
+    return std::max(offset, it->first * kChunkSize);
   }
   uint64_t idx = first;
-  while (data.count(idx)) ++idx;
+  while (data->count(idx)) ++idx;
   return std::min(size, std::max(offset, idx * kChunkSize));
 }
 

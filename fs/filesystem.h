@@ -235,6 +235,10 @@ class Filesystem {
   // file's open state, if any) holds uncommitted changes. One chunk or
   // less counts as its size: no scan in the small-file paths.
   void AddStoredBytes(InodeAttr* a, OpenFile* f);
+  // f's chunks that hold data, with their plaintext bytes, as its open
+  // state sees them (what SeekDataHole and AddStoredBytes count). Under
+  // f->mu.
+  Result<std::map<uint64_t, uint64_t>> DataChunksLocked(OpenFile* f);
   // The regular files of dir in name order (SiblingPrefetch's listing of a
   // directory read by paths).
   std::vector<uint64_t> RegularFilesOf(uint64_t dir);
