@@ -162,12 +162,19 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // (HANDLE_KILLPRIV_V2, which tells us who lacks it, is added to the INIT
   // reply by ctx->wire when the kernel offers it: fs/fuse_wire.h.)
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  std::string splice = SpliceReadState(*conn, ctx->want_splice);
+  if (splice == "on" && ctx->steer_splice) {
+    // Splice only while big writes stream in (fs/fuse_wire.h).
+    ctx->wire.SteerSplice(&conn->want, FUSE_CAP_SPLICE_READ);
+    splice = "on (for writes of " +
+             std::to_string(FuseWire::kSpliceFrom >> 10) +
+             " KiB or more; other requests are read)";
+  }
   spdlog::info(
       "FUSE session up: max_write {} KiB, {} pages per request, readahead {} "
       "KiB, writeback cache {}, splice read {}, set-user-ID kill by {}",
       conn->max_write >> 10, kMaxPages, conn->max_readahead >> 10,
-      ctx->writeback_cache ? "on" : "off",
-      SpliceReadState(*conn, ctx->want_splice),
+      ctx->writeback_cache ? "on" : "off", splice,
       ctx->wire.offered() ? "the daemon (HANDLE_KILLPRIV_V2)"
                           : "the kernel (it asks for security.capability "
                             "before each write)");
@@ -685,6 +692,7 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
         "writeback_cache=" + std::to_string(c->writeback_cache ? 1 : 0) +
         "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
         "\nspliced_writes=" + std::to_string(c->spliced_writes.load()) +
+        "\nsplice_switches=" + std::to_string(c->wire.splice_switches()) +
         "\nread_requests=" + std::to_string(c->read_requests.load()) +
         "\nmax_pages=" + std::to_string(c->wire.max_pages_sent()) +
         "\nlookup_requests=" + std::to_string(c->lookup_requests.load()) +
@@ -870,9 +878,7 @@ FuseWire& WireOf(void* userdata) {
 }
 
 ssize_t WireRead(int fd, void* buf, size_t len, void* userdata) {
-  const ssize_t n = ::read(fd, buf, len);
-  if (n > 0) WireOf(userdata).OnRequest(buf, static_cast<size_t>(n));
-  return n;
+  return WireOf(userdata).ReadRequest(fd, buf, len);
 }
 
 ssize_t WireWritev(int fd, struct iovec* iov, int count, void* userdata) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,6 +66,31 @@ struct ThreadPipe {
 };
 
 thread_local ThreadPipe tls_pipe;
+
+// What a request read into memory filled of this thread's libfuse buffer
+// (a FUSE thread keeps one for its life), so that a big write read there
+// does not stay resident: past kKeepResident it is given back before the
+// thread's next request, when the buffer holds nothing live.
+struct TouchedBuffer {
+  uint8_t* buf = nullptr;
+  size_t n = 0;
+};
+thread_local TouchedBuffer tls_touched;
+constexpr size_t kKeepResident = 64u << 10;  // every request but writes
+
+void GiveBackTouched() {
+  TouchedBuffer& t = tls_touched;
+  if (t.n <= kKeepResident) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto base = reinterpret_cast<uintptr_t>(t.buf);
+  const uintptr_t from = (base + kKeepResident + page - 1) & ~(page - 1);
+  const uintptr_t to = (base + t.n) & ~(page - 1);
+  // Whole pages inside malloc's private anonymous memory: they read as
+  // zeros afterwards, and libfuse writes before it reads.
+  if (to > from)
+    ::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+  t.n = 0;
+}
 
 bool ReadFull(int fd, uint8_t* buf, size_t n) {
   while (n > 0) {
@@ -163,6 +189,7 @@ void FuseWire::OnRequest(void* buf, size_t n) {
   const size_t argn = std::min<size_t>(n, h.len) - sizeof h;
   requests_[std::min<size_t>(h.opcode, kOpcodes)].fetch_add(
       1, std::memory_order_relaxed);
+  Steer(h.opcode, h.len);
   switch (h.opcode) {
     case FUSE_INIT: {
       // major, minor, max_readahead, flags: the layout of every version.
@@ -233,8 +260,55 @@ const iovec* FuseWire::PatchReply(const iovec* iov, int count,
   return patched->data();
 }
 
+ssize_t FuseWire::ReadRequest(int fd, void* buf, size_t len) {
+  GiveBackTouched();
+  const ssize_t n = ::read(fd, buf, len);
+  if (n <= 0) return n;
+  tls_touched = {static_cast<uint8_t*>(buf), static_cast<size_t>(n)};
+  OnRequest(buf, static_cast<size_t>(n));
+  return n;
+}
+
+void FuseWire::SteerSplice(unsigned* want, unsigned bit) {
+  splice_bit_ = bit;
+  __atomic_fetch_and(want, ~bit, __ATOMIC_RELAXED);
+  splicing_.store(false, std::memory_order_relaxed);
+  want_.store(want, std::memory_order_release);
+}
+
+void FuseWire::Steer(uint32_t opcode, uint32_t len) {
+  if (want_.load(std::memory_order_acquire) == nullptr) return;
+  const bool big =
+      opcode == FUSE_WRITE &&
+      len >= sizeof(fuse_in_header) + sizeof(fuse_write_in) + kSpliceFrom;
+  if (big) {
+    since_big_.store(0, std::memory_order_relaxed);
+    if (!splicing_.load(std::memory_order_relaxed)) SetSplicing(true);
+  } else if (splicing_.load(std::memory_order_relaxed) &&
+             since_big_.fetch_add(1, std::memory_order_relaxed) + 1 >=
+                 kReadAfter) {
+    SetSplicing(false);
+  }
+}
+
+void FuseWire::SetSplicing(bool on) {
+  bool was = !on;
+  // Threads racing to switch: one wins, and a wrong guess costs a request
+  // a copy or a few calls, never its bytes.
+  if (!splicing_.compare_exchange_strong(was, on, std::memory_order_relaxed))
+    return;
+  unsigned* want = want_.load(std::memory_order_acquire);
+  // libfuse reads the word before each receive, on every FUSE thread.
+  if (on)
+    __atomic_fetch_or(want, splice_bit_, __ATOMIC_RELAXED);
+  else
+    __atomic_fetch_and(want, ~splice_bit_, __ATOMIC_RELAXED);
+  switches_.fetch_add(1, std::memory_order_relaxed);
+}
+
 ssize_t FuseWire::SpliceRequest(int fdin, int fdout, size_t len,
                                 unsigned flags) {
+  GiveBackTouched();
   ThreadPipe& p = tls_pipe;
   if (!p.Ready(len)) {
     // libfuse could size its pipe, so this one should size too; if not,

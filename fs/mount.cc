@@ -16,6 +16,7 @@
 
 #include "chunker/crypto.h"
 #include "fs/commands.h"
+#include "fs/fuse_loop.h"
 #include "fs/fuse_ops.h"
 #include "fs/kernel_readahead.h"
 #include "fs/maintenance.h"
@@ -207,6 +208,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   ctx.fs = fs.get();
   ctx.want_writeback_cache = o.writeback_cache;
   ctx.want_splice = !o.no_splice;
+  ctx.steer_splice = true;  // RunFuseLoop below
   ctx.timeout = o.attr_timeout_s;
   ctx.maintenance = maintenance.get();
   std::unique_ptr<ShareService> shares;
@@ -321,16 +323,13 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
     if (saved_err >= 0) close(saved_err);
   }
 
-  fuse_loop_config* cfg = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(o.fuse_threads));
-  // Idle workers stay: with fewer kept than can run, every burst of a few
-  // requests (an append is open, getxattr, write, flush, release) made
-  // libfuse start a thread and end it again, about one clone3 + mmap +
-  // munmap per request. Their 1 MiB request buffers are in the budget
-  // (fs/options.cc counts 1 MiB per FUSE thread).
-  fuse_loop_cfg_set_idle_threads(cfg, static_cast<unsigned>(o.fuse_threads));
-  int rc = fuse_session_loop_mt(se, cfg);
-  fuse_loop_cfg_destroy(cfg);
+  // Our own loop, so that requests may be read or spliced by turns
+  // (fs/fuse_loop.h); its workers stay for the session, as idle libfuse
+  // workers did: with fewer kept than can run, every burst of a few
+  // requests made libfuse start a thread and end it again. Their 1 MiB
+  // request buffers are in the budget (fs/options.cc counts 1 MiB per FUSE
+  // thread).
+  int rc = RunFuseLoop(se, static_cast<unsigned>(o.fuse_threads));
   fuse_remove_signal_handlers(se);
   fs->SetDroppedListener(nullptr);
   ctx.invalidator = nullptr;

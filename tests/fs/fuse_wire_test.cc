@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace wavefs {
@@ -254,6 +255,60 @@ TEST(FuseWireTest, SpliceRequestPatchesTheHeaderAndMovesTheData) {
     EXPECT_EQ(got, expect) << data << " bytes of data";
   }
   for (int fd : {dev[0], dev[1], lib[0], lib[1]}) ::close(fd);
+}
+
+// Splice steering: the FUSE_CAP_SPLICE_READ bit of conn->want follows the
+// requests, on only while big writes come in.
+TEST(FuseWireTest, SteersSplicingByTheRequestsThatComeIn) {
+  constexpr unsigned kBit = 1u << 9;
+  constexpr unsigned kOther = 1u << 3;
+  unsigned want = kBit | kOther;
+  FuseWire wire;
+  fuse_write_in w{};
+  auto big = Request(FUSE_WRITE, 2, w, FuseWire::kSpliceFrom);
+  auto small_write = Request(FUSE_WRITE, 3, w, FuseWire::kSpliceFrom - 1);
+  fuse_getattr_in g{};
+  auto getattr = Request(FUSE_GETATTR, 4, g);
+
+  // Not steering: the bit is left alone.
+  wire.OnRequest(getattr.data(), getattr.size());
+  EXPECT_EQ(kBit | kOther, want);
+
+  wire.SteerSplice(&want, kBit);
+  EXPECT_EQ(kOther, want) << "requests are read until a big write";
+  wire.OnRequest(small_write.data(), small_write.size());
+  EXPECT_EQ(kOther, want) << "a write below kSpliceFrom is read";
+  wire.OnRequest(big.data(), big.size());
+  EXPECT_EQ(kBit | kOther, want) << "a big write turns splicing on";
+  EXPECT_EQ(1u, wire.splice_switches());
+  for (uint32_t i = 0; i + 1 < FuseWire::kReadAfter; ++i)
+    wire.OnRequest(getattr.data(), getattr.size());
+  EXPECT_EQ(kBit | kOther, want) << "one request short of kReadAfter";
+  wire.OnRequest(big.data(), big.size());  // starts the count again
+  for (uint32_t i = 0; i + 1 < FuseWire::kReadAfter; ++i)
+    wire.OnRequest(getattr.data(), getattr.size());
+  EXPECT_EQ(kBit | kOther, want);
+  wire.OnRequest(getattr.data(), getattr.size());
+  EXPECT_EQ(kOther, want) << "kReadAfter requests without a big write";
+  EXPECT_EQ(2u, wire.splice_switches());
+}
+
+// A request read into memory is patched like a spliced one.
+TEST(FuseWireTest, ReadRequestPatchesAndCounts) {
+  int p[2];
+  ASSERT_EQ(0, pipe(p));
+  FuseWire wire;
+  fuse_getattr_in g{};
+  auto req = Request(FUSE_GETATTR, 9, g);
+  ASSERT_EQ(static_cast<ssize_t>(req.size()),
+            write(p[1], req.data(), req.size()));
+  std::vector<uint8_t> buf(256 << 10);
+  EXPECT_EQ(static_cast<ssize_t>(req.size()),
+            wire.ReadRequest(p[0], buf.data(), buf.size()));
+  EXPECT_EQ(0, std::memcmp(req.data(), buf.data(), req.size()));
+  EXPECT_NE(std::string::npos, wire.RequestCounts().find("requests_GETATTR=1"));
+  close(p[0]);
+  close(p[1]);
 }
 
 }  // namespace
