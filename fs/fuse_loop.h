@@ -1,7 +1,8 @@
 // The FUSE event loop: a fixed set of worker threads, each receiving and
 // processing requests with libfuse's session calls, as
 // fuse_session_loop_mt does (signals go to the calling thread, which waits
-// for the session to end and then cancels the workers blocked in receive).
+// for the session to end), except that workers still waiting for a
+// request at the end are woken by a signal (SIGUSR2) instead of cancelled.
 //
 // Why not fuse_session_loop_mt: libfuse 3.14 receives a request by splice
 // or by read(2), chosen per request from conn->want, and its read path
