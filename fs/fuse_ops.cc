@@ -163,8 +163,9 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // reply by ctx->wire when the kernel offers it: fs/fuse_wire.h.)
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   std::string splice = SpliceReadState(*conn, ctx->want_splice);
-  if (splice == "on" && ctx->steer_splice) {
-    // Splice only while big writes stream in (fs/fuse_wire.h).
+  if (splice == "on") {
+    // Splice only while big writes stream in (fs/fuse_wire.h). Needs the
+    // event loop of fs/fuse_loop.h, which clears stale buffer flags.
     ctx->wire.SteerSplice(&conn->want, FUSE_CAP_SPLICE_READ);
     splice = "on (for writes of " +
              std::to_string(FuseWire::kSpliceFrom >> 10) +

@@ -42,9 +42,6 @@ struct FuseContext {
   // records whether it agreed.
   bool want_writeback_cache = false;
   bool want_splice = true;  // false: --no-splice
-  // Splice only while big writes come in (fs/fuse_wire.h); the event loop
-  // must be RunFuseLoop (fs/fuse_loop.h), which clears stale buffer flags.
-  bool steer_splice = false;
   // Seconds the kernel may keep names, missing names and attributes
   // without asking again (--attr-timeout). Every change goes through this
   // daemon (the store's lock keeps a second one out), so the kernel's own

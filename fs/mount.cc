@@ -208,7 +208,6 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   ctx.fs = fs.get();
   ctx.want_writeback_cache = o.writeback_cache;
   ctx.want_splice = !o.no_splice;
-  ctx.steer_splice = true;  // RunFuseLoop below
   ctx.timeout = o.attr_timeout_s;
   ctx.maintenance = maintenance.get();
   std::unique_ptr<ShareService> shares;

@@ -80,9 +80,10 @@ wfs_unmount
 # writes with one process while another looks names up, so a thread that
 # took a spliced write may read its next request: libfuse's read path kept
 # that buffer's "in the pipe" flag, so before fs/fuse_loop.cc cleared it
-# that request was lost and rsync hung (found so with /usr/share/doc, and here in every run without the fix;
-# every step here has a timeout). Which thread takes which request is the
-# kernel's choice: this tree is rsynced four times.
+# that request was lost and rsync hung (found so with /usr/share/doc, and
+# here in every run without the fix; every step has a timeout). Which
+# thread takes which request is the kernel's choice: this tree is rsynced
+# four times.
 mkdir -p "$SRC/tree"
 for j in $(seq 300); do
   head -c $((j * 37)) "$SRC/patch" >"$SRC/tree/f$j"
