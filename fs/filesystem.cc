@@ -499,7 +499,7 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
       if (c.gid) a.gid = *c.gid;
       if (c.atime) a.atime = c.atime->tv_nsec == UTIME_NOW ? now : *c.atime;
       if (c.mtime) a.mtime = c.mtime->tv_nsec == UTIME_NOW ? now : *c.mtime;
-      a.ctime = now;
+      a.ctime = c.ctime.value_or(now);
       f->attr_dirty = true;
       out = a;
     }
@@ -600,7 +600,8 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
   ChangeScope change(f, lock, options_.hooks.change_waits);
   auto n = pipeline_.Write(f, h, lock, offset, src, size);
   if (!n.ok()) return n;
-  f->attr.mtime = f->attr.ctime = WallNow();
+  if (!kernel_keeps_times_.load(std::memory_order_relaxed))
+    f->attr.mtime = f->attr.ctime = WallNow();
   f->attr_dirty = true;
   change.End();  // the commit below waits for changes to end
   committer_.CommitLongWrite(f, lock);
@@ -758,7 +759,8 @@ Result<uint64_t> Filesystem::CopyRange(FileHandle* in, uint64_t off_in,
           dst->attr.size = std::max(dst->attr.size, di + n);
           dst->write_gen += 1;
           dst->writers[out] = dst->write_gen;
-          dst->attr.mtime = dst->attr.ctime = WallNow();
+          if (!kernel_keeps_times_.load(std::memory_order_relaxed))
+            dst->attr.mtime = dst->attr.ctime = WallNow();
           dst->attr_dirty = true;
           took = true;
           shared += 1;

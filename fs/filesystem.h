@@ -19,6 +19,7 @@
 
 #include <sys/statvfs.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -119,6 +120,10 @@ struct AttrChange {
   std::optional<uint64_t> size;
   std::optional<timespec> atime;  // tv_nsec == UTIME_NOW for now
   std::optional<timespec> mtime;
+  // The kernel's change time: sent with the writeback cache, where the
+  // kernel keeps a regular file's times (FUSE_SET_ATTR_CTIME). Without it
+  // the change time is the daemon's clock.
+  std::optional<timespec> ctime;
 };
 
 class Filesystem {
@@ -139,6 +144,15 @@ class Filesystem {
   // The kernel sends whole reads in one request: random reads need no
   // windows (ChunkReader::DisableReadWindows).
   void DisableReadWindows() { reader_.DisableReadWindows(); }
+  // With the writeback cache the kernel keeps a regular file's mtime and
+  // ctime: it stamps them on every write, mmap store and copy_file_range,
+  // and sends them with a setattr (at the latest before fsync and close
+  // return). Writes then leave the times alone. Stamping the daemon's clock
+  // would overwrite the kernel's whenever its setattr came first (background
+  // writeback sends it beside the data), or its coarse clock (4 ms ticks)
+  // saw no change and sent none (a write and an mmap store in one tick):
+  // stat would show another mtime once the kernel forgot the inode.
+  void SetKernelKeepsTimes(bool on) { kernel_keeps_times_.store(on); }
 
   // --- names ---------------------------------------------------------------
   Result<InodeAttr> Lookup(uint64_t parent, const std::string& name);
@@ -265,6 +279,7 @@ class Filesystem {
   const CountingStore* counts_;  // may be null
   Uploader* uploader_;
   const FsOptions options_;
+  std::atomic<bool> kernel_keeps_times_{false};  // SetKernelKeepsTimes
   OpenFileTable files_;
   ChunkReader reader_;
   SiblingPrefetch siblings_;  // before reader_ goes

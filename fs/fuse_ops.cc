@@ -151,6 +151,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
     if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
       conn->want |= FUSE_CAP_WRITEBACK_CACHE;
       ctx->writeback_cache = true;
+      ctx->fs->SetKernelKeepsTimes(true);
     } else {
       spdlog::warn("the kernel offers no writeback cache: writes go through");
     }
@@ -297,6 +298,9 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
     c.mtime = timespec{0, UTIME_NOW};
   else if (to_set & FUSE_SET_ATTR_MTIME)
     c.mtime = attr->st_mtim;
+  // The kernel's change time, with the writeback cache (its mtime comes as
+  // FUSE_SET_ATTR_MTIME): see Filesystem::SetKernelKeepsTimes.
+  if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = attr->st_ctim;
   auto a = Fs(req)->SetAttr(ino, c);
   if (!a.ok()) return ReplyErr(req, "setattr", a.status());
   // With HANDLE_KILLPRIV_V2: FATTR_KILL_SUIDGID arrives as

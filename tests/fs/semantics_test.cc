@@ -263,6 +263,49 @@ TEST_F(FsTest, CopyRangeSharesWholeChunksAndCopiesTheRest) {
   EXPECT_EQ(store_->puts(), puts + 4 + 3 + 1);
 }
 
+// With the writeback cache the kernel keeps a file's times: writes and
+// copies leave them alone, and the setattr that brings the kernel's mtime
+// and ctime is kept as sent, across a remount.
+TEST_F(FsTest, WritesLeaveTheTimesToTheKernelWhenItKeepsThem) {
+  const uint64_t ino = WriteFile("f", "0123456789");
+  const uint64_t src = WriteFile("src", RandomBytes(2 * kC, 51));
+  fs_->SetKernelKeepsTimes(true);
+  AttrChange kernel;
+  kernel.mtime = timespec{1000, 1};
+  kernel.ctime = timespec{2000, 2};
+  ASSERT_TRUE(fs_->SetAttr(ino, kernel).ok());
+  auto h = OpenH(ino);
+  WriteAt(h.get(), 3, "abc");
+  auto in = OpenH(src);
+  auto n = fs_->CopyRange(in.get(), 0, h.get(), kC, kC);  // shares a chunk
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  auto n2 = fs_->CopyRange(in.get(), 5, h.get(), 2, 4);  // copies bytes
+  ASSERT_TRUE(n2.ok()) << n2.status().ToString();
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(in)));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  auto a = fs_->GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->size, 2 * kC);
+  EXPECT_EQ(a->mtime.tv_sec, 1000);
+  EXPECT_EQ(a->mtime.tv_nsec, 1);
+  EXPECT_EQ(a->ctime.tv_sec, 2000);
+  EXPECT_EQ(a->ctime.tv_nsec, 2);
+  Remount();
+  a = fs_->GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->mtime.tv_sec, 1000);
+  EXPECT_EQ(a->ctime.tv_sec, 2000);
+
+  // The daemon's clock otherwise (the fixture's new Filesystem keeps none).
+  auto h2 = OpenH(ino);
+  WriteAt(h2.get(), 0, "z");
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(h2)));
+  a = fs_->GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  EXPECT_GT(a->mtime.tv_sec, 1000);
+  EXPECT_GT(a->ctime.tv_sec, 2000);
+}
+
 TEST_F(FsTest, RenameExchangeAcrossDirectoriesMovesDotDotLinks) {
   const uint64_t d1 = Create("d1", kRootIno, kDirMode);
   const uint64_t d2 = Create("d2", kRootIno, kDirMode);
