@@ -470,10 +470,17 @@ Status Filesystem::Truncate(OpenFile* f, std::unique_lock<std::mutex>& lock,
     }
   }
   f->attr.size = n;
-  f->attr.mtime = f->attr.ctime = WallNow();
+  StampChange(f, true);
   f->attr_dirty = true;
   f->unlogged_change = true;
   return Status::Ok();
+}
+
+void Filesystem::StampChange(OpenFile* f, bool data) {
+  if (kernel_keeps_times_.load(std::memory_order_relaxed)) return;
+  const timespec now = WallNow();
+  if (data) f->attr.mtime = now;
+  f->attr.ctime = now;
 }
 
 Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
@@ -569,15 +576,15 @@ Status Filesystem::Fallocate(FileHandle* h, int mode, uint64_t offset,
     WAVEFS_RETURN_IF_ERROR(ZeroRange(f, lock, offset, end));
     f->write_gen += 1;
     f->writers[h] = f->write_gen;
-    f->attr.mtime = WallNow();
+    StampChange(f, true);
   }
   if (!(mode & kFallocKeepSize) && end > f->attr.size) {
     // Nothing is preallocated (chunks are written when sealed); the bytes
     // up to the new size read as zeros.
     f->attr.size = end;
-    f->attr.mtime = WallNow();
+    StampChange(f, true);
   }
-  f->attr.ctime = WallNow();
+  StampChange(f, false);
   f->attr_dirty = true;
   return Status::Ok();
 }
@@ -600,8 +607,7 @@ Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
   ChangeScope change(f, lock, options_.hooks.change_waits);
   auto n = pipeline_.Write(f, h, lock, offset, src, size);
   if (!n.ok()) return n;
-  if (!kernel_keeps_times_.load(std::memory_order_relaxed))
-    f->attr.mtime = f->attr.ctime = WallNow();
+  StampChange(f, true);
   f->attr_dirty = true;
   change.End();  // the commit below waits for changes to end
   committer_.CommitLongWrite(f, lock);
@@ -759,8 +765,7 @@ Result<uint64_t> Filesystem::CopyRange(FileHandle* in, uint64_t off_in,
           dst->attr.size = std::max(dst->attr.size, di + n);
           dst->write_gen += 1;
           dst->writers[out] = dst->write_gen;
-          if (!kernel_keeps_times_.load(std::memory_order_relaxed))
-            dst->attr.mtime = dst->attr.ctime = WallNow();
+          StampChange(dst, true);
           dst->attr_dirty = true;
           took = true;
           shared += 1;

@@ -145,13 +145,14 @@ class Filesystem {
   // windows (ChunkReader::DisableReadWindows).
   void DisableReadWindows() { reader_.DisableReadWindows(); }
   // With the writeback cache the kernel keeps a regular file's mtime and
-  // ctime: it stamps them on every write, mmap store and copy_file_range,
-  // and sends them with a setattr (at the latest before fsync and close
-  // return). Writes then leave the times alone. Stamping the daemon's clock
-  // would overwrite the kernel's whenever its setattr came first (background
+  // ctime: it stamps them on every write, mmap store, copy_file_range,
+  // fallocate and O_TRUNC open, and sends them with a setattr (at the
+  // latest before fsync and close return). Changes to the data then leave
+  // the times alone (StampChange). Stamping the daemon's clock would
+  // overwrite the kernel's whenever its setattr came first (background
   // writeback sends it beside the data), or its coarse clock (4 ms ticks)
-  // saw no change and sent none (a write and an mmap store in one tick):
-  // stat would show another mtime once the kernel forgot the inode.
+  // saw no change and sent none (two changes in one tick): stat would show
+  // other times once the kernel forgot the inode.
   void SetKernelKeepsTimes(bool on) { kernel_keeps_times_.store(on); }
 
   // --- names ---------------------------------------------------------------
@@ -265,6 +266,10 @@ class Filesystem {
   // The journal's thread: f's time as a hot file is up (a sealed commit and
   // its pin go), or its records must be applied again.
   void CoolTail(std::shared_ptr<OpenFile> f);
+  // A change to f's bytes (data) or to its size or allocation alone: mtime
+  // (data only) and ctime go to the daemon's clock, unless the kernel keeps
+  // them (SetKernelKeepsTimes). Under f->mu.
+  void StampChange(OpenFile* f, bool data);
   // Cuts or extends f to n bytes. Needs f->mu; may release it.
   Status Truncate(OpenFile* f, std::unique_lock<std::mutex>& lock, uint64_t n);
   // Zeroes [start, end) of f (inside its size); whole chunks become holes.

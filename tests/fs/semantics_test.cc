@@ -263,9 +263,9 @@ TEST_F(FsTest, CopyRangeSharesWholeChunksAndCopiesTheRest) {
   EXPECT_EQ(store_->puts(), puts + 4 + 3 + 1);
 }
 
-// With the writeback cache the kernel keeps a file's times: writes and
-// copies leave them alone, and the setattr that brings the kernel's mtime
-// and ctime is kept as sent, across a remount.
+// With the writeback cache the kernel keeps a file's times: writes,
+// copies, fallocate and O_TRUNC leave them alone, and the setattr that
+// brings the kernel's mtime and ctime is kept as sent, across a remount.
 TEST_F(FsTest, WritesLeaveTheTimesToTheKernelWhenItKeepsThem) {
   const uint64_t ino = WriteFile("f", "0123456789");
   const uint64_t src = WriteFile("src", RandomBytes(2 * kC, 51));
@@ -281,11 +281,19 @@ TEST_F(FsTest, WritesLeaveTheTimesToTheKernelWhenItKeepsThem) {
   ASSERT_TRUE(n.ok()) << n.status().ToString();
   auto n2 = fs_->CopyRange(in.get(), 5, h.get(), 2, 4);  // copies bytes
   ASSERT_TRUE(n2.ok()) << n2.status().ToString();
+  WAVEFS_ASSERT_OK(fs_->Fallocate(h.get(), 0, 0, 2 * kC + 10));  // grows
+  WAVEFS_ASSERT_OK(fs_->Fallocate(h.get(), 3, 0, 5));            // punches
   WAVEFS_ASSERT_OK(fs_->Release(std::move(in)));
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
   auto a = fs_->GetAttr(ino);
   ASSERT_TRUE(a.ok());
-  EXPECT_EQ(a->size, 2 * kC);
+  EXPECT_EQ(a->size, 2 * kC + 10);
+  auto t = fs_->Open(ino, O_WRONLY | O_TRUNC);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(*t)));
+  a = fs_->GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->size, 0u);
   EXPECT_EQ(a->mtime.tv_sec, 1000);
   EXPECT_EQ(a->mtime.tv_nsec, 1);
   EXPECT_EQ(a->ctime.tv_sec, 2000);

@@ -291,7 +291,7 @@ expect_eq "names made after a negative lookup, after a remount" \
 # forgotten everything (drop_caches; each check must cost LOOKUPs, or it
 # compared the cache with itself).
 cat >"$T/caches.py" <<'PY'
-import mmap, os, subprocess, sys
+import ctypes, mmap, os, subprocess, sys
 mnt, local, stats_mnt = sys.argv[1], sys.argv[2], sys.argv[3]
 # With the writeback cache the kernel keeps a file's times itself and sends
 # both back with a setattr; the daemon keeps them as sent, so they are
@@ -400,13 +400,15 @@ step("copy_file_range", copy_range)
 step("fallocate", punch)
 step("subdir", lambda r: (os.mkdir(J(r, "d/sub")), os.rmdir(J(r, "d/sub")), os.mkdir(J(r, "d/sub2"))))
 step("rm -r", lambda r: subprocess.run(["rm", "-r", J(r, "d")], check=True))
-# A write, then an mmap store, a copy_file_range or an O_DIRECT write: with
-# the writeback cache the kernel stamps the times on its coarse clock (4 ms
-# ticks) and skips the stamp, and the setattr, when the second change falls
-# in the write's tick; the bytes still reach the daemon. Whether a round
-# hits the same tick is left to timing, so 60 rounds are run: each hits it
-# with a chance of ~40 % here, and every round must show the same times
-# before and after the kernel forgets the inode.
+# A write, then a second change to the data (an mmap store, an O_DIRECT
+# write, a copy_file_range, an O_TRUNC open, fallocate growing the file or
+# keeping its size, a punched hole): with the writeback cache the kernel
+# stamps the times on its coarse clock (4 ms ticks) and skips the stamp,
+# and the setattr, when the second change falls in the write's tick; the
+# change still reaches the daemon. Whether a round hits the same tick is
+# left to timing, so each change gets 12 rounds: each hits it with a
+# chance of 40-70 % here, and every round must show the same times before
+# and after the kernel forgets the inode.
 def direct_write(p):
     fd = os.open(p, os.O_WRONLY | os.O_DIRECT)
     page = mmap.mmap(-1, 4096)  # aligned
@@ -416,12 +418,39 @@ def direct_write(p):
 
 os.mkdir(J(mnt, "tick"))
 write(J(mnt, "tick", "src"), b"s" * 8192)
-second = [mmap_write, direct_write,
-          lambda p: copy_range_to(J(mnt, "tick", "src"), p)]
-for i in range(60):
+def copy_file_range(p):
+    copy_range_to(J(mnt, "tick", "src"), p)
+
+def open_trunc(p):
+    os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
+
+def fallocate(p, offset, length, mode=0):
+    fd = os.open(p, os.O_RDWR)
+    try:
+        if mode == 0:
+            os.posix_fallocate(fd, offset, length)
+        elif libc.fallocate(fd, mode, ctypes.c_long(offset),
+                            ctypes.c_long(length)) != 0:
+            raise OSError(ctypes.get_errno(), "fallocate")
+    finally:
+        os.close(fd)
+
+def fallocate_grow(p):
+    fallocate(p, 0, 400000)
+
+def fallocate_keep(p):
+    fallocate(p, 0, 1)
+
+def punch_hole(p):
+    fallocate(p, 0, 8192, 3)  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+
+libc = ctypes.CDLL(None, use_errno=True)
+second = [mmap_write, direct_write, copy_file_range, open_trunc,
+          fallocate_grow, fallocate_keep, punch_hole]
+for i in range(12 * len(second)):
     p = J(mnt, "tick", str(i % 4))
     write(p, b"q" * 300000)
-    second[i % 3](p)
+    second[i % len(second)](p)
     s = os.lstat(p)
     cached = (s.st_mtime_ns, s.st_ctime_ns)
     for _ in range(3):
@@ -429,7 +458,8 @@ for i in range(60):
             f.write("2")
     s = os.lstat(p)
     if (s.st_mtime_ns, s.st_ctime_ns) != cached:
-        bad.append(f"write then {second[i % 3].__name__}, round {i}: times {cached} cached, "
+        name = second[i % len(second)].__name__
+        bad.append(f"write then {name}, round {i}: times {cached} cached, "
                    f"{(s.st_mtime_ns, s.st_ctime_ns)} after dropping caches")
         break
 subprocess.run(["rm", "-r", J(mnt, "tick")], check=True)
