@@ -576,15 +576,13 @@ Status Filesystem::Fallocate(FileHandle* h, int mode, uint64_t offset,
     WAVEFS_RETURN_IF_ERROR(ZeroRange(f, lock, offset, end));
     f->write_gen += 1;
     f->writers[h] = f->write_gen;
-    StampChange(f, true);
   }
-  if (!(mode & kFallocKeepSize) && end > f->attr.size) {
-    // Nothing is preallocated (chunks are written when sealed); the bytes
-    // up to the new size read as zeros.
-    f->attr.size = end;
-    StampChange(f, true);
-  }
-  StampChange(f, false);
+  const bool grows = !(mode & kFallocKeepSize) && end > f->attr.size;
+  // Nothing is preallocated (chunks are written when sealed); the bytes
+  // up to the new size read as zeros.
+  if (grows) f->attr.size = end;
+  // mtime when the bytes or the size changed; ctime always.
+  StampChange(f, grows || (mode & (kFallocPunchHole | kFallocZeroRange)));
   f->attr_dirty = true;
   return Status::Ok();
 }

@@ -358,19 +358,15 @@ def mmap_write(p):
     m.close()
     os.close(fd)
 
-def copy_range(root):
-    src = os.open(os.path.join(root, "d/big"), os.O_RDONLY)
-    dst = os.open(os.path.join(root, "d/f"), os.O_WRONLY)
-    os.copy_file_range(src, dst, 50000, 0, 7)
+def copy_range_to(src_path, dst_path, count, offset_src, offset_dst):
+    src = os.open(src_path, os.O_RDONLY)
+    dst = os.open(dst_path, os.O_WRONLY)
+    os.copy_file_range(src, dst, count, offset_src, offset_dst)
     os.close(src)
     os.close(dst)
 
-def copy_range_to(src_path, dst_path):
-    src = os.open(src_path, os.O_RDONLY)
-    dst = os.open(dst_path, os.O_WRONLY)
-    os.copy_file_range(src, dst, 5, 100, 0)
-    os.close(src)
-    os.close(dst)
+def copy_range(root):
+    copy_range_to(J(root, "d/big"), J(root, "d/f"), 50000, 0, 7)
 
 def punch(root):
     fd = os.open(os.path.join(root, "d/big"), os.O_RDWR)
@@ -419,7 +415,7 @@ def direct_write(p):
 os.mkdir(J(mnt, "tick"))
 write(J(mnt, "tick", "src"), b"s" * 8192)
 def copy_file_range(p):
-    copy_range_to(J(mnt, "tick", "src"), p)
+    copy_range_to(J(mnt, "tick", "src"), p, 5, 100, 0)
 
 def open_trunc(p):
     os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
