@@ -1,15 +1,22 @@
 #include "fs/fuse_loop.h"
 
+#include <linux/fuse.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace wavefs {
@@ -24,11 +31,29 @@ constexpr int kWakeSignal = SIGUSR2;
 
 void Wake(int) {}
 
+struct Worker;
+
 struct Loop {
   fuse_session* se = nullptr;
   sem_t finished;  // posted by each worker that leaves its loop
   std::atomic<int> error{0};
+
+  // One receiver at a time (spin_us > 0, the header). The role changes
+  // hands under mu, so that a follower never misses its wake-up.
+  unsigned spin_us = 0;
+  std::mutex mu;
+  std::condition_variable follower_cv;
+  std::atomic<Worker*> receiver{nullptr};
+  bool closing = false;  // under mu: followers leave
+
+  // The watchdog's parking (while no request comes).
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  std::atomic<bool> watch_parked{false};
+  bool watch_stop = false;  // under watch_mu
 };
+
+std::atomic<uint64_t> g_handoffs{0};
 
 struct Worker {
   Loop* loop = nullptr;
@@ -38,46 +63,237 @@ struct Worker {
   // only time the wake-up signal is sent, so that no system call of a
   // request being processed sees EINTR from it.
   std::atomic<bool> receiving{false};
+  // Monotonic nanoseconds at which the worker began processing its current
+  // request, 0 while it receives or waits.
+  std::atomic<int64_t> busy_since{0};
   fuse_buf buf{};
 };
 
-void* Work(void* arg) {
-  auto* w = static_cast<Worker*>(arg);
+int64_t NowNs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
+// Receives one request into w->buf; false when the worker is to leave
+// (the session ended or failed). *got is set when a request arrived.
+bool Receive(Worker* w, bool* got) {
   fuse_session* se = w->loop->se;
+  *got = false;
+  w->receiving.store(true, std::memory_order_seq_cst);
+  if (fuse_session_exited(se)) {
+    w->receiving.store(false, std::memory_order_seq_cst);
+    return false;
+  }
+  // The read path keeps whatever flags the buffer had (header above).
+  w->buf.flags = static_cast<fuse_buf_flags>(0);
+  const int res = fuse_session_receive_buf(se, &w->buf);
+  w->receiving.store(false, std::memory_order_seq_cst);
+  // ENOENT: the request was interrupted while being read; try again,
+  // as libfuse's read path does.
+  if (res == -EINTR || res == -EAGAIN || res == -ENOENT) return true;
+  if (res <= 0) {  // 0: unmounted or exited
+    if (res < 0) {
+      int none = 0;
+      w->loop->error.compare_exchange_strong(none, res);
+      fuse_session_exit(se);
+    }
+    return false;
+  }
+  *got = true;
+  return true;
+}
+
+void UnblockWake() {
   sigset_t wake;
   sigemptyset(&wake);
   sigaddset(&wake, kWakeSignal);
   pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
-  for (;;) {
-    w->receiving.store(true, std::memory_order_seq_cst);
-    if (fuse_session_exited(se)) break;
-    // The read path keeps whatever flags the buffer had (header above).
-    w->buf.flags = static_cast<fuse_buf_flags>(0);
-    const int res = fuse_session_receive_buf(se, &w->buf);
-    w->receiving.store(false, std::memory_order_seq_cst);
-    // ENOENT: the request was interrupted while being read; try again,
-    // as libfuse's read path does.
-    if (res == -EINTR || res == -EAGAIN || res == -ENOENT) continue;
-    if (res <= 0) {  // 0: unmounted or exited
-      if (res < 0) {
-        int none = 0;
-        w->loop->error.compare_exchange_strong(none, res);
-        fuse_session_exit(se);
-      }
-      break;
-    }
-    fuse_session_process_buf(se, &w->buf);
-  }
+}
+
+void Leave(Worker* w) {
   w->done.store(true, std::memory_order_release);
   sem_post(&w->loop->finished);
+}
+
+// Every worker receives (spin_us == 0): the kernel wakes an idle one per
+// request.
+void* Work(void* arg) {
+  auto* w = static_cast<Worker*>(arg);
+  UnblockWake();
+  bool got = false;
+  while (Receive(w, &got))
+    if (got) fuse_session_process_buf(w->loop->se, &w->buf);
+  Leave(w);
   return nullptr;
+}
+
+// Polls fd, without sleeping, until a request is readable or `window`
+// nanoseconds passed; true if one came. A request that comes while the
+// receiver is awake costs no wake-up of it (the header).
+bool SpinForRequest(int fd, int64_t window) {
+  const int64_t until = NowNs() + window;
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) != 0) return true;  // readable, hung up, an error
+    if (NowNs() >= until) return false;
+    __builtin_ia32_pause();
+  }
+}
+
+// The polling window adapts, as KVM's halt polling does: a request that
+// came after the window closed but within the most it may be (max) widens
+// it (doubles, from 10 us); a wait longer than max narrows it (halves, to
+// nothing below 5 us). A program whose requests come further apart than
+// max (one computing between its writes) then costs no polling.
+int64_t NextWindow(int64_t window, int64_t max, bool came_in_window,
+                   int64_t waited) {
+  if (came_in_window) return window;
+  if (waited <= max) return std::min(max, std::max<int64_t>(window * 2, 10000));
+  window /= 2;
+  return window < 5000 ? 0 : window;
+}
+
+bool IsRead(const fuse_buf& buf) {
+  if ((buf.flags & FUSE_BUF_IS_FD) || buf.size < sizeof(fuse_in_header))
+    return false;
+  fuse_in_header h;
+  std::memcpy(&h, buf.mem, sizeof(h));
+  return h.opcode == FUSE_READ;
+}
+
+// Gives the receiver role up (to a waiting follower, or to whichever worker
+// next looks for it, this one included).
+bool HandOff(Loop* loop, Worker* w) {
+  bool moved = false;
+  {
+    std::lock_guard<std::mutex> lock(loop->mu);
+    Worker* self = w;
+    moved = loop->receiver.compare_exchange_strong(self, nullptr,
+                                                   std::memory_order_seq_cst);
+  }
+  if (moved) loop->follower_cv.notify_one();
+  return moved;
+}
+
+// One receiver at a time (spin_us > 0): the others wait on follower_cv.
+void* WorkOneReceiver(void* arg) {
+  auto* w = static_cast<Worker*>(arg);
+  Loop* loop = w->loop;
+  UnblockWake();
+  const int fd = fuse_session_fd(loop->se);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(loop->mu);
+      loop->follower_cv.wait(lock, [&] {
+        return loop->closing ||
+               loop->receiver.load(std::memory_order_relaxed) == nullptr;
+      });
+      if (loop->closing) break;
+      loop->receiver.store(w, std::memory_order_seq_cst);
+    }
+    bool leave = false;
+    const int64_t max = static_cast<int64_t>(loop->spin_us) * 1000;
+    int64_t window = max;
+    // Until the watchdog hands the role on (this worker got stuck).
+    while (loop->receiver.load(std::memory_order_seq_cst) == w) {
+      const int64_t began = NowNs();
+      const bool in_window = window > 0 && SpinForRequest(fd, window);
+      bool got = false;
+      if (!Receive(w, &got)) {
+        leave = true;
+        break;
+      }
+      if (!got) continue;
+      const int64_t now = NowNs();
+      window = NextWindow(window, max, in_window, now - began);
+      w->busy_since.store(now, std::memory_order_seq_cst);
+      if (loop->watch_parked.load(std::memory_order_seq_cst)) {
+        std::lock_guard<std::mutex> lock(loop->watch_mu);
+        loop->watch_parked.store(false, std::memory_order_seq_cst);
+        loop->watch_cv.notify_one();
+      }
+      // A read may wait for the store and decrypts up to 1 MiB: readers
+      // in parallel (readahead, several programs) each get a worker at
+      // once, as they did with every worker receiving.
+      if (IsRead(w->buf)) HandOff(loop, w);
+      fuse_session_process_buf(loop->se, &w->buf);
+      w->busy_since.store(0, std::memory_order_seq_cst);
+    }
+    if (leave) break;
+  }
+  {
+    // The session is over: no follower is to wait for the role.
+    std::lock_guard<std::mutex> lock(loop->mu);
+    loop->closing = true;
+    Worker* self = w;
+    loop->receiver.compare_exchange_strong(self, nullptr);
+  }
+  loop->follower_cv.notify_all();
+  Leave(w);
+  return nullptr;
+}
+
+// A receiver that has been processing one request for kStuckNs (a read
+// waiting on the store, a write waiting for spill space, a commit) hands
+// the role to a follower, so that other requests are not held up behind
+// it. Parks after kParkAfterNs without a busy receiver; the next request
+// unparks it.
+constexpr int64_t kStuckNs = 1000 * 1000;
+constexpr int64_t kParkAfterNs = 100 * 1000 * 1000;
+
+void Watch(Loop* loop) {
+  int64_t last_busy = NowNs();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(loop->watch_mu);
+      if (loop->watch_stop) return;
+    }
+    Worker* r = loop->receiver.load(std::memory_order_seq_cst);
+    const int64_t since = r ? r->busy_since.load(std::memory_order_seq_cst) : 0;
+    const int64_t now = NowNs();
+    if (since != 0) {
+      last_busy = now;
+      if (now - since >= kStuckNs) {
+        if (HandOff(loop, r))
+          g_handoffs.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+    } else if (now - last_busy >= kParkAfterNs) {
+      // Park; look once more after saying so, since a request may have
+      // begun between the look above and the flag (both sides use
+      // sequentially consistent order, so one of them sees the other).
+      loop->watch_parked.store(true, std::memory_order_seq_cst);
+      r = loop->receiver.load(std::memory_order_seq_cst);
+      if (r == nullptr || r->busy_since.load(std::memory_order_seq_cst) == 0) {
+        std::unique_lock<std::mutex> lock(loop->watch_mu);
+        loop->watch_cv.wait(lock, [&] {
+          return loop->watch_stop ||
+                 !loop->watch_parked.load(std::memory_order_seq_cst);
+        });
+        if (loop->watch_stop) return;
+      }
+      loop->watch_parked.store(false, std::memory_order_seq_cst);
+      last_busy = NowNs();
+      continue;
+    }
+    const int64_t wait = since != 0 ? since + kStuckNs - now : kStuckNs;
+    std::unique_lock<std::mutex> lock(loop->watch_mu);
+    loop->watch_cv.wait_for(lock, std::chrono::nanoseconds(wait),
+                            [&] { return loop->watch_stop; });
+  }
 }
 
 }  // namespace
 
-int RunFuseLoop(fuse_session* se, unsigned threads) {
+uint64_t FuseLoopHandoffs() {
+  return g_handoffs.load(std::memory_order_relaxed);
+}
+
+int RunFuseLoop(fuse_session* se, unsigned threads, unsigned spin_us) {
   Loop loop;
   loop.se = se;
+  loop.spin_us = spin_us;
   sem_init(&loop.finished, 0, 0);
   // No SA_RESTART: the wake-up must interrupt the worker's receive.
   struct sigaction wake = {}, old_wake = {};
@@ -94,13 +310,19 @@ int RunFuseLoop(fuse_session* se, unsigned threads) {
   size_t started = 0;
   for (auto& w : workers) {
     w.loop = &loop;
-    const int rc = pthread_create(&w.thread, nullptr, Work, &w);
+    const int rc = pthread_create(&w.thread, nullptr,
+                                  spin_us > 0 ? WorkOneReceiver : Work, &w);
     if (rc != 0) {
       spdlog::error("cannot start a FUSE thread: {}", std::strerror(rc));
       break;
     }
     pthread_setname_np(w.thread, "wfs-fuse");
     ++started;
+  }
+  std::thread watchdog;
+  if (spin_us > 0 && started > 0) {
+    watchdog = std::thread(Watch, &loop);
+    pthread_setname_np(watchdog.native_handle(), "wfs-fuse-watch");
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (started == 0) {
@@ -110,6 +332,11 @@ int RunFuseLoop(fuse_session* se, unsigned threads) {
   }
   // Interrupted by a signal, whose handler may have ended the session.
   while (!fuse_session_exited(se)) sem_wait(&loop.finished);
+  {
+    std::lock_guard<std::mutex> lock(loop.mu);
+    loop.closing = true;
+  }
+  loop.follower_cv.notify_all();
   // After an unmount every receive returns at once; after a signal the
   // workers still wait for requests. The wake-up may land between a
   // worker's check and its receive, so it is sent again until all left; a
@@ -129,6 +356,14 @@ int RunFuseLoop(fuse_session* se, unsigned threads) {
   for (size_t i = 0; i < started; ++i) {
     pthread_join(workers[i].thread, nullptr);
     std::free(workers[i].buf.mem);
+  }
+  if (watchdog.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(loop.watch_mu);
+      loop.watch_stop = true;
+    }
+    loop.watch_cv.notify_all();
+    watchdog.join();
   }
   sigaction(kWakeSignal, &old_wake, nullptr);
   sem_destroy(&loop.finished);

@@ -13,6 +13,26 @@
 // needs a loop that clears the flags before each receive; this is that
 // loop. Its workers stay for the session's life, like the mt loop with
 // idle threads equal to max threads, which mount.cc configured before.
+//
+// One receiver at a time (--fuse-spin, RunFuseLoop's spin_us > 0). A FUSE
+// request costs a round trip of task switches: the kernel wakes a worker
+// sleeping in read(2), the worker's reply wakes the caller, the worker
+// sleeps again. On this project's 2-core VMs the switches were ~35 % of
+// the daemon's CPU during `tar -x` (perf: finish_task_switch under
+// fuse_dev_do_read, __wake_up under the reply's writev). A program working
+// through files sends its next request a few microseconds after the reply
+// to its last; if the worker that replied is still awake, polling the
+// device, that request costs no wake-up of the daemon at all. For that, no
+// other worker may sleep on the device (the kernel would wake it for the
+// request instead), so exactly one worker, the receiver, reads requests:
+// it polls spin_us, then sleeps in read(2), and processes what it got
+// itself (a spliced write stays in its thread's pipe). The others wait on
+// a condition variable, not on the device. A watchdog thread hands the
+// role to one of them when the receiver has been processing one request
+// for 1 ms (a read waiting for the store, a write waiting for spill space,
+// a commit), so that a slow request holds no other up for longer; the
+// stuck worker becomes a follower when it is done. The watchdog looks
+// every millisecond while requests come and parks after 100 ms without.
 #pragma once
 
 #define FUSE_USE_VERSION 312
@@ -21,7 +41,12 @@
 namespace wavefs {
 
 // Runs the session until it exits (unmount, a signal, an error); returns 0
-// or the first receive error (negative errno). threads >= 1.
-int RunFuseLoop(fuse_session* se, unsigned threads);
+// or the first receive error (negative errno). threads >= 1. spin_us > 0:
+// one receiver at a time, which polls that long for the next request
+// before it sleeps (above).
+int RunFuseLoop(fuse_session* se, unsigned threads, unsigned spin_us);
+
+// Times a receiver stuck on one request handed the role on (stats).
+uint64_t FuseLoopHandoffs();
 
 }  // namespace wavefs

@@ -18,6 +18,7 @@
 
 #include "chunker/data_map.h"
 #include "fs/errno_map.h"
+#include "fs/fuse_loop.h"
 #include "fs/maintenance.h"
 #include "fs/share_service.h"
 
@@ -698,6 +699,7 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
         "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
         "\nspliced_writes=" + std::to_string(c->spliced_writes.load()) +
         "\nsplice_switches=" + std::to_string(c->wire.splice_switches()) +
+        "\nfuse_handoffs=" + std::to_string(FuseLoopHandoffs()) +
         "\nread_requests=" + std::to_string(c->read_requests.load()) +
         "\nmax_pages=" + std::to_string(c->wire.max_pages_sent()) +
         "\nlookup_requests=" + std::to_string(c->lookup_requests.load()) +

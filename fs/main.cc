@@ -103,6 +103,11 @@ int main(int argc, char** argv) {
                    "Most FUSE worker threads")
       ->capture_default_str();
   mount
+      ->add_option("--fuse-spin", mo.fuse_spin_us,
+                   "Microseconds the FUSE receiver polls for the next "
+                   "request before it sleeps (0: no polling)")
+      ->capture_default_str();
+  mount
       ->add_option("--space-wait", mo.space_wait_s,
                    "Seconds a writer waits for uploads to free spill space "
                    "before ENOSPC")

@@ -328,7 +328,8 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   // requests made libfuse start a thread and end it again. Their 1 MiB
   // request buffers are in the budget (fs/options.cc counts 1 MiB per FUSE
   // thread).
-  int rc = RunFuseLoop(se, static_cast<unsigned>(o.fuse_threads));
+  int rc = RunFuseLoop(se, static_cast<unsigned>(o.fuse_threads),
+                       static_cast<unsigned>(o.fuse_spin_us));
   fuse_remove_signal_handlers(se);
   fs->SetDroppedListener(nullptr);
   ctx.invalidator = nullptr;
@@ -473,6 +474,8 @@ int RunMount(MountOptions o) {
   if (o.upload_threads < 1 || o.upload_threads > 64 || o.seal_threads < 1 ||
       o.seal_threads > 64 || o.fuse_threads < 1 || o.fuse_threads > 64)
     return Fail("thread counts must be between 1 and 64");
+  if (o.fuse_spin_us < 0 || o.fuse_spin_us > 1000)
+    return Fail("--fuse-spin must be between 0 and 1000 microseconds");
   if (o.small_upload_threads < 0 || o.small_upload_threads > 64)
     return Fail("--small-upload-threads must be between 0 and 64");
   if (o.prefetch_files < 0 || o.prefetch_files > 64)

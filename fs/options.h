@@ -55,6 +55,12 @@ struct MountOptions {
   // (31.0-31.1 against 32.1-32.2 MiB copying 1 GiB) with no slower row in
   // scripts/bench.sh, --workloads or 8 parallel cp (README, Memory).
   int fuse_threads = 3;
+  // Microseconds the FUSE receiver polls for the next request before it
+  // sleeps (fs/fuse_loop.h); 0: every FUSE thread sleeps in read(2). 100
+  // took `tar -x` of /usr/include from 6.4 to 4.9 s and 8 KiB writes from
+  // 1.50 to 1.19 s per 256 MiB (medians of 4, 2026-12-06,
+  // docs/architecture.md).
+  int fuse_spin_us = 100;
   uint64_t spill_reserve = 64ull << 20;
   int drain_timeout_s = 120;
   // How long a writer waits for uploads to free spill space before ENOSPC.

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The FUSE loop (fs/fuse_loop.h): by default one worker receives requests
+# and polls for the next one before it sleeps (--fuse-spin); the others
+# wait off the device, and a watchdog hands the receiving role on when a
+# request holds its worker for a millisecond. What a user must never see
+# from that: one request that waits (a writer held by back-pressure) holding
+# up everyone else's. For each loop (the polling one, and --fuse-spin 0,
+# where every worker reads the device):
+#   1. uploads are refused (the store's chunk directory immutable) and the
+#      spill is a 40 MiB tmpfs, so a 160 MiB dd blocks inside a WRITE once
+#      the spill is full and waits for space (--space-wait 120);
+#   2. while it is blocked, stat, ls -l, cat, touch, mkdir, mv, ln -s and
+#      setfattr each answer within 20 s (the writer's wait is
+#      120 s, so a loop that let it hold everyone up fails here however fast
+#      the machine), and the writer is still blocked after them;
+#   3. with polling on, the watchdog moved the role (fuse_handoffs > 0);
+#      with --fuse-spin 0 it never runs (fuse_handoffs = 0);
+#   4. uploads are allowed again: the writer finishes, and every file reads
+#      back equal, also after a remount.
+# And --fuse-spin out of range: one line, non-zero exit, nothing mounted.
+source "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || skip "needs root to mount tmpfs and chattr"
+command -v chattr >/dev/null 2>&1 || fail "'chattr' not found (run scripts/install-deps.sh)"
+
+# Named to sort before mnt: lib.sh's cleanup unmounts the deepest and
+# last-named mounts first, and the daemon must go before its spill.
+mkdir -p "$T/a-spillfs"
+mount -t tmpfs -o size=40m tmpfs "$T/a-spillfs" || fail "cannot mount a tmpfs for the spill"
+SPILL=$T/a-spillfs/spill
+OPTS=(--spill-dir "$SPILL" --spill-reserve 4M --space-wait 120 --drain-timeout 120)
+
+make_random "$SRC/big" 160M loop-big
+make_random "$SRC/small" 10K loop-small
+
+unblock_uploads() { chattr -i "$(store_dir)/chunks" 2>/dev/null || true; }
+# Uploads must be possible again before lib.sh's cleanup unmounts; the
+# tmpfs goes after it. set +e: under errexit the `(exit rc)` that hands rc
+# to it_cleanup would end the trap before it ran.
+trap 'rc=$?; set +e; unblock_uploads; (exit $rc); it_cleanup' EXIT
+
+# size_settled FILE: waits until FILE's size (through the mount, each look
+# bounded by 20 s) has not changed for 2 s while the writer is alive.
+size_settled() {
+  local last=-1 same=0 size i
+  for i in $(seq 1 240); do
+    size=$(timeout 20 stat -c %s "$1") || fail "stat of $1 did not answer within 20 s while a writer waited"
+    kill -0 "$WRITER" 2>/dev/null || fail "the writer ended before the spill filled (size $size)"
+    if [ "$size" = "$last" ]; then
+      same=$((same + 1))
+      [ "$same" -ge 4 ] && { echo "$size"; return 0; }
+    else
+      same=0
+    fi
+    last=$size
+    sleep 0.5
+  done
+  fail "the writer of $1 never blocked (size still changing: $size)"
+}
+
+run_round() {
+  local spin=$1 label=$2 blocked handoffs
+  rm -rf "$T/store" "$T/home" "$SPILL"
+  mkdir -p "$T/home"
+  wfs_init
+  chattr +i "$(store_dir)/chunks" || fail "cannot chattr +i the store's chunks"
+  wfs_mount "${OPTS[@]}" --fuse-spin "$spin"
+  check "$label: a small file in" cp "$SRC/small" "$MNT/small"
+
+  dd if="$SRC/big" of="$MNT/big" bs=1M status=none 2>"$T/dd.err" &
+  WRITER=$!
+  blocked=$(size_settled "$MNT/big")
+  pass "$label: the writer waits for spill space at $blocked bytes"
+
+  check "$label: ls -l answers" timeout 20 ls -l "$MNT"
+  check "$label: cat of another file answers, equal" timeout 20 cmp "$SRC/small" "$MNT/small"
+  check "$label: touch answers" timeout 20 touch "$MNT/new"
+  check "$label: mkdir answers" timeout 20 mkdir "$MNT/dir"
+  check "$label: mv answers" timeout 20 mv "$MNT/new" "$MNT/dir/moved"
+  check "$label: ln -s answers" timeout 20 ln -s ../small "$MNT/dir/link"
+  check "$label: setfattr answers" timeout 20 setfattr -n user.k -v v "$MNT/small"
+  expect_eq "$label: the link reads back" "$(cat "$SRC/small" | sha256sum)" "$(timeout 20 cat "$MNT/dir/link" | sha256sum)"
+  kill -0 "$WRITER" 2>/dev/null || fail "$label: the writer was not blocked any more after the checks"
+  expect_eq "$label: the writer is still where it waited" "$blocked" "$(timeout 20 stat -c %s "$MNT/big")"
+  pass "$label: every request answered while the writer was blocked"
+
+  handoffs=$(timeout 20 getfattr --only-values -n user.wavefs.stats "$MNT" | sed -n 's/^fuse_handoffs=//p')
+  if [ "$spin" -gt 0 ]; then
+    expect_le "$label: the watchdog moved the receiving role" 1 "$handoffs"
+  else
+    expect_eq "$label: no watchdog without polling" 0 "$handoffs"
+  fi
+
+  unblock_uploads
+  rc=0
+  wait "$WRITER" || rc=$?
+  [ "$rc" -eq 0 ] || fail "$label: the writer failed once uploads resumed: $(head -c 300 "$T/dd.err")"
+  pass "$label: the writer finished once uploads resumed"
+  check "$label: big reads back equal" cmp "$SRC/big" "$MNT/big"
+  wfs_remount "${OPTS[@]}" --fuse-spin "$spin"
+  check "$label: big equal after a remount" cmp "$SRC/big" "$MNT/big"
+  check "$label: small equal after a remount" cmp "$SRC/small" "$MNT/small"
+  expect_eq "$label: the xattr after a remount" v "$(getfattr --only-values -n user.k "$MNT/small")"
+  [ -e "$MNT/dir/moved" ] || fail "$label: the moved file is gone after a remount"
+  wfs_unmount
+}
+
+[ "${LOOP_ROUNDS:-both}" = wide ] || run_round 100 "polling receiver"
+[ "${LOOP_ROUNDS:-both}" = poll ] || run_round 0 "every worker reading"
+
+# Out of range: refused before anything is mounted.
+MOUNT_ARGS=("$STORE" "$MNT" --fuse-spin 5000)
+mount_fails "--fuse-spin 5000"
+grep -q -- "--fuse-spin" "$T/err" || fail "the error does not name --fuse-spin: $(cat "$T/err")"
+MOUNT_ARGS=("$STORE" "$MNT" --fuse-spin -1)
+mount_fails "--fuse-spin -1"
+
+pass "all"
