@@ -204,10 +204,17 @@ pids_under_t() {
   return 0
 }
 
-# Mount points under $T, deepest first.
+# Mount points under $T: FUSE mounts first, then the others, each group
+# deepest first. A daemon must go before the file systems it stages on (a
+# test's tmpfs spill or store): unmounted under a live daemon, they would
+# take its staged chunks with them, whatever the names sort as.
 mounts_under_t() {
-  awk -v t="$T" '{ p = $5; gsub(/\\040/, " ", p); if (p == t || index(p, t "/") == 1) print p }' \
-    /proc/self/mountinfo | sort -r
+  awk -v t="$T" '{
+      p = $5; gsub(/\\040/, " ", p)
+      if (p != t && index(p, t "/") != 1) next
+      for (i = 7; i <= NF && $i != "-"; i++) {}
+      print (($(i + 1) ~ /^fuse/) ? 0 : 1) "\t" p
+    }' /proc/self/mountinfo | sort -t "$(printf '\t')" -k1,1n -k2,2r | cut -f 2-
 }
 
 is_mounted() {

@@ -23,11 +23,9 @@ source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip "needs root to mount tmpfs and chattr"
 command -v chattr >/dev/null 2>&1 || fail "'chattr' not found (run scripts/install-deps.sh)"
 
-# Named to sort before mnt: lib.sh's cleanup unmounts the deepest and
-# last-named mounts first, and the daemon must go before its spill.
-mkdir -p "$T/a-spillfs"
-mount -t tmpfs -o size=40m tmpfs "$T/a-spillfs" || fail "cannot mount a tmpfs for the spill"
-SPILL=$T/a-spillfs/spill
+mkdir -p "$T/spillfs"
+mount -t tmpfs -o size=40m tmpfs "$T/spillfs" || fail "cannot mount a tmpfs for the spill"
+SPILL=$T/spillfs/spill
 OPTS=(--spill-dir "$SPILL" --spill-reserve 4M --space-wait 120 --drain-timeout 120)
 
 make_random "$SRC/big" 160M loop-big
