@@ -1,23 +1,29 @@
 #include "fs/fuse_loop.h"
 
+#include <fcntl.h>
 #include <linux/fuse.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
+
+#include "util/background_work.h"
 
 namespace wavefs {
 namespace {
@@ -54,6 +60,64 @@ struct Loop {
 };
 
 std::atomic<uint64_t> g_handoffs{0};
+std::atomic<uint64_t> g_spin_ns{0};
+std::atomic<uint64_t> g_contended_looks{0};
+std::atomic<uint64_t> g_looks{0};
+
+// Whether every CPU of the machine is wanted by threads other than the
+// receiver (the header): its polling then takes CPU time from a thread
+// that waits for one (a pipeline of several programs, the seal threads of
+// a big copy), and a wake-up is the cheaper way. Looks at the kernel's
+// count of runnable threads (/proc/loadavg, ~2 us) at most once per
+// kLookNs, and keeps a moving average of the looks, so that one busy
+// moment (a background upload) does not stop the polling, nor one quiet
+// one start it.
+class CpuContention {
+ public:
+  CpuContention() {
+    fd_ = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+    cpus_ = n > 0 ? static_cast<int>(n) : 1;
+  }
+  ~CpuContention() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  CpuContention(const CpuContention&) = delete;
+  CpuContention& operator=(const CpuContention&) = delete;
+
+  // True while most recent looks found every CPU wanted by others. Without
+  // /proc (or a count it cannot read): never.
+  bool Contended(int64_t now) {
+    if (fd_ < 0 || now < next_look_) return score_ >= kHalf;
+    next_look_ = now + kLookNs;
+    char text[128];
+    const ssize_t n = ::pread(fd_, text, sizeof(text) - 1, 0);
+    int running = 0;
+    if (n <= 0) return score_ >= kHalf;
+    text[n] = '\0';
+    // "0.52 0.58 0.59 3/187 4242": runnable/all scheduling entities.
+    if (std::sscanf(text, "%*s %*s %*s %d/", &running) != 1)
+      return score_ >= kHalf;
+    // running counts this thread (it runs the read), and uploads, which
+    // no program waits for (util/background_work.h).
+    const int others = running - 1 - BackgroundWork::Running();
+    const bool busy = others >= cpus_;
+    score_ = (score_ * 7 + (busy ? kFull : 0)) / 8;
+    g_looks.fetch_add(1, std::memory_order_relaxed);
+    if (score_ >= kHalf)
+      g_contended_looks.fetch_add(1, std::memory_order_relaxed);
+    return score_ >= kHalf;
+  }
+
+ private:
+  static constexpr int64_t kLookNs = 1000 * 1000;
+  static constexpr int kFull = 1024;
+  static constexpr int kHalf = kFull / 2;
+  int fd_ = -1;
+  int cpus_ = 1;
+  int64_t next_look_ = 0;
+  int score_ = 0;
+};
 
 struct Worker {
   Loop* loop = nullptr;
@@ -67,6 +131,7 @@ struct Worker {
   // request, 0 while it receives or waits.
   std::atomic<int64_t> busy_since{0};
   fuse_buf buf{};
+  CpuContention contention;  // the receiver's looks (spin_us > 0)
 };
 
 int64_t NowNs() {
@@ -198,7 +263,16 @@ void* WorkOneReceiver(void* arg) {
     // Until the watchdog hands the role on (this worker got stuck).
     while (loop->receiver.load(std::memory_order_seq_cst) == w) {
       const int64_t began = NowNs();
-      const bool in_window = window > 0 && SpinForRequest(fd, window);
+      // Not while others wait for a CPU: the window then stays as it was,
+      // for when they are done. (The look comes first: a window that
+      // closed must still see the CPUs, and open again when they are
+      // free, as it did before contention was looked at.)
+      const bool contended = w->contention.Contended(began);
+      const bool poll = window > 0 && !contended;
+      const bool in_window = poll && SpinForRequest(fd, window);
+      if (poll)
+        g_spin_ns.fetch_add(static_cast<uint64_t>(NowNs() - began),
+                            std::memory_order_relaxed);
       bool got = false;
       if (!Receive(w, &got)) {
         leave = true;
@@ -206,7 +280,7 @@ void* WorkOneReceiver(void* arg) {
       }
       if (!got) continue;
       const int64_t now = NowNs();
-      window = NextWindow(window, max, in_window, now - began);
+      if (!contended) window = NextWindow(window, max, in_window, now - began);
       w->busy_since.store(now, std::memory_order_seq_cst);
       if (loop->watch_parked.load(std::memory_order_seq_cst)) {
         std::lock_guard<std::mutex> lock(loop->watch_mu);
@@ -244,6 +318,9 @@ constexpr int64_t kParkAfterNs = 100 * 1000 * 1000;
 
 void Watch(Loop* loop) {
   int64_t last_busy = NowNs();
+  // Ticking, it is runnable now and then, and waits for a CPU when they
+  // are busy: the receiver's look at the CPUs leaves it out.
+  std::optional<BackgroundWork::Scope> ticking(std::in_place);
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(loop->watch_mu);
@@ -266,12 +343,14 @@ void Watch(Loop* loop) {
       loop->watch_parked.store(true, std::memory_order_seq_cst);
       r = loop->receiver.load(std::memory_order_seq_cst);
       if (r == nullptr || r->busy_since.load(std::memory_order_seq_cst) == 0) {
+        ticking.reset();
         std::unique_lock<std::mutex> lock(loop->watch_mu);
         loop->watch_cv.wait(lock, [&] {
           return loop->watch_stop ||
                  !loop->watch_parked.load(std::memory_order_seq_cst);
         });
         if (loop->watch_stop) return;
+        ticking.emplace();
       }
       loop->watch_parked.store(false, std::memory_order_seq_cst);
       last_busy = NowNs();
@@ -288,6 +367,14 @@ void Watch(Loop* loop) {
 
 uint64_t FuseLoopHandoffs() {
   return g_handoffs.load(std::memory_order_relaxed);
+}
+
+FuseLoopSpinStats FuseLoopSpin() {
+  FuseLoopSpinStats s;
+  s.spin_ns = g_spin_ns.load(std::memory_order_relaxed);
+  s.looks = g_looks.load(std::memory_order_relaxed);
+  s.contended_looks = g_contended_looks.load(std::memory_order_relaxed);
+  return s;
 }
 
 int RunFuseLoop(fuse_session* se, unsigned threads, unsigned spin_us) {

@@ -33,6 +33,15 @@
 // a commit), so that a slow request holds no other up for longer; the
 // stuck worker becomes a follower when it is done. The watchdog looks
 // every millisecond while requests come and parks after 100 ms without.
+//
+// Polling pays only while a CPU is free for it. When every CPU is wanted
+// by other threads (the kernel's count of runnable threads, looked at once
+// a millisecond, less the daemon's uploads, which no program waits for:
+// util/background_work.h), the receiver sleeps in read(2) at once: on the
+// 2-core VM, `openssl enc | tee FILE | openssl dgst` (four programs and the
+// seal threads) writing 2 GiB ran no faster with polling (22.4-27.2 s against
+// 22.3-23.5 s), and the daemon spent 15.3-17.7 s of CPU instead of
+// 9.9-10.2 s, time the pipeline waited for.
 #pragma once
 
 #define FUSE_USE_VERSION 312
@@ -48,5 +57,14 @@ int RunFuseLoop(fuse_session* se, unsigned threads, unsigned spin_us);
 
 // Times a receiver stuck on one request handed the role on (stats).
 uint64_t FuseLoopHandoffs();
+
+// The receiver's polling (stats): nanoseconds spent polling, and its looks
+// at the CPUs, with how many found them contended (polling off then).
+struct FuseLoopSpinStats {
+  uint64_t spin_ns = 0;
+  uint64_t looks = 0;
+  uint64_t contended_looks = 0;
+};
+FuseLoopSpinStats FuseLoopSpin();
 
 }  // namespace wavefs

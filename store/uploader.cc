@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "chunker/crypto.h"
 #include "store/thread_name.h"
+#include "util/background_work.h"
 
 namespace wavefs {
 
@@ -332,6 +334,7 @@ void Uploader::DispatchLoop() {
     if (room > 0 && !candidates_.empty()) {
       size_t handed = 0;
       bool lanes_full = false;  // only big candidates, their lanes taken
+      std::optional<BackgroundWork::Scope> background(std::in_place);
       while (handed < room && !candidates_.empty()) {
         // In queue order, except that once 2 * concurrency big chunks are
         // handed out (never the case without small lanes: the ready list
@@ -359,6 +362,7 @@ void Uploader::DispatchLoop() {
         ready_.push_back(c);
         ++handed;
       }
+      background.reset();
       if (handed > 0) work_cv_.notify_all();
       // A worker that finishes a big put wakes the dispatcher.
       if (handed == 0 && lanes_full) cv_.wait_until(lock, wake);
@@ -389,8 +393,11 @@ void Uploader::DispatchLoop() {
     Clock::time_point next_release = now + std::chrono::seconds(1);
     lock.unlock();
     const auto peek_start = Clock::now();
-    Status st =
-        index_->PeekQueue(skip + want, &peek, include_held, &next_release);
+    Status st;
+    {
+      BackgroundWork::Scope background;
+      st = index_->PeekQueue(skip + want, &peek, include_held, &next_release);
+    }
     const auto peek_end = Clock::now();
     lock.lock();
     // Spend at most ~5% of the time looking at the queue.
@@ -443,7 +450,11 @@ void Uploader::WorkerLoop(int lane) {
 
     const auto start = Clock::now();
     bool dropped = false;
-    Status st = UploadOne(chunk.address, chunk.length, &scratch, &dropped);
+    Status st;
+    {
+      BackgroundWork::Scope background;
+      st = UploadOne(chunk.address, chunk.length, &scratch, &dropped);
+    }
     const auto end = Clock::now();
 
     // A small lane that read a big chunk (verify_puts, a store that does
@@ -552,7 +563,11 @@ void Uploader::CompleteLoop() {
     lock.unlock();
 
     double sync_seconds = 0;
-    Status st = CompleteBatch(batch, &sync_seconds);
+    Status st;
+    {
+      BackgroundWork::Scope background;
+      st = CompleteBatch(batch, &sync_seconds);
+    }
     const auto end = Clock::now();
 
     lock.lock();

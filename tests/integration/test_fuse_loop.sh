@@ -17,6 +17,12 @@
 #      with --fuse-spin 0 it never runs (fuse_handoffs = 0);
 #   4. uploads are allowed again: the writer finishes, and every file reads
 #      back equal, also after a remount.
+# Polling only while a CPU is free for it: with a busy loop on every CPU
+# (and one more), the receiver's looks at the CPUs find them contended
+# (fuse_cpu_contended, most of the looks while 32 MiB go in by dd bs=8k)
+# and it sleeps instead of polling; once the loops end, polling resumes
+# (16 MiB of zeros by dd bs=8k, holes, so no seal thread runs: a look
+# finds a CPU free). Everything written reads back equal.
 # And --fuse-spin out of range: one line, non-zero exit, nothing mounted.
 source "$(dirname "$0")/lib.sh"
 
@@ -103,7 +109,57 @@ run_round() {
   wfs_unmount
 }
 
+HOGS=()
+stop_hogs() {
+  local p
+  for p in "${HOGS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${HOGS[@]}"; do wait "$p" 2>/dev/null || true; done
+  HOGS=()
+}
+trap 'rc=$?; set +e; stop_hogs; unblock_uploads; (exit $rc); it_cleanup' EXIT
+
+# stat_delta KEY BEFORE: KEY's growth since BEFORE.
+stat_delta() { echo $(($(stat_get "$1") - $2)); }
+
+contention_round() {
+  local i n looks contended looks2 contended2
+  rm -rf "$T/store" "$T/home" "$SPILL"
+  mkdir -p "$T/home"
+  wfs_init
+  wfs_mount --fuse-spin 100
+  n=$(($(nproc) + 1))
+  for i in $(seq 1 "$n"); do
+    # timeout: the loops end even if this test is killed before its trap.
+    timeout 300 sh -c 'while :; do :; done' &
+    HOGS+=($!)
+  done
+  sleep 1
+  looks=$(stat_get fuse_cpu_looks)
+  contended=$(stat_get fuse_cpu_contended)
+  check "busy CPUs: 32 MiB in by dd bs=8k" dd if="$SRC/big" of="$MNT/paced" bs=8k count=4096 status=none
+  looks=$(stat_delta fuse_cpu_looks "$looks")
+  contended=$(stat_delta fuse_cpu_contended "$contended")
+  it_log "busy CPUs: $contended of $looks looks found them contended"
+  expect_le "busy CPUs: the receiver looked at the CPUs" 5 "$looks"
+  expect_le "busy CPUs: most looks found them contended" $(((looks + 1) / 2)) "$contended"
+  stop_hogs
+  looks2=$(stat_get fuse_cpu_looks)
+  contended2=$(stat_get fuse_cpu_contended)
+  check "free CPUs: 16 MiB of zeros" dd if=/dev/zero of="$MNT/zeros" bs=8k count=2048 status=none
+  looks2=$(stat_delta fuse_cpu_looks "$looks2")
+  contended2=$(stat_delta fuse_cpu_contended "$contended2")
+  it_log "free CPUs: $contended2 of $looks2 looks found them contended"
+  expect_lt "free CPUs: polling resumed (a look found a CPU free)" "$contended2" "$looks2"
+  check "the files read back equal" cmp "$MNT/paced" <(head -c 32M "$SRC/big")
+  check "the zeros read back equal" cmp "$MNT/zeros" <(head -c 16M /dev/zero)
+  wfs_remount
+  check "equal after a remount" cmp "$MNT/paced" <(head -c 32M "$SRC/big")
+  check "zeros equal after a remount" cmp "$MNT/zeros" <(head -c 16M /dev/zero)
+  wfs_unmount
+}
+
 [ "${LOOP_ROUNDS:-both}" = wide ] || run_round 100 "polling receiver"
+[ "${LOOP_ROUNDS:-both}" = wide ] || contention_round
 [ "${LOOP_ROUNDS:-both}" = poll ] || run_round 0 "every worker reading"
 
 # Out of range: refused before anything is mounted.
