@@ -88,28 +88,31 @@ class CpuContention {
   // True while most recent looks found every CPU wanted by others. Without
   // /proc (or a count it cannot read): never.
   bool Contended(int64_t now) {
-    if (fd_ < 0 || now < next_look_) return score_ >= kHalf;
-    next_look_ = now + kLookNs;
-    char text[128];
-    const ssize_t n = ::pread(fd_, text, sizeof(text) - 1, 0);
-    int running = 0;
-    if (n <= 0) return score_ >= kHalf;
-    text[n] = '\0';
-    // "0.52 0.58 0.59 3/187 4242": runnable/all scheduling entities.
-    if (std::sscanf(text, "%*s %*s %*s %d/", &running) != 1)
-      return score_ >= kHalf;
-    // running counts this thread (it runs the read), and uploads, which
-    // no program waits for (util/background_work.h).
-    const int others = running - 1 - BackgroundWork::Running();
-    const bool busy = others >= cpus_;
-    score_ = (score_ * 7 + (busy ? kFull : 0)) / 8;
-    g_looks.fetch_add(1, std::memory_order_relaxed);
-    if (score_ >= kHalf)
-      g_contended_looks.fetch_add(1, std::memory_order_relaxed);
+    if (fd_ >= 0 && now >= next_look_) {
+      next_look_ = now + kLookNs;
+      Look();
+    }
     return score_ >= kHalf;
   }
 
  private:
+  void Look() {
+    char text[128];
+    const ssize_t n = ::pread(fd_, text, sizeof(text) - 1, 0);
+    if (n <= 0) return;
+    text[n] = '\0';
+    // "0.52 0.58 0.59 3/187 4242": runnable/all scheduling entities.
+    int running = 0;
+    if (std::sscanf(text, "%*s %*s %*s %d/", &running) != 1) return;
+    // running counts this thread (it runs the read), and uploads, which
+    // no program waits for (util/background_work.h).
+    const int others = running - 1 - BackgroundWork::Running();
+    score_ = (score_ * 7 + (others >= cpus_ ? kFull : 0)) / 8;
+    g_looks.fetch_add(1, std::memory_order_relaxed);
+    if (score_ >= kHalf)
+      g_contended_looks.fetch_add(1, std::memory_order_relaxed);
+  }
+
   static constexpr int64_t kLookNs = 1000 * 1000;
   static constexpr int kFull = 1024;
   static constexpr int kHalf = kFull / 2;

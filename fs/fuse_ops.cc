@@ -694,16 +694,16 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
   if (ino == kRootIno && name == kXattrStats) {
     const FuseContext* c = Ctx(req);
     std::string extra = c->stats_extra;
+    const FuseLoopSpinStats spin = FuseLoopSpin();
     extra +=
         "writeback_cache=" + std::to_string(c->writeback_cache ? 1 : 0) +
         "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
         "\nspliced_writes=" + std::to_string(c->spliced_writes.load()) +
         "\nsplice_switches=" + std::to_string(c->wire.splice_switches()) +
         "\nfuse_handoffs=" + std::to_string(FuseLoopHandoffs()) +
-        "\nfuse_spin_us=" + std::to_string(FuseLoopSpin().spin_ns / 1000) +
-        "\nfuse_cpu_looks=" + std::to_string(FuseLoopSpin().looks) +
-        "\nfuse_cpu_contended=" +
-        std::to_string(FuseLoopSpin().contended_looks) +
+        "\nfuse_spin_us=" + std::to_string(spin.spin_ns / 1000) +
+        "\nfuse_cpu_looks=" + std::to_string(spin.looks) +
+        "\nfuse_cpu_contended=" + std::to_string(spin.contended_looks) +
         "\nread_requests=" + std::to_string(c->read_requests.load()) +
         "\nmax_pages=" + std::to_string(c->wire.max_pages_sent()) +
         "\nlookup_requests=" + std::to_string(c->lookup_requests.load()) +

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <optional>
 
 #include "chunker/crypto.h"
 #include "store/thread_name.h"
@@ -334,8 +333,8 @@ void Uploader::DispatchLoop() {
     if (room > 0 && !candidates_.empty()) {
       size_t handed = 0;
       bool lanes_full = false;  // only big candidates, their lanes taken
-      std::optional<BackgroundWork::Scope> background(std::in_place);
       while (handed < room && !candidates_.empty()) {
+        BackgroundWork::Scope background;
         // In queue order, except that once 2 * concurrency big chunks are
         // handed out (never the case without small lanes: the ready list
         // then holds at most `concurrency`) the first small candidate
@@ -362,7 +361,6 @@ void Uploader::DispatchLoop() {
         ready_.push_back(c);
         ++handed;
       }
-      background.reset();
       if (handed > 0) work_cv_.notify_all();
       // A worker that finishes a big put wakes the dispatcher.
       if (handed == 0 && lanes_full) cv_.wait_until(lock, wake);
