@@ -30,6 +30,37 @@ void BufferPool::SetEvictCallback(std::function<bool()> evict) {
   evict_ = std::move(evict);
 }
 
+namespace {
+
+constexpr size_t kHugePage = 2 << 20;
+
+// Page-aligned so staging can write it with O_DIRECT, and aligned to 2 MiB
+// with transparent huge pages asked for over its whole 2 MiB pieces (the
+// few KiB of tags past 4 MiB stay in small pages). A 4 MiB buffer is then
+// two pages instead of 1024: the kernel pins it for each O_DIRECT staging
+// write in one step instead of 1024, and sealing's passes miss the TLB
+// less. Measured on the 2-core dev VM (2026-12-07), a 1 GiB cp into a
+// fresh local store until unmount, alternating rounds: 1.64-1.92 s of
+// daemon CPU before (median 1.77, 9 rounds), 1.51-1.73 s after (median
+// 1.58, 7 rounds); peak RSS 29.0-29.6 MiB before, 29.4-30.2 after. A
+// buffer is resident in 2 MiB steps now, so a pool that only ever held
+// small files is larger than before, never larger than full buffers. Where
+// the kernel has no THP (or it is off) the advice fails and the buffer is
+// in small pages, as before.
+uint8_t* AllocateBuffer(size_t bytes) {
+  const size_t align = bytes >= kHugePage ? kHugePage : 4096;
+  void* p = nullptr;
+  // posix_memalign, not aligned_alloc: bytes need not be a multiple of 2 MiB.
+  if (::posix_memalign(&p, align, bytes) != 0 || p == nullptr)
+    std::abort();  // out of memory: nothing sane to do
+  auto* b = static_cast<uint8_t*>(p);
+  if (bytes >= kHugePage)
+    (void)::madvise(b, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
+  return b;
+}
+
+}  // namespace
+
 uint8_t* BufferPool::Acquire() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
@@ -41,10 +72,8 @@ uint8_t* BufferPool::Acquire() {
     if (allocated_ < capacity_) {
       ++allocated_;
       lock.unlock();
-      // Page-aligned so staging can write it with O_DIRECT.
       const size_t bytes = AllocatedBytes();
-      auto* b = static_cast<uint8_t*>(std::aligned_alloc(4096, bytes));
-      if (b == nullptr) std::abort();  // out of memory: nothing sane to do
+      uint8_t* b = AllocateBuffer(bytes);
       // Plaintext: never in a core dump, even if dumps are turned back on
       // (the daemon also makes itself non-dumpable).
       (void)::madvise(b, bytes, MADV_DONTDUMP);
