@@ -330,7 +330,7 @@ Status Filesystem::RemoveXattr(uint64_t ino, const std::string& name) {
 // ------------------------------------------------------------ open state
 
 Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h,
-                         Committer::Trigger why) {
+                         Committer::Trigger why, bool commit) {
   Status st;
   bool cool_now = false;
   {
@@ -342,7 +342,7 @@ Status Filesystem::Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h,
     if (f->LastPinOfOrphan() || last_handle) {
       // A temporary file unlinked while open, a database's -journal.
       committer_.DiscardOrphan(f.get(), lock);
-    } else {
+    } else if (commit) {
       st = committer_.Commit(f.get(), lock, false, h,
                              h != nullptr ? Committer::Trigger::kClose : why);
     }
@@ -483,12 +483,14 @@ void Filesystem::StampChange(OpenFile* f, bool data) {
   f->attr.ctime = now;
 }
 
-Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
+Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c,
+                                      pid_t caller) {
   auto fr = files_.Pin(ino);
   if (!fr.ok()) return fr.status();
   std::shared_ptr<OpenFile> f = *fr;
   Status st;
   InodeAttr out;
+  bool leave_to_close = false;
   {
     std::unique_lock<std::mutex> lock(f->mu);
     // Changes a failed seal already doomed go first, not with this one.
@@ -509,6 +511,14 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
       a.ctime = c.ctime.value_or(now);
       f->attr_dirty = true;
       out = a;
+      // The caller's own handle has writes in flight: its close commits
+      // this too (Committer::Commit writes f->attr; TryJournal seals when
+      // mode or owner changed). tar's futimens, fchown and fchmod of each
+      // file cost a seal and two more index commits before.
+      if (!c.size && caller != 0) {
+        for (const auto& [h, gen] : f->writers)
+          if (h->opener == caller) leave_to_close = true;
+      }
     }
   }
   // Times alone (touch, and the kernel's mtime before each fsync and close
@@ -517,7 +527,8 @@ Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const AttrChange& c) {
   const bool times_only = !c.size && !c.mode && !c.uid && !c.gid;
   Status unpin = Unpin(f, nullptr,
                        times_only ? Committer::Trigger::kSetTimes
-                                  : Committer::Trigger::kInternal);
+                                  : Committer::Trigger::kInternal,
+                       !leave_to_close);
   if (!st.ok()) return st;
   if (!unpin.ok()) return unpin;
   AddStoredBytes(&out, files_.Find(ino).get());

@@ -173,7 +173,16 @@ class Filesystem {
   // flags: 0, RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2).
   Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent,
                 const std::string& new_name, unsigned flags);
-  Result<InodeAttr> SetAttr(uint64_t ino, const AttrChange& change);
+  // caller: the thread asking (the FUSE request's pid), 0 when not known.
+  // A change of times, mode or owner by the thread that has uncommitted
+  // writes to the file through a handle it opened (tar, cp -p and rsync
+  // --inplace set a file's times, owner and mode before they close it) is
+  // committed by that handle's close, with the writes, instead of now:
+  // one commit per file instead of one per call. Nothing closed waits:
+  // the writes it joins were not committed either. A size change, or a
+  // change by anyone else, commits at once.
+  Result<InodeAttr> SetAttr(uint64_t ino, const AttrChange& change,
+                            pid_t caller = 0);
   Result<std::string> ReadLink(uint64_t ino);
   // Directory listing in name order after `after`; fn returns false to stop.
   Status ReadDir(uint64_t ino, const std::string& after,
@@ -259,8 +268,11 @@ class Filesystem {
   std::vector<uint64_t> RegularFilesOf(uint64_t dir);
   // Drops one pin of f (committing on behalf of h, or for why without a
   // handle); the records of an unlinked file go with its last pin.
+  // commit false: only the pin goes (SetAttr's change that a writer's close
+  // commits).
   Status Unpin(const std::shared_ptr<OpenFile>& f, FileHandle* h,
-               Committer::Trigger why = Committer::Trigger::kInternal);
+               Committer::Trigger why = Committer::Trigger::kInternal,
+               bool commit = true);
   // Start-up: applies the tail journals left by the last daemon.
   void ReplayJournals();
   // The journal's thread: f's time as a hot file is up (a sealed commit and

@@ -257,7 +257,7 @@ InodeAttr DropModeBits(fuse_req_t req, const InodeAttr& a, uint32_t drop) {
   if (drop == 0) return a;
   AttrChange change;
   change.mode = a.mode & 07777 & ~drop;
-  auto r = Fs(req)->SetAttr(a.ino, change);
+  auto r = Fs(req)->SetAttr(a.ino, change, fuse_req_ctx(req)->pid);
   if (!r.ok()) {
     spdlog::warn(
         "cannot clear the set-user-ID/set-group-ID bits of inode {}: {}", a.ino,
@@ -302,7 +302,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   // The kernel's change time, with the writeback cache (its mtime comes as
   // FUSE_SET_ATTR_MTIME): see Filesystem::SetKernelKeepsTimes.
   if (to_set & FUSE_SET_ATTR_CTIME) c.ctime = attr->st_ctim;
-  auto a = Fs(req)->SetAttr(ino, c);
+  auto a = Fs(req)->SetAttr(ino, c, fuse_req_ctx(req)->pid);
   if (!a.ok()) return ReplyErr(req, "setattr", a.status());
   // With HANDLE_KILLPRIV_V2: FATTR_KILL_SUIDGID arrives as
   // FUSE_SET_ATTR_KILL_SUID (libfuse 3.14). The kernel sets it for a chown
@@ -384,6 +384,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (kill && (Fs(req)->ModeOf(h->get()) & (S_ISUID | S_ISGID)))
     KillPrivileges(req, ino, /*v2=*/true);
   const bool keep_cache = (*h)->keep_cache;
+  (*h)->opener = fuse_req_ctx(req)->pid;
   fi->fh = reinterpret_cast<uint64_t>(h->release());
   // Every change to a file's bytes goes through this mount (the metadata
   // lock keeps a second daemon out), so pages the kernel cached on an
@@ -409,6 +410,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (!a.ok()) return ReplyErr(req, "create", a.status());
   auto h = Fs(req)->Open(a->ino, fi->flags & O_ACCMODE);
   if (!h.ok()) return ReplyErr(req, "create", h.status());
+  (*h)->opener = c->pid;
   fi->fh = reinterpret_cast<uint64_t>(h->release());
   fuse_entry_param e;
   std::memset(&e, 0, sizeof e);

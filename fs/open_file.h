@@ -16,6 +16,7 @@
 // guarded by its mu unless said otherwise.
 #pragma once
 
+#include <sys/types.h>
 #include <time.h>
 
 #include <algorithm>
@@ -215,6 +216,10 @@ struct FileHandle {
   bool keep_cache = true;
   // Opened O_RDWR (counted in file->read_write_handles).
   bool read_write = false;
+  // The thread that opened it (the FUSE request's pid); 0: not known.
+  // SetAttr leaves the commit of an attribute change by that same thread
+  // to this handle's close while its writes are uncommitted.
+  pid_t opener = 0;
   // Set (under file->mu) when a commit dropped writes made through this
   // handle; its next flush, fsync or release reports it and clears it.
   Status dropped_error;
