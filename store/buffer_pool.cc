@@ -40,9 +40,9 @@ constexpr size_t kHugePage = 2 << 20;
 // two pages instead of 1024: the kernel pins it for each O_DIRECT staging
 // write in one step instead of 1024, and sealing's passes miss the TLB
 // less. Measured on the 2-core dev VM (2026-12-07), a 1 GiB cp into a
-// fresh local store until unmount, alternating rounds: 1.64-1.92 s of
-// daemon CPU before (median 1.77, 9 rounds), 1.51-1.73 s after (median
-// 1.58, 7 rounds); peak RSS 29.0-29.6 MiB before, 29.4-30.2 after. A
+// fresh local store until unmount, alternating rounds: 1.56-1.92 s of
+// daemon CPU before (median 1.77, 15 rounds), 1.51-1.73 s after (median
+// 1.58, 13 rounds); peak RSS 29.0-29.6 MiB before, 29.1-30.2 after. A
 // buffer is resident in 2 MiB steps now, so a pool that only ever held
 // small files is larger than before, never larger than full buffers. Where
 // the kernel has no THP (or it is off) the advice fails and the buffer is
