@@ -70,6 +70,9 @@ struct OpenFile {
     // whether they stopped being trackable (too many).
     std::vector<std::pair<uint32_t, uint32_t>> logged;
     bool log_overflow = false;
+    // Taken without waiting for spill room (WritePipeline::StagesInIndex):
+    // the write that makes it too big for the index waits for it then.
+    bool spill_unchecked = false;
     bool paged_out() const { return buf == nullptr; }
     // Records a write of bytes [from, to) for the tail journal.
     // Kept sorted and disjoint: a database rewrites the same few pages

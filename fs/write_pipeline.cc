@@ -91,7 +91,7 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
     const uint32_t in = static_cast<uint32_t>(pos % kChunkSize);
     const uint32_t n =
         static_cast<uint32_t>(std::min<uint64_t>(kChunkSize - in, end - pos));
-    Status st = AcquireDirty(f, idx, lock, 0);
+    Status st = AcquireDirty(f, idx, lock, 0, in + n);
     if (!st.ok()) {
       if (pos == offset) return st;
       break;  // a short write: what got in stays
@@ -150,9 +150,22 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
   return static_cast<size_t>(pos - offset);
 }
 
+bool WritePipeline::StagesInIndex(const OpenFile* f, uint64_t idx,
+                                  uint64_t plain_end) const {
+  if (idx != 0 || plain_end == 0) return false;
+  const uint64_t len = std::max(plain_end, f->attr.size);
+  if (len > kChunkSize) return false;
+  const uint64_t sealed = CiphertextSize(options_.chunk_format, len);
+  // The same test as StageCiphertext's, which decides at the seal: the
+  // index may have filled up by then (uploads stuck for long), and that
+  // seal then waits for spill room as any other does.
+  return sealed <= options_.index_stage_max &&
+         index_->staged_body_bytes() + sealed <= options_.index_stage_cap;
+}
+
 Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
                                    std::unique_lock<std::mutex>& lock,
-                                   uint64_t need) {
+                                   uint64_t need, uint32_t write_end) {
   while (true) {
     // A failed commit dropped buffers that held tail-journal records
     // (fs/tail_journal.h): a write that was waiting here lands after they
@@ -166,8 +179,20 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
       continue;
     }
     auto have = f->dirty.find(idx);
-    if (have != f->dirty.end() && !have->second.paged_out())
+    if (have != f->dirty.end() && !have->second.paged_out()) {
+      if (have->second.spill_unchecked && write_end != 0 &&
+          !StagesInIndex(f, idx, write_end)) {
+        // Grown past what the index stages: the wait it was spared.
+        lock.unlock();
+        Status space = WaitForSpace(kMaxCiphertextSize, false);
+        lock.lock();
+        if (!space.ok()) return space;
+        have = f->dirty.find(idx);
+        if (have != f->dirty.end()) have->second.spill_unchecked = false;
+        continue;
+      }
       return Fill(f, have->second, need);
+    }
     // Paged out (store/page_out.h): its data was taken in long ago, so
     // bringing it back waits for a buffer but not for spill space.
     const bool page_in = have != f->dirty.end();
@@ -200,11 +225,14 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
       f->cv.wait(lock);
       continue;
     }
+    // A small file's chunk goes to the index, not the spill: it need not
+    // wait behind a big writer that waits for uploads to free spill space.
+    const bool small = !page_in && StagesInIndex(f, idx, write_end);
     lock.unlock();
     if (hooks_ != nullptr && hooks_->acquire_unlocked)
       hooks_->acquire_unlocked(f->ino, idx);
-    Status space =
-        page_in ? Status::Ok() : WaitForSpace(kMaxCiphertextSize, false);
+    Status space = page_in || small ? Status::Ok()
+                                    : WaitForSpace(kMaxCiphertextSize, false);
     uint8_t* buf = space.ok() ? pool_.Acquire() : nullptr;
     lock.lock();
     if (!space.ok()) return space;
@@ -257,6 +285,7 @@ Status WritePipeline::AcquireDirty(OpenFile* f, uint64_t idx,
     d.buf = buf;
     d.len = len;
     d.touched = clock_.fetch_add(1);
+    d.spill_unchecked = small;
     f->dirty[idx] = d;
     return Status::Ok();
   }

@@ -168,9 +168,15 @@ class WritePipeline {
   // need: the 64 KiB segments (OpenFile::Dirty::SegmentMask) that must be
   // in the buffer on return, for a chunk that was paged out
   // (store/page_out.h); the others may stay in its slot until needed.
+  // write_end: where in the chunk the caller's write ends (0: not a write).
+  // A new buffer waits for spill room for a whole chunk first (the
+  // writers' back-pressure), except a file's first chunk that will still
+  // be staged in the index (StagesInIndex): a small file goes in while a
+  // big writer waits for uploads. The write that takes such a buffer past
+  // that size waits then.
   Status AcquireDirty(OpenFile* f, uint64_t index,
-                      std::unique_lock<std::mutex>& lock,
-                      uint64_t need = ~0ull);
+                      std::unique_lock<std::mutex>& lock, uint64_t need = ~0ull,
+                      uint32_t write_end = 0);
   // Seals every dirty buffer of f in this thread, then waits for every seal
   // of f that was in flight. Seals started meanwhile by other writers are
   // theirs to wait for.
@@ -250,6 +256,11 @@ class WritePipeline {
   // upload can free space, or when space_wait passed without any upload
   // freeing space (each upload that frees some restarts the wait).
   Status WaitForSpace(uint64_t bytes, bool reserve);
+  // Whether chunk `index` of f, holding f's bytes up to plain_end (or to
+  // f's size, if larger), would seal small enough to be staged in the
+  // index (StageCiphertext), which takes no spill space. Needs f->mu.
+  bool StagesInIndex(const OpenFile* f, uint64_t index,
+                     uint64_t plain_end) const;
   // Reserves bytes of spill space if they fit now; never waits.
   bool TryReserve(uint64_t bytes);
   Result<uint64_t> FreeBytes() const;

@@ -1007,10 +1007,16 @@ TEST_F(FsTest, FullSpillGivesNoSpaceAndHarmsNoCommittedFile) {
   const uint64_t other = Create("g");
   auto h = OpenH(other);
   ASSERT_TRUE(h);
-  auto w = fs_->Write(h.get(), 0, "abc", 3);
+  // Over FsOptions::index_stage_max: its chunk would go to the spill.
+  const std::string big = RandomBytes(100 << 10, 105);
+  auto w = fs_->Write(h.get(), 0, big.data(), big.size());
   ASSERT_FALSE(w.ok()) << "a write staged into a full spill";
   EXPECT_EQ(ErrnoOf(w.status()), ENOSPC);
   WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(SizeOf(other), 0u);
+  // A small file's chunk is staged in the index: it needs no spill space.
+  const uint64_t small = WriteFile("s", "small");
+  EXPECT_EQ(ReadFile(small), "small");
   // An overwrite of the committed file fails too and leaves it intact.
   h = OpenH(ino);
   ASSERT_TRUE(h);
@@ -1026,6 +1032,7 @@ TEST_F(FsTest, FullSpillGivesNoSpaceAndHarmsNoCommittedFile) {
   WriteAt(h.get(), 0, "abc");
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
   EXPECT_EQ(ReadFile(other), "abc");
+  EXPECT_EQ(ReadFile(small), "small");
 }
 
 // After a failed commit drops a file's changes, the kernel's cached pages of

@@ -5,6 +5,8 @@
 // interleavings are forced through FsHooks and a store whose puts are slow
 // or refused, and every test checks that the case it meant really happened.
 #include <filesystem>
+#include <future>
+#include <map>
 #include <set>
 
 #include "fs/filesystem.h"
@@ -418,6 +420,142 @@ TEST_F(FsSpaceTest, EnospcOnlyAfterTheWaitAndOnlyToTheWriterThatDidNotFit) {
   EXPECT_TRUE(SameBytes(a, ReadFile(a_ino)));
   EXPECT_TRUE(SameBytes(b, ReadFile(b_ino)));
   EXPECT_TRUE(SameBytes(c, ReadFile(c_ino)));
+}
+
+// A big writer waits for spill space (the store refuses puts, the spill
+// holds one chunk): a small file, new or appended to, still goes in and its
+// close commits, without one look at the spill's space from its thread,
+// since its one chunk is staged in the index. A file that starts small
+// waits at the write that takes it past what the index stages, like any
+// other writer. Once puts succeed everyone finishes, and everything reads
+// back equal, also after a remount. (Before 2026-12-07 every new buffer
+// waited for room for a whole chunk: the small file waited behind the big
+// writer, and got ENOSPC with it.)
+TEST_F(FsSpaceTest, SmallFilesGoInWhileABigWriterWaitsForSpace) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::thread::id, int> refused;  // looks that found no room
+  std::set<std::thread::id> looked;        // every thread that looked
+  FsHooks hooks;
+  hooks.space_check = [&](uint64_t, bool) {
+    std::lock_guard<std::mutex> lock(mu);
+    looked.insert(std::this_thread::get_id());
+  };
+  hooks.space_checked = [&](uint64_t, bool, bool fits) {
+    if (fits) return;
+    std::lock_guard<std::mutex> lock(mu);  // space_mu_ -> mu: a leaf
+    refused[std::this_thread::get_id()] += 1;
+    cv.notify_all();
+  };
+  FsOptions o = TestOptions();
+  o.space_wait = 30s;  // nobody gets ENOSPC here
+  MountOnDisk(kChunkOnDisk + kBlock, o, hooks);
+  const std::string before = RandomBytes(3000, 51);
+  const uint64_t log_ino = WriteFile("log", before);
+  Drain();
+  ASSERT_EQ(SpillCount(), 0u);
+
+  gated_->full = true;
+  // Waits until thread `id` has found no room at least once.
+  const auto wait_refused = [&](std::thread::id id) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, 60s, [&] { return refused[id] >= 1; });
+  };
+  // big's first chunk fills the spill; its second waits for room.
+  const std::string big = RandomBytes(2 * kC + 100, 52);
+  const uint64_t big_ino = Create("big");
+  Status big_done;
+  std::atomic<bool> big_finished{false};
+  std::promise<std::thread::id> big_id;
+  std::thread big_writer([&] {
+    big_id.set_value(std::this_thread::get_id());
+    auto h = OpenH(big_ino);
+    for (size_t done = 0; done < big.size() && big_done.ok();) {
+      const size_t n = std::min<size_t>(1 << 20, big.size() - done);
+      auto r = fs_->Write(h.get(), done, big.data() + done, n);
+      if (!r.ok()) big_done = r.status();
+      done += n;
+    }
+    Status closed = fs_->Release(std::move(h));
+    if (big_done.ok()) big_done = closed;
+    big_finished = true;
+  });
+  big_id.get_future().get();
+  {
+    // Its second chunk's seal (in a seal thread, or in its close) finds
+    // no room.
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 60s, [&] { return !refused.empty(); }))
+        << "the big writer never waited";
+  }
+
+  // Meanwhile: a new small file, and an append to an existing one.
+  const auto start = std::chrono::steady_clock::now();
+  const std::string small = RandomBytes(20000, 53);
+  const uint64_t small_ino = WriteFile("small", small);
+  const std::string more = RandomBytes(5000, 54);
+  {
+    auto h = OpenH(log_ino);
+    WriteAt(h.get(), before.size(), more);
+    WAVEFS_EXPECT_OK(fs_->Release(std::move(h)));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(looked.count(std::this_thread::get_id()), 0u)
+        << "a small file looked for spill space";
+  }
+  EXPECT_FALSE(big_finished.load()) << "the big writer stopped waiting";
+  EXPECT_TRUE(SameBytes(small, ReadFile(small_ino)));
+  EXPECT_TRUE(SameBytes(before + more, ReadFile(log_ino)));
+
+  // grow: small at first (no look), then a write that takes its first
+  // chunk past what the index stages, which waits for room.
+  const uint64_t grow_ino = Create("grow");
+  const std::string grow = RandomBytes(300000, 55);
+  Status grow_done;
+  std::promise<std::thread::id> grow_id;
+  std::promise<void> grow_small_in;
+  std::promise<void> grow_on;
+  std::thread grower([&] {
+    grow_id.set_value(std::this_thread::get_id());
+    auto h = OpenH(grow_ino);
+    auto r = fs_->Write(h.get(), 0, grow.data(), 10000);
+    if (!r.ok()) grow_done = r.status();
+    grow_small_in.set_value();
+    grow_on.get_future().get();
+    if (grow_done.ok()) {
+      r = fs_->Write(h.get(), 10000, grow.data() + 10000, grow.size() - 10000);
+      if (!r.ok()) grow_done = r.status();
+    }
+    Status closed = fs_->Release(std::move(h));
+    if (grow_done.ok()) grow_done = closed;
+  });
+  const std::thread::id grow_thread = grow_id.get_future().get();
+  grow_small_in.get_future().get();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(looked.count(grow_thread), 0u)
+        << "a 10000-byte first write looked for spill space";
+  }
+  grow_on.set_value();
+  EXPECT_TRUE(wait_refused(grow_thread))
+      << "the write past the index's size did not wait for spill space";
+
+  gated_->full = false;  // uploads free the spill
+  big_writer.join();
+  grower.join();
+  WAVEFS_EXPECT_OK(big_done);
+  WAVEFS_EXPECT_OK(grow_done);
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+  EXPECT_TRUE(SameBytes(grow, ReadFile(grow_ino)));
+  EXPECT_EQ(disk_->overflows(), 0);
+  Drain();
+  Remount();  // drops the hooks (they refer to this test's locals)
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+  EXPECT_TRUE(SameBytes(grow, ReadFile(grow_ino)));
+  EXPECT_TRUE(SameBytes(small, ReadFile(small_ino)));
+  EXPECT_TRUE(SameBytes(before + more, ReadFile(log_ino)));
 }
 
 // Regression (found by it_full_disk's eight writers): the last staged

@@ -12,7 +12,10 @@
 #   2. while it is blocked, stat, ls -l, cat, touch, mkdir, mv, ln -s and
 #      setfattr each answer within 20 s (the writer's wait is
 #      120 s, so a loop that let it hold everyone up fails here however fast
-#      the machine), and the writer is still blocked after them;
+#      the machine), and so do a new 10 KiB file and an append to one,
+#      whose chunks go to the index, not the spill (before 2026-12-07 they
+#      waited for spill space behind the big writer); the writer is still
+#      blocked after them;
 #   3. with polling on, the watchdog moved the role (fuse_handoffs > 0);
 #      with --fuse-spin 0 it never runs (fuse_handoffs = 0);
 #   4. uploads are allowed again: the writer finishes, and every file reads
@@ -36,6 +39,7 @@ OPTS=(--spill-dir "$SPILL" --spill-reserve 4M --space-wait 120 --drain-timeout 1
 
 make_random "$SRC/big" 160M loop-big
 make_random "$SRC/small" 10K loop-small
+cat "$SRC/small" "$SRC/small" >"$T/small.twice"
 
 unblock_uploads() { chattr -i "$(store_dir)/chunks" 2>/dev/null || true; }
 # Uploads must be possible again before lib.sh's cleanup unmounts; the
@@ -84,6 +88,10 @@ run_round() {
   check "$label: ln -s answers" timeout 20 ln -s ../small "$MNT/dir/link"
   check "$label: setfattr answers" timeout 20 setfattr -n user.k -v v "$MNT/small"
   expect_eq "$label: the link reads back" "$(cat "$SRC/small" | sha256sum)" "$(timeout 20 cat "$MNT/dir/link" | sha256sum)"
+  check "$label: a new small file goes in" timeout 20 cp "$SRC/small" "$MNT/small2"
+  check "$label: an append to a small file goes in" timeout 20 sh -c 'cat "$1" >>"$2"' sh "$SRC/small" "$MNT/small"
+  check "$label: the new small file reads back equal" timeout 20 cmp "$SRC/small" "$MNT/small2"
+  check "$label: the appended file reads back equal" timeout 20 cmp "$T/small.twice" "$MNT/small"
   kill -0 "$WRITER" 2>/dev/null || fail "$label: the writer was not blocked any more after the checks"
   expect_eq "$label: the writer is still where it waited" "$blocked" "$(timeout 20 stat -c %s "$MNT/big")"
   pass "$label: every request answered while the writer was blocked"
@@ -103,7 +111,8 @@ run_round() {
   check "$label: big reads back equal" cmp "$SRC/big" "$MNT/big"
   wfs_remount "${OPTS[@]}" --fuse-spin "$spin"
   check "$label: big equal after a remount" cmp "$SRC/big" "$MNT/big"
-  check "$label: small equal after a remount" cmp "$SRC/small" "$MNT/small"
+  check "$label: small equal after a remount" cmp "$T/small.twice" "$MNT/small"
+  check "$label: small2 equal after a remount" cmp "$SRC/small" "$MNT/small2"
   expect_eq "$label: the xattr after a remount" v "$(getfattr --only-values -n user.k "$MNT/small")"
   [ -e "$MNT/dir/moved" ] || fail "$label: the moved file is gone after a remount"
   wfs_unmount
