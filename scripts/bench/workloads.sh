@@ -19,7 +19,8 @@
 #   ls         `ls -lR` of that copy (names and attributes of every entry)
 #   rsync-again  `rsync -a` of /usr/share/doc once more: nothing to copy,
 #              every file compared by size and mtime (an incremental backup)
-#   clone      `git clone --no-hardlinks` of this repository
+#   clone      `git clone --no-hardlinks` of this repository: the median
+#              of 5 clones per run (each alone is a few tenths of a second)
 #   append     2000 x `echo line >> log` (each its own open and close)
 #   tee        `openssl enc | tee FILE | openssl dgst`: tee writes 8 KiB at
 #              a time; 2 GiB (256 MiB with --quick)
@@ -29,12 +30,15 @@
 #              1000 SQLite transactions (200 with --quick), one 3 KB row
 #              each, synchronous=FULL, journal_mode WAL and DELETE: a
 #              database's fsync after every transaction
+#   writers    8 `dd bs=1M` at once, each writing its own 256 MiB (64 MiB
+#              with --quick) of incompressible data into its own file (no
+#              dedup between them), every file compared after
 #   rm         `rm -rf` of the tree tar made (last: ext4 without a journal
 #              makes the next inode allocations pay for a deletion)
 # --quick: CI-sized inputs (--quick --runs 1 takes about a minute).
 
 WL_SYSTEMS=(ext4 passthrough wavefs wavefs-wb gocryptfs)
-WL_ROWS=(tar rsync ls rsync-again clone append tee fio sqlite-wal sqlite-delete rm)
+WL_ROWS=(tar rsync ls rsync-again clone append tee fio sqlite-wal sqlite-delete writers rm)
 
 wl_setup_inputs() {
   WL_TAR=$DATA/usr-include.tar
@@ -42,15 +46,22 @@ wl_setup_inputs() {
     die "cannot make $WL_TAR from /usr/include"
   WL_TAR_FILES=$(tar -tf "$WL_TAR" | wc -l)
   WL_DOC_FILES=$(find /usr/share/doc | wc -l)
+  WL_CLONES=5
+  WL_WRITERS=8
   if [ "$QUICK" -eq 1 ]; then
+    WL_WRITER_MIB=64
     WL_TEE_BYTES=$((256 << 20))
     WL_FIO_SIZE=32m
     WL_SQLITE_TXNS=200
   else
+    WL_WRITER_MIB=256
     WL_TEE_BYTES=$((2 << 30))
     WL_FIO_SIZE=128m
     WL_SQLITE_TXNS=1000
   fi
+  # One source of WL_WRITERS x WL_WRITER_MIB; writer i copies slice i.
+  make_data "$((WL_WRITERS * WL_WRITER_MIB))M"
+  WL_WRITER_SRC=$DATA/src-$((WL_WRITERS * WL_WRITER_MIB))M
 }
 
 # ext4 without a journal (this project's CI VMs) skips every inode freed in
@@ -98,6 +109,28 @@ wl_tee() {
 
 wl_ls() { ls -lR "$1/doc" >/dev/null; }
 
+# WL_WRITERS writers at once, each its own slice of the source.
+wl_writers() {
+  local i rc=0 pids=()
+  for i in $(seq 0 $((WL_WRITERS - 1))); do
+    dd if="$WL_WRITER_SRC" of="$1/writer$i" bs=1M skip=$((i * WL_WRITER_MIB)) \
+      count="$WL_WRITER_MIB" status=none &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || rc=1; done
+  return "$rc"
+}
+
+# The writers' files equal their slices of the source.
+wl_writers_check() {
+  local i
+  for i in $(seq 0 $((WL_WRITERS - 1))); do
+    cmp -s "$1/writer$i" <(dd if="$WL_WRITER_SRC" bs=1M skip=$((i * WL_WRITER_MIB)) \
+      count="$WL_WRITER_MIB" status=none) || return 1
+  done
+  rm -f "$1"/writer*
+}
+
 # rsync again over an unchanged copy: fails if it finds anything to do.
 wl_rsync_again() {
   local changes
@@ -127,8 +160,14 @@ wl_rows() {
   wl_time "$sys" rsync rsync -a /usr/share/doc/ "$d/doc/"
   wl_time "$sys" ls wl_ls "$d"
   wl_time "$sys" rsync-again wl_rsync_again "$d"
-  wl_time "$sys" clone git clone -q --no-hardlinks "$ROOT" "$d/repo"
-  git -C "$d/repo" fsck --no-progress >>"$LOGS/workloads-$sys.log" 2>&1 || die "$sys: the cloned repository fails git fsck"
+  # A clone takes a few tenths of a second, where one run's noise on a
+  # shared VM is as large as the differences between systems: the row is
+  # the median of WL_CLONES clones (each its own sample, caches dropped).
+  local i
+  for i in $(seq 1 "$WL_CLONES"); do
+    wl_time "$sys" clone git clone -q --no-hardlinks "$ROOT" "$d/repo$i"
+    git -C "$d/repo$i" fsck --no-progress >>"$LOGS/workloads-$sys.log" 2>&1 || die "$sys: the cloned repository fails git fsck"
+  done
   wl_time "$sys" append wl_append "$d"
   [ "$(wc -l <"$d/log")" -eq 2000 ] || die "$sys: the log lost lines"
   wl_time "$sys" tee wl_tee "$d"
@@ -137,6 +176,16 @@ wl_rows() {
   fi
   wl_time "$sys" sqlite-wal python3 "$ROOT/scripts/bench/sqlite_txns.py" "$d" wal "$WL_SQLITE_TXNS"
   wl_time "$sys" sqlite-delete python3 "$ROOT/scripts/bench/sqlite_txns.py" "$d" delete "$WL_SQLITE_TXNS"
+  wl_time "$sys" writers wl_writers "$d"
+  wl_writers_check "$d" || die "$sys: a writer's file differs from its source"
+  # The daemon's peak memory over every row so far (FUSE systems).
+  local pid=""
+  case "$sys" in
+    wavefs|wavefs-wb) pid=$WFS_PID ;;
+    gocryptfs) pid=$GC_PID ;;
+    passthrough) pid=$PT_PID ;;
+  esac
+  [ -z "$pid" ] || record M "$sys" hwm "$(hwm_kib "$pid")"
   wl_time "$sys" rm rm -rf "$d/include"
   [ ! -e "$d/include" ] || die "$sys: rm -rf left $d/include"
 }
@@ -218,11 +267,17 @@ wl_main() {
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); wavefs commit $commit$dirty; command: \`$CMDLINE\`"
     echo "- machine: $(nproc) cores ($cpu), kernel $(uname -r); runs: $RUNS (medians shown)$([ "$QUICK" -eq 1 ] && echo '; --quick inputs')"
-    echo "- inputs: tar = /usr/include ($WL_TAR_FILES entries), rm = rm -rf of it; rsync = /usr/share/doc ($WL_DOC_FILES entries), ls = ls -lR of the copy, rsync-again = rsync -a again (nothing to copy); clone = this repository;"
+    echo "- inputs: tar = /usr/include ($WL_TAR_FILES entries), rm = rm -rf of it; rsync = /usr/share/doc ($WL_DOC_FILES entries), ls = ls -lR of the copy, rsync-again = rsync -a again (nothing to copy); clone = this repository (median of $WL_CLONES clones per run);"
     echo "  append = 2000 x \`echo >> log\`; tee = $((WL_TEE_BYTES >> 20)) MiB in 8 KiB writes; fio = randwrite 4k-1m, $WL_FIO_SIZE, crc32c verify;"
-    echo "  sqlite-wal, sqlite-delete = $WL_SQLITE_TXNS transactions of one 3 KB row, synchronous=FULL"
+    echo "  sqlite-wal, sqlite-delete = $WL_SQLITE_TXNS transactions of one 3 KB row, synchronous=FULL;"
+    echo "  writers = $WL_WRITERS x \`dd bs=1M\` of $WL_WRITER_MIB MiB each at once (different data)"
     echo "- seconds each command took (page cache dropped before each); ratios against gocryptfs, ext4 and passthrough_ll -o xattr of the same run"
-    local r
+    local r line=""
+    for sys in "${WL_SYSTEMS[@]}"; do
+      r=$(med M "$sys" hwm)
+      [ -n "$r" ] && line+="${line:+, }$sys $(kib_mib "$r")"
+    done
+    [ -n "$line" ] && echo "- daemon peak RSS over every row up to writers (VmHWM, MiB, median): $line"
     for sys in wavefs wavefs-wb; do
       r=$(med R "$sys" tar)
       [ -n "$r" ] && echo "- FUSE requests $sys received during tar (median): $(fmt "$r" 0), $(awk -v r="$r" -v f="$WL_TAR_FILES" 'BEGIN { printf "%.1f", r / f }') per entry"
