@@ -155,10 +155,13 @@ bool WritePipeline::StagesInIndex(const OpenFile* f, uint64_t idx,
   if (idx != 0 || plain_end == 0) return false;
   const uint64_t len = std::max(plain_end, f->attr.size);
   if (len > kChunkSize) return false;
-  const uint64_t sealed = CiphertextSize(options_.chunk_format, len);
-  // The same test as StageCiphertext's, which decides at the seal: the
-  // index may have filled up by then (uploads stuck for long), and that
-  // seal then waits for spill room as any other does.
+  // StageCiphertext decides again at the seal: the index may have filled
+  // up by then (uploads stuck for long), and that seal then waits for
+  // spill room as any other does.
+  return FitsInIndex(CiphertextSize(options_.chunk_format, len));
+}
+
+bool WritePipeline::FitsInIndex(uint64_t sealed) const {
   return sealed <= options_.index_stage_max &&
          index_->staged_body_bytes() + sealed <= options_.index_stage_cap;
 }
@@ -558,9 +561,7 @@ Status WritePipeline::StageCiphertext(const Address& address,
   // A small chunk goes into the index with its queue entry (no file to
   // create, nothing for the spill's free space to count); the cap keeps
   // what waits there for the uploader bounded.
-  const bool in_index =
-      len <= options_.index_stage_max &&
-      index_->staged_body_bytes() + len <= options_.index_stage_cap;
+  const bool in_index = FitsInIndex(len);
   // A fresh stage relies on no lookup until EnqueueStaged (which looks
   // again): gc need not wait for the space wait and the disk write.
   gate->unlock();

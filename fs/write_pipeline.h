@@ -261,6 +261,9 @@ class WritePipeline {
   // index (StageCiphertext), which takes no spill space. Needs f->mu.
   bool StagesInIndex(const OpenFile* f, uint64_t index,
                      uint64_t plain_end) const;
+  // Whether a chunk of `sealed` ciphertext bytes is staged in the index
+  // now (index_stage_max, and room under index_stage_cap).
+  bool FitsInIndex(uint64_t sealed) const;
   // Reserves bytes of spill space if they fit now; never waits.
   bool TryReserve(uint64_t bytes);
   Result<uint64_t> FreeBytes() const;
