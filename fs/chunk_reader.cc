@@ -1,5 +1,6 @@
 #include "fs/chunk_reader.h"
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -45,6 +46,8 @@ ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
              static_cast<uint64_t>(options.cache_chunks) * kChunkSize),
       windows_(options.read_window > 0 ? options.window_entries : 0),
       read_window_(options.read_window) {
+  if (options_.slots != nullptr)
+    slot_id_ = options_.slots->AddHolder([this] { ShedIdle(); });
   for (int i = 0; i < options_.prefetch_depth; ++i)
     prefetchers_.emplace_back([this] {
       NameThisThread("wfs-prefetch");
@@ -334,14 +337,43 @@ std::shared_ptr<std::vector<uint8_t>> ChunkReader::ChunkBuffer() {
       recycled_.pop_back();
     }
   }
-  if (v == nullptr) v = new std::vector<uint8_t>();
+  if (v == nullptr) {
+    // A new buffer takes a slot of the budget shared with the write
+    // buffers: free write buffers are unmapped first when it is full.
+    if (options_.slots != nullptr) options_.slots->Take(slot_id_);
+    v = new std::vector<uint8_t>();
+  }
   return std::shared_ptr<std::vector<uint8_t>>(
       v, [this](std::vector<uint8_t>* p) {
         std::unique_ptr<std::vector<uint8_t>> owned(p);
-        std::lock_guard<std::mutex> lock(recycle_mu_);
-        if (recycled_.size() < options_.recycled_chunks)
-          recycled_.push_back(std::move(owned));
+        {
+          std::lock_guard<std::mutex> lock(recycle_mu_);
+          const bool over = options_.slots != nullptr && options_.slots->Over();
+          if (!over && recycled_.size() < options_.recycled_chunks) {
+            recycled_.push_back(std::move(owned));
+            return;
+          }
+        }
+        // Plaintext: wiped before it goes back to the allocator.
+        sodium_memzero(owned->data(), owned->capacity());
+        owned.reset();
+        if (options_.slots != nullptr) options_.slots->Give();
       });
+}
+
+void ChunkReader::ShedIdle() {
+  // Cached chunks nobody reads go first; their buffers come back to the
+  // reuse list (or are unmapped, the budget being over), which goes next.
+  cache_.DropIdle();
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> idle;
+  {
+    std::lock_guard<std::mutex> lock(recycle_mu_);
+    idle.swap(recycled_);
+  }
+  const size_t n = idle.size();
+  for (auto& v : idle) sodium_memzero(v->data(), v->capacity());
+  idle.clear();
+  if (options_.slots != nullptr && n > 0) options_.slots->Give(n);
 }
 
 void ChunkReader::PrefetchLoop() {

@@ -28,6 +28,7 @@
 
 #include "fs/open_file.h"
 #include "store/chunk_cache.h"
+#include "store/chunk_slots.h"
 #include "store/chunk_store.h"
 #include "store/index.h"
 #include "store/spill.h"
@@ -75,6 +76,9 @@ class ChunkReader {
     size_t window_entries = 3;  // windows kept (read_window > 0)
     // Fetched-chunk vectors kept for reuse (saves mapping 4 MiB per fetch).
     size_t recycled_chunks = 2;
+    // The budget fetch buffers share with the write buffers
+    // (store/chunk_slots.h); none: unshared.
+    ChunkSlots* slots = nullptr;
     // Tests: ReadFile, after releasing f->mu and before fetching chunk
     // index of ino (FsHooks::read_unlocked).
     std::function<void(uint64_t ino, uint64_t index)> fetch_unlocked;
@@ -123,6 +127,9 @@ class ChunkReader {
   Status ReadWindows(const ChunkRef& ref, uint64_t window, uint64_t offset,
                      uint64_t len, ReadSink* sink);
   std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
+  // Unmaps the fetch buffers kept idle: cached chunks no reader holds and
+  // the reuse list (the slots' shed).
+  void ShedIdle();
   void PrefetchLoop();
 
   Index* index_;
@@ -134,6 +141,7 @@ class ChunkReader {
   // declared before cache_ so they outlive the entries that return to them.
   std::mutex recycle_mu_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> recycled_;
+  int slot_id_ = -1;
   ChunkCache cache_;
   ChunkCache windows_;  // decrypted windows, keyed by WindowKey
 

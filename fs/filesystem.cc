@@ -28,8 +28,9 @@ WriteOptions WriteOptionsOf(const FsOptions& o) {
   return w;
 }
 
-ChunkReader::Options ReaderOptionsOf(const FsOptions& o) {
+ChunkReader::Options ReaderOptionsOf(const FsOptions& o, ChunkSlots* slots) {
   ChunkReader::Options r;
+  r.slots = slots;
   r.prefetch_depth = o.prefetch ? std::max(1, o.prefetch_depth) : 0;
   r.cache_chunks = std::max<size_t>(o.cache_chunks,
                                     static_cast<size_t>(r.prefetch_depth) + 1);
@@ -63,8 +64,10 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
       uploader_(uploader),
       options_(std::move(options)),
       files_(index),
+      slots_(options_.chunk_slots > 0 ? options_.chunk_slots
+                                      : options_.dirty_buffers),
       reader_(index, spill, store, options_.chunk_format,
-              ReaderOptionsOf(options_)),
+              ReaderOptionsOf(options_, &slots_)),
       siblings_(index, &reader_, SiblingOptionsOf(options_),
                 [this](uint64_t dir) { return RegularFilesOf(dir); }),
       pipeline_(index, spill, uploader, &files_, &reader_, secret,
@@ -77,6 +80,7 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
       committer_(index, spill, store, &pipeline_, options_.commit_every_chunks,
                  &journal_),
       namespace_(index, &files_, &options_.hooks) {
+  pipeline_.ShareSlots(&slots_);
   // A synced index write (fsync, fsyncdir, an index flush) makes every
   // earlier record durable, including queue entries and data maps of files
   // nobody fsynced: their staged chunks must be durable first.
@@ -825,6 +829,11 @@ std::string Filesystem::StatsText(const std::string& extra) {
   add("page_bytes_written", std::to_string(pipeline_.page_bytes_written()));
   add("page_bytes_read", std::to_string(pipeline_.page_bytes_read()));
   add("page_slots", std::to_string(pipeline_.page_slots_used()));
+  add("chunk_slots", std::to_string(slots_.total()));
+  add("chunk_slots_used", std::to_string(slots_.used()));
+  add("chunk_slots_peak", std::to_string(slots_.peak()));
+  add("chunk_slot_sheds", std::to_string(slots_.sheds()));
+  add("write_buffers", std::to_string(pipeline_.pool_buffers()));
   if (counts_ != nullptr) {
     add("store_puts", std::to_string(counts_->puts()));
     add("store_bytes_got", std::to_string(counts_->bytes_got()));

@@ -52,6 +52,10 @@ struct FsOptions {
   // writer needs one to fill plus one per seal thread.
   size_t max_buffers_per_file = 3;
   size_t cache_chunks = 4;  // decrypted chunks kept for reads
+  // Chunk buffers mapped at once by writes and reads together before idle
+  // ones are unmapped for the side that needs one (store/chunk_slots.h);
+  // 0: dirty_buffers.
+  size_t chunk_slots = 0;
   int seal_threads = 2;
   bool prefetch = true;
   // Chunks a sequential reader gets fetched ahead of it, each by its own
@@ -298,6 +302,7 @@ class Filesystem {
   const FsOptions options_;
   std::atomic<bool> kernel_keeps_times_{false};  // SetKernelKeepsTimes
   OpenFileTable files_;
+  ChunkSlots slots_;  // outlives the reader's and the pipeline's buffers
   ChunkReader reader_;
   SiblingPrefetch siblings_;  // before reader_ goes
   WritePipeline pipeline_;

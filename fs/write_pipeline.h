@@ -155,6 +155,10 @@ class WritePipeline {
   WritePipeline(Index* index, Spill* spill, Uploader* uploader,
                 OpenFileTable* files, ChunkReader* reader, const Secret& secret,
                 WriteOptions options, const FsHooks* hooks);
+  // Write buffers and the read path's share one budget (FsOptions::
+  // chunk_slots). Before the first write.
+  void ShareSlots(ChunkSlots* slots) { pool_.ShareSlots(slots); }
+  size_t pool_buffers() { return pool_.allocated(); }
   ~WritePipeline();
 
   // Copies size bytes from src into f's dirty buffers; a short count when

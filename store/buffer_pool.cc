@@ -23,6 +23,31 @@ BufferPool::~BufferPool() {
     sodium_memzero(b, AllocatedBytes());
     std::free(b);
   }
+  if (slots_ != nullptr) slots_->Give(free_.size());
+}
+
+void BufferPool::ShareSlots(ChunkSlots* slots) {
+  slots_ = slots;
+  slot_id_ = slots->AddHolder([this] { ShedFree(); });
+}
+
+void BufferPool::ShedFree() {
+  std::vector<uint8_t*> idle;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    idle.swap(free_);
+    allocated_ -= idle.size();
+  }
+  for (uint8_t* b : idle) {
+    sodium_memzero(b, AllocatedBytes());
+    std::free(b);
+  }
+  if (slots_ != nullptr && !idle.empty()) slots_->Give(idle.size());
+}
+
+size_t BufferPool::allocated() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return allocated_;
 }
 
 void BufferPool::SetEvictCallback(std::function<bool()> evict) {
@@ -72,6 +97,8 @@ uint8_t* BufferPool::Acquire() {
     if (allocated_ < capacity_) {
       ++allocated_;
       lock.unlock();
+      // Room first: the read path's idle buffers go before this one maps.
+      if (slots_ != nullptr) slots_->Take(slot_id_);
       const size_t bytes = AllocatedBytes();
       uint8_t* b = AllocateBuffer(bytes);
       // Plaintext: never in a core dump, even if dumps are turned back on

@@ -16,6 +16,8 @@
 #include <mutex>
 #include <vector>
 
+#include "store/chunk_slots.h"
+
 namespace wavefs {
 
 class BufferPool {
@@ -24,6 +26,13 @@ class BufferPool {
   ~BufferPool();
   // evict returns true when it started freeing a buffer.
   void SetEvictCallback(std::function<bool()> evict);
+  // Shares `slots` with the read path (store/chunk_slots.h): a new buffer
+  // takes a slot, and the buffers kept free are unmapped when a reader
+  // needs room. Before the first Acquire.
+  void ShareSlots(ChunkSlots* slots);
+  // Unmaps the buffers kept free (wiped first); the slots' shed.
+  void ShedFree();
+  size_t allocated();
   uint8_t* Acquire();
   void Release(uint8_t* buf);
   size_t capacity() const { return capacity_; }
@@ -38,6 +47,8 @@ class BufferPool {
   std::vector<uint8_t*> free_;
   size_t allocated_ = 0;
   std::function<bool()> evict_;
+  ChunkSlots* slots_ = nullptr;
+  int slot_id_ = -1;
 };
 
 }  // namespace wavefs

@@ -24,6 +24,23 @@ size_t ChunkCache::size() {
   return map_.size();
 }
 
+void ChunkCache::DropIdle() {
+  std::vector<ChunkData> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = map_.begin(); it != map_.end();) {
+      if (it->second.first.use_count() > 1) {
+        ++it;
+        continue;
+      }
+      bytes_ -= Weight(it->second.first);
+      lru_.erase(it->second.second);
+      dropped.push_back(std::move(it->second.first));
+      it = map_.erase(it);
+    }
+  }
+}
+
 uint64_t ChunkCache::Weight(const ChunkData& data) {
   return std::max<uint64_t>(4096, data ? data->size() : 0);
 }

@@ -37,6 +37,9 @@ class ChunkCache {
   Result<ChunkData> GetOrLoad(const Address& address, const Loader& load);
   bool Contains(const Address& address);
   size_t size();
+  // Drops every entry no reader holds (store/chunk_slots.h: writers need
+  // the memory). Their deleters run after the cache's lock is released.
+  void DropIdle();
 
  private:
   struct Loading {
