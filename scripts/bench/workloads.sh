@@ -176,16 +176,27 @@ wl_rows() {
   fi
   wl_time "$sys" sqlite-wal python3 "$ROOT/scripts/bench/sqlite_txns.py" "$d" wal "$WL_SQLITE_TXNS"
   wl_time "$sys" sqlite-delete python3 "$ROOT/scripts/bench/sqlite_txns.py" "$d" delete "$WL_SQLITE_TXNS"
-  wl_time "$sys" writers wl_writers "$d"
-  wl_writers_check "$d" || die "$sys: a writer's file differs from its source"
-  # The daemon's peak memory over every row so far (FUSE systems).
-  local pid=""
+  # The daemon's peak memory (FUSE systems): over every row up to the
+  # writers, and the writers' own (VmHWM reset before them through
+  # clear_refs; what is still resident from earlier rows counts).
+  local pid="" before=""
   case "$sys" in
     wavefs|wavefs-wb) pid=$WFS_PID ;;
     gocryptfs) pid=$GC_PID ;;
     passthrough) pid=$PT_PID ;;
   esac
-  [ -z "$pid" ] || record M "$sys" hwm "$(hwm_kib "$pid")"
+  if [ -n "$pid" ]; then
+    before=$(hwm_kib "$pid")
+    echo 5 >"/proc/$pid/clear_refs" || die "$sys: cannot reset the daemon's VmHWM"
+  fi
+  wl_time "$sys" writers wl_writers "$d"
+  wl_writers_check "$d" || die "$sys: a writer's file differs from its source"
+  if [ -n "$pid" ]; then
+    local during
+    during=$(hwm_kib "$pid")
+    record M "$sys" hwm_writers "$during"
+    record M "$sys" hwm "$(( during > before ? during : before ))"
+  fi
   wl_time "$sys" rm rm -rf "$d/include"
   [ ! -e "$d/include" ] || die "$sys: rm -rf left $d/include"
 }
@@ -278,6 +289,12 @@ wl_main() {
       [ -n "$r" ] && line+="${line:+, }$sys $(kib_mib "$r")"
     done
     [ -n "$line" ] && echo "- daemon peak RSS over every row up to writers (VmHWM, MiB, median): $line"
+    line=""
+    for sys in "${WL_SYSTEMS[@]}"; do
+      r=$(med M "$sys" hwm_writers)
+      [ -n "$r" ] && line+="${line:+, }$sys $(kib_mib "$r")"
+    done
+    [ -n "$line" ] && echo "- daemon peak RSS during writers, after the rows before them (VmHWM reset before the row, MiB, median): $line"
     for sys in wavefs wavefs-wb; do
       r=$(med R "$sys" tar)
       [ -n "$r" ] && echo "- FUSE requests $sys received during tar (median): $(fmt "$r" 0), $(awk -v r="$r" -v f="$WL_TAR_FILES" 'BEGIN { printf "%.1f", r / f }') per entry"
