@@ -47,7 +47,8 @@ ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
       windows_(options.read_window > 0 ? options.window_entries : 0),
       read_window_(options.read_window) {
   if (options_.slots != nullptr)
-    slot_id_ = options_.slots->AddHolder([this] { ShedIdle(); });
+    slot_id_ = options_.slots->AddHolder(
+        [this](ChunkSlots::Clock::time_point cutoff) { ShedIdle(cutoff); });
   for (int i = 0; i < options_.prefetch_depth; ++i)
     prefetchers_.emplace_back([this] {
       NameThisThread("wfs-prefetch");
@@ -333,42 +334,52 @@ std::shared_ptr<std::vector<uint8_t>> ChunkReader::ChunkBuffer() {
   {
     std::lock_guard<std::mutex> lock(recycle_mu_);
     if (!recycled_.empty()) {
-      v = recycled_.back().release();
+      v = recycled_.back().first.release();
       recycled_.pop_back();
     }
   }
-  if (v == nullptr) {
+  if (v != nullptr && options_.slots != nullptr) {
+    options_.slots->Rebalance(slot_id_);
+  } else if (v == nullptr) {
     // A new buffer takes a slot of the budget shared with the write
     // buffers: free write buffers are unmapped first when it is full.
     if (options_.slots != nullptr) options_.slots->Take(slot_id_);
     v = new std::vector<uint8_t>();
   }
-  return std::shared_ptr<std::vector<uint8_t>>(
-      v, [this](std::vector<uint8_t>* p) {
-        std::unique_ptr<std::vector<uint8_t>> owned(p);
-        {
-          std::lock_guard<std::mutex> lock(recycle_mu_);
-          const bool over = options_.slots != nullptr && options_.slots->Over();
-          if (!over && recycled_.size() < options_.recycled_chunks) {
-            recycled_.push_back(std::move(owned));
-            return;
-          }
-        }
-        // Plaintext: wiped before it goes back to the allocator.
-        sodium_memzero(owned->data(), owned->capacity());
-        owned.reset();
-        if (options_.slots != nullptr) options_.slots->Give();
-      });
+  return std::shared_ptr<std::vector<uint8_t>>(v, [this](
+                                                      std::vector<uint8_t>* p) {
+    std::unique_ptr<std::vector<uint8_t>> owned(p);
+    {
+      std::lock_guard<std::mutex> lock(recycle_mu_);
+      if (!shedding_.load() && recycled_.size() < options_.recycled_chunks) {
+        recycled_.emplace_back(std::move(owned), ChunkSlots::Clock::now());
+        return;
+      }
+    }
+    // Plaintext: wiped before it goes back to the allocator.
+    sodium_memzero(owned->data(), owned->capacity());
+    owned.reset();
+    if (options_.slots != nullptr) options_.slots->Give();
+  });
 }
 
-void ChunkReader::ShedIdle() {
-  // Cached chunks nobody reads go first; their buffers come back to the
-  // reuse list (or are unmapped, the budget being over), which goes next.
-  cache_.DropIdle();
+void ChunkReader::ShedIdle(ChunkSlots::Clock::time_point cutoff) {
+  // Cached chunks nobody read since cutoff go first (their buffers
+  // unmapped), then the reuse list's buffers back since before cutoff.
+  shedding_.store(true);
+  cache_.DropIdle(cutoff);
+  shedding_.store(false);
   std::vector<std::unique_ptr<std::vector<uint8_t>>> idle;
   {
     std::lock_guard<std::mutex> lock(recycle_mu_);
-    idle.swap(recycled_);
+    size_t keep = 0;
+    for (auto& entry : recycled_) {
+      if (entry.second < cutoff)
+        idle.push_back(std::move(entry.first));
+      else
+        recycled_[keep++] = std::move(entry);
+    }
+    recycled_.resize(keep);
   }
   const size_t n = idle.size();
   for (auto& v : idle) sodium_memzero(v->data(), v->capacity());

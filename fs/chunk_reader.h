@@ -127,9 +127,9 @@ class ChunkReader {
   Status ReadWindows(const ChunkRef& ref, uint64_t window, uint64_t offset,
                      uint64_t len, ReadSink* sink);
   std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
-  // Unmaps the fetch buffers kept idle: cached chunks no reader holds and
-  // the reuse list (the slots' shed).
-  void ShedIdle();
+  // Unmaps the fetch buffers kept idle since before cutoff: cached chunks
+  // no reader holds and the reuse list (the slots' shed).
+  void ShedIdle(ChunkSlots::Clock::time_point cutoff);
   void PrefetchLoop();
 
   Index* index_;
@@ -140,8 +140,14 @@ class ChunkReader {
   // Fetched-chunk vectors kept for reuse (options_.recycled_chunks);
   // declared before cache_ so they outlive the entries that return to them.
   std::mutex recycle_mu_;
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> recycled_;
+  // Each with the time it came back; the most recent last.
+  std::vector<std::pair<std::unique_ptr<std::vector<uint8_t>>,
+                        ChunkSlots::Clock::time_point>>
+      recycled_;
   int slot_id_ = -1;
+  // While ShedIdle drops cached chunks: their buffers are unmapped, not
+  // put on the reuse list.
+  std::atomic<bool> shedding_{false};
   ChunkCache cache_;
   ChunkCache windows_;  // decrypted windows, keyed by WindowKey
 

@@ -54,8 +54,10 @@ struct FsOptions {
   size_t cache_chunks = 4;  // decrypted chunks kept for reads
   // Chunk buffers mapped at once by writes and reads together before idle
   // ones are unmapped for the side that needs one (store/chunk_slots.h);
-  // 0: dirty_buffers.
+  // 0: dirty_buffers. Only buffers idle for chunk_idle are unmapped: a
+  // reader and writers running at once keep theirs.
   size_t chunk_slots = 0;
+  std::chrono::milliseconds chunk_idle{1000};
   int seal_threads = 2;
   bool prefetch = true;
   // Chunks a sequential reader gets fetched ahead of it, each by its own

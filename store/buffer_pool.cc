@@ -19,7 +19,7 @@ BufferPool::~BufferPool() {
   // The buffers held plaintext: wiped before they go back to the allocator
   // (cheap here, once per buffer; not on every Release, which would cost a
   // 4 MiB memset per chunk written).
-  for (uint8_t* b : free_) {
+  for (auto& [b, since] : free_) {
     sodium_memzero(b, AllocatedBytes());
     std::free(b);
   }
@@ -28,14 +28,22 @@ BufferPool::~BufferPool() {
 
 void BufferPool::ShareSlots(ChunkSlots* slots) {
   slots_ = slots;
-  slot_id_ = slots->AddHolder([this] { ShedFree(); });
+  slot_id_ = slots->AddHolder(
+      [this](ChunkSlots::Clock::time_point cutoff) { ShedFree(cutoff); });
 }
 
-void BufferPool::ShedFree() {
+void BufferPool::ShedFree(ChunkSlots::Clock::time_point cutoff) {
   std::vector<uint8_t*> idle;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    idle.swap(free_);
+    size_t keep = 0;
+    for (auto& entry : free_) {
+      if (entry.second < cutoff)
+        idle.push_back(entry.first);
+      else
+        free_[keep++] = entry;
+    }
+    free_.resize(keep);
     allocated_ -= idle.size();
   }
   for (uint8_t* b : idle) {
@@ -90,8 +98,10 @@ uint8_t* BufferPool::Acquire() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     if (!free_.empty()) {
-      uint8_t* b = free_.back();
+      uint8_t* b = free_.back().first;
       free_.pop_back();
+      lock.unlock();
+      if (slots_ != nullptr) slots_->Rebalance(slot_id_);
       return b;
     }
     if (allocated_ < capacity_) {
@@ -124,7 +134,7 @@ void BufferPool::Release(uint8_t* buf) {
   if (buf == nullptr) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    free_.push_back(buf);
+    free_.emplace_back(buf, ChunkSlots::Clock::now());
   }
   cv_.notify_one();
 }

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "store/chunk_slots.h"
@@ -30,8 +31,9 @@ class BufferPool {
   // takes a slot, and the buffers kept free are unmapped when a reader
   // needs room. Before the first Acquire.
   void ShareSlots(ChunkSlots* slots);
-  // Unmaps the buffers kept free (wiped first); the slots' shed.
-  void ShedFree();
+  // Unmaps the buffers kept free since before cutoff (wiped first); the
+  // slots' shed.
+  void ShedFree(ChunkSlots::Clock::time_point cutoff);
   size_t allocated();
   uint8_t* Acquire();
   void Release(uint8_t* buf);
@@ -44,7 +46,9 @@ class BufferPool {
   const size_t buffer_bytes_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<uint8_t*> free_;
+  // Free buffers and when each came back; the most recent last (reused
+  // first, so the oldest are the idle ones).
+  std::vector<std::pair<uint8_t*, ChunkSlots::Clock::time_point>> free_;
   size_t allocated_ = 0;
   std::function<bool()> evict_;
   ChunkSlots* slots_ = nullptr;

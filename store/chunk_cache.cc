@@ -24,18 +24,19 @@ size_t ChunkCache::size() {
   return map_.size();
 }
 
-void ChunkCache::DropIdle() {
+void ChunkCache::DropIdle(std::chrono::steady_clock::time_point cutoff) {
   std::vector<ChunkData> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = map_.begin(); it != map_.end();) {
-      if (it->second.first.use_count() > 1) {
+      Entry& e = it->second;
+      if (e.data.use_count() > 1 || e.used >= cutoff) {
         ++it;
         continue;
       }
-      bytes_ -= Weight(it->second.first);
-      lru_.erase(it->second.second);
-      dropped.push_back(std::move(it->second.first));
+      bytes_ -= Weight(e.data);
+      lru_.erase(e.pos);
+      dropped.push_back(std::move(e.data));
       it = map_.erase(it);
     }
   }
@@ -49,12 +50,13 @@ void ChunkCache::InsertLocked(const Address& address, ChunkData data) {
   if (capacity_ == 0 || map_.count(address)) return;
   lru_.push_front(address);
   bytes_ += Weight(data);
-  map_[address] = {std::move(data), lru_.begin()};
+  map_[address] = {std::move(data), lru_.begin(),
+                   std::chrono::steady_clock::now()};
   // The entry just added stays, even alone over the budget.
   while (map_.size() > capacity_ ||
          (budget_ > 0 && bytes_ > budget_ && map_.size() > 1)) {
     auto it = map_.find(lru_.back());
-    bytes_ -= Weight(it->second.first);
+    bytes_ -= Weight(it->second.data);
     map_.erase(it);
     lru_.pop_back();
   }
@@ -66,8 +68,9 @@ Result<ChunkData> ChunkCache::GetOrLoad(const Address& address,
   while (true) {
     auto it = map_.find(address);
     if (it != map_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second.second);
-      return it->second.first;
+      lru_.splice(lru_.begin(), lru_, it->second.pos);
+      it->second.used = std::chrono::steady_clock::now();
+      return it->second.data;
     }
     auto l = loading_.find(address);
     if (l == loading_.end()) break;

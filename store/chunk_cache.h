@@ -9,6 +9,7 @@
 // loader runs without the cache lock held.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -37,9 +38,10 @@ class ChunkCache {
   Result<ChunkData> GetOrLoad(const Address& address, const Loader& load);
   bool Contains(const Address& address);
   size_t size();
-  // Drops every entry no reader holds (store/chunk_slots.h: writers need
-  // the memory). Their deleters run after the cache's lock is released.
-  void DropIdle();
+  // Drops the entries no reader holds and none has used since before
+  // cutoff (store/chunk_slots.h: writers need the memory). Their deleters
+  // run after the cache's lock is released.
+  void DropIdle(std::chrono::steady_clock::time_point cutoff);
 
  private:
   struct Loading {
@@ -56,7 +58,12 @@ class ChunkCache {
   std::mutex mu_;
   std::condition_variable cv_;
   std::list<Address> lru_;  // front = most recent
-  std::map<Address, std::pair<ChunkData, std::list<Address>::iterator>> map_;
+  struct Entry {
+    ChunkData data;
+    std::list<Address>::iterator pos;  // in lru_
+    std::chrono::steady_clock::time_point used;
+  };
+  std::map<Address, Entry> map_;
   std::map<Address, std::shared_ptr<Loading>> loading_;
 };
 

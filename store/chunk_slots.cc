@@ -2,7 +2,7 @@
 
 namespace wavefs {
 
-int ChunkSlots::AddHolder(std::function<void()> shed) {
+int ChunkSlots::AddHolder(Shed shed) {
   holders_.push_back(std::move(shed));
   return static_cast<int>(holders_.size()) - 1;
 }
@@ -10,9 +10,7 @@ int ChunkSlots::AddHolder(std::function<void()> shed) {
 bool ChunkSlots::Take(int id) {
   size_t now = used_.fetch_add(1) + 1;
   if (now > total_) {
-    sheds_.fetch_add(1);
-    for (size_t i = 0; i < holders_.size(); ++i)
-      if (static_cast<int>(i) != id) holders_[i]();
+    ShedOthers(id);
     now = used_.load();
   }
   // The peak after shedding: what was mapped at once, not the moment
@@ -21,6 +19,22 @@ bool ChunkSlots::Take(int id) {
   while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
   }
   return now <= total_;
+}
+
+void ChunkSlots::Rebalance(int id) {
+  if (used_.load() > total_) ShedOthers(id);
+}
+
+bool ChunkSlots::ShedOthers(int id) {
+  std::lock_guard<std::mutex> lock(shed_mu_);
+  const size_t before = used_.load();
+  const Clock::time_point cutoff = Clock::now() - min_idle_;
+  for (size_t i = 0; i < holders_.size(); ++i)
+    if (static_cast<int>(i) != id) holders_[i](cutoff);
+  // Other buffers may come and go meanwhile: a guide for the stats only.
+  const bool shed = used_.load() < before;
+  if (shed) sheds_.fetch_add(1);
+  return shed;
 }
 
 void ChunkSlots::Give(size_t n) { used_.fetch_sub(n); }

@@ -11,46 +11,66 @@
 // the buffers they keep idle.
 //
 // A holder takes a slot for every buffer it maps (Take) and gives it back
-// when the buffer is unmapped (Give). Take never blocks and never fails: a
-// buffer the other holders cannot make room for is taken anyway (an
-// overdraft; readers in flight are bounded by the FUSE and prefetch
-// threads), and Over() then tells a holder to unmap buffers it would
-// otherwise keep. Thread-safe; holders register before the first Take.
+// when the buffer is unmapped (Give). Only buffers idle for at least
+// `min_idle` are shed: a reader and writers running at once each keep
+// reusing theirs (shedding those made the reader fetch its prefetched
+// chunk again and both sides map and unmap a buffer per chunk: a 512 MiB
+// read beside six writers took twice as long). Take never blocks and never
+// fails: a buffer the other holders cannot make room for is taken anyway
+// (an overdraft, as before the shared count: readers in flight are
+// bounded by the FUSE and prefetch threads). Thread-safe; holders register
+// before the first Take.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
+#include <mutex>
 #include <vector>
 
 namespace wavefs {
 
 class ChunkSlots {
  public:
-  explicit ChunkSlots(size_t total) : total_(total < 1 ? 1 : total) {}
-  // Registers a holder whose `shed` unmaps every buffer it keeps idle
-  // (calling Give for each). Returns the holder's id for Take.
-  int AddHolder(std::function<void()> shed);
+  using Clock = std::chrono::steady_clock;
+  ChunkSlots(size_t total, std::chrono::milliseconds min_idle)
+      : total_(total < 1 ? 1 : total), min_idle_(min_idle) {}
+  // Registers a holder whose `shed(cutoff)` unmaps the buffers it has kept
+  // idle since before cutoff (calling Give for each). Returns the holder's
+  // id for Take.
+  using Shed = std::function<void(Clock::time_point cutoff)>;
+  int AddHolder(Shed shed);
   // One more buffer for holder `id`. Past the total, the other holders shed
   // their idle buffers first (none of the caller's locks may be held that a
   // holder's shed takes). Returns false when the buffer is still past the
   // total: it is taken anyway.
   bool Take(int id);
+  // A buffer reused by holder `id`: while past the total (an overdraft
+  // taken when the others' buffers were in recent use), the others shed
+  // what has been idle long enough since. Cheap when within the total.
+  void Rebalance(int id);
   void Give(size_t n = 1);
-  // More buffers are mapped than the budget: drop a buffer instead of
-  // keeping it idle.
-  bool Over() const { return used_.load() > total_; }
   size_t total() const { return total_; }
   size_t used() const { return used_.load(); }
   size_t peak() const { return peak_.load(); }
+  // Times a holder's Take or Rebalance made the others unmap buffers.
   uint64_t sheds() const { return sheds_.load(); }
 
  private:
   const size_t total_;
+  const std::chrono::milliseconds min_idle_;
   std::atomic<size_t> used_{0};
   std::atomic<size_t> peak_{0};
   std::atomic<uint64_t> sheds_{0};
-  std::vector<std::function<void()>> holders_;
+  // Asks every holder but `id` to shed; true when one did. One at a time:
+  // a second taker waits until the first one's shed has unmapped what it
+  // took, instead of finding the lists empty and mapping its buffer while
+  // the first still wipes (8 writers starting at once peaked a buffer or
+  // two above the count).
+  bool ShedOthers(int id);
+  std::mutex shed_mu_;
+  std::vector<Shed> holders_;
 };
 
 }  // namespace wavefs
