@@ -338,14 +338,16 @@ std::shared_ptr<std::vector<uint8_t>> ChunkReader::ChunkBuffer() {
       recycled_.pop_back();
     }
   }
-  if (v != nullptr && options_.slots != nullptr) {
-    options_.slots->Rebalance(slot_id_);
-  } else if (v == nullptr) {
-    // A new buffer takes a slot of the budget shared with the write
-    // buffers: free write buffers are unmapped first when it is full.
-    if (options_.slots != nullptr) options_.slots->Take(slot_id_);
-    v = new std::vector<uint8_t>();
+  // A new buffer takes a slot of the budget shared with the write buffers
+  // (free write buffers are unmapped first when it is full); a reused one
+  // asks for the overdraft to be paid back.
+  if (options_.slots != nullptr) {
+    if (v == nullptr)
+      options_.slots->Take(slot_id_);
+    else
+      options_.slots->Rebalance(slot_id_);
   }
+  if (v == nullptr) v = new std::vector<uint8_t>();
   return std::shared_ptr<std::vector<uint8_t>>(v, [this](
                                                       std::vector<uint8_t>* p) {
     std::unique_ptr<std::vector<uint8_t>> owned(p);
@@ -372,14 +374,7 @@ void ChunkReader::ShedIdle(ChunkSlots::Clock::time_point cutoff) {
   std::vector<std::unique_ptr<std::vector<uint8_t>>> idle;
   {
     std::lock_guard<std::mutex> lock(recycle_mu_);
-    size_t keep = 0;
-    for (auto& entry : recycled_) {
-      if (entry.second < cutoff)
-        idle.push_back(std::move(entry.first));
-      else
-        recycled_[keep++] = std::move(entry);
-    }
-    recycled_.resize(keep);
+    idle = ChunkSlots::TakeIdle(recycled_, cutoff);
   }
   const size_t n = idle.size();
   for (auto& v : idle) sodium_memzero(v->data(), v->capacity());

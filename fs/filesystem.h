@@ -52,11 +52,11 @@ struct FsOptions {
   // writer needs one to fill plus one per seal thread.
   size_t max_buffers_per_file = 3;
   size_t cache_chunks = 4;  // decrypted chunks kept for reads
-  // Chunk buffers mapped at once by writes and reads together before idle
-  // ones are unmapped for the side that needs one (store/chunk_slots.h);
-  // 0: dirty_buffers. Only buffers idle for chunk_idle are unmapped: a
-  // reader and writers running at once keep theirs.
-  size_t chunk_slots = 0;
+  // Reads and writes share dirty_buffers slots of chunk buffers: past
+  // them, the side that needs one unmaps the other's buffers idle for
+  // chunk_idle (store/chunk_slots.h); a reader and writers running at once
+  // keep theirs. The cache's share of the memory limit is the headroom for
+  // chunks readers hold while writers hold every slot.
   std::chrono::milliseconds chunk_idle{1000};
   int seal_threads = 2;
   bool prefetch = true;

@@ -71,11 +71,6 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   const uint64_t chunks = std::max<uint64_t>(4, rest / kMaxCiphertextSize);
   b.fs.cache_chunks = std::max<uint64_t>(2, chunks / 4);
   b.fs.dirty_buffers = std::max<uint64_t>(2, chunks - b.fs.cache_chunks);
-  // Reads and writes share the write buffers' slots: a reader's idle
-  // buffers are unmapped when writers need theirs, and the reverse
-  // (store/chunk_slots.h). The cache's share of the limit is the headroom
-  // for chunks readers hold while the writers hold every slot.
-  b.fs.chunk_slots = b.fs.dirty_buffers;
   b.fs.max_buffers_per_file = static_cast<size_t>(std::max(2, o.seal_threads));
   b.fs.seal_threads = o.seal_threads;
   b.fs.chunk_format = o.chunk_format;

@@ -156,7 +156,7 @@ class WritePipeline {
                 OpenFileTable* files, ChunkReader* reader, const Secret& secret,
                 WriteOptions options, const FsHooks* hooks);
   // Write buffers and the read path's share one budget (FsOptions::
-  // chunk_slots). Before the first write.
+  // chunk_idle). Before the first write.
   void ShareSlots(ChunkSlots* slots) { pool_.ShareSlots(slots); }
   size_t pool_buffers() { return pool_.allocated(); }
   ~WritePipeline();

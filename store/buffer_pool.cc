@@ -19,10 +19,7 @@ BufferPool::~BufferPool() {
   // The buffers held plaintext: wiped before they go back to the allocator
   // (cheap here, once per buffer; not on every Release, which would cost a
   // 4 MiB memset per chunk written).
-  for (auto& [b, since] : free_) {
-    sodium_memzero(b, AllocatedBytes());
-    std::free(b);
-  }
+  for (auto& [b, since] : free_) FreeWiped(b);
   if (slots_ != nullptr) slots_->Give(free_.size());
 }
 
@@ -36,21 +33,16 @@ void BufferPool::ShedFree(ChunkSlots::Clock::time_point cutoff) {
   std::vector<uint8_t*> idle;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    size_t keep = 0;
-    for (auto& entry : free_) {
-      if (entry.second < cutoff)
-        idle.push_back(entry.first);
-      else
-        free_[keep++] = entry;
-    }
-    free_.resize(keep);
+    idle = ChunkSlots::TakeIdle(free_, cutoff);
     allocated_ -= idle.size();
   }
-  for (uint8_t* b : idle) {
-    sodium_memzero(b, AllocatedBytes());
-    std::free(b);
-  }
+  for (uint8_t* b : idle) FreeWiped(b);
   if (slots_ != nullptr && !idle.empty()) slots_->Give(idle.size());
+}
+
+void BufferPool::FreeWiped(uint8_t* b) const {
+  sodium_memzero(b, AllocatedBytes());
+  std::free(b);
 }
 
 size_t BufferPool::allocated() {

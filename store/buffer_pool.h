@@ -42,6 +42,8 @@ class BufferPool {
 
  private:
   size_t AllocatedBytes() const;  // buffer_bytes_ rounded up to pages
+  // Wipes a buffer (it held plaintext) and gives it back to the allocator.
+  void FreeWiped(uint8_t* b) const;
   const size_t capacity_;
   const size_t buffer_bytes_;
   std::mutex mu_;

@@ -25,16 +25,14 @@ void ChunkSlots::Rebalance(int id) {
   if (used_.load() > total_) ShedOthers(id);
 }
 
-bool ChunkSlots::ShedOthers(int id) {
+void ChunkSlots::ShedOthers(int id) {
   std::lock_guard<std::mutex> lock(shed_mu_);
   const size_t before = used_.load();
   const Clock::time_point cutoff = Clock::now() - min_idle_;
   for (size_t i = 0; i < holders_.size(); ++i)
     if (static_cast<int>(i) != id) holders_[i](cutoff);
   // Other buffers may come and go meanwhile: a guide for the stats only.
-  const bool shed = used_.load() < before;
-  if (shed) sheds_.fetch_add(1);
-  return shed;
+  if (used_.load() < before) sheds_.fetch_add(1);
 }
 
 void ChunkSlots::Give(size_t n) { used_.fetch_sub(n); }

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <functional>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 namespace wavefs {
@@ -57,18 +58,36 @@ class ChunkSlots {
   // Times a holder's Take or Rebalance made the others unmap buffers.
   uint64_t sheds() const { return sheds_.load(); }
 
+  // For a holder's shed: moves the items of `kept` (each with the time it
+  // became idle) idle since before cutoff out, keeping the others' order.
+  template <typename T>
+  static std::vector<T> TakeIdle(
+      std::vector<std::pair<T, Clock::time_point>>& kept,
+      Clock::time_point cutoff) {
+    std::vector<T> idle;
+    size_t keep = 0;
+    for (auto& entry : kept) {
+      if (entry.second < cutoff)
+        idle.push_back(std::move(entry.first));
+      else
+        kept[keep++] = std::move(entry);
+    }
+    kept.resize(keep);
+    return idle;
+  }
+
  private:
   const size_t total_;
   const std::chrono::milliseconds min_idle_;
   std::atomic<size_t> used_{0};
   std::atomic<size_t> peak_{0};
   std::atomic<uint64_t> sheds_{0};
-  // Asks every holder but `id` to shed; true when one did. One at a time:
+  // Asks every holder but `id` to shed. One at a time:
   // a second taker waits until the first one's shed has unmapped what it
   // took, instead of finding the lists empty and mapping its buffer while
   // the first still wipes (8 writers starting at once peaked a buffer or
   // two above the count).
-  bool ShedOthers(int id);
+  void ShedOthers(int id);
   std::mutex shed_mu_;
   std::vector<Shed> holders_;
 };
