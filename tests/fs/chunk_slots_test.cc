@@ -204,6 +204,49 @@ TEST_F(ChunkSlotsFsTest, IdleBuffersGoOnceIdleLongEnoughAfterThePoolGrew) {
   EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
 }
 
+// Files that already exist, changed while the two sides take buffers from
+// each other: an overwrite inside a committed chunk brings the old bytes
+// in through a reader buffer (copy-on-write) while writers hold the pool,
+// an append extends a tail, a truncate cuts one down. Every file then
+// equals a model of the same changes, open and after a remount.
+TEST_F(ChunkSlotsFsTest, ExistingFilesChangedWhileBuffersMoveEqualTheirModels) {
+  const std::string big = RandomBytes(3 * kC + 1000, 74);
+  const uint64_t big_ino = WriteFile("big", big);
+  std::vector<std::string> model;
+  std::vector<uint64_t> inos;
+  for (int i = 0; i < 4; ++i) {
+    model.push_back(RandomBytes(kC + kC / 2 + 11 * i, 400 + i));
+    inos.push_back(WriteFile("e" + std::to_string(i), model.back()));
+  }
+  Remount(Shared());
+  // The reader holds idle buffers; the writers below need the pool.
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+  std::vector<std::unique_ptr<FileHandle>> handles;
+  for (int i = 0; i < 4; ++i) {
+    handles.push_back(OpenH(inos[i]));
+    const std::string patch = RandomBytes(100000, 500 + i);
+    const uint64_t at = 1000000 + 4096 * i;  // inside chunk 0
+    WriteAt(handles.back().get(), at, patch);
+    model[i].replace(at, patch.size(), patch);
+  }
+  // An append onto file 0's tail (chunk 1) and a cut of file 1.
+  const std::string tail = RandomBytes(30000, 510);
+  WriteAt(handles[0].get(), model[0].size(), tail);
+  model[0] += tail;
+  AttrChange cut;
+  cut.size = kC / 3;
+  ASSERT_TRUE(fs_->SetAttr(inos[1], cut).ok());
+  model[1].resize(kC / 3);
+  EXPECT_GE(Stat("chunk_slot_sheds"), 1u);  // the buffers did move
+  for (size_t i = 0; i < inos.size(); ++i)
+    EXPECT_TRUE(SameBytes(model[i], ReadFile(inos[i]))) << "e" << i;
+  for (auto& h : handles) WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  Remount(Shared());
+  for (size_t i = 0; i < inos.size(); ++i)
+    EXPECT_TRUE(SameBytes(model[i], ReadFile(inos[i]))) << "e" << i;
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+}
+
 }  // namespace
 }  // namespace fs_testing
 }  // namespace wavefs
