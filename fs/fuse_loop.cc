@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -44,6 +45,16 @@ struct Loop {
   sem_t finished;  // posted by each worker that leaves its loop
   std::atomic<int> error{0};
 
+  // The workers (the header, "How many workers"). A list: a worker's
+  // address stays while others start and leave.
+  unsigned base = 1;  // kept for the session
+  unsigned max = 1;   // at most at once
+  int64_t retire_after_ns = 0;
+  std::mutex workers_mu;
+  std::list<Worker> workers;  // under workers_mu
+  bool no_more = false;       // under workers_mu: the session ended
+  std::atomic<unsigned> alive{0};
+
   // One receiver at a time (spin_us > 0, the header). The role changes
   // hands under mu, so that a follower never misses its wake-up.
   unsigned spin_us = 0;
@@ -51,6 +62,12 @@ struct Loop {
   std::condition_variable follower_cv;
   std::atomic<Worker*> receiver{nullptr};
   bool closing = false;  // under mu: followers leave
+  unsigned idle = 0;     // under mu: followers waiting for the role
+
+  // Every worker receives (spin_us == 0): how many are in a receive now,
+  // and since when none has been (0 while one is).
+  std::atomic<unsigned> receiving{0};
+  std::atomic<int64_t> all_busy_since{0};
 
   // The watchdog's parking (while no request comes).
   std::mutex watch_mu;
@@ -60,6 +77,9 @@ struct Loop {
 };
 
 std::atomic<uint64_t> g_handoffs{0};
+std::atomic<unsigned> g_threads{0};
+std::atomic<unsigned> g_threads_peak{0};
+std::atomic<uint64_t> g_threads_added{0};
 std::atomic<uint64_t> g_spin_ns{0};
 std::atomic<uint64_t> g_contended_looks{0};
 std::atomic<uint64_t> g_looks{0};
@@ -184,14 +204,98 @@ void Leave(Worker* w) {
   sem_post(&w->loop->finished);
 }
 
+// Whether a worker idle for retire_after may leave: only while more than
+// the kept number are alive (the count goes down here, so that two leaving
+// at once never take it below).
+bool Retire(Loop* loop) {
+  unsigned n = loop->alive.load(std::memory_order_relaxed);
+  while (n > loop->base) {
+    if (loop->alive.compare_exchange_weak(n, n - 1)) {
+      g_threads.fetch_sub(1, std::memory_order_relaxed);
+      return true;
+    }
+  }
+  return false;
+}
+
+void* Work(void* arg);
+void* WorkOneReceiver(void* arg);
+
+// Joins the workers that left (under workers_mu).
+void ReapLocked(Loop* loop) {
+  for (auto it = loop->workers.begin(); it != loop->workers.end();) {
+    if (!it->done.load(std::memory_order_acquire)) {
+      ++it;
+      continue;
+    }
+    pthread_join(it->thread, nullptr);
+    std::free(it->buf.mem);
+    it = loop->workers.erase(it);
+  }
+}
+
+// Starts one more worker unless the session ended or max are alive; true
+// if it did. Called with every signal blocked (the worker inherits that
+// and unblocks only the wake-up).
+bool StartWorker(Loop* loop) {
+  std::lock_guard<std::mutex> lock(loop->workers_mu);
+  ReapLocked(loop);
+  if (loop->no_more || loop->alive.load(std::memory_order_relaxed) >= loop->max)
+    return false;
+  Worker& w = loop->workers.emplace_back();
+  w.loop = loop;
+  const int rc = pthread_create(&w.thread, nullptr,
+                                loop->spin_us > 0 ? WorkOneReceiver : Work, &w);
+  if (rc != 0) {
+    spdlog::error("cannot start a FUSE thread: {}", std::strerror(rc));
+    loop->workers.pop_back();
+    return false;
+  }
+  pthread_setname_np(w.thread, "wfs-fuse");
+  loop->alive.fetch_add(1, std::memory_order_relaxed);
+  const unsigned now = g_threads.fetch_add(1, std::memory_order_relaxed) + 1;
+  unsigned peak = g_threads_peak.load(std::memory_order_relaxed);
+  while (now > peak && !g_threads_peak.compare_exchange_weak(peak, now)) {
+  }
+  return true;
+}
+
+void UnparkWatch(Loop* loop) {
+  if (!loop->watch_parked.load(std::memory_order_seq_cst)) return;
+  std::lock_guard<std::mutex> lock(loop->watch_mu);
+  loop->watch_parked.store(false, std::memory_order_seq_cst);
+  loop->watch_cv.notify_one();
+}
+
 // Every worker receives (spin_us == 0): the kernel wakes an idle one per
-// request.
+// request. The worker that takes the last idle one notes when, for the
+// watchdog (none idle for 1 ms: another worker starts). A request that
+// comes after retire_after of waiting is the last of a worker beyond the
+// kept number (it cannot be asked to leave while it sleeps in read(2)).
 void* Work(void* arg) {
   auto* w = static_cast<Worker*>(arg);
+  Loop* loop = w->loop;
   UnblockWake();
-  bool got = false;
-  while (Receive(w, &got))
-    if (got) fuse_session_process_buf(w->loop->se, &w->buf);
+  for (;;) {
+    if (loop->receiving.fetch_add(1, std::memory_order_seq_cst) == 0)
+      loop->all_busy_since.store(0, std::memory_order_seq_cst);
+    const int64_t began = NowNs();
+    bool got = false;
+    const bool more = Receive(w, &got);
+    const int64_t now = NowNs();
+    if (loop->receiving.fetch_sub(1, std::memory_order_seq_cst) == 1 && got) {
+      loop->all_busy_since.store(now, std::memory_order_seq_cst);
+      UnparkWatch(loop);
+    }
+    if (!more) break;
+    if (!got) continue;
+    fuse_session_process_buf(loop->se, &w->buf);
+    if (now - began >= loop->retire_after_ns && Retire(loop)) {
+      // Not counted as a leaving worker of the session: it ended nothing.
+      w->done.store(true, std::memory_order_release);
+      return nullptr;
+    }
+  }
   Leave(w);
   return nullptr;
 }
@@ -250,13 +354,32 @@ void* WorkOneReceiver(void* arg) {
   Loop* loop = w->loop;
   UnblockWake();
   const int fd = fuse_session_fd(loop->se);
+  const auto free_role = [&] {
+    return loop->closing ||
+           loop->receiver.load(std::memory_order_relaxed) == nullptr;
+  };
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(loop->mu);
-      loop->follower_cv.wait(lock, [&] {
-        return loop->closing ||
-               loop->receiver.load(std::memory_order_relaxed) == nullptr;
-      });
+      ++loop->idle;
+      bool retire = false;
+      // A follower beyond the kept number leaves after retire_after
+      // without the role.
+      while (!free_role()) {
+        if (loop->follower_cv.wait_for(
+                lock, std::chrono::nanoseconds(loop->retire_after_ns)) ==
+                std::cv_status::timeout &&
+            !free_role() && Retire(loop)) {
+          retire = true;
+          break;
+        }
+      }
+      --loop->idle;
+      if (retire) {
+        lock.unlock();
+        w->done.store(true, std::memory_order_release);
+        return nullptr;
+      }
       if (loop->closing) break;
       loop->receiver.store(w, std::memory_order_seq_cst);
     }
@@ -285,11 +408,7 @@ void* WorkOneReceiver(void* arg) {
       const int64_t now = NowNs();
       if (!contended) window = NextWindow(window, max, in_window, now - began);
       w->busy_since.store(now, std::memory_order_seq_cst);
-      if (loop->watch_parked.load(std::memory_order_seq_cst)) {
-        std::lock_guard<std::mutex> lock(loop->watch_mu);
-        loop->watch_parked.store(false, std::memory_order_seq_cst);
-        loop->watch_cv.notify_one();
-      }
+      UnparkWatch(loop);
       // A read may wait for the store and decrypts up to 1 MiB: readers
       // in parallel (readahead, several programs) each get a worker at
       // once, as they did with every worker receiving.
@@ -312,12 +431,26 @@ void* WorkOneReceiver(void* arg) {
 }
 
 // A receiver that has been processing one request for kStuckNs (a read
-// waiting on the store, a write waiting for spill space, a commit) hands
-// the role to a follower, so that other requests are not held up behind
-// it. Parks after kParkAfterNs without a busy receiver; the next request
-// unparks it.
+// waiting on the store, a write waiting for spill space or a pool buffer, a
+// commit) hands the role to a follower, so that other requests are not
+// held up behind it; with no follower idle, another worker starts (up to
+// max) and takes it. Without a receiver role (spin_us == 0): when no
+// worker has been in a receive for kStuckNs, another starts. Parks after
+// kParkAfterNs with nothing held up; the next request unparks it.
 constexpr int64_t kStuckNs = 1000 * 1000;
 constexpr int64_t kParkAfterNs = 100 * 1000 * 1000;
+
+// Since when the loop is held up (0: it is not): the receiver's current
+// request (*r set), or the time since no worker receives.
+int64_t HeldSince(Loop* loop, Worker** r) {
+  *r = nullptr;
+  if (loop->spin_us > 0) {
+    *r = loop->receiver.load(std::memory_order_seq_cst);
+    return *r ? (*r)->busy_since.load(std::memory_order_seq_cst) : 0;
+  }
+  if (loop->receiving.load(std::memory_order_seq_cst) != 0) return 0;
+  return loop->all_busy_since.load(std::memory_order_seq_cst);
+}
 
 void Watch(Loop* loop) {
   int64_t last_busy = NowNs();
@@ -329,14 +462,31 @@ void Watch(Loop* loop) {
       std::unique_lock<std::mutex> lock(loop->watch_mu);
       if (loop->watch_stop) return;
     }
-    Worker* r = loop->receiver.load(std::memory_order_seq_cst);
-    const int64_t since = r ? r->busy_since.load(std::memory_order_seq_cst) : 0;
+    Worker* r = nullptr;
+    int64_t since = HeldSince(loop, &r);
     const int64_t now = NowNs();
     if (since != 0) {
       last_busy = now;
       if (now - since >= kStuckNs) {
-        if (HandOff(loop, r))
-          g_handoffs.fetch_add(1, std::memory_order_relaxed);
+        if (r != nullptr) {
+          if (HandOff(loop, r)) {
+            g_handoffs.fetch_add(1, std::memory_order_relaxed);
+            bool none_idle = false;
+            {
+              std::lock_guard<std::mutex> lock(loop->mu);
+              none_idle = loop->idle == 0 && !loop->closing;
+            }
+            if (none_idle && StartWorker(loop))
+              g_threads_added.fetch_add(1, std::memory_order_relaxed);
+          }
+        } else {
+          if (StartWorker(loop))
+            g_threads_added.fetch_add(1, std::memory_order_relaxed);
+          // The next look waits kStuckNs more, for the new worker to
+          // reach its receive (or for the cap to change nothing).
+          loop->all_busy_since.compare_exchange_strong(
+              since, now, std::memory_order_seq_cst);
+        }
         continue;
       }
     } else if (now - last_busy >= kParkAfterNs) {
@@ -344,8 +494,7 @@ void Watch(Loop* loop) {
       // begun between the look above and the flag (both sides use
       // sequentially consistent order, so one of them sees the other).
       loop->watch_parked.store(true, std::memory_order_seq_cst);
-      r = loop->receiver.load(std::memory_order_seq_cst);
-      if (r == nullptr || r->busy_since.load(std::memory_order_seq_cst) == 0) {
+      if (HeldSince(loop, &r) == 0) {
         ticking.reset();
         std::unique_lock<std::mutex> lock(loop->watch_mu);
         loop->watch_cv.wait(lock, [&] {
@@ -380,37 +529,43 @@ FuseLoopSpinStats FuseLoopSpin() {
   return s;
 }
 
-int RunFuseLoop(fuse_session* se, unsigned threads, unsigned spin_us) {
+FuseLoopThreadStats FuseLoopThreads() {
+  FuseLoopThreadStats t;
+  t.now = g_threads.load(std::memory_order_relaxed);
+  t.peak = g_threads_peak.load(std::memory_order_relaxed);
+  t.added = g_threads_added.load(std::memory_order_relaxed);
+  return t;
+}
+
+int RunFuseLoop(fuse_session* se, const FuseLoopOptions& options) {
   Loop loop;
   loop.se = se;
-  loop.spin_us = spin_us;
+  loop.spin_us = options.spin_us;
+  loop.base = std::max(1u, options.threads);
+  loop.max = std::max(loop.base, options.max_threads);
+  loop.retire_after_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options.retire_after)
+          .count();
+  g_threads.store(0, std::memory_order_relaxed);
+  g_threads_peak.store(0, std::memory_order_relaxed);
+  g_threads_added.store(0, std::memory_order_relaxed);
   sem_init(&loop.finished, 0, 0);
   // No SA_RESTART: the wake-up must interrupt the worker's receive.
   struct sigaction wake = {}, old_wake = {};
   wake.sa_handler = Wake;
   sigemptyset(&wake.sa_mask);
   sigaction(kWakeSignal, &wake, &old_wake);
-  std::vector<Worker> workers(threads == 0 ? 1 : threads);
   // Workers start with every signal blocked but the wake-up, so that
   // SIGTERM and friends reach this thread (fuse_set_signal_handlers exits
-  // the session).
+  // the session); the watchdog, which starts the added ones, too.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
-  size_t started = 0;
-  for (auto& w : workers) {
-    w.loop = &loop;
-    const int rc = pthread_create(&w.thread, nullptr,
-                                  spin_us > 0 ? WorkOneReceiver : Work, &w);
-    if (rc != 0) {
-      spdlog::error("cannot start a FUSE thread: {}", std::strerror(rc));
-      break;
-    }
-    pthread_setname_np(w.thread, "wfs-fuse");
-    ++started;
-  }
+  unsigned started = 0;
+  while (started < loop.base && StartWorker(&loop)) ++started;
+  // Without polling and without room to add workers it has nothing to do.
   std::thread watchdog;
-  if (spin_us > 0 && started > 0) {
+  if (started > 0 && (loop.spin_us > 0 || loop.max > loop.base)) {
     watchdog = std::thread(Watch, &loop);
     pthread_setname_np(watchdog.native_handle(), "wfs-fuse-watch");
   }
@@ -430,22 +585,27 @@ int RunFuseLoop(fuse_session* se, unsigned threads, unsigned spin_us) {
   // After an unmount every receive returns at once; after a signal the
   // workers still wait for requests. The wake-up may land between a
   // worker's check and its receive, so it is sent again until all left; a
-  // worker still processing a request finishes it first.
+  // worker still processing a request finishes it first. No worker starts
+  // any more (no_more).
   for (;;) {
     bool all_done = true;
-    for (size_t i = 0; i < started; ++i) {
-      if (workers[i].done.load(std::memory_order_acquire)) continue;
-      all_done = false;
-      if (workers[i].receiving.load(std::memory_order_seq_cst))
-        pthread_kill(workers[i].thread, kWakeSignal);
+    {
+      std::lock_guard<std::mutex> lock(loop.workers_mu);
+      loop.no_more = true;
+      for (auto& w : loop.workers) {
+        if (w.done.load(std::memory_order_acquire)) continue;
+        all_done = false;
+        if (w.receiving.load(std::memory_order_seq_cst))
+          pthread_kill(w.thread, kWakeSignal);
+      }
     }
     if (all_done) break;
     timespec pause{0, 20 * 1000 * 1000};
     nanosleep(&pause, nullptr);
   }
-  for (size_t i = 0; i < started; ++i) {
-    pthread_join(workers[i].thread, nullptr);
-    std::free(workers[i].buf.mem);
+  {
+    std::lock_guard<std::mutex> lock(loop.workers_mu);
+    ReapLocked(&loop);
   }
   if (watchdog.joinable()) {
     {
@@ -455,6 +615,7 @@ int RunFuseLoop(fuse_session* se, unsigned threads, unsigned spin_us) {
     loop.watch_cv.notify_all();
     watchdog.join();
   }
+  g_threads.store(0, std::memory_order_relaxed);
   sigaction(kWakeSignal, &old_wake, nullptr);
   sem_destroy(&loop.finished);
   fuse_session_reset(se);

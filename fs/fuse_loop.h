@@ -1,4 +1,4 @@
-// The FUSE event loop: a fixed set of worker threads, each receiving and
+// The FUSE event loop: a set of worker threads, each receiving and
 // processing requests with libfuse's session calls, as
 // fuse_session_loop_mt does (signals go to the calling thread, which waits
 // for the session to end), except that workers still waiting for a
@@ -11,8 +11,29 @@
 // memory would be taken from an empty pipe: the request is lost and its
 // caller hangs. Switching between the two at run time (fs/fuse_wire.h) so
 // needs a loop that clears the flags before each receive; this is that
-// loop. Its workers stay for the session's life, like the mt loop with
-// idle threads equal to max threads, which mount.cc configured before.
+// loop.
+//
+// How many workers. `threads` of them stay for the session's life (the mt
+// loop with idle threads equal to max threads, which mount.cc configured
+// before: with fewer kept than can run, every burst of a few requests
+// started a thread and ended it again). Requests that wait inside the
+// daemon, a write for a pool buffer above all, hold their worker: with a
+// fixed set, more files written at once than workers could leave every
+// worker waiting for a buffer that another file's half-filled chunk held,
+// while that file's next write sat in the kernel's queue with no worker to
+// take it; only the pool's 50-250 ms eviction broke each stall (2 GiB by
+// 12 `dd` at once: 84 s instead of 4-5 s, 2026-12-07). So when the loop
+// has been held up for 1 ms, a watchdog starts another worker, up to
+// `max_threads` (libfuse's mt loop grows to max_threads the same way, but
+// at once for every request that finds no idle worker): with polling, when
+// the receiver is stuck on one request and no follower is idle to take its
+// role; without, when no worker has been in a receive for 1 ms. A worker
+// beyond `threads` leaves once it has waited `retire_after` for a request
+// (with polling: a follower that long without the role; without: after
+// the request that ended such a wait, since it cannot be asked to leave
+// while it sleeps in read(2)). Added workers' request buffers are not in
+// the --memory-limit budget: a worker holds its 1 MiB only while a big
+// write read into memory (not spliced) sits in it.
 //
 // One receiver at a time (--fuse-spin, RunFuseLoop's spin_us > 0). A FUSE
 // request costs a round trip of task switches: the kernel wakes a worker
@@ -47,13 +68,23 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include <chrono>
+#include <cstdint>
+
 namespace wavefs {
 
+struct FuseLoopOptions {
+  unsigned threads = 3;       // kept for the session (>= 1)
+  unsigned max_threads = 64;  // at most at once (raised to threads)
+  // > 0: one receiver at a time, which polls that long for the next
+  // request before it sleeps (above).
+  unsigned spin_us = 0;
+  std::chrono::milliseconds retire_after{10000};
+};
+
 // Runs the session until it exits (unmount, a signal, an error); returns 0
-// or the first receive error (negative errno). threads >= 1. spin_us > 0:
-// one receiver at a time, which polls that long for the next request
-// before it sleeps (above).
-int RunFuseLoop(fuse_session* se, unsigned threads, unsigned spin_us);
+// or the first receive error (negative errno).
+int RunFuseLoop(fuse_session* se, const FuseLoopOptions& options);
 
 // Times a receiver stuck on one request handed the role on (stats).
 uint64_t FuseLoopHandoffs();
@@ -66,5 +97,14 @@ struct FuseLoopSpinStats {
   uint64_t contended_looks = 0;
 };
 FuseLoopSpinStats FuseLoopSpin();
+
+// The workers of the running loop (stats): alive now, the most at once,
+// and how many the watchdog started beyond the kept ones.
+struct FuseLoopThreadStats {
+  unsigned now = 0;
+  unsigned peak = 0;
+  uint64_t added = 0;
+};
+FuseLoopThreadStats FuseLoopThreads();
 
 }  // namespace wavefs

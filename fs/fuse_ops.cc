@@ -697,12 +697,16 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
     const FuseContext* c = Ctx(req);
     std::string extra = c->stats_extra;
     const FuseLoopSpinStats spin = FuseLoopSpin();
+    const FuseLoopThreadStats threads = FuseLoopThreads();
     extra +=
         "writeback_cache=" + std::to_string(c->writeback_cache ? 1 : 0) +
         "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
         "\nspliced_writes=" + std::to_string(c->spliced_writes.load()) +
         "\nsplice_switches=" + std::to_string(c->wire.splice_switches()) +
         "\nfuse_handoffs=" + std::to_string(FuseLoopHandoffs()) +
+        "\nfuse_threads=" + std::to_string(threads.now) +
+        "\nfuse_threads_peak=" + std::to_string(threads.peak) +
+        "\nfuse_threads_added=" + std::to_string(threads.added) +
         "\nfuse_spin_us=" + std::to_string(spin.spin_ns / 1000) +
         "\nfuse_cpu_looks=" + std::to_string(spin.looks) +
         "\nfuse_cpu_contended=" + std::to_string(spin.contended_looks) +

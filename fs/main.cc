@@ -100,7 +100,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   mount
       ->add_option("--fuse-threads", mo.fuse_threads,
-                   "Most FUSE worker threads")
+                   "FUSE worker threads kept for the mount")
+      ->capture_default_str();
+  mount
+      ->add_option("--fuse-max-threads", mo.fuse_max_threads,
+                   "Most FUSE worker threads at once (more start while all "
+                   "are held up, e.g. by more files written at once)")
       ->capture_default_str();
   mount
       ->add_option("--fuse-spin", mo.fuse_spin_us,

@@ -130,12 +130,13 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
       "wavefs {} starting: store {} mountpoint {} meta {} spill {} "
       "memory-limit {} MiB -> {} write buffers, {} cached chunks, "
       "index {}+{} MiB; seal threads {}, upload threads {} (+{} small), fuse "
-      "threads {}",
+      "threads {} (at most {})",
       "0.1", o.store_desc, o.mountpoint, o.meta_dir, o.spill_dir,
       o.memory_limit >> 20, budget.fs.dirty_buffers, budget.fs.cache_chunks,
       (2 * budget.index.write_buffer_bytes) >> 20,
       budget.index.block_cache_bytes >> 20, budget.fs.seal_threads,
-      o.upload_threads, o.small_upload_threads, o.fuse_threads);
+      o.upload_threads, o.small_upload_threads, o.fuse_threads,
+      o.fuse_max_threads);
 
   // No core dump or ptrace by other users: the daemon holds the
   // convergence secret, every chunk key and decrypted file data.
@@ -323,13 +324,15 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   }
 
   // Our own loop, so that requests may be read or spliced by turns
-  // (fs/fuse_loop.h); its workers stay for the session, as idle libfuse
-  // workers did: with fewer kept than can run, every burst of a few
-  // requests made libfuse start a thread and end it again. Their 1 MiB
-  // request buffers are in the budget (fs/options.cc counts 1 MiB per FUSE
-  // thread).
-  int rc = RunFuseLoop(se, static_cast<unsigned>(o.fuse_threads),
-                       static_cast<unsigned>(o.fuse_spin_us));
+  // (fs/fuse_loop.h); --fuse-threads workers stay for the session, and
+  // more start (up to --fuse-max-threads) only while all are held up. The
+  // kept ones' 1 MiB request buffers are in the budget (fs/options.cc
+  // counts 1 MiB per FUSE thread).
+  FuseLoopOptions loop_options;
+  loop_options.threads = static_cast<unsigned>(o.fuse_threads);
+  loop_options.max_threads = static_cast<unsigned>(o.fuse_max_threads);
+  loop_options.spin_us = static_cast<unsigned>(o.fuse_spin_us);
+  int rc = RunFuseLoop(se, loop_options);
   fuse_remove_signal_handlers(se);
   fs->SetDroppedListener(nullptr);
   ctx.invalidator = nullptr;
@@ -474,6 +477,9 @@ int RunMount(MountOptions o) {
   if (o.upload_threads < 1 || o.upload_threads > 64 || o.seal_threads < 1 ||
       o.seal_threads > 64 || o.fuse_threads < 1 || o.fuse_threads > 64)
     return Fail("thread counts must be between 1 and 64");
+  if (o.fuse_max_threads < o.fuse_threads || o.fuse_max_threads > 1024)
+    return Fail("--fuse-max-threads must be between --fuse-threads (" +
+                std::to_string(o.fuse_threads) + ") and 1024");
   if (o.fuse_spin_us < 0 || o.fuse_spin_us > 1000)
     return Fail("--fuse-spin must be between 0 and 1000 microseconds");
   if (o.small_upload_threads < 0 || o.small_upload_threads > 64)

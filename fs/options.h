@@ -55,6 +55,11 @@ struct MountOptions {
   // (31.0-31.1 against 32.1-32.2 MiB copying 1 GiB) with no slower row in
   // scripts/bench.sh, --workloads or 8 parallel cp (README, Memory).
   int fuse_threads = 3;
+  // Most FUSE worker threads at once: more start while every one is held
+  // up by a request that waits inside the daemon (fs/fuse_loop.h), e.g.
+  // more files written at once than fuse_threads; they leave after 10 s
+  // without a request.
+  int fuse_max_threads = 64;
   // Microseconds the FUSE receiver polls for the next request before it
   // sleeps (fs/fuse_loop.h); 0: every FUSE thread sleeps in read(2). 100
   // took `tar -x` of /usr/include from 6.4 to 4.9 s and 8 KiB writes from

@@ -26,7 +26,15 @@
 # and it sleeps instead of polling; once the loops end, polling resumes
 # (16 MiB of zeros by dd bs=8k, holes, so no seal thread runs: a look
 # finds a CPU free). Everything written reads back equal.
-# And --fuse-spin out of range: one line, non-zero exit, nothing mounted.
+# More files written at once than FUSE threads (--fuse-threads 1, 8 dd at
+# once, a 48M memory limit: fewer write buffers than writers): every write
+# that waits for a pool buffer holds its worker, so the loop must start
+# more (fuse_threads_peak > 1, fuse_threads_added > 0) or the writers crawl
+# through the pool's 50-250 ms evictions (2 GiB by 12 dd took 84 s before
+# 2026-12-07); all eight read back equal, also after a remount. For both
+# loops.
+# And --fuse-spin or --fuse-max-threads out of range: one line, non-zero
+# exit, nothing mounted.
 source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || skip "needs root to mount tmpfs and chattr"
@@ -167,6 +175,37 @@ contention_round() {
   wfs_unmount
 }
 
+# many_writers_round SPIN LABEL
+many_writers_round() {
+  local spin=$1 label=$2 i pids=() peak added
+  rm -rf "$T/store" "$T/home" "$SPILL"
+  mkdir -p "$T/home"
+  wfs_init
+  wfs_mount --fuse-spin "$spin" --fuse-threads 1 --memory-limit 48M
+  for i in $(seq 0 7); do
+    dd if="$SRC/big" of="$MNT/w$i" bs=1M skip=$((i * 20)) count=20 status=none &
+    pids+=($!)
+  done
+  for i in $(seq 0 7); do
+    wait "${pids[$i]}" || fail "$label: writer $i failed"
+  done
+  peak=$(stat_get fuse_threads_peak)
+  added=$(stat_get fuse_threads_added)
+  it_log "$label: fuse_threads_peak=$peak fuse_threads_added=$added write_buffers=$(stat_get write_buffers)"
+  expect_le "$label: the loop grew past --fuse-threads 1" 2 "$peak"
+  expect_le "$label: workers were added" 1 "$added"
+  for i in $(seq 0 7); do
+    check "$label: w$i reads back equal" cmp "$MNT/w$i" <(dd if="$SRC/big" bs=1M skip=$((i * 20)) count=20 status=none)
+  done
+  wfs_remount --fuse-spin "$spin" --fuse-threads 1 --memory-limit 48M
+  for i in $(seq 0 7); do
+    check "$label: w$i equal after a remount" cmp "$MNT/w$i" <(dd if="$SRC/big" bs=1M skip=$((i * 20)) count=20 status=none)
+  done
+  wfs_unmount
+}
+
+[ "${LOOP_ROUNDS:-both}" = wide ] || many_writers_round 100 "many writers, polling"
+[ "${LOOP_ROUNDS:-both}" = poll ] || many_writers_round 0 "many writers, every worker reading"
 [ "${LOOP_ROUNDS:-both}" = wide ] || run_round 100 "polling receiver"
 [ "${LOOP_ROUNDS:-both}" = wide ] || contention_round
 [ "${LOOP_ROUNDS:-both}" = poll ] || run_round 0 "every worker reading"
@@ -177,5 +216,10 @@ mount_fails "--fuse-spin 5000"
 grep -q -- "--fuse-spin" "$T/err" || fail "the error does not name --fuse-spin: $(cat "$T/err")"
 MOUNT_ARGS=("$STORE" "$MNT" --fuse-spin -1)
 mount_fails "--fuse-spin -1"
+MOUNT_ARGS=("$STORE" "$MNT" --fuse-threads 3 --fuse-max-threads 2)
+mount_fails "--fuse-max-threads below --fuse-threads"
+grep -q -- "--fuse-max-threads" "$T/err" || fail "the error does not name --fuse-max-threads: $(cat "$T/err")"
+MOUNT_ARGS=("$STORE" "$MNT" --fuse-max-threads 5000)
+mount_fails "--fuse-max-threads 5000"
 
 pass "all"
