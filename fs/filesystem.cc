@@ -78,6 +78,7 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
                options_.hooks.hold_now),
       committer_(index, spill, store, &pipeline_, options_.commit_every_chunks,
                  &journal_),
+      idle_release_(&slots_, options_.idle_release),
       namespace_(index, &files_, &options_.hooks) {
   pipeline_.ShareSlots(&slots_);
   // A synced index write (fsync, fsyncdir, an index flush) makes every
@@ -832,6 +833,7 @@ std::string Filesystem::StatsText(const std::string& extra) {
   add("chunk_slots_used", std::to_string(slots_.used()));
   add("chunk_slots_peak", std::to_string(slots_.peak()));
   add("chunk_slot_sheds", std::to_string(slots_.sheds()));
+  add("idle_buffers_released", std::to_string(idle_release_.released()));
   add("write_buffers", std::to_string(pipeline_.pool_buffers()));
   if (counts_ != nullptr) {
     add("store_puts", std::to_string(counts_->puts()));

@@ -32,6 +32,7 @@
 #include "chunker/types.h"
 #include "fs/chunk_reader.h"
 #include "fs/committer.h"
+#include "fs/idle_release.h"
 #include "fs/namespace.h"
 #include "fs/open_file.h"
 #include "fs/sibling_prefetch.h"
@@ -58,6 +59,10 @@ struct FsOptions {
   // keep theirs. The cache's share of the memory limit is the headroom for
   // chunks readers hold while writers hold every slot.
   std::chrono::milliseconds chunk_idle{1000};
+  // Chunk buffers nobody used for this long go back to the system while
+  // the mount is idle (fs/idle_release.h); 0: kept for the mount's life.
+  // Mounts default to 30 s (--idle-release).
+  std::chrono::milliseconds idle_release{0};
   int seal_threads = 2;
   bool prefetch = true;
   // Chunks a sequential reader gets fetched ahead of it, each by its own
@@ -310,6 +315,7 @@ class Filesystem {
   WritePipeline pipeline_;
   TailJournal journal_;
   Committer committer_;
+  IdleRelease idle_release_;  // stops before the slots' holders go
   Namespace namespace_;
 };
 

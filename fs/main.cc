@@ -156,6 +156,11 @@ int main(int argc, char** argv) {
                    "every version)")
       ->capture_default_str();
   mount
+      ->add_option("--idle-release", mo.idle_release_s,
+                   "Seconds after which chunk buffers nobody used go back "
+                   "to the system (0: kept for the mount's life)")
+      ->capture_default_str();
+  mount
       ->add_option("--page-out", page_out,
                    "Spill space where buffers of files written all over "
                    "wait, encrypted under a key of this process, until "

@@ -500,6 +500,8 @@ int RunMount(MountOptions o) {
     return Fail("--snapshot-keep must be between 1 and 10000");
   if (o.tail_hold_s < 0 || o.tail_hold_s > 86400)
     return Fail("--tail-hold must be between 0 and 86400 seconds");
+  if (o.idle_release_s < 0 || o.idle_release_s > 86400)
+    return Fail("--idle-release must be between 0 and 86400 seconds");
   if (o.page_out != 0 && (o.page_out < kChunkSize || o.page_out > (1ull << 40)))
     return Fail("--page-out must be 0 or between 4M and 1T");
 

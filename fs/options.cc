@@ -76,6 +76,7 @@ Result<MemoryBudget> DivideMemory(const MountOptions& o) {
   b.fs.chunk_format = o.chunk_format;
   b.fs.space_wait = std::chrono::seconds(o.space_wait_s);
   b.fs.hot_tail_hold = std::chrono::seconds(o.tail_hold_s);
+  b.fs.idle_release = std::chrono::seconds(o.idle_release_s);
   b.fs.tail_journal = !o.no_tail_journal;
   b.fs.spill_reserve_bytes = o.spill_reserve;
   b.fs.page_out_slots = static_cast<size_t>(o.page_out / kChunkSize);

@@ -83,6 +83,9 @@ struct MountOptions {
   // log appended to by separate opens) waits before its upload, dropped if
   // the file's next commit replaces it (FsOptions::hot_tail_hold; 0: off).
   int tail_hold_s = 2;
+  // Seconds after which chunk buffers nobody used go back to the system
+  // (fs/idle_release.h); 0: kept for the mount's life.
+  int idle_release_s = 30;
   // Spill space for paged-out buffers (FsOptions::page_out_slots, in
   // bytes; 0: off).
   uint64_t page_out = 1ull << 30;

@@ -35,6 +35,14 @@ void ChunkSlots::ShedOthers(int id) {
   if (used_.load() < before) sheds_.fetch_add(1);
 }
 
+size_t ChunkSlots::ShedIdle(Clock::time_point cutoff) {
+  std::lock_guard<std::mutex> lock(shed_mu_);
+  const size_t before = used_.load();
+  for (auto& shed : holders_) shed(cutoff);
+  const size_t after = used_.load();
+  return after < before ? before - after : 0;
+}
+
 void ChunkSlots::Give(size_t n) { used_.fetch_sub(n); }
 
 }  // namespace wavefs

@@ -57,6 +57,10 @@ class ChunkSlots {
   size_t peak() const { return peak_.load(); }
   // Times a holder's Take or Rebalance made the others unmap buffers.
   uint64_t sheds() const { return sheds_.load(); }
+  // Every holder unmaps the buffers it has kept idle since before cutoff
+  // (an idle mount giving memory back, fs/idle_release.h). Returns how
+  // many slots were given back meanwhile (a guide: others may come and go).
+  size_t ShedIdle(Clock::time_point cutoff);
 
   // For a holder's shed: moves the items of `kept` (each with the time it
   // became idle) idle since before cutoff out, keeping the others' order.

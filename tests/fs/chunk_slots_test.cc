@@ -204,6 +204,65 @@ TEST_F(ChunkSlotsFsTest, IdleBuffersGoOnceIdleLongEnoughAfterThePoolGrew) {
   EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
 }
 
+// An idle mount gives back the buffers both sides kept (fs/idle_release.h):
+// the reader's cached chunks and reuse list, and the pool's free buffers,
+// once nobody used them for idle_release. A buffer an open file still
+// holds dirty stays, and its file completes as if nothing happened.
+TEST_F(ChunkSlotsFsTest, AnIdleMountGivesItsBuffersBack) {
+  FsOptions o = Shared();
+  o.chunk_idle = std::chrono::hours(1);  // no shedding between the sides
+  o.idle_release = 200ms;
+  const std::string big = RandomBytes(3 * kC + 1000, 75);
+  const uint64_t big_ino = WriteFile("big", big);
+  Remount(o);
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+  const uint64_t reader_held = Stat("chunk_slots_used");
+  EXPECT_GE(reader_held, 2u);
+  Writers w = StartWriters(400);
+  auto& [data, inos, handles] = w;
+  // Three of the four commit; the fourth keeps its dirty buffer.
+  for (int i = 0; i < 3; ++i)
+    WAVEFS_ASSERT_OK(fs_->Release(std::move(handles[i])));
+  EXPECT_EQ(Stat("write_buffers"), 4u);
+  EXPECT_EQ(Stat("chunk_slots_used"), reader_held + 4);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (Stat("chunk_slots_used") > 1 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(Stat("chunk_slots_used"), 1u)
+      << "idle buffers still mapped 20 s later";
+  EXPECT_EQ(Stat("write_buffers"), 1u);
+  EXPECT_GE(Stat("idle_buffers_released"), reader_held + 3);
+  // The open file goes on where it was, and everything reads back equal.
+  const std::string more = RandomBytes(kC, 410);
+  WriteAt(handles[3].get(), data[3].size(), more);
+  data[3] += more;
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(handles[3])));
+  for (size_t i = 0; i < inos.size(); ++i)
+    EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "w" << i;
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+  Remount(o);
+  for (size_t i = 0; i < inos.size(); ++i)
+    EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "w" << i;
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+}
+
+// idle_release 0: what the two sides keep stays mapped.
+TEST_F(ChunkSlotsFsTest, WithoutIdleReleaseBuffersStay) {
+  FsOptions o = Shared();
+  o.chunk_idle = std::chrono::hours(1);
+  o.idle_release = 0ms;
+  const std::string big = RandomBytes(2 * kC, 76);
+  const uint64_t big_ino = WriteFile("big", big);
+  Remount(o);
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+  const uint64_t held = Stat("chunk_slots_used");
+  EXPECT_GE(held, 2u);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(Stat("chunk_slots_used"), held);
+  EXPECT_EQ(Stat("idle_buffers_released"), 0u);
+}
+
 // Files that already exist, changed while the two sides take buffers from
 // each other: an overwrite inside a committed chunk brings the old bytes
 // in through a reader buffer (copy-on-write) while writers hold the pool,
