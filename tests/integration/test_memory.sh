@@ -120,4 +120,29 @@ for i in 1 2 3 4 5 6 7 8; do
   check "again$i (written after the reads) equals its source" cmp "$SRC/part$i" "$MNT/again$i"
 done
 wfs_unmount
-echo "memory: peak VmHWM 256 MiB: $((small / 1024)) MiB, 1 GiB: $((large / 1024)) MiB, 8 writers: $((eight / 1024)) MiB, 8 writers after reads: $((after / 1024)) MiB"
+
+# An idle mount gives its buffers back (--idle-release, fs/idle_release.h):
+# after a 256 MiB copy and a cold read of the 1 GiB file, the buffers both
+# sides kept go once idle for 2 s: no chunk slot used any more, and the
+# daemon's resident memory (VmRSS, not the peak) is lower by at least the
+# buffers' 4 MiB each, less one.
+wfs_mount --idle-release 2
+check "a 256 MiB copy for the idle check" cp "$SRC/small" "$MNT/idle-copy"
+drop_caches
+check "the 1 GiB file read for the idle check" cmp "$SRC/large" "$MNT/large"
+held=$(stat_get chunk_slots_used)
+rss_before=$(awk '/^VmRSS:/{print $2}' "/proc/$DAEMON_PID/status")
+it_log "idle check: after the copy and the read VmRSS $((rss_before / 1024)) MiB, chunk_slots_used=$held, write_buffers=$(stat_get write_buffers)"
+expect_le "idle check: the copy and the read left buffers mapped" 2 "$held"
+for i in $(seq 1 120); do
+  [ "$(stat_get chunk_slots_used)" = 0 ] && break
+  sleep 0.5
+done
+rss_after=$(awk '/^VmRSS:/{print $2}' "/proc/$DAEMON_PID/status")
+it_log "idle check: idle VmRSS $((rss_after / 1024)) MiB, chunk_slots_used=$(stat_get chunk_slots_used), idle_buffers_released=$(stat_get idle_buffers_released)"
+expect_eq "idle check: no chunk slot used once idle" 0 "$(stat_get chunk_slots_used)"
+expect_le "idle check: VmRSS (KiB) went down by the buffers given back" \
+  $(((held - 1) * 4096)) $((rss_before - rss_after))
+check "idle check: the copy reads back equal after the release" cmp "$SRC/small" "$MNT/idle-copy"
+wfs_unmount
+echo "memory: peak VmHWM 256 MiB: $((small / 1024)) MiB, 1 GiB: $((large / 1024)) MiB, 8 writers: $((eight / 1024)) MiB, 8 writers after reads: $((after / 1024)) MiB, idle VmRSS $((rss_before / 1024)) -> $((rss_after / 1024)) MiB"
