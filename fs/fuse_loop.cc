@@ -65,9 +65,11 @@ struct Loop {
   unsigned idle = 0;     // under mu: followers waiting for the role
 
   // Every worker receives (spin_us == 0): how many are in a receive now,
-  // and since when none has been (0 while one is).
+  // since when none has been (0 while one is), and how many process a
+  // request other than a READ (only those make the loop grow: the header).
   std::atomic<unsigned> receiving{0};
   std::atomic<int64_t> all_busy_since{0};
+  std::atomic<unsigned> busy_not_reading{0};
 
   // The watchdog's parking (while no request comes).
   std::mutex watch_mu;
@@ -267,9 +269,18 @@ void UnparkWatch(Loop* loop) {
   loop->watch_cv.notify_one();
 }
 
+bool IsRead(const fuse_buf& buf) {
+  if ((buf.flags & FUSE_BUF_IS_FD) || buf.size < sizeof(fuse_in_header))
+    return false;
+  fuse_in_header h;
+  std::memcpy(&h, buf.mem, sizeof(h));
+  return h.opcode == FUSE_READ;
+}
+
 // Every worker receives (spin_us == 0): the kernel wakes an idle one per
 // request. The worker that takes the last idle one notes when, for the
-// watchdog (none idle for 1 ms: another worker starts). A request that
+// watchdog (none idle for 1 ms, one of them not on a READ: another worker
+// starts). A request that
 // comes after retire_after of waiting is the last of a worker beyond the
 // kept number (it cannot be asked to leave while it sleeps in read(2)).
 void* Work(void* arg) {
@@ -289,7 +300,10 @@ void* Work(void* arg) {
     }
     if (!more) break;
     if (!got) continue;
+    const bool read = IsRead(w->buf);
+    if (!read) loop->busy_not_reading.fetch_add(1, std::memory_order_seq_cst);
     fuse_session_process_buf(loop->se, &w->buf);
+    if (!read) loop->busy_not_reading.fetch_sub(1, std::memory_order_seq_cst);
     if (now - began >= loop->retire_after_ns && Retire(loop)) {
       // Not counted as a leaving worker of the session: it ended nothing.
       w->done.store(true, std::memory_order_release);
@@ -324,14 +338,6 @@ int64_t NextWindow(int64_t window, int64_t max, bool came_in_window,
   if (waited <= max) return std::min(max, std::max<int64_t>(window * 2, 10000));
   window /= 2;
   return window < 5000 ? 0 : window;
-}
-
-bool IsRead(const fuse_buf& buf) {
-  if ((buf.flags & FUSE_BUF_IS_FD) || buf.size < sizeof(fuse_in_header))
-    return false;
-  fuse_in_header h;
-  std::memcpy(&h, buf.mem, sizeof(h));
-  return h.opcode == FUSE_READ;
 }
 
 // Gives the receiver role up (to a waiting follower, or to whichever worker
@@ -449,7 +455,11 @@ int64_t HeldSince(Loop* loop, Worker** r) {
     return *r ? (*r)->busy_since.load(std::memory_order_seq_cst) : 0;
   }
   if (loop->receiving.load(std::memory_order_seq_cst) != 0) return 0;
-  return loop->all_busy_since.load(std::memory_order_seq_cst);
+  const int64_t since = loop->all_busy_since.load(std::memory_order_seq_cst);
+  // All on READs: they wait for nothing another request must bring, and
+  // more of them at once only add buffers (the header).
+  if (loop->busy_not_reading.load(std::memory_order_seq_cst) == 0) return 0;
+  return since;
 }
 
 void Watch(Loop* loop) {

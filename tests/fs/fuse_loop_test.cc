@@ -141,6 +141,13 @@ void Write(fuse_req_t req, fuse_ino_t ino, const char*, size_t size, off_t,
     fuse_reply_err(req, EIO);
 }
 
+// A read takes 50 ms (a fetch from a slow store) and returns zeros.
+void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t, fuse_file_info*) {
+  static const std::vector<char> zeros(1 << 20, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  fuse_reply_buf(req, zeros.data(), std::min(size, zeros.size()));
+}
+
 class FuseLoopTest : public ::testing::TestWithParam<unsigned> {
  protected:
   void Mount(const FuseLoopOptions& options) {
@@ -153,6 +160,7 @@ class FuseLoopTest : public ::testing::TestWithParam<unsigned> {
     ops.getattr = Getattr;
     ops.open = Open;
     ops.write = Write;
+    ops.read = Read;
     const char* argv[] = {"wavefs-loop-test"};
     fuse_args args = FUSE_ARGS_INIT(1, const_cast<char**>(argv));
     se_ = fuse_session_new(&args, &ops, sizeof(ops), &fs_);
@@ -180,16 +188,18 @@ class FuseLoopTest : public ::testing::TestWithParam<unsigned> {
 
   std::string File(int k) const { return dir_ + "/f" + std::to_string(k); }
 
-  // pwrite of 4 KiB to f<k> from its own thread; *result: bytes or -errno.
-  void StartWrite(int k, std::atomic<int>* result) {
-    writers_.emplace_back([this, k, result] {
-      const int fd = ::open(File(k).c_str(), O_WRONLY);
+  // pwrite (or pread) of 4 KiB to f<k> from its own thread; *result:
+  // bytes or -errno.
+  void StartWrite(int k, std::atomic<int>* result, bool read = false) {
+    writers_.emplace_back([this, k, result, read] {
+      const int fd = ::open(File(k).c_str(), read ? O_RDONLY : O_WRONLY);
       if (fd < 0) {
         result->store(-errno);
         return;
       }
       std::vector<char> data(4096, 'x');
-      const ssize_t n = ::pwrite(fd, data.data(), data.size(), 0);
+      const ssize_t n = read ? ::pread(fd, data.data(), data.size(), 0)
+                             : ::pwrite(fd, data.data(), data.size(), 0);
       result->store(n < 0 ? -errno : static_cast<int>(n));
       ::close(fd);
     });
@@ -244,6 +254,24 @@ TEST_P(FuseLoopTest, WritesWaitingForLaterOnesGetWorkersUpToTheMost) {
   // Again: the workers already there serve, none beyond the most.
   WriteChain(3);
   EXPECT_EQ(FuseLoopThreads().peak, 4u);
+}
+
+// READs never make the loop grow (fs/fuse_loop.h): each read in flight may
+// hold a chunk buffer past the budget, and a read waits for the store, not
+// for another request. Three reads at once, each 50 ms, on one worker:
+// served one after the other, all complete, no worker added.
+TEST_P(FuseLoopTest, ReadsNeverMakeTheLoopGrow) {
+  Mount(Options(1, 4, GetParam()));
+  std::vector<std::atomic<int>> results(3);
+  for (int k = 0; k < 3; ++k) {
+    results[k].store(1);
+    StartWrite(k, &results[k], /*read=*/true);
+  }
+  for (auto& t : writers_) t.join();
+  writers_.clear();
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(results[k].load(), 4096) << "f" << k;
+  EXPECT_EQ(FuseLoopThreads().peak, 1u);
+  EXPECT_EQ(FuseLoopThreads().added, 0u);
 }
 
 // Two kept, five at most, a chain of eight: the first five hold all five
