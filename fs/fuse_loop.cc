@@ -294,14 +294,17 @@ void* Work(void* arg) {
     bool got = false;
     const bool more = Receive(w, &got);
     const int64_t now = NowNs();
+    // Counted before the receive count drops: a watchdog about to park
+    // looks again after saying so, and must then see this request.
+    const bool read = got && IsRead(w->buf);
+    if (got && !read)
+      loop->busy_not_reading.fetch_add(1, std::memory_order_seq_cst);
     if (loop->receiving.fetch_sub(1, std::memory_order_seq_cst) == 1 && got) {
       loop->all_busy_since.store(now, std::memory_order_seq_cst);
       UnparkWatch(loop);
     }
     if (!more) break;
     if (!got) continue;
-    const bool read = IsRead(w->buf);
-    if (!read) loop->busy_not_reading.fetch_add(1, std::memory_order_seq_cst);
     fuse_session_process_buf(loop->se, &w->buf);
     if (!read) loop->busy_not_reading.fetch_sub(1, std::memory_order_seq_cst);
     if (now - began >= loop->retire_after_ns && Retire(loop)) {
