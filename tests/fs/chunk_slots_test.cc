@@ -93,6 +93,18 @@ class ChunkSlotsFsTest : public FsTest {
     std::vector<uint64_t> inos;
     std::vector<std::unique_ptr<FileHandle>> handles;
   };
+  // Writes `big` as "big", remounts with `o` and reads it back: the reader
+  // then keeps buffers (two cached chunks and its reuse list). Returns the
+  // slots they take.
+  uint64_t ReadBigAfterRemount(const FsOptions& o, const std::string& big,
+                               uint64_t* ino) {
+    *ino = WriteFile("big", big);
+    Remount(o);
+    EXPECT_TRUE(SameBytes(big, ReadFile(*ino)));
+    const uint64_t held = Stat("chunk_slots_used");
+    EXPECT_GE(held, 2u);
+    return held;
+  }
   Writers StartWriters(uint64_t seed) {
     Writers w;
     for (int i = 0; i < 4; ++i) {
@@ -154,11 +166,8 @@ TEST_F(ChunkSlotsFsTest, BuffersInRecentUseAreNotTakenAway) {
   FsOptions o = Shared();
   o.chunk_idle = std::chrono::hours(1);
   const std::string big = RandomBytes(3 * kC + 1000, 72);
-  const uint64_t big_ino = WriteFile("big", big);
-  Remount(o);
-  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
-  const uint64_t reader_held = Stat("chunk_slots_used");
-  EXPECT_GE(reader_held, 2u);
+  uint64_t big_ino = 0;
+  const uint64_t reader_held = ReadBigAfterRemount(o, big, &big_ino);
   Writers w = StartWriters(200);
   auto& [data, inos, handles] = w;
   EXPECT_EQ(Stat("write_buffers"), 4u);
@@ -213,11 +222,8 @@ TEST_F(ChunkSlotsFsTest, AnIdleMountGivesItsBuffersBack) {
   o.chunk_idle = std::chrono::hours(1);  // no shedding between the sides
   o.idle_release = 200ms;
   const std::string big = RandomBytes(3 * kC + 1000, 75);
-  const uint64_t big_ino = WriteFile("big", big);
-  Remount(o);
-  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
-  const uint64_t reader_held = Stat("chunk_slots_used");
-  EXPECT_GE(reader_held, 2u);
+  uint64_t big_ino = 0;
+  const uint64_t reader_held = ReadBigAfterRemount(o, big, &big_ino);
   Writers w = StartWriters(400);
   auto& [data, inos, handles] = w;
   // Three of the four commit; the fourth keeps its dirty buffer.
@@ -252,12 +258,9 @@ TEST_F(ChunkSlotsFsTest, WithoutIdleReleaseBuffersStay) {
   FsOptions o = Shared();
   o.chunk_idle = std::chrono::hours(1);
   o.idle_release = 0ms;
-  const std::string big = RandomBytes(2 * kC, 76);
-  const uint64_t big_ino = WriteFile("big", big);
-  Remount(o);
-  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
-  const uint64_t held = Stat("chunk_slots_used");
-  EXPECT_GE(held, 2u);
+  uint64_t big_ino = 0;
+  const uint64_t held =
+      ReadBigAfterRemount(o, RandomBytes(2 * kC, 76), &big_ino);
   std::this_thread::sleep_for(500ms);
   EXPECT_EQ(Stat("chunk_slots_used"), held);
   EXPECT_EQ(Stat("idle_buffers_released"), 0u);
