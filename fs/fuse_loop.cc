@@ -237,8 +237,9 @@ void ReapLocked(Loop* loop) {
 }
 
 // Starts one more worker unless the session ended or max are alive; true
-// if it did. Called with every signal blocked (the worker inherits that
-// and unblocks only the wake-up).
+// if it did. One beyond the kept number counts as added (stats). Called with
+// every signal blocked (the worker inherits that and unblocks only the
+// wake-up).
 bool StartWorker(Loop* loop) {
   std::lock_guard<std::mutex> lock(loop->workers_mu);
   ReapLocked(loop);
@@ -254,7 +255,8 @@ bool StartWorker(Loop* loop) {
     return false;
   }
   pthread_setname_np(w.thread, "wfs-fuse");
-  loop->alive.fetch_add(1, std::memory_order_relaxed);
+  if (loop->alive.fetch_add(1, std::memory_order_relaxed) >= loop->base)
+    g_threads_added.fetch_add(1, std::memory_order_relaxed);
   const unsigned now = g_threads.fetch_add(1, std::memory_order_relaxed) + 1;
   unsigned peak = g_threads_peak.load(std::memory_order_relaxed);
   while (now > peak && !g_threads_peak.compare_exchange_weak(peak, now)) {
@@ -489,12 +491,10 @@ void Watch(Loop* loop) {
               std::lock_guard<std::mutex> lock(loop->mu);
               none_idle = loop->idle == 0 && !loop->closing;
             }
-            if (none_idle && StartWorker(loop))
-              g_threads_added.fetch_add(1, std::memory_order_relaxed);
+            if (none_idle) StartWorker(loop);
           }
         } else {
-          if (StartWorker(loop))
-            g_threads_added.fetch_add(1, std::memory_order_relaxed);
+          StartWorker(loop);
           // The next look waits kStuckNs more, for the new worker to
           // reach its receive (or for the cap to change nothing).
           loop->all_busy_since.compare_exchange_strong(

@@ -155,8 +155,8 @@ class WritePipeline {
   WritePipeline(Index* index, Spill* spill, Uploader* uploader,
                 OpenFileTable* files, ChunkReader* reader, const Secret& secret,
                 WriteOptions options, const FsHooks* hooks);
-  // Write buffers and the read path's share one budget (FsOptions::
-  // chunk_idle). Before the first write.
+  // Write buffers and the read path's share one budget
+  // (store/chunk_slots.h). Before the first write.
   void ShareSlots(ChunkSlots* slots) { pool_.ShareSlots(slots); }
   size_t pool_buffers() { return pool_.allocated(); }
   ~WritePipeline();

@@ -25,22 +25,22 @@ void ChunkSlots::Rebalance(int id) {
   if (used_.load() > total_) ShedOthers(id);
 }
 
-void ChunkSlots::ShedOthers(int id) {
+size_t ChunkSlots::ShedExcept(int except, Clock::time_point cutoff) {
   std::lock_guard<std::mutex> lock(shed_mu_);
   const size_t before = used_.load();
-  const Clock::time_point cutoff = Clock::now() - min_idle_;
   for (size_t i = 0; i < holders_.size(); ++i)
-    if (static_cast<int>(i) != id) holders_[i](cutoff);
-  // Other buffers may come and go meanwhile: a guide for the stats only.
-  if (used_.load() < before) sheds_.fetch_add(1);
+    if (static_cast<int>(i) != except) holders_[i](cutoff);
+  // Other buffers may come and go meanwhile: a guide, not a count.
+  const size_t after = used_.load();
+  return after < before ? before - after : 0;
+}
+
+void ChunkSlots::ShedOthers(int id) {
+  if (ShedExcept(id, Clock::now() - min_idle_) > 0) sheds_.fetch_add(1);
 }
 
 size_t ChunkSlots::ShedIdle(Clock::time_point cutoff) {
-  std::lock_guard<std::mutex> lock(shed_mu_);
-  const size_t before = used_.load();
-  for (auto& shed : holders_) shed(cutoff);
-  const size_t after = used_.load();
-  return after < before ? before - after : 0;
+  return ShedExcept(-1, cutoff);
 }
 
 void ChunkSlots::Give(size_t n) { used_.fetch_sub(n); }

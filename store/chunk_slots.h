@@ -92,6 +92,9 @@ class ChunkSlots {
   // the first still wipes (8 writers starting at once peaked a buffer or
   // two above the count).
   void ShedOthers(int id);
+  // Asks every holder but `except` (-1: none) to shed what has been idle
+  // since before cutoff; returns the slots given back meanwhile.
+  size_t ShedExcept(int except, Clock::time_point cutoff);
   std::mutex shed_mu_;
   std::vector<Shed> holders_;
 };
