@@ -605,20 +605,22 @@ Status Filesystem::Fallocate(FileHandle* h, int mode, uint64_t offset,
 // ------------------------------------------------------------- data paths
 
 Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
-                                 const char* data, size_t size) {
+                                 const char* data, size_t size,
+                                 bool writeback) {
   MemorySource src(data);
-  return Write(h, offset, &src, size);
+  return Write(h, offset, &src, size, writeback);
 }
 
 Result<size_t> Filesystem::Write(FileHandle* h, uint64_t offset,
-                                 WriteSource* src, size_t size) {
+                                 WriteSource* src, size_t size,
+                                 bool writeback) {
   OpenFile* f = h->file.get();
   if (offset + size > kMaxFileSize || offset + size < offset)
     return Status::Error(Code::kTooBig, "write past the file size limit");
   std::unique_lock<std::mutex> lock(f->mu);
   WAVEFS_RETURN_IF_ERROR(committer_.ReplayIfNeeded(f, lock));
   ChangeScope change(f, lock, options_.hooks.change_waits);
-  auto n = pipeline_.Write(f, h, lock, offset, src, size);
+  auto n = pipeline_.Write(f, h, lock, offset, src, size, writeback);
   if (!n.ok()) return n;
   StampChange(f, true);
   f->attr_dirty = true;

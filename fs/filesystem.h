@@ -213,10 +213,11 @@ class Filesystem {
   // flags: the open(2) flags; O_TRUNC empties a regular file.
   Result<std::unique_ptr<FileHandle>> Open(uint64_t ino, int flags = 0);
   Result<size_t> Write(FileHandle* h, uint64_t offset, const char* data,
-                       size_t size);
-  // The same from a source (a FUSE request's pipe: fs/write_pipeline.h).
+                       size_t size, bool writeback = false);
+  // The same from a source (a FUSE request's pipe: fs/write_pipeline.h);
+  // writeback: pages the kernel's writeback cache sends (WritePipeline).
   Result<size_t> Write(FileHandle* h, uint64_t offset, WriteSource* src,
-                       size_t size);
+                       size_t size, bool writeback = false);
   // Reads up to size bytes at offset into out; returns bytes read (short at
   // end of file).
   Result<size_t> Read(FileHandle* h, uint64_t offset, size_t size, char* out);

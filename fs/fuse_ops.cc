@@ -516,8 +516,11 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off,
   if (v2 ? kill && (mode & (S_ISUID | S_ISGID)) : (mode & S_ISGID) != 0)
     KillPrivileges(req, ino, v2);
   FuseBufSource src(in);
+  // fi->writepage: FUSE_WRITE_CACHE, pages of the kernel's writeback cache.
+  if (fi->writepage)
+    ctx->writeback_writes.fetch_add(1, std::memory_order_relaxed);
   auto n = Fs(req)->Write(Handle(fi), static_cast<uint64_t>(off), &src,
-                          fuse_buf_size(in));
+                          fuse_buf_size(in), fi->writepage != 0);
   if (!n.ok()) return ReplyErr(req, "write", n.status());
   fuse_reply_write(req, *n);
 }
@@ -702,6 +705,7 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
         "writeback_cache=" + std::to_string(c->writeback_cache ? 1 : 0) +
         "\nwrite_requests=" + std::to_string(c->write_requests.load()) +
         "\nspliced_writes=" + std::to_string(c->spliced_writes.load()) +
+        "\nwriteback_writes=" + std::to_string(c->writeback_writes.load()) +
         "\nsplice_switches=" + std::to_string(c->wire.splice_switches()) +
         "\nfuse_handoffs=" + std::to_string(FuseLoopHandoffs()) +
         "\nfuse_threads=" + std::to_string(threads.now) +

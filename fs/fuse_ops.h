@@ -57,6 +57,9 @@ struct FuseContext {
   // Of those, the ones whose data came in a pipe (libfuse's splice read),
   // read from there straight into a dirty buffer.
   std::atomic<uint64_t> spliced_writes{0};
+  // Of those, the ones the kernel's writeback sent (FUSE_WRITE_CACHE: pages
+  // of its cache, with --writeback-cache), not an application's write.
+  std::atomic<uint64_t> writeback_writes{0};
   // LOOKUP requests, and entries returned with their attributes by
   // readdirplus (each one a LOOKUP saved).
   std::atomic<uint64_t> lookup_requests{0};

@@ -53,7 +53,12 @@ struct OpenFile {
     uint64_t touched = 0;  // write clock at the last write (LRU eviction)
     // End of the run of writes that went in order from offset 0: when it
     // reaches the chunk's end a sequential writer is done with the chunk.
+    // Writes that landed past it wait in `ahead` (sorted, disjoint) and join
+    // the run once the gap before them is written: the kernel's writeback
+    // (--writeback-cache) sends a file's pieces from several requests at
+    // once, so they arrive a little out of order (NoteWritten).
     uint32_t in_order = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> ahead;
     // Page-out (store/page_out.h): once paged out, the chunk keeps its slot
     // until it is sealed or cut. Masks of its 64 KiB segments: in_slot,
     // what the slot holds; absent, what is in the slot but not in buf
@@ -79,29 +84,56 @@ struct OpenFile {
     // (its header page at every transaction) between two fsyncs.
     void Log(uint32_t from, uint32_t to) {
       if (to <= from || log_overflow) return;
+      if (!MergeRange(logged, from, to, kMaxLogged)) {
+        log_overflow = true;
+        logged.clear();
+      }
+    }
+    // Records a write of bytes [from, to) for in_order; one past it waits in
+    // `ahead` only when it came from the kernel's writeback (keep_ahead).
+    // An application's own writes that leave gaps are random writes (fio,
+    // a database), which go on rewriting the chunk: sealed early, it would
+    // be sealed, staged and uploaded again.
+    void NoteWritten(uint32_t from, uint32_t to, bool keep_ahead) {
+      if (to <= from) return;
+      if (from > in_order) {
+        if (!keep_ahead) return;
+        // Too many gaps: the write is forgotten here, which only costs the
+        // early seal (the chunk is then sealed at the commit or eviction).
+        (void)MergeRange(ahead, from, to, kMaxAhead);
+        return;
+      }
+      in_order = std::max(in_order, to);
+      size_t joined = 0;
+      while (joined < ahead.size() && ahead[joined].first <= in_order)
+        in_order = std::max(in_order, ahead[joined++].second);
+      ahead.erase(ahead.begin(), ahead.begin() + joined);
+    }
+    // Adds [from, to) to sorted, disjoint `ranges`, merging what it touches;
+    // false (ranges unchanged) when that would make more than `max`.
+    static bool MergeRange(std::vector<std::pair<uint32_t, uint32_t>>& ranges,
+                           uint32_t from, uint32_t to, size_t max) {
       // The first range that ends at or after from: it and those after it
       // that start at or before to merge with [from, to).
-      auto it = std::lower_bound(logged.begin(), logged.end(), from,
+      auto it = std::lower_bound(ranges.begin(), ranges.end(), from,
                                  [](const std::pair<uint32_t, uint32_t>& r,
                                     uint32_t v) { return r.second < v; });
       auto end = it;
-      while (end != logged.end() && end->first <= to) {
+      while (end != ranges.end() && end->first <= to) {
         from = std::min(from, end->first);
         to = std::max(to, end->second);
         ++end;
       }
       if (it != end) {
         *it = {from, to};
-        logged.erase(it + 1, end);
-        return;
+        ranges.erase(it + 1, end);
+        return true;
       }
-      if (logged.size() >= kMaxLogged) {
-        log_overflow = true;
-        logged.clear();
-        return;
-      }
-      logged.insert(it, {from, to});
+      if (ranges.size() >= max) return false;
+      ranges.insert(it, {from, to});
+      return true;
     }
+    static constexpr size_t kMaxAhead = 16;
     static constexpr size_t kMaxLogged = 32;
     // Records that bytes [from, to) of the chunk changed in buf.
     void MarkChanged(uint64_t from, uint64_t to) {

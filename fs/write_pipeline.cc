@@ -80,7 +80,7 @@ void WritePipeline::ReleaseBuffers(OpenFile* f) {
 Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
                                     std::unique_lock<std::mutex>& lock,
                                     uint64_t offset, WriteSource* src,
-                                    size_t size) {
+                                    size_t size, bool writeback) {
   if (!f->error.ok()) return f->error;
   f->write_gen += 1;
   if (h != nullptr) f->writers[h] = f->write_gen;
@@ -130,7 +130,7 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
         f->error = Status::Error(Code::kIo, "a write's data could not be read");
     }
     d.len = std::max(d.len, in + got);
-    if (in <= d.in_order) d.in_order = std::max(d.in_order, in + got);
+    d.NoteWritten(in, in + got, writeback);
     pos += got;
     if (f->attr.size < pos) f->attr.size = pos;
     if (got < n) {
@@ -140,12 +140,14 @@ Result<size_t> WritePipeline::Write(OpenFile* f, FileHandle* h,
         return Status::Error(Code::kIo, "cannot read the write's data");
       break;
     }
-    // Writes that went in order to the end of a chunk mean a sequential
-    // writer is done with it: seal it now, overlapping with the next writes.
-    // Only then: the kernel's writeback (--writeback-cache) sends a file's
-    // pages in any order, and a chunk sealed before its first half arrived
-    // would be sealed, staged and uploaded twice.
-    if (in + n == kChunkSize && d.in_order == kChunkSize) SubmitSeal(f, idx);
+    // A chunk written whole since it came in means a sequential writer is
+    // done with it: seal it now, overlapping with the next writes. Only
+    // then: the kernel's writeback (--writeback-cache) sends a file's pages
+    // in any order, and a chunk sealed before its first half arrived would
+    // be sealed, staged and uploaded twice. Writeback's pieces a little out
+    // of order (several requests at once) still seal it as its last gap
+    // fills, not at an eviction that would page a full buffer out.
+    if (d.in_order == kChunkSize) SubmitSeal(f, idx);
   }
   return static_cast<size_t>(pos - offset);
 }

@@ -163,10 +163,11 @@ class WritePipeline {
 
   // Copies size bytes from src into f's dirty buffers; a short count when
   // a later chunk could not be brought in or src ran dry. Marks h as a
-  // writer of f.
+  // writer of f. writeback: the kernel's writeback sent the bytes (pages
+  // of its cache, not an application's write; OpenFile::Dirty::in_order).
   Result<size_t> Write(OpenFile* f, FileHandle* h,
                        std::unique_lock<std::mutex>& lock, uint64_t offset,
-                       WriteSource* src, size_t size);
+                       WriteSource* src, size_t size, bool writeback = false);
   // Makes chunk index of f a dirty buffer holding its current content
   // (copy-on-write). May release the lock while waiting.
   // need: the 64 KiB segments (OpenFile::Dirty::SegmentMask) that must be

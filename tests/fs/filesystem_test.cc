@@ -51,15 +51,22 @@ TEST_F(FsTest, WriteThenReadBackVariousSizes) {
 // The kernel's writeback cache sends a file's pages in any order. A write
 // that reaches a chunk's end before its start arrived must not seal the
 // chunk early: it would be sealed, staged and stored twice (once with its
-// start missing). In-order writes still seal each chunk as it fills.
+// start missing). In-order writes still seal each chunk as it fills. An
+// application's writes out of order are a random writer's, which may come
+// back to the chunk: not sealed early even once they cover it (the
+// kernel's writeback pieces are: PageOutTest.PiecesALittleOutOfOrder...).
 TEST_F(FsTest, OnlyInOrderWritesSealAChunkEarly) {
-  const std::string data = RandomBytes(2 * kC, 21);
+  std::string data = RandomBytes(2 * kC, 21);
   const uint64_t ino = Create("f");
   auto h = OpenH(ino);
   ASSERT_TRUE(h);
-  // Chunk 0: the second half first (reaching its end), then the first half.
+  // Chunk 0: the second half first (reaching its end), then the first half,
+  // then a patch in its middle.
   WriteAt(h.get(), kC / 2, data.substr(kC / 2, kC / 2));
   WriteAt(h.get(), 0, data.substr(0, kC / 2));
+  const std::string patch = RandomBytes(1000, 22);
+  data.replace(kC / 3, patch.size(), patch);
+  WriteAt(h.get(), kC / 3, patch);
   // Chunk 1: in order.
   WriteAt(h.get(), kC, data.substr(kC));
   WAVEFS_ASSERT_OK(fs_->Flush(h.get()));
