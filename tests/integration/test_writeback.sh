@@ -24,6 +24,7 @@ before=$(stat_get write_requests)
 check "dd bs=8k without the cache" dd if="$SRC/s" of="$MNT/plain" bs=8k status=none
 after=$(stat_get write_requests)
 expect_eq "8 MiB in 8 KiB writes are 1024 WRITE requests without the cache" 1024 $((after - before))
+expect_eq "none of them marked as the kernel's writeback" 0 "$(stat_get writeback_writes)"
 check "the file written without the cache equals its source" cmp "$SRC/s" "$MNT/plain"
 wfs_unmount
 
@@ -33,6 +34,9 @@ before=$(stat_get write_requests)
 check "dd bs=8k with the cache" dd if="$SRC/s" of="$MNT/wb" bs=8k status=none
 after=$(stat_get write_requests)
 expect_le "8 MiB in 8 KiB writes reach the daemon in at most 32 WRITE requests" $((after - before)) 32
+# The daemon tells them from an application's writes (FUSE_WRITE_CACHE):
+# only the kernel's pieces may seal a chunk once a gap in it fills.
+expect_eq "every one of them marked as the kernel's writeback" $((after - before)) "$(stat_get writeback_writes)"
 check "the file written through the cache equals its source" cmp "$SRC/s" "$MNT/wb"
 before=$(stat_get write_requests)
 head -c 4M "$SRC/s" | tee "$MNT/tee" >/dev/null || fail "tee into the mount failed"
