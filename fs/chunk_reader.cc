@@ -1,6 +1,5 @@
 #include "fs/chunk_reader.h"
 
-#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -359,7 +358,7 @@ std::shared_ptr<std::vector<uint8_t>> ChunkReader::ChunkBuffer() {
       }
     }
     // Plaintext: wiped before it goes back to the allocator.
-    sodium_memzero(owned->data(), owned->capacity());
+    WipeChunkBuffer(owned->data(), owned->capacity());
     owned.reset();
     if (options_.slots != nullptr) options_.slots->Give();
   });
@@ -377,7 +376,7 @@ void ChunkReader::ShedIdle(ChunkSlots::Clock::time_point cutoff) {
     idle = ChunkSlots::TakeIdle(recycled_, cutoff);
   }
   const size_t n = idle.size();
-  for (auto& v : idle) sodium_memzero(v->data(), v->capacity());
+  for (auto& v : idle) WipeChunkBuffer(v->data(), v->capacity());
   idle.clear();
   if (options_.slots != nullptr && n > 0) options_.slots->Give(n);
 }

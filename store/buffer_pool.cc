@@ -1,6 +1,5 @@
 #include "store/buffer_pool.h"
 
-#include <sodium.h>
 #include <sys/mman.h>
 
 #include <chrono>
@@ -41,7 +40,7 @@ void BufferPool::ShedFree(ChunkSlots::Clock::time_point cutoff) {
 }
 
 void BufferPool::FreeWiped(uint8_t* b) const {
-  sodium_memzero(b, AllocatedBytes());
+  WipeChunkBuffer(b, AllocatedBytes());
   std::free(b);
 }
 

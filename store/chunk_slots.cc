@@ -1,6 +1,42 @@
 #include "store/chunk_slots.h"
 
+#include <sodium.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+
 namespace wavefs {
+
+void WipeChunkBuffer(void* p, size_t n) {
+  if (n == 0) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto start = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t end = start + n;
+  // Every page the bytes touch, the partial ones at either end included: a
+  // page holding any of them is mapped (it is part of the allocation).
+  const uintptr_t first = start & ~(page - 1);
+  const uintptr_t last = (end + page - 1) & ~(page - 1);
+  std::vector<unsigned char> resident((last - first) / page);
+  if (::mincore(reinterpret_cast<void*>(first), last - first,
+                resident.data()) != 0) {
+    sodium_memzero(p, n);
+    return;
+  }
+  for (size_t i = 0; i < resident.size();) {
+    if ((resident[i] & 1) == 0) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < resident.size() && (resident[j] & 1) != 0) ++j;
+    const uintptr_t from = std::max(start, first + i * page);
+    const uintptr_t to = std::min(end, first + j * page);
+    sodium_memzero(reinterpret_cast<void*>(from), to - from);
+    i = j;
+  }
+}
 
 int ChunkSlots::AddHolder(Shed shed) {
   holders_.push_back(std::move(shed));

@@ -8,6 +8,8 @@
 #include "store/chunk_slots.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -18,6 +20,42 @@ namespace fs_testing {
 namespace {
 
 using namespace std::chrono_literals;
+
+// A buffer given back is wiped where it was written, and its pages never
+// written stay unmapped until the unmap: wiping every byte faulted them in
+// first (2 MiB of a small file's write buffer at each shed).
+TEST(ChunkSlotsTest, AWipeZeroesWrittenPagesAndFaultsNoOtherIn) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t bytes = 4u << 20;
+  void* map = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(map, MAP_FAILED);
+  (void)::madvise(map, bytes, MADV_NOHUGEPAGE);  // small pages, counted
+  auto* b = static_cast<uint8_t*>(map);
+  auto resident = [&] {
+    std::vector<unsigned char> v(bytes / page);
+    EXPECT_EQ(::mincore(map, bytes, v.data()), 0);
+    size_t n = 0;
+    for (unsigned char c : v) n += c & 1;
+    return n;
+  };
+  // Written: the first 10 pages and a run in the middle; from an unaligned
+  // start and to an unaligned end, as a vector's data may be.
+  std::memset(b + 100, 0xa5, 10 * page - 100);
+  std::memset(b + 512 * page, 0x5a, 3 * page);
+  ASSERT_EQ(resident(), 13u);
+  WipeChunkBuffer(b + 100, bytes - 200);
+  EXPECT_EQ(resident(), 13u) << "the wipe faulted pages in";
+  for (size_t i = 100; i < 10 * page; ++i) ASSERT_EQ(b[i], 0) << "at " << i;
+  for (size_t i = 512 * page; i < 515 * page; ++i)
+    ASSERT_EQ(b[i], 0) << "at " << i;
+  // A buffer of less than a page is wiped whole.
+  std::memset(b + 600 * page + 10, 0x33, 100);
+  WipeChunkBuffer(b + 600 * page + 10, 100);
+  for (size_t i = 600 * page + 10; i < 600 * page + 110; ++i)
+    ASSERT_EQ(b[i], 0) << "at " << i;
+  ::munmap(map, bytes);
+}
 
 TEST(ChunkSlotsTest, PastTheTotalTheOtherHoldersShedFirst) {
   ChunkSlots slots(3, 0ms);
