@@ -24,17 +24,11 @@ void WipeChunkBuffer(void* p, size_t n) {
     sodium_memzero(p, n);
     return;
   }
-  for (size_t i = 0; i < resident.size();) {
-    if ((resident[i] & 1) == 0) {
-      ++i;
-      continue;
-    }
-    size_t j = i;
-    while (j < resident.size() && (resident[j] & 1) != 0) ++j;
+  for (size_t i = 0; i < resident.size(); ++i) {
+    if ((resident[i] & 1) == 0) continue;
     const uintptr_t from = std::max(start, first + i * page);
-    const uintptr_t to = std::min(end, first + j * page);
+    const uintptr_t to = std::min(end, first + (i + 1) * page);
     sodium_memzero(reinterpret_cast<void*>(from), to - from);
-    i = j;
   }
 }
 

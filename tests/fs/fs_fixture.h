@@ -168,11 +168,12 @@ class FsTest : public ::testing::Test {
     return h.ok() ? std::move(*h) : nullptr;
   }
   // Writes in FUSE-like pieces; fails the test on a short or failed write.
+  // writeback: as pages the kernel's writeback cache sends.
   void WriteAt(FileHandle* h, uint64_t offset, const std::string& data,
-               size_t piece = 1 << 20) {
+               size_t piece = 1 << 20, bool writeback = false) {
     for (size_t done = 0; done < data.size();) {
       const size_t n = std::min(piece, data.size() - done);
-      auto r = fs_->Write(h, offset + done, data.data() + done, n);
+      auto r = fs_->Write(h, offset + done, data.data() + done, n, writeback);
       ASSERT_TRUE(r.ok()) << "write at " << offset + done << ": "
                           << r.status().ToString();
       ASSERT_EQ(*r, n) << "short write at " << offset + done;

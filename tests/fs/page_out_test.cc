@@ -141,12 +141,8 @@ TEST_F(PageOutTest, PiecesALittleOutOfOrderSealEachChunkOnceWithoutPagingOut) {
   for (uint64_t at = 0; at < data.size(); at += kPiece) starts.push_back(at);
   for (size_t i = 0; i + 1 < starts.size(); i += 2)
     std::swap(starts[i], starts[i + 1]);
-  for (uint64_t at : starts) {
-    const std::string piece = data.substr(at, kPiece);
-    auto r = fs_->Write(h.get(), at, piece.data(), piece.size(),
-                        /*writeback=*/true);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-  }
+  for (uint64_t at : starts)
+    WriteAt(h.get(), at, data.substr(at, kPiece), kPiece, /*writeback=*/true);
   EXPECT_EQ(Stat("page_outs"), 0u);
   EXPECT_EQ(Stat("page_slots"), 0u);
   WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
