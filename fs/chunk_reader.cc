@@ -47,7 +47,7 @@ ChunkReader::ChunkReader(Index* index, Spill* spill, ChunkStore* store,
       read_window_(options.read_window) {
   if (options_.slots != nullptr)
     slot_id_ = options_.slots->AddHolder(
-        [this](ChunkSlots::Clock::time_point cutoff) { ShedIdle(cutoff); });
+        [this](const ChunkSlots::Cutoffs& c) { ShedIdle(c); });
   for (int i = 0; i < options_.prefetch_depth; ++i)
     prefetchers_.emplace_back([this] {
       NameThisThread("wfs-prefetch");
@@ -364,16 +364,21 @@ std::shared_ptr<std::vector<uint8_t>> ChunkReader::ChunkBuffer() {
   });
 }
 
-void ChunkReader::ShedIdle(ChunkSlots::Clock::time_point cutoff) {
-  // Cached chunks nobody read since cutoff go first (their buffers
-  // unmapped), then the reuse list's buffers back since before cutoff.
+size_t ChunkReader::reuse_buffers() {
+  std::lock_guard<std::mutex> lock(recycle_mu_);
+  return recycled_.size();
+}
+
+void ChunkReader::ShedIdle(const ChunkSlots::Cutoffs& cutoffs) {
+  // Cached chunks nobody read since their cutoff go first (their buffers
+  // unmapped), then the reuse list's buffers back since before theirs.
   shedding_.store(true);
-  cache_.DropIdle(cutoff);
+  cache_.DropIdle(cutoffs.cached);
   shedding_.store(false);
   std::vector<std::unique_ptr<std::vector<uint8_t>>> idle;
   {
     std::lock_guard<std::mutex> lock(recycle_mu_);
-    idle = ChunkSlots::TakeIdle(recycled_, cutoff);
+    idle = ChunkSlots::TakeIdle(recycled_, cutoffs.reuse);
   }
   const size_t n = idle.size();
   for (auto& v : idle) WipeChunkBuffer(v->data(), v->capacity());

@@ -100,6 +100,8 @@ class ChunkReader {
   // (fs/sibling_prefetch.h); nothing when it is cached or being fetched.
   Status PrefetchSmall(const ChunkRef& ref);
   uint64_t segment_reads() const { return segment_reads_.load(); }
+  // Fetch buffers on the reuse list now (stats).
+  size_t reuse_buffers();
   // Turns the read windows off (0) once the kernel sends whole reads in one
   // request (fs/kernel_readahead.h): a random read then fetches exactly the
   // segments it covers, one request, however it sits against the windows.
@@ -127,9 +129,9 @@ class ChunkReader {
   Status ReadWindows(const ChunkRef& ref, uint64_t window, uint64_t offset,
                      uint64_t len, ReadSink* sink);
   std::shared_ptr<std::vector<uint8_t>> ChunkBuffer();
-  // Unmaps the fetch buffers kept idle since before cutoff: cached chunks
-  // no reader holds and the reuse list (the slots' shed).
-  void ShedIdle(ChunkSlots::Clock::time_point cutoff);
+  // Unmaps the fetch buffers kept idle since before the cutoffs: cached
+  // chunks no reader holds and the reuse list (the slots' shed).
+  void ShedIdle(const ChunkSlots::Cutoffs& cutoffs);
   void PrefetchLoop();
 
   Index* index_;

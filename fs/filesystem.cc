@@ -64,7 +64,7 @@ Filesystem::Filesystem(Index* index, Spill* spill, ChunkStore* store,
       uploader_(uploader),
       options_(std::move(options)),
       files_(index),
-      slots_(options_.dirty_buffers, options_.chunk_idle),
+      slots_(options_.dirty_buffers, options_.chunk_idle, options_.reuse_idle),
       reader_(index, spill, store, options_.chunk_format,
               ReaderOptionsOf(options_, &slots_)),
       siblings_(index, &reader_, SiblingOptionsOf(options_),
@@ -837,6 +837,7 @@ std::string Filesystem::StatsText(const std::string& extra) {
   add("chunk_slot_sheds", std::to_string(slots_.sheds()));
   add("idle_buffers_released", std::to_string(idle_release_.released()));
   add("write_buffers", std::to_string(pipeline_.pool_buffers()));
+  add("read_reuse_buffers", std::to_string(reader_.reuse_buffers()));
   if (counts_ != nullptr) {
     add("store_puts", std::to_string(counts_->puts()));
     add("store_bytes_got", std::to_string(counts_->bytes_got()));

@@ -54,11 +54,13 @@ struct FsOptions {
   size_t max_buffers_per_file = 3;
   size_t cache_chunks = 4;  // decrypted chunks kept for reads
   // Reads and writes share dirty_buffers slots of chunk buffers: past
-  // them, the side that needs one unmaps the other's buffers idle for
-  // chunk_idle (store/chunk_slots.h); a reader and writers running at once
-  // keep theirs. The cache's share of the memory limit is the headroom for
+  // them, the side that needs one unmaps the other's cached chunks idle
+  // for chunk_idle and the buffers it keeps for reuse idle for reuse_idle
+  // (store/chunk_slots.h); a reader and writers running at once keep
+  // theirs. The cache's share of the memory limit is the headroom for
   // chunks readers hold while writers hold every slot.
   std::chrono::milliseconds chunk_idle{1000};
+  std::chrono::milliseconds reuse_idle{100};
   // Chunk buffers nobody used for this long go back to the system while
   // the mount is idle (fs/idle_release.h); 0: kept for the mount's life.
   // Mounts default to 30 s (--idle-release).

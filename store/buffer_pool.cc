@@ -25,7 +25,7 @@ BufferPool::~BufferPool() {
 void BufferPool::ShareSlots(ChunkSlots* slots) {
   slots_ = slots;
   slot_id_ = slots->AddHolder(
-      [this](ChunkSlots::Clock::time_point cutoff) { ShedFree(cutoff); });
+      [this](const ChunkSlots::Cutoffs& c) { ShedFree(c.reuse); });
 }
 
 void BufferPool::ShedFree(ChunkSlots::Clock::time_point cutoff) {

@@ -55,22 +55,24 @@ void ChunkSlots::Rebalance(int id) {
   if (used_.load() > total_) ShedOthers(id);
 }
 
-size_t ChunkSlots::ShedExcept(int except, Clock::time_point cutoff) {
+size_t ChunkSlots::ShedExcept(int except, const Cutoffs& cutoffs) {
   std::lock_guard<std::mutex> lock(shed_mu_);
   const size_t before = used_.load();
   for (size_t i = 0; i < holders_.size(); ++i)
-    if (static_cast<int>(i) != except) holders_[i](cutoff);
+    if (static_cast<int>(i) != except) holders_[i](cutoffs);
   // Other buffers may come and go meanwhile: a guide, not a count.
   const size_t after = used_.load();
   return after < before ? before - after : 0;
 }
 
 void ChunkSlots::ShedOthers(int id) {
-  if (ShedExcept(id, Clock::now() - min_idle_) > 0) sheds_.fetch_add(1);
+  const Clock::time_point now = Clock::now();
+  if (ShedExcept(id, Cutoffs{now - cached_idle_, now - reuse_idle_}) > 0)
+    sheds_.fetch_add(1);
 }
 
 size_t ChunkSlots::ShedIdle(Clock::time_point cutoff) {
-  return ShedExcept(-1, cutoff);
+  return ShedExcept(-1, Cutoffs{cutoff, cutoff});
 }
 
 void ChunkSlots::Give(size_t n) { used_.fetch_sub(n); }

@@ -11,15 +11,27 @@
 // the buffers they keep idle.
 //
 // A holder takes a slot for every buffer it maps (Take) and gives it back
-// when the buffer is unmapped (Give). Only buffers idle for at least
-// `min_idle` are shed: a reader and writers running at once each keep
-// reusing theirs (shedding those made the reader fetch its prefetched
-// chunk again and both sides map and unmap a buffer per chunk: a 512 MiB
-// read beside six writers took twice as long). Take never blocks and never
-// fails: a buffer the other holders cannot make room for is taken anyway
-// (an overdraft, as before the shared count: readers in flight are
-// bounded by the FUSE and prefetch threads). Thread-safe; holders register
-// before the first Take.
+// when the buffer is unmapped (Give). Only buffers idle long enough are
+// shed, and how long depends on what a buffer is kept for:
+//   - a cached chunk (data a reader may come back to): `cached_idle`. A
+//     reader and writers running at once each keep theirs (shedding them
+//     at once made the reader fetch its prefetched chunk again and both
+//     sides map and unmap a buffer per chunk: a 512 MiB read beside six
+//     writers took twice as long);
+//   - a buffer kept only to be reused (the reader's reuse list, the write
+//     pool's free buffers): `reuse_idle`, much shorter. A side at work
+//     reuses these within milliseconds; one that stopped a moment ago
+//     holds them for nothing. With the cached chunks' second for them
+//     too, eight writers started right after SQLite's reads mapped their
+//     buffers beside the reader's idle ones and peaked at 70-72 MiB; with
+//     100 ms, 62-64 (/var/tmp/tw/mem.sh, outside the repository,
+//     2026-12-07), while a 512 MiB read beside six writers took as long as
+//     before (0.82-0.86 s against 0.75-0.88 s, four alternating runs of
+//     /var/tmp/tw/mixed.sh).
+// Take never blocks and never fails: a buffer the other holders cannot
+// make room for is taken anyway (an overdraft, as before the shared count:
+// readers in flight are bounded by the FUSE and prefetch threads).
+// Thread-safe; holders register before the first Take.
 #pragma once
 
 #include <atomic>
@@ -47,12 +59,21 @@ void WipeChunkBuffer(void* p, size_t n);
 class ChunkSlots {
  public:
   using Clock = std::chrono::steady_clock;
-  ChunkSlots(size_t total, std::chrono::milliseconds min_idle)
-      : total_(total < 1 ? 1 : total), min_idle_(min_idle) {}
-  // Registers a holder whose `shed(cutoff)` unmaps the buffers it has kept
-  // idle since before cutoff (calling Give for each). Returns the holder's
-  // id for Take.
-  using Shed = std::function<void(Clock::time_point cutoff)>;
+  ChunkSlots(size_t total, std::chrono::milliseconds cached_idle,
+             std::chrono::milliseconds reuse_idle)
+      : total_(total < 1 ? 1 : total),
+        cached_idle_(cached_idle),
+        reuse_idle_(reuse_idle) {}
+  // What a shed unmaps: cached chunks idle since before `cached`, buffers
+  // kept for reuse idle since before `reuse` (above).
+  struct Cutoffs {
+    Clock::time_point cached;
+    Clock::time_point reuse;
+  };
+  // Registers a holder whose `shed(cutoffs)` unmaps the buffers it has
+  // kept idle since before them (calling Give for each). Returns the
+  // holder's id for Take.
+  using Shed = std::function<void(const Cutoffs& cutoffs)>;
   int AddHolder(Shed shed);
   // One more buffer for holder `id`. Past the total, the other holders shed
   // their idle buffers first (none of the caller's locks may be held that a
@@ -69,9 +90,10 @@ class ChunkSlots {
   size_t peak() const { return peak_.load(); }
   // Times a holder's Take or Rebalance made the others unmap buffers.
   uint64_t sheds() const { return sheds_.load(); }
-  // Every holder unmaps the buffers it has kept idle since before cutoff
-  // (an idle mount giving memory back, fs/idle_release.h). Returns how
-  // many slots were given back meanwhile (a guide: others may come and go).
+  // Every holder unmaps the buffers of either kind it has kept idle since
+  // before cutoff (an idle mount giving memory back, fs/idle_release.h).
+  // Returns how many slots were given back meanwhile (a guide: others may
+  // come and go).
   size_t ShedIdle(Clock::time_point cutoff);
 
   // For a holder's shed: moves the items of `kept` (each with the time it
@@ -94,7 +116,8 @@ class ChunkSlots {
 
  private:
   const size_t total_;
-  const std::chrono::milliseconds min_idle_;
+  const std::chrono::milliseconds cached_idle_;
+  const std::chrono::milliseconds reuse_idle_;
   std::atomic<size_t> used_{0};
   std::atomic<size_t> peak_{0};
   std::atomic<uint64_t> sheds_{0};
@@ -105,8 +128,8 @@ class ChunkSlots {
   // two above the count).
   void ShedOthers(int id);
   // Asks every holder but `except` (-1: none) to shed what has been idle
-  // since before cutoff; returns the slots given back meanwhile.
-  size_t ShedExcept(int except, Clock::time_point cutoff);
+  // since before the cutoffs; returns the slots given back meanwhile.
+  size_t ShedExcept(int except, const Cutoffs& cutoffs);
   std::mutex shed_mu_;
   std::vector<Shed> holders_;
 };

@@ -58,15 +58,15 @@ TEST(ChunkSlotsTest, AWipeZeroesWrittenPagesAndFaultsNoOtherIn) {
 }
 
 TEST(ChunkSlotsTest, PastTheTotalTheOtherHoldersShedFirst) {
-  ChunkSlots slots(3, 0ms);
+  ChunkSlots slots(3, 0ms, 0ms);
   int idle_a = 0, idle_b = 0;  // buffers each holder keeps idle
   int shed_a = 0, shed_b = 0;
-  const int a = slots.AddHolder([&](ChunkSlots::Clock::time_point) {
+  const int a = slots.AddHolder([&](const ChunkSlots::Cutoffs&) {
     ++shed_a;
     slots.Give(idle_a);
     idle_a = 0;
   });
-  const int b = slots.AddHolder([&](ChunkSlots::Clock::time_point) {
+  const int b = slots.AddHolder([&](const ChunkSlots::Cutoffs&) {
     ++shed_b;
     slots.Give(idle_b);
     idle_b = 0;
@@ -92,18 +92,26 @@ TEST(ChunkSlotsTest, PastTheTotalTheOtherHoldersShedFirst) {
 }
 
 TEST(ChunkSlotsTest, ShedsOnlyWhatHasBeenIdleLongEnough) {
-  ChunkSlots slots(1, 1h);
-  std::vector<ChunkSlots::Clock::time_point> cutoffs;
-  slots.AddHolder(
-      [&](ChunkSlots::Clock::time_point cutoff) { cutoffs.push_back(cutoff); });
-  const int b = slots.AddHolder([](ChunkSlots::Clock::time_point) {});
+  ChunkSlots slots(1, 1h, 1min);
+  std::vector<ChunkSlots::Cutoffs> cutoffs;
+  slots.AddHolder([&](const ChunkSlots::Cutoffs& c) { cutoffs.push_back(c); });
+  const int b = slots.AddHolder([](const ChunkSlots::Cutoffs&) {});
   const auto before = ChunkSlots::Clock::now();
   EXPECT_TRUE(slots.Take(b));
   EXPECT_FALSE(slots.Take(b));
   ASSERT_EQ(cutoffs.size(), 1u);
-  // The holder is asked for what it has kept idle for an hour or more.
-  EXPECT_LE(cutoffs[0], before - 1h + 1s);
-  EXPECT_GE(cutoffs[0], before - 1h);
+  // The holder is asked for the cached chunks it has kept idle for an hour
+  // or more, and for the buffers it keeps for reuse idle for a minute.
+  EXPECT_LE(cutoffs[0].cached, before - 1h + 1s);
+  EXPECT_GE(cutoffs[0].cached, before - 1h);
+  EXPECT_LE(cutoffs[0].reuse, before - 1min + 1s);
+  EXPECT_GE(cutoffs[0].reuse, before - 1min);
+  // An idle mount's release asks for both kinds with the same cutoff.
+  const auto at = before - 5s;
+  slots.ShedIdle(at);
+  ASSERT_EQ(cutoffs.size(), 2u);
+  EXPECT_EQ(cutoffs[1].cached, at);
+  EXPECT_EQ(cutoffs[1].reuse, at);
 }
 
 class ChunkSlotsFsTest : public FsTest {
@@ -119,6 +127,7 @@ class ChunkSlotsFsTest : public FsTest {
     o.prefetch = false;
     o.hot_tail_hold = std::chrono::milliseconds(0);
     o.chunk_idle = 0ms;  // every idle buffer counts as idle long enough
+    o.reuse_idle = 0ms;
     return o;
   }
   void SetUp() override {
@@ -203,6 +212,7 @@ TEST_F(ChunkSlotsFsTest, ReadersAndWritersShareOneBudgetOfChunkBuffers) {
 TEST_F(ChunkSlotsFsTest, BuffersInRecentUseAreNotTakenAway) {
   FsOptions o = Shared();
   o.chunk_idle = std::chrono::hours(1);
+  o.reuse_idle = std::chrono::hours(1);
   const std::string big = RandomBytes(3 * kC + 1000, 72);
   uint64_t big_ino = 0;
   const uint64_t reader_held = ReadBigAfterRemount(o, big, &big_ino);
@@ -219,6 +229,42 @@ TEST_F(ChunkSlotsFsTest, BuffersInRecentUseAreNotTakenAway) {
     EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "w" << i;
 }
 
+// Buffers a side keeps only to reuse them go sooner than cached chunks
+// (reuse_idle, not chunk_idle): writers starting right after a read take
+// the slots of the reader's reuse list, while the chunks it cached stay
+// for a reader coming back; a reader right after writers takes the pool's
+// free buffers. Before 2026-12-07 both waited for chunk_idle, and eight
+// writers right after SQLite's reads peaked 8-10 MiB higher.
+TEST_F(ChunkSlotsFsTest, BuffersKeptForReuseGoBeforeCachedChunks) {
+  FsOptions o = Shared();
+  o.chunk_idle = std::chrono::hours(1);
+  o.reuse_idle = 0ms;
+  const std::string big = RandomBytes(3 * kC + 1000, 77);
+  uint64_t big_ino = 0;
+  const uint64_t reader_held = ReadBigAfterRemount(o, big, &big_ino);
+  const uint64_t reuse = Stat("read_reuse_buffers");
+  ASSERT_GE(reuse, 1u) << "the read left nothing on the reuse list";
+  ASSERT_LT(reuse, reader_held) << "the read left no cached chunk";
+  Writers w = StartWriters(250);
+  auto& [data, inos, handles] = w;
+  EXPECT_EQ(Stat("write_buffers"), 4u);
+  EXPECT_EQ(Stat("read_reuse_buffers"), 0u);
+  // The cached chunks stayed (past the count: an overdraft).
+  EXPECT_EQ(Stat("chunk_slots_used"), reader_held - reuse + 4);
+  EXPECT_GE(Stat("chunk_slot_sheds"), 1u);
+  for (auto& h : handles) WAVEFS_ASSERT_OK(fs_->Release(std::move(h)));
+  EXPECT_EQ(Stat("write_buffers"), 4u);  // free, kept for reuse
+  // The reader again: what it fetches takes free write buffers' slots.
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+  EXPECT_LT(Stat("write_buffers"), 4u);
+  for (size_t i = 0; i < inos.size(); ++i)
+    EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "w" << i;
+  Remount(o);
+  EXPECT_TRUE(SameBytes(big, ReadFile(big_ino)));
+  for (size_t i = 0; i < inos.size(); ++i)
+    EXPECT_TRUE(SameBytes(data[i], ReadFile(inos[i]))) << "w" << i;
+}
+
 // Buffers that were in use when the pool grew past the count are unmapped
 // later, once idle long enough: the next buffer a writer reuses from the
 // pool asks for them (ChunkSlots::Rebalance). Whether the reader's buffers
@@ -227,6 +273,7 @@ TEST_F(ChunkSlotsFsTest, BuffersInRecentUseAreNotTakenAway) {
 TEST_F(ChunkSlotsFsTest, IdleBuffersGoOnceIdleLongEnoughAfterThePoolGrew) {
   FsOptions o = Shared();
   o.chunk_idle = 100ms;
+  o.reuse_idle = 100ms;
   const std::string big = RandomBytes(3 * kC + 1000, 73);
   const uint64_t big_ino = WriteFile("big", big);
   Remount(o);
@@ -258,6 +305,7 @@ TEST_F(ChunkSlotsFsTest, IdleBuffersGoOnceIdleLongEnoughAfterThePoolGrew) {
 TEST_F(ChunkSlotsFsTest, AnIdleMountGivesItsBuffersBack) {
   FsOptions o = Shared();
   o.chunk_idle = std::chrono::hours(1);  // no shedding between the sides
+  o.reuse_idle = std::chrono::hours(1);
   o.idle_release = 200ms;
   const std::string big = RandomBytes(3 * kC + 1000, 75);
   uint64_t big_ino = 0;
@@ -295,6 +343,7 @@ TEST_F(ChunkSlotsFsTest, AnIdleMountGivesItsBuffersBack) {
 TEST_F(ChunkSlotsFsTest, WithoutIdleReleaseBuffersStay) {
   FsOptions o = Shared();
   o.chunk_idle = std::chrono::hours(1);
+  o.reuse_idle = std::chrono::hours(1);
   o.idle_release = 0ms;
   uint64_t big_ino = 0;
   const uint64_t held =

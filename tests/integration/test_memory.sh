@@ -104,10 +104,11 @@ for i in 1 2 3 4 5 6 7 8; do
   check "part$i (written in parallel) equals its source" cmp "$SRC/part$i" "$MNT/part$i"
 done
 # The reads left the reader's buffers (cached chunks, reuse list) behind;
-# eight writers now need the write buffers: the reader's go, being idle for
-# longer than a second (buffers in recent use stay: a reader and writers at
-# work at once keep theirs, store/chunk_slots.h). The sleep makes them
-# that old however fast this machine is.
+# eight writers now need the write buffers: the reader's go, its reuse
+# list once idle for 100 ms and its cached chunks for a second (buffers in
+# recent use stay: a reader and writers at work at once keep theirs,
+# store/chunk_slots.h). The sleep makes them that old however fast this
+# machine is.
 it_log "after the reads: VmHWM $(( $(vm_hwm_kib "$DAEMON_PID") / 1024 )) MiB, chunk_slots_used=$(stat_get chunk_slots_used), write_buffers=$(stat_get write_buffers)"
 sleep 2
 eight_writers after again
