@@ -25,6 +25,7 @@ WriteOptions WriteOptionsOf(const FsOptions& o) {
   w.index_stage_cap = o.index_stage_cap;
   w.hot_tail_hold = o.hot_tail_hold;
   w.page_out_slots = o.page_out_slots;
+  w.buffer_evict_after = o.buffer_evict_after;
   return w;
 }
 
@@ -837,6 +838,8 @@ std::string Filesystem::StatsText(const std::string& extra) {
   add("chunk_slot_sheds", std::to_string(slots_.sheds()));
   add("idle_buffers_released", std::to_string(idle_release_.released()));
   add("write_buffers", std::to_string(pipeline_.pool_buffers()));
+  add("write_buffer_early_evictions",
+      std::to_string(pipeline_.early_evictions()));
   add("read_reuse_buffers", std::to_string(reader_.reuse_buffers()));
   if (counts_ != nullptr) {
     add("store_puts", std::to_string(counts_->puts()));

@@ -61,6 +61,9 @@ struct FsOptions {
   // chunks readers hold while writers hold every slot.
   std::chrono::milliseconds chunk_idle{1000};
   std::chrono::milliseconds reuse_idle{100};
+  // How long a write waits for a write buffer before it evicts another
+  // file's (store/buffer_pool.h); FuseSaturated ends the wait at once.
+  std::chrono::milliseconds buffer_evict_after = BufferPool::kEvictAfter;
   // Chunk buffers nobody used for this long go back to the system while
   // the mount is idle (fs/idle_release.h); 0: kept for the mount's life.
   // Mounts default to 30 s (--idle-release).
@@ -167,6 +170,9 @@ class Filesystem {
   // saw no change and sent none (two changes in one tick): stat would show
   // other times once the kernel forgot the inode.
   void SetKernelKeepsTimes(bool on) { kernel_keeps_times_.store(on); }
+  // Every FUSE worker is held up and no more may start
+  // (FuseLoopOptions::saturated): see WritePipeline::Unstick.
+  bool FuseSaturated() { return pipeline_.Unstick(); }
 
   // --- names ---------------------------------------------------------------
   Result<InodeAttr> Lookup(uint64_t parent, const std::string& name);

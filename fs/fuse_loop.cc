@@ -47,8 +47,9 @@ struct Loop {
 
   // The workers (the header, "How many workers"). A list: a worker's
   // address stays while others start and leave.
-  unsigned base = 1;  // kept for the session
-  unsigned max = 1;   // at most at once
+  unsigned base = 1;                // kept for the session
+  unsigned max = 1;                 // at most at once
+  std::function<void()> saturated;  // FuseLoopOptions::saturated
   int64_t retire_after_ns = 0;
   std::mutex workers_mu;
   std::list<Worker> workers;  // under workers_mu
@@ -79,6 +80,7 @@ struct Loop {
 };
 
 std::atomic<uint64_t> g_handoffs{0};
+std::atomic<uint64_t> g_saturations{0};
 std::atomic<unsigned> g_threads{0};
 std::atomic<unsigned> g_threads_peak{0};
 std::atomic<uint64_t> g_threads_added{0};
@@ -467,6 +469,12 @@ int64_t HeldSince(Loop* loop, Worker** r) {
   return since;
 }
 
+// Held up with no worker to add (FuseLoopOptions::saturated).
+void Saturated(Loop* loop) {
+  g_saturations.fetch_add(1, std::memory_order_relaxed);
+  if (loop->saturated) loop->saturated();
+}
+
 void Watch(Loop* loop) {
   int64_t last_busy = NowNs();
   // Ticking, it is runnable now and then, and waits for a CPU when they
@@ -491,10 +499,10 @@ void Watch(Loop* loop) {
               std::lock_guard<std::mutex> lock(loop->mu);
               none_idle = loop->idle == 0 && !loop->closing;
             }
-            if (none_idle) StartWorker(loop);
+            if (none_idle && !StartWorker(loop)) Saturated(loop);
           }
         } else {
-          StartWorker(loop);
+          if (!StartWorker(loop)) Saturated(loop);
           // The next look waits kStuckNs more, for the new worker to
           // reach its receive (or for the cap to change nothing).
           loop->all_busy_since.compare_exchange_strong(
@@ -534,6 +542,10 @@ uint64_t FuseLoopHandoffs() {
   return g_handoffs.load(std::memory_order_relaxed);
 }
 
+uint64_t FuseLoopSaturations() {
+  return g_saturations.load(std::memory_order_relaxed);
+}
+
 FuseLoopSpinStats FuseLoopSpin() {
   FuseLoopSpinStats s;
   s.spin_ns = g_spin_ns.load(std::memory_order_relaxed);
@@ -556,6 +568,7 @@ int RunFuseLoop(fuse_session* se, const FuseLoopOptions& options) {
   loop.spin_us = options.spin_us;
   loop.base = std::max(1u, options.threads);
   loop.max = std::max(loop.base, options.max_threads);
+  loop.saturated = options.saturated;
   loop.retire_after_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(options.retire_after)
           .count();
@@ -576,9 +589,11 @@ int RunFuseLoop(fuse_session* se, const FuseLoopOptions& options) {
   pthread_sigmask(SIG_BLOCK, &all, &old);
   unsigned started = 0;
   while (started < loop.base && StartWorker(&loop)) ++started;
-  // Without polling and without room to add workers it has nothing to do.
+  // Without polling, without room to add workers and with no one to tell
+  // when saturated it has nothing to do.
   std::thread watchdog;
-  if (started > 0 && (loop.spin_us > 0 || loop.max > loop.base)) {
+  if (started > 0 &&
+      (loop.spin_us > 0 || loop.max > loop.base || loop.saturated)) {
     watchdog = std::thread(Watch, &loop);
     pthread_setname_np(watchdog.native_handle(), "wfs-fuse-watch");
   }

@@ -77,6 +77,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 
 namespace wavefs {
 
@@ -87,6 +88,13 @@ struct FuseLoopOptions {
   // request before it sleeps (above).
   unsigned spin_us = 0;
   std::chrono::milliseconds retire_after{10000};
+  // Called by the watchdog, once per look (every millisecond), while the
+  // loop is held up and can start no more workers (max_threads reached):
+  // every worker waits inside a request, and the requests that would end
+  // those waits sit in the kernel's queue with no worker to take them. The
+  // daemon then stops waiting for what only a worker could bring
+  // (fs/write_pipeline.h, Unstick). Not called concurrently with itself.
+  std::function<void()> saturated;
 };
 
 // Runs the session until it exits (unmount, a signal, an error); returns 0
@@ -113,5 +121,8 @@ struct FuseLoopThreadStats {
   uint64_t added = 0;
 };
 FuseLoopThreadStats FuseLoopThreads();
+
+// Looks of the watchdog that found the loop saturated (above; stats).
+uint64_t FuseLoopSaturations();
 
 }  // namespace wavefs

@@ -711,6 +711,7 @@ Result<std::string> OwnXattrValue(fuse_req_t req, fuse_ino_t ino,
         "\nfuse_threads=" + std::to_string(threads.now) +
         "\nfuse_threads_peak=" + std::to_string(threads.peak) +
         "\nfuse_threads_added=" + std::to_string(threads.added) +
+        "\nfuse_saturations=" + std::to_string(FuseLoopSaturations()) +
         "\nfuse_spin_us=" + std::to_string(spin.spin_ns / 1000) +
         "\nfuse_cpu_looks=" + std::to_string(spin.looks) +
         "\nfuse_cpu_contended=" + std::to_string(spin.contended_looks) +

@@ -332,6 +332,7 @@ int Serve(MountOptions o, const Secret& secret, const MemoryBudget& budget,
   loop_options.threads = static_cast<unsigned>(o.fuse_threads);
   loop_options.max_threads = static_cast<unsigned>(o.fuse_max_threads);
   loop_options.spin_us = static_cast<unsigned>(o.fuse_spin_us);
+  loop_options.saturated = [fs = fs.get()] { fs->FuseSaturated(); };
   int rc = RunFuseLoop(se, loop_options);
   fuse_remove_signal_handlers(se);
   fs->SetDroppedListener(nullptr);

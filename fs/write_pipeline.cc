@@ -32,7 +32,8 @@ WritePipeline::WritePipeline(Index* index, Spill* spill, Uploader* uploader,
       secret_(secret),
       options_(options),
       hooks_(hooks),
-      pool_(options.dirty_buffers, kMaxCiphertextSize),
+      pool_(options.dirty_buffers, kMaxCiphertextSize,
+            options.buffer_evict_after),
       tails_(options.tail_cache_bytes, options.tail_cache_entry),
       pages_(spill->dir(), options.page_out_slots) {
   pool_.SetEvictCallback([this] { return EvictOne(); });

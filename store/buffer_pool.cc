@@ -7,8 +7,11 @@
 
 namespace wavefs {
 
-BufferPool::BufferPool(size_t capacity, size_t buffer_bytes)
-    : capacity_(capacity < 1 ? 1 : capacity), buffer_bytes_(buffer_bytes) {}
+BufferPool::BufferPool(size_t capacity, size_t buffer_bytes,
+                       std::chrono::milliseconds evict_after)
+    : capacity_(capacity < 1 ? 1 : capacity),
+      buffer_bytes_(buffer_bytes),
+      evict_after_(evict_after) {}
 
 size_t BufferPool::AllocatedBytes() const {
   return (buffer_bytes_ + 4095) / 4096 * 4096;
@@ -108,10 +111,17 @@ uint8_t* BufferPool::Acquire() {
       return b;
     }
     // Holders usually finish their chunk within milliseconds; evicting a
-    // half-written buffer costs its writer a read-back and a second seal.
-    if (cv_.wait_for(lock, std::chrono::milliseconds(50),
-                     [&] { return !free_.empty(); }))
-      continue;
+    // half-written buffer costs its writer a page-out and a page-in. Unless
+    // nothing can finish one meanwhile (EvictNow).
+    ++waiting_;
+    const bool woken = cv_.wait_for(
+        lock, evict_after_, [&] { return !free_.empty() || evict_now_ > 0; });
+    --waiting_;
+    if (!free_.empty()) continue;
+    if (woken) {
+      --evict_now_;
+      ++early_evictions_;
+    }
     auto evict = evict_;
     lock.unlock();
     const bool coming = evict && evict();
@@ -119,6 +129,23 @@ uint8_t* BufferPool::Acquire() {
     cv_.wait_for(lock, std::chrono::milliseconds(coming ? 200 : 20),
                  [&] { return !free_.empty(); });
   }
+}
+
+bool BufferPool::EvictNow() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // One word per waiter at most: words left over would make later
+    // Acquires evict without waiting.
+    if (waiting_ <= evict_now_) return false;
+    ++evict_now_;
+  }
+  cv_.notify_all();
+  return true;
+}
+
+uint64_t BufferPool::early_evictions() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return early_evictions_;
 }
 
 void BufferPool::Release(uint8_t* buf) {

@@ -37,6 +37,54 @@ class PageOutTest : public FsTest {
   }
 };
 
+// More files written at once than FUSE workers (fs/fuse_loop.h): every
+// worker waits inside a write for a pool buffer, the buffers are held by
+// files whose next writes no worker can take, so waiting brings nothing
+// back. FuseSaturated (the loop's watchdog) makes the waiting write evict
+// one at once instead of after the pool's timeout, here 30 s, so the
+// write below finishes only through it. Every file reads back equal.
+TEST_F(PageOutTest, ASaturatedLoopMakesAWaitingWriteEvictAtOnce) {
+  FsOptions o = Paging();
+  o.dirty_buffers = 2;
+  o.buffer_evict_after = std::chrono::seconds(30);
+  Remount(o);
+  const uint64_t a = Create("a"), b = Create("b"), c = Create("c");
+  auto ha = OpenH(a), hb = OpenH(b), hc = OpenH(c);
+  const std::string da = RandomBytes(1 << 20, 71);
+  const std::string db = RandomBytes(1 << 20, 72);
+  const std::string dc = RandomBytes(1 << 20, 73);
+  // Half-written chunks of a and b hold both buffers.
+  WriteAt(ha.get(), 0, da);
+  WriteAt(hb.get(), 0, db);
+  EXPECT_EQ(Stat("write_buffers"), 2u);
+  // Nobody waits for a buffer: nothing to do.
+  EXPECT_FALSE(fs_->FuseSaturated());
+  std::thread writer([&] { WriteAt(hc.get(), 0, dc); });
+  // Until c's write waits in the pool (then the call reaches it).
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  bool reached = false;
+  while (!(reached = fs_->FuseSaturated()) &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  writer.join();
+  EXPECT_TRUE(reached);
+  EXPECT_EQ(Stat("write_buffer_early_evictions"), 1u);
+  EXPECT_GE(Stat("page_outs"), 1u);
+  // Each file reads what was written, the paged-out one included. (Its
+  // buffer comes back once a close has sealed another file's: with the
+  // 30 s timeout a page-in would wait for that.)
+  EXPECT_TRUE(SameBytes(db, ReadAt(hb.get(), 0, db.size() + 10)));
+  EXPECT_TRUE(SameBytes(dc, ReadAt(hc.get(), 0, dc.size() + 10)));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(hb)));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(hc)));
+  EXPECT_TRUE(SameBytes(da, ReadAt(ha.get(), 0, da.size() + 10)));
+  WAVEFS_ASSERT_OK(fs_->Release(std::move(ha)));
+  Remount(o);
+  EXPECT_EQ(ReadFile(a), da);
+  EXPECT_EQ(ReadFile(b), db);
+  EXPECT_EQ(ReadFile(c), dc);
+}
+
 TEST_F(PageOutTest, BuffersOfAFileWrittenAllOverArePagedOutNotSealed) {
   const uint64_t ino = Create("f");
   auto h = OpenH(ino);

@@ -33,6 +33,9 @@
 # through the pool's 50-250 ms evictions (2 GiB by 12 dd took 84 s before
 # 2026-12-07); all eight read back equal, also after a remount. For both
 # loops.
+# More files written at once than --fuse-max-threads (1 here): the
+# watchdog finds the loop saturated and a write waiting for a pool buffer
+# evicts one at once (fs/write_pipeline.h, Unstick); all read back equal.
 # And --fuse-spin or --fuse-max-threads out of range: one line, non-zero
 # exit, nothing mounted.
 source "$(dirname "$0")/lib.sh"
@@ -175,35 +178,79 @@ contention_round() {
   wfs_unmount
 }
 
-# many_writers_round SPIN LABEL
-many_writers_round() {
-  local spin=$1 label=$2 i pids=() peak added
+# fresh_mount OPTS...: a new store, mounted with OPTS.
+fresh_mount() {
   rm -rf "$T/store" "$T/home" "$SPILL"
   mkdir -p "$T/home"
   wfs_init
-  wfs_mount --fuse-spin "$spin" --fuse-threads 1 --memory-limit 48M
-  for i in $(seq 0 7); do
-    dd if="$SRC/big" of="$MNT/w$i" bs=1M skip=$((i * 20)) count=20 status=none &
+  wfs_mount "$@"
+}
+
+# write_at_once LABEL NAME N MIB: N dd of MIB MiB each (slices of big) into
+# NAME0.. at once; fails if one fails.
+write_at_once() {
+  local label=$1 name=$2 n=$3 mib=$4 i pids=()
+  for i in $(seq 0 $((n - 1))); do
+    dd if="$SRC/big" of="$MNT/$name$i" bs=1M skip=$((i * mib)) count="$mib" status=none &
     pids+=($!)
   done
-  for i in $(seq 0 7); do
+  for i in $(seq 0 $((n - 1))); do
     wait "${pids[$i]}" || fail "$label: writer $i failed"
   done
+}
+
+# written_equal LABEL NAME N MIB [WHEN]: each NAMEi reads back its slice.
+written_equal() {
+  local label=$1 name=$2 n=$3 mib=$4 when=${5:-reads back equal} i
+  for i in $(seq 0 $((n - 1))); do
+    check "$label: $name$i $when" cmp "$MNT/$name$i" <(dd if="$SRC/big" bs=1M skip=$((i * mib)) count="$mib" status=none)
+  done
+}
+
+# many_writers_round SPIN LABEL
+many_writers_round() {
+  local spin=$1 label=$2 peak added
+  local opts=(--fuse-spin "$spin" --fuse-threads 1 --memory-limit 48M)
+  fresh_mount "${opts[@]}"
+  write_at_once "$label" w 8 20
   peak=$(stat_get fuse_threads_peak)
   added=$(stat_get fuse_threads_added)
   it_log "$label: fuse_threads_peak=$peak fuse_threads_added=$added write_buffers=$(stat_get write_buffers)"
   expect_le "$label: the loop grew past --fuse-threads 1" 2 "$peak"
   expect_le "$label: workers were added" 1 "$added"
-  for i in $(seq 0 7); do
-    check "$label: w$i reads back equal" cmp "$MNT/w$i" <(dd if="$SRC/big" bs=1M skip=$((i * 20)) count=20 status=none)
-  done
-  wfs_remount --fuse-spin "$spin" --fuse-threads 1 --memory-limit 48M
-  for i in $(seq 0 7); do
-    check "$label: w$i equal after a remount" cmp "$MNT/w$i" <(dd if="$SRC/big" bs=1M skip=$((i * 20)) count=20 status=none)
-  done
+  written_equal "$label" w 8 20
+  wfs_remount "${opts[@]}"
+  written_equal "$label" w 8 20 "equal after a remount"
   wfs_unmount
 }
 
+# saturated_round SPIN LABEL: more files written at once than the loop may
+# have workers (--fuse-threads 1 --fuse-max-threads 1, six dd at once, a
+# 24M memory limit: two write buffers). The lone worker waits inside a
+# write for a buffer that half-written chunks of other files hold, whose
+# next writes it cannot take: the watchdog finds the loop saturated
+# (fuse_saturations > 0) and the waiting write evicts a buffer at once
+# (write_buffer_early_evictions > 0) rather than after the pool's 50 ms.
+# Every file reads back equal, also after a remount.
+saturated_round() {
+  local spin=$1 label=$2 sat early
+  local opts=(--fuse-spin "$spin" --fuse-threads 1 --fuse-max-threads 1 --memory-limit 24M)
+  fresh_mount "${opts[@]}"
+  write_at_once "$label" s 6 24
+  sat=$(stat_get fuse_saturations)
+  early=$(stat_get write_buffer_early_evictions)
+  it_log "$label: fuse_saturations=$sat write_buffer_early_evictions=$early page_outs=$(stat_get page_outs) fuse_threads_peak=$(stat_get fuse_threads_peak)"
+  expect_eq "$label: the loop never grew past one worker" 1 "$(stat_get fuse_threads_peak)"
+  expect_le "$label: the watchdog found the loop saturated" 1 "$sat"
+  expect_le "$label: waiting writes evicted at once" 1 "$early"
+  written_equal "$label" s 6 24
+  wfs_remount "${opts[@]}"
+  written_equal "$label" s 6 24 "equal after a remount"
+  wfs_unmount
+}
+
+[ "${LOOP_ROUNDS:-both}" = wide ] || saturated_round 100 "saturated, polling"
+[ "${LOOP_ROUNDS:-both}" = poll ] || saturated_round 0 "saturated, every worker reading"
 [ "${LOOP_ROUNDS:-both}" = wide ] || many_writers_round 100 "many writers, polling"
 [ "${LOOP_ROUNDS:-both}" = poll ] || many_writers_round 0 "many writers, every worker reading"
 [ "${LOOP_ROUNDS:-both}" = wide ] || run_round 100 "polling receiver"
