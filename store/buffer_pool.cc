@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -113,15 +114,24 @@ uint8_t* BufferPool::Acquire() {
     // Holders usually finish their chunk within milliseconds; evicting a
     // half-written buffer costs its writer a page-out and a page-in. Unless
     // nothing can finish one meanwhile (EvictNow).
+    // EvictNow's words: each one ends one waiter's wait (the predicate
+    // runs under the lock, so a woken waiter that finds none left waits
+    // on).
+    bool told = false;
     ++waiting_;
-    const bool woken = cv_.wait_for(
-        lock, evict_after_, [&] { return !free_.empty() || evict_now_ > 0; });
-    --waiting_;
-    if (!free_.empty()) continue;
-    if (woken) {
+    cv_.wait_for(lock, evict_after_, [&] {
+      if (!free_.empty()) return true;
+      if (evict_now_ == 0) return false;
       --evict_now_;
-      ++early_evictions_;
-    }
+      told = true;
+      return true;
+    });
+    --waiting_;
+    // Never more words than waiters: one left over would make a later
+    // Acquire evict without waiting.
+    evict_now_ = std::min(evict_now_, waiting_);
+    if (!free_.empty()) continue;
+    if (told) ++early_evictions_;
     auto evict = evict_;
     lock.unlock();
     const bool coming = evict && evict();
@@ -141,6 +151,11 @@ bool BufferPool::EvictNow() {
   }
   cv_.notify_all();
   return true;
+}
+
+size_t BufferPool::waiting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_;
 }
 
 uint64_t BufferPool::early_evictions() {

@@ -49,6 +49,8 @@ class BufferPool {
   // Times an Acquire evicted at EvictNow's word rather than after
   // evict_after (stats).
   uint64_t early_evictions();
+  // Acquires waiting for a buffer now (tests).
+  size_t waiting();
   void Release(uint8_t* buf);
   size_t capacity() const { return capacity_; }
   size_t buffer_bytes() const { return buffer_bytes_; }
