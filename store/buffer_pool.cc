@@ -112,11 +112,9 @@ uint8_t* BufferPool::Acquire() {
       return b;
     }
     // Holders usually finish their chunk within milliseconds; evicting a
-    // half-written buffer costs its writer a page-out and a page-in. Unless
-    // nothing can finish one meanwhile (EvictNow).
-    // EvictNow's words: each one ends one waiter's wait (the predicate
-    // runs under the lock, so a woken waiter that finds none left waits
-    // on).
+    // half-written buffer costs its writer a page-out and a page-in. Each
+    // of EvictNow's words ends one waiter's wait at once (the predicate
+    // runs under the lock: a woken waiter that finds none left waits on).
     bool told = false;
     ++waiting_;
     cv_.wait_for(lock, evict_after_, [&] {

@@ -7,8 +7,9 @@
 // `evict_after` (50 ms) it calls the evict callback (without the pool lock
 // held), which should start sealing some dirty buffer so it comes back, or
 // return true when buffers are on their way back anyway. EvictNow makes a
-// waiting Acquire call it at once: when nothing can bring a buffer back
-// by waiting (every FUSE worker is held up, fs/fuse_loop.h). Thread-safe.
+// waiting Acquire call it at once, for a caller that knows waiting will
+// bring no buffer back (the daemon: fs/write_pipeline.h, Unstick).
+// Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -41,8 +42,8 @@ class BufferPool {
   void ShedFree(ChunkSlots::Clock::time_point cutoff);
   size_t allocated();
   uint8_t* Acquire();
-  // When an Acquire is waiting for a buffer: the longest waiting one
-  // stops waiting and calls the evict callback now. Returns whether one
+  // When an Acquire is waiting for a buffer: one of them stops waiting
+  // and calls the evict callback now. Returns whether one
   // was waiting (none: nothing happens, and a later Acquire waits as
   // usual).
   bool EvictNow();

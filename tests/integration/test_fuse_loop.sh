@@ -178,18 +178,17 @@ contention_round() {
   wfs_unmount
 }
 
-# fresh_mount OPTS...: a new store, mounted with OPTS.
-fresh_mount() {
+# writers_round LABEL NAME N MIB CHECK OPTS...: a fresh store mounted with
+# OPTS; N dd of MIB MiB each (slices of big) into NAME0.. at once; then
+# CHECK LABEL (the round's assertions on the stats); every file reads back
+# its slice, also after a remount with OPTS.
+writers_round() {
+  local label=$1 name=$2 n=$3 mib=$4 check_fn=$5 i pids=()
+  shift 5
   rm -rf "$T/store" "$T/home" "$SPILL"
   mkdir -p "$T/home"
   wfs_init
   wfs_mount "$@"
-}
-
-# write_at_once LABEL NAME N MIB: N dd of MIB MiB each (slices of big) into
-# NAME0.. at once; fails if one fails.
-write_at_once() {
-  local label=$1 name=$2 n=$3 mib=$4 i pids=()
   for i in $(seq 0 $((n - 1))); do
     dd if="$SRC/big" of="$MNT/$name$i" bs=1M skip=$((i * mib)) count="$mib" status=none &
     pids+=($!)
@@ -197,56 +196,52 @@ write_at_once() {
   for i in $(seq 0 $((n - 1))); do
     wait "${pids[$i]}" || fail "$label: writer $i failed"
   done
-}
-
-# written_equal LABEL NAME N MIB [WHEN]: each NAMEi reads back its slice.
-written_equal() {
-  local label=$1 name=$2 n=$3 mib=$4 when=${5:-reads back equal} i
-  for i in $(seq 0 $((n - 1))); do
-    check "$label: $name$i $when" cmp "$MNT/$name$i" <(dd if="$SRC/big" bs=1M skip=$((i * mib)) count="$mib" status=none)
+  "$check_fn" "$label"
+  local when
+  for when in "reads back equal" "equal after a remount"; do
+    [ "$when" = "reads back equal" ] || wfs_remount "$@"
+    for i in $(seq 0 $((n - 1))); do
+      check "$label: $name$i $when" cmp "$MNT/$name$i" <(dd if="$SRC/big" bs=1M skip=$((i * mib)) count="$mib" status=none)
+    done
   done
+  wfs_unmount
 }
 
-# many_writers_round SPIN LABEL
-many_writers_round() {
-  local spin=$1 label=$2 peak added
-  local opts=(--fuse-spin "$spin" --fuse-threads 1 --memory-limit 48M)
-  fresh_mount "${opts[@]}"
-  write_at_once "$label" w 8 20
+# The loop grew: --fuse-threads 1, eight dd at once, a 48M memory limit.
+loop_grew() {
+  local label=$1 peak added
   peak=$(stat_get fuse_threads_peak)
   added=$(stat_get fuse_threads_added)
   it_log "$label: fuse_threads_peak=$peak fuse_threads_added=$added write_buffers=$(stat_get write_buffers)"
   expect_le "$label: the loop grew past --fuse-threads 1" 2 "$peak"
   expect_le "$label: workers were added" 1 "$added"
-  written_equal "$label" w 8 20
-  wfs_remount "${opts[@]}"
-  written_equal "$label" w 8 20 "equal after a remount"
-  wfs_unmount
 }
 
-# saturated_round SPIN LABEL: more files written at once than the loop may
-# have workers (--fuse-threads 1 --fuse-max-threads 1, six dd at once, a
-# 24M memory limit: two write buffers). The lone worker waits inside a
-# write for a buffer that half-written chunks of other files hold, whose
-# next writes it cannot take: the watchdog finds the loop saturated
+# many_writers_round SPIN LABEL
+many_writers_round() {
+  writers_round "$2" w 8 20 loop_grew --fuse-spin "$1" --fuse-threads 1 --memory-limit 48M
+}
+
+# More files written at once than the loop may have workers
+# (--fuse-threads 1 --fuse-max-threads 1, six dd at once, a 24M memory
+# limit: two write buffers). The lone worker waits inside a write for a
+# buffer that half-written chunks of other files hold, whose next writes
+# it cannot take: the watchdog finds the loop saturated
 # (fuse_saturations > 0) and the waiting write evicts a buffer at once
 # (write_buffer_early_evictions > 0) rather than after the pool's 50 ms.
-# Every file reads back equal, also after a remount.
-saturated_round() {
-  local spin=$1 label=$2 sat early
-  local opts=(--fuse-spin "$spin" --fuse-threads 1 --fuse-max-threads 1 --memory-limit 24M)
-  fresh_mount "${opts[@]}"
-  write_at_once "$label" s 6 24
+loop_saturated() {
+  local label=$1 sat early
   sat=$(stat_get fuse_saturations)
   early=$(stat_get write_buffer_early_evictions)
   it_log "$label: fuse_saturations=$sat write_buffer_early_evictions=$early page_outs=$(stat_get page_outs) fuse_threads_peak=$(stat_get fuse_threads_peak)"
   expect_eq "$label: the loop never grew past one worker" 1 "$(stat_get fuse_threads_peak)"
   expect_le "$label: the watchdog found the loop saturated" 1 "$sat"
   expect_le "$label: waiting writes evicted at once" 1 "$early"
-  written_equal "$label" s 6 24
-  wfs_remount "${opts[@]}"
-  written_equal "$label" s 6 24 "equal after a remount"
-  wfs_unmount
+}
+
+# saturated_round SPIN LABEL
+saturated_round() {
+  writers_round "$2" s 6 24 loop_saturated --fuse-spin "$1" --fuse-threads 1 --fuse-max-threads 1 --memory-limit 24M
 }
 
 [ "${LOOP_ROUNDS:-both}" = wide ] || saturated_round 100 "saturated, polling"
